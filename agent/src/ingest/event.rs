@@ -1,0 +1,836 @@
+//! Spark event-log JSON (and the listener's own `Sparkscope*` lines) parsed into typed events.
+//!
+//! The parser is tolerant: unknown events and unknown fields are skipped, and a line that is not
+//! valid JSON, or lacks a field the event needs, is an error the caller counts and skips. Field
+//! names are Spark's `JsonProtocol` ones (3.5 and 4.x); Connect and SQL events use their Scala
+//! field names.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// One parsed line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    LogStart {
+        spark_version: String,
+    },
+    ApplicationStart(ApplicationStart),
+    ApplicationEnd {
+        time: i64,
+    },
+    ExecutorAdded {
+        id: String,
+        time: i64,
+        host: String,
+        cores: u32,
+    },
+    ExecutorRemoved {
+        id: String,
+        time: i64,
+    },
+    JobStart(JobStart),
+    JobEnd(JobEnd),
+    StageSubmitted(StageInfo),
+    StageCompleted(StageInfo),
+    TaskStart {
+        stage: StageKey,
+    },
+    TaskEnd(TaskEnd),
+    SqlExecutionStart(SqlExecutionStart),
+    SqlExecutionEnd {
+        execution_id: i64,
+        time: i64,
+        error: Option<String>,
+    },
+    SessionStarted {
+        session_id: String,
+        user_id: String,
+        time: i64,
+    },
+    SessionClosed {
+        session_id: String,
+        user_id: String,
+        time: i64,
+    },
+    OperationStarted(OperationStarted),
+    OperationState {
+        operation_id: String,
+        job_tag: String,
+        time: i64,
+        state: OpTransition,
+    },
+    Hello(Hello),
+    StageProgress(StageProgress),
+    ListenerStats(ListenerStats),
+    /// A well-formed event this agent has no use for (block updates, environment, …).
+    Ignored,
+    /// A well-formed line whose `Event` name this agent does not know.
+    Unknown,
+}
+
+/// The part of the event name that is useful in logs and metrics, bounded to known kinds.
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::LogStart { .. } => "log_start",
+            Event::ApplicationStart(_) => "application_start",
+            Event::ApplicationEnd { .. } => "application_end",
+            Event::ExecutorAdded { .. } => "executor_added",
+            Event::ExecutorRemoved { .. } => "executor_removed",
+            Event::JobStart(_) => "job_start",
+            Event::JobEnd(_) => "job_end",
+            Event::StageSubmitted(_) => "stage_submitted",
+            Event::StageCompleted(_) => "stage_completed",
+            Event::TaskStart { .. } => "task_start",
+            Event::TaskEnd(_) => "task_end",
+            Event::SqlExecutionStart(_) => "sql_execution_start",
+            Event::SqlExecutionEnd { .. } => "sql_execution_end",
+            Event::SessionStarted { .. } => "session_started",
+            Event::SessionClosed { .. } => "session_closed",
+            Event::OperationStarted(_) => "operation_started",
+            Event::OperationState { .. } => "operation_state",
+            Event::Hello(_) => "hello",
+            Event::StageProgress(_) => "stage_progress",
+            Event::ListenerStats(_) => "listener_stats",
+            Event::Ignored => "ignored",
+            Event::Unknown => "unknown",
+        }
+    }
+}
+
+/// (stage id, stage attempt id)
+pub type StageKey = (i32, i32);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplicationStart {
+    pub id: Option<String>,
+    pub name: String,
+    pub time: i64,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStart {
+    pub job_id: i32,
+    pub time: Option<i64>,
+    pub stages: Vec<StageInfo>,
+    pub stage_ids: Vec<i32>,
+    /// `spark.job.tags`, split on `,`; empty entries dropped.
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    pub job_group: Option<String>,
+    pub sql_execution_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobEnd {
+    pub job_id: i32,
+    pub time: Option<i64>,
+    pub succeeded: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageInfo {
+    pub stage_id: i32,
+    pub attempt_id: i32,
+    pub name: String,
+    pub num_tasks: i32,
+    pub submission_time: Option<i64>,
+    pub completion_time: Option<i64>,
+    pub failure_reason: Option<String>,
+}
+
+impl StageInfo {
+    pub fn key(&self) -> StageKey {
+        (self.stage_id, self.attempt_id)
+    }
+}
+
+/// How a task ended, with Spark's `AppStatusListener` classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Succeeded,
+    Killed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskEnd {
+    pub stage: StageKey,
+    pub outcome: TaskOutcome,
+    pub metrics: TaskMetricSums,
+}
+
+/// Sums of the task metrics the agent reports per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetricSums {
+    pub executor_run_time_ms: i64,
+    pub executor_cpu_time_ns: i64,
+    pub input_bytes: i64,
+    pub output_bytes: i64,
+    pub shuffle_read_bytes: i64,
+    pub shuffle_write_bytes: i64,
+}
+
+impl TaskMetricSums {
+    pub fn add(&mut self, o: &TaskMetricSums) {
+        self.executor_run_time_ms += o.executor_run_time_ms;
+        self.executor_cpu_time_ns += o.executor_cpu_time_ns;
+        self.input_bytes += o.input_bytes;
+        self.output_bytes += o.output_bytes;
+        self.shuffle_read_bytes += o.shuffle_read_bytes;
+        self.shuffle_write_bytes += o.shuffle_write_bytes;
+    }
+
+    pub fn sub(&self, o: &TaskMetricSums) -> TaskMetricSums {
+        TaskMetricSums {
+            executor_run_time_ms: self.executor_run_time_ms - o.executor_run_time_ms,
+            executor_cpu_time_ns: self.executor_cpu_time_ns - o.executor_cpu_time_ns,
+            input_bytes: self.input_bytes - o.input_bytes,
+            output_bytes: self.output_bytes - o.output_bytes,
+            shuffle_read_bytes: self.shuffle_read_bytes - o.shuffle_read_bytes,
+            shuffle_write_bytes: self.shuffle_write_bytes - o.shuffle_write_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlExecutionStart {
+    pub execution_id: i64,
+    pub root_execution_id: Option<i64>,
+    pub time: i64,
+    pub job_tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationStarted {
+    pub operation_id: String,
+    pub job_tag: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub time: i64,
+    pub statement: String,
+    pub tags: Vec<String>,
+}
+
+/// The lifecycle steps of a Connect operation after it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpTransition {
+    Analyzed,
+    ReadyForExecution,
+    Finished { produced_rows: Option<i64> },
+    Failed { error: String },
+    Canceled,
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    #[serde(default)]
+    pub protocol: u32,
+    pub app_id: String,
+    #[serde(default)]
+    pub app_name: String,
+    #[serde(default)]
+    pub spark_version: String,
+    #[serde(default)]
+    pub listener_version: String,
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub start_time: i64,
+    #[serde(default)]
+    pub spark_user: String,
+    #[serde(default)]
+    pub task_events: String,
+}
+
+/// Cumulative task counters of one stage attempt, as the listener coalesces them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageProgress {
+    pub stage_id: i32,
+    pub stage_attempt_id: i32,
+    #[serde(default)]
+    pub time: i64,
+    #[serde(default)]
+    pub started: i64,
+    #[serde(default)]
+    pub succeeded: i64,
+    #[serde(default)]
+    pub failed: i64,
+    #[serde(default)]
+    pub killed: i64,
+    #[serde(default)]
+    pub executor_run_time: i64,
+    #[serde(default)]
+    pub executor_cpu_time: i64,
+    #[serde(default)]
+    pub input_bytes: i64,
+    #[serde(default)]
+    pub output_bytes: i64,
+    #[serde(default)]
+    pub shuffle_read_bytes: i64,
+    #[serde(default)]
+    pub shuffle_write_bytes: i64,
+}
+
+impl StageProgress {
+    pub fn metrics(&self) -> TaskMetricSums {
+        TaskMetricSums {
+            executor_run_time_ms: self.executor_run_time,
+            executor_cpu_time_ns: self.executor_cpu_time,
+            input_bytes: self.input_bytes,
+            output_bytes: self.output_bytes,
+            shuffle_read_bytes: self.shuffle_read_bytes,
+            shuffle_write_bytes: self.shuffle_write_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStats {
+    #[serde(default)]
+    pub time: i64,
+    #[serde(default)]
+    pub sent: u64,
+    #[serde(default)]
+    pub dropped: u64,
+    #[serde(default)]
+    pub queue_size: u64,
+    #[serde(default)]
+    pub reconnects: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("no \"Event\" field")]
+    NoEventName,
+}
+
+const SQL: &str = "org.apache.spark.sql.execution.ui.";
+const CONNECT: &str = "org.apache.spark.sql.connect.service.SparkListenerConnect";
+
+/// Parses one line. Leading and trailing white space is ignored.
+pub fn parse_line(line: &[u8]) -> Result<Event, ParseError> {
+    let name = event_name(line)?;
+    parse_named(&name, line)
+}
+
+/// The `Event` value. Spark writes it first, so the fast path reads it without parsing the line;
+/// anything else goes through a full parse that ignores the other fields.
+fn event_name(line: &[u8]) -> Result<std::borrow::Cow<'_, str>, ParseError> {
+    const PREFIX: &[u8] = b"{\"Event\":\"";
+    let trimmed = line.trim_ascii_start();
+    if let Some(rest) = trimmed.strip_prefix(PREFIX) {
+        if let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\') {
+            if rest[end] == b'"' {
+                if let Ok(s) = std::str::from_utf8(&rest[..end]) {
+                    return Ok(std::borrow::Cow::Borrowed(s));
+                }
+            }
+        }
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        #[serde(rename = "Event")]
+        event: Option<String>,
+    }
+    let named: Named = serde_json::from_slice(line)?;
+    named
+        .event
+        .map(std::borrow::Cow::Owned)
+        .ok_or(ParseError::NoEventName)
+}
+
+fn parse_named(name: &str, line: &[u8]) -> Result<Event, ParseError> {
+    Ok(match name {
+        "SparkListenerTaskEnd" => task_end(serde_json::from_slice(line)?),
+        "SparkListenerTaskStart" => {
+            let r: RawTaskStart = serde_json::from_slice(line)?;
+            Event::TaskStart {
+                stage: (r.stage_id, r.stage_attempt_id),
+            }
+        }
+        "SparkscopeStageProgress" => Event::StageProgress(serde_json::from_slice(line)?),
+        "SparkListenerJobStart" => job_start(serde_json::from_slice(line)?),
+        "SparkListenerJobEnd" => job_end(serde_json::from_slice(line)?),
+        "SparkListenerStageSubmitted" => {
+            let r: RawStageEvent = serde_json::from_slice(line)?;
+            Event::StageSubmitted(r.stage_info.into())
+        }
+        "SparkListenerStageCompleted" => {
+            let r: RawStageEvent = serde_json::from_slice(line)?;
+            Event::StageCompleted(r.stage_info.into())
+        }
+        "SparkListenerLogStart" => {
+            let r: RawLogStart = serde_json::from_slice(line)?;
+            Event::LogStart {
+                spark_version: r.spark_version,
+            }
+        }
+        "SparkListenerApplicationStart" => {
+            let r: RawAppStart = serde_json::from_slice(line)?;
+            Event::ApplicationStart(ApplicationStart {
+                id: r.app_id,
+                name: r.app_name,
+                time: r.timestamp,
+                user: r.user,
+            })
+        }
+        "SparkListenerApplicationEnd" => {
+            let r: RawTimestamp = serde_json::from_slice(line)?;
+            Event::ApplicationEnd { time: r.timestamp }
+        }
+        "SparkListenerExecutorAdded" => {
+            let r: RawExecutorAdded = serde_json::from_slice(line)?;
+            Event::ExecutorAdded {
+                id: r.executor_id,
+                time: r.timestamp,
+                host: r.executor_info.host,
+                cores: r.executor_info.total_cores,
+            }
+        }
+        "SparkListenerExecutorRemoved" => {
+            let r: RawExecutorRemoved = serde_json::from_slice(line)?;
+            Event::ExecutorRemoved {
+                id: r.executor_id,
+                time: r.timestamp,
+            }
+        }
+        "SparkscopeHello" => Event::Hello(serde_json::from_slice(line)?),
+        "SparkscopeListenerStats" => Event::ListenerStats(serde_json::from_slice(line)?),
+        n if n.starts_with(SQL) => match &n[SQL.len()..] {
+            "SparkListenerSQLExecutionStart" => {
+                let r: RawSqlStart = serde_json::from_slice(line)?;
+                Event::SqlExecutionStart(SqlExecutionStart {
+                    execution_id: r.execution_id,
+                    root_execution_id: r.root_execution_id,
+                    time: r.time,
+                    job_tags: r.job_tags,
+                })
+            }
+            "SparkListenerSQLExecutionEnd" => {
+                let r: RawSqlEnd = serde_json::from_slice(line)?;
+                Event::SqlExecutionEnd {
+                    execution_id: r.execution_id,
+                    time: r.time,
+                    error: r.error_message.filter(|e| !e.is_empty()),
+                }
+            }
+            _ => Event::Ignored,
+        },
+        n if n.starts_with(CONNECT) => connect_event(&n[CONNECT.len()..], line)?,
+        n if IGNORED.contains(&n) => Event::Ignored,
+        _ => Event::Unknown,
+    })
+}
+
+/// Spark events that are valid but carry nothing the agent models.
+const IGNORED: &[&str] = &[
+    "SparkListenerEnvironmentUpdate",
+    "SparkListenerBlockManagerAdded",
+    "SparkListenerBlockManagerRemoved",
+    "SparkListenerBlockUpdated",
+    "SparkListenerExecutorMetricsUpdate",
+    "SparkListenerStageExecutorMetrics",
+    "SparkListenerTaskGettingResult",
+    "SparkListenerResourceProfileAdded",
+    "SparkListenerUnpersistRDD",
+    "SparkListenerSpeculativeTaskSubmitted",
+    "SparkListenerUnschedulableTaskSetAdded",
+    "SparkListenerUnschedulableTaskSetRemoved",
+    "SparkListenerExecutorExcluded",
+    "SparkListenerExecutorUnexcluded",
+    "SparkListenerExecutorExcludedForStage",
+    "SparkListenerNodeExcluded",
+    "SparkListenerNodeUnexcluded",
+    "SparkListenerNodeExcludedForStage",
+    "SparkListenerExecutorBlacklisted",
+    "SparkListenerExecutorUnblacklisted",
+    "SparkListenerMiscellaneousProcessAdded",
+];
+
+fn connect_event(suffix: &str, line: &[u8]) -> Result<Event, ParseError> {
+    Ok(match suffix {
+        "SessionStarted" | "SessionClosed" => {
+            let r: RawConnectSession = serde_json::from_slice(line)?;
+            if suffix == "SessionStarted" {
+                Event::SessionStarted {
+                    session_id: r.session_id,
+                    user_id: r.user_id,
+                    time: r.event_time,
+                }
+            } else {
+                Event::SessionClosed {
+                    session_id: r.session_id,
+                    user_id: r.user_id,
+                    time: r.event_time,
+                }
+            }
+        }
+        "OperationStarted" => {
+            let r: RawOperationStarted = serde_json::from_slice(line)?;
+            let mut tags = r.spark_session_tags;
+            tags.sort();
+            tags.dedup();
+            Event::OperationStarted(OperationStarted {
+                operation_id: r.operation_id,
+                job_tag: r.job_tag,
+                session_id: r.session_id,
+                user_id: r.user_id,
+                time: r.event_time,
+                statement: r.statement_text,
+                tags,
+            })
+        }
+        "OperationAnalyzed"
+        | "OperationReadyForExecution"
+        | "OperationFinished"
+        | "OperationFailed"
+        | "OperationCanceled"
+        | "OperationClosed" => {
+            let r: RawOperationState = serde_json::from_slice(line)?;
+            let state = match suffix {
+                "OperationAnalyzed" => OpTransition::Analyzed,
+                "OperationReadyForExecution" => OpTransition::ReadyForExecution,
+                "OperationFinished" => OpTransition::Finished {
+                    produced_rows: r.produced_row_count,
+                },
+                "OperationFailed" => OpTransition::Failed {
+                    error: r.error_message.unwrap_or_default(),
+                },
+                "OperationCanceled" => OpTransition::Canceled,
+                _ => OpTransition::Closed,
+            };
+            Event::OperationState {
+                operation_id: r.operation_id,
+                job_tag: r.job_tag,
+                time: r.event_time,
+                state,
+            }
+        }
+        "ServiceStarted" | "ServiceEnd" => Event::Ignored,
+        _ => Event::Unknown,
+    })
+}
+
+fn job_start(r: RawJobStart) -> Event {
+    let mut props = r.properties;
+    let tags = props
+        .remove("spark.job.tags")
+        .map(|t| {
+            let mut v: Vec<String> = t
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        })
+        .unwrap_or_default();
+    Event::JobStart(JobStart {
+        job_id: r.job_id,
+        time: r.submission_time.filter(|t| *t > 0),
+        stages: r.stage_infos.into_iter().map(Into::into).collect(),
+        stage_ids: r.stage_ids,
+        tags,
+        description: props.remove("spark.job.description"),
+        job_group: props.remove("spark.jobGroup.id"),
+        sql_execution_id: props
+            .get("spark.sql.execution.id")
+            .and_then(|s| s.parse().ok()),
+    })
+}
+
+fn job_end(r: RawJobEnd) -> Event {
+    let succeeded = r.job_result.result == "JobSucceeded";
+    Event::JobEnd(JobEnd {
+        job_id: r.job_id,
+        time: r.completion_time.filter(|t| *t > 0),
+        succeeded,
+        error: r.job_result.exception.and_then(|e| e.message),
+    })
+}
+
+fn task_end(r: RawTaskEnd) -> Event {
+    let outcome = match r.reason.reason.as_str() {
+        "Success" => TaskOutcome::Succeeded,
+        "TaskKilled" | "TaskCommitDenied" => TaskOutcome::Killed,
+        _ => TaskOutcome::Failed,
+    };
+    let m = r.metrics.unwrap_or_default();
+    let metrics = TaskMetricSums {
+        executor_run_time_ms: m.executor_run_time,
+        executor_cpu_time_ns: m.executor_cpu_time,
+        input_bytes: m.input.map_or(0, |i| i.bytes_read),
+        output_bytes: m.output.map_or(0, |o| o.bytes_written),
+        shuffle_read_bytes: m.shuffle_read.map_or(0, |s| s.remote + s.local),
+        shuffle_write_bytes: m.shuffle_write.map_or(0, |s| s.bytes_written),
+    };
+    Event::TaskEnd(TaskEnd {
+        stage: (r.stage_id, r.stage_attempt_id),
+        outcome,
+        metrics,
+    })
+}
+
+// ---- Spark's JSON layouts (only the fields used; serde skips the rest) ----
+
+#[derive(Deserialize)]
+struct RawLogStart {
+    #[serde(rename = "Spark Version")]
+    spark_version: String,
+}
+
+#[derive(Deserialize)]
+struct RawAppStart {
+    #[serde(rename = "App Name", default)]
+    app_name: String,
+    #[serde(rename = "App ID")]
+    app_id: Option<String>,
+    #[serde(rename = "Timestamp")]
+    timestamp: i64,
+    #[serde(rename = "User", default)]
+    user: String,
+}
+
+#[derive(Deserialize)]
+struct RawTimestamp {
+    #[serde(rename = "Timestamp")]
+    timestamp: i64,
+}
+
+#[derive(Deserialize)]
+struct RawExecutorAdded {
+    #[serde(rename = "Timestamp")]
+    timestamp: i64,
+    #[serde(rename = "Executor ID")]
+    executor_id: String,
+    #[serde(rename = "Executor Info")]
+    executor_info: RawExecutorInfo,
+}
+
+#[derive(Deserialize)]
+struct RawExecutorInfo {
+    #[serde(rename = "Host", default)]
+    host: String,
+    #[serde(rename = "Total Cores", default)]
+    total_cores: u32,
+}
+
+#[derive(Deserialize)]
+struct RawExecutorRemoved {
+    #[serde(rename = "Timestamp")]
+    timestamp: i64,
+    #[serde(rename = "Executor ID")]
+    executor_id: String,
+}
+
+#[derive(Deserialize)]
+struct RawJobStart {
+    #[serde(rename = "Job ID")]
+    job_id: i32,
+    #[serde(rename = "Submission Time")]
+    submission_time: Option<i64>,
+    #[serde(rename = "Stage Infos", default)]
+    stage_infos: Vec<RawStageInfo>,
+    #[serde(rename = "Stage IDs", default)]
+    stage_ids: Vec<i32>,
+    #[serde(rename = "Properties", default)]
+    properties: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RawJobEnd {
+    #[serde(rename = "Job ID")]
+    job_id: i32,
+    #[serde(rename = "Completion Time")]
+    completion_time: Option<i64>,
+    #[serde(rename = "Job Result")]
+    job_result: RawJobResult,
+}
+
+#[derive(Deserialize)]
+struct RawJobResult {
+    #[serde(rename = "Result")]
+    result: String,
+    #[serde(rename = "Exception")]
+    exception: Option<RawException>,
+}
+
+#[derive(Deserialize)]
+struct RawException {
+    #[serde(rename = "Message")]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawStageEvent {
+    #[serde(rename = "Stage Info")]
+    stage_info: RawStageInfo,
+}
+
+#[derive(Deserialize)]
+struct RawStageInfo {
+    #[serde(rename = "Stage ID")]
+    stage_id: i32,
+    #[serde(rename = "Stage Attempt ID", default)]
+    attempt_id: i32,
+    #[serde(rename = "Stage Name", default)]
+    name: String,
+    #[serde(rename = "Number of Tasks", default)]
+    num_tasks: i32,
+    #[serde(rename = "Submission Time")]
+    submission_time: Option<i64>,
+    #[serde(rename = "Completion Time")]
+    completion_time: Option<i64>,
+    #[serde(rename = "Failure Reason")]
+    failure_reason: Option<String>,
+}
+
+impl From<RawStageInfo> for StageInfo {
+    fn from(r: RawStageInfo) -> Self {
+        StageInfo {
+            stage_id: r.stage_id,
+            attempt_id: r.attempt_id,
+            name: r.name,
+            num_tasks: r.num_tasks,
+            submission_time: r.submission_time,
+            completion_time: r.completion_time,
+            failure_reason: r.failure_reason,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTaskStart {
+    #[serde(rename = "Stage ID")]
+    stage_id: i32,
+    #[serde(rename = "Stage Attempt ID", default)]
+    stage_attempt_id: i32,
+}
+
+#[derive(Deserialize)]
+struct RawTaskEnd {
+    #[serde(rename = "Stage ID")]
+    stage_id: i32,
+    #[serde(rename = "Stage Attempt ID", default)]
+    stage_attempt_id: i32,
+    #[serde(rename = "Task End Reason")]
+    reason: RawReason,
+    #[serde(rename = "Task Metrics")]
+    metrics: Option<RawTaskMetrics>,
+}
+
+#[derive(Deserialize)]
+struct RawReason {
+    #[serde(rename = "Reason")]
+    reason: String,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTaskMetrics {
+    #[serde(rename = "Executor Run Time", default)]
+    executor_run_time: i64,
+    #[serde(rename = "Executor CPU Time", default)]
+    executor_cpu_time: i64,
+    #[serde(rename = "Input Metrics")]
+    input: Option<RawInput>,
+    #[serde(rename = "Output Metrics")]
+    output: Option<RawOutput>,
+    #[serde(rename = "Shuffle Read Metrics")]
+    shuffle_read: Option<RawShuffleRead>,
+    #[serde(rename = "Shuffle Write Metrics")]
+    shuffle_write: Option<RawShuffleWrite>,
+}
+
+#[derive(Deserialize)]
+struct RawInput {
+    #[serde(rename = "Bytes Read", default)]
+    bytes_read: i64,
+}
+
+#[derive(Deserialize)]
+struct RawOutput {
+    #[serde(rename = "Bytes Written", default)]
+    bytes_written: i64,
+}
+
+#[derive(Deserialize)]
+struct RawShuffleRead {
+    #[serde(rename = "Remote Bytes Read", default)]
+    remote: i64,
+    #[serde(rename = "Local Bytes Read", default)]
+    local: i64,
+}
+
+#[derive(Deserialize)]
+struct RawShuffleWrite {
+    #[serde(rename = "Shuffle Bytes Written", default)]
+    bytes_written: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSqlStart {
+    execution_id: i64,
+    root_execution_id: Option<i64>,
+    #[serde(default)]
+    time: i64,
+    #[serde(default)]
+    job_tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSqlEnd {
+    execution_id: i64,
+    #[serde(default)]
+    time: i64,
+    error_message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConnectSession {
+    session_id: String,
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    event_time: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOperationStarted {
+    job_tag: String,
+    operation_id: String,
+    #[serde(default)]
+    event_time: i64,
+    session_id: String,
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    statement_text: String,
+    #[serde(default)]
+    spark_session_tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOperationState {
+    #[serde(default)]
+    job_tag: String,
+    operation_id: String,
+    #[serde(default)]
+    event_time: i64,
+    produced_row_count: Option<i64>,
+    error_message: Option<String>,
+}

@@ -1,0 +1,199 @@
+//! The TCP server listeners connect to: one connection per Spark application, a token-checked
+//! hello, then event lines parsed straight out of the read buffer and applied to that
+//! application's state. See docs/wire-protocol.md.
+
+use super::event::{parse_line, Event};
+use super::ingest_line;
+use crate::model::{lock, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The token listeners must present; `None` accepts any listener.
+    pub token: Option<String>,
+    /// Longer lines are counted as malformed and skipped.
+    pub max_line_bytes: usize,
+    pub hello_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            token: None,
+            max_line_bytes: 32 << 20,
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Accepts listener connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<Store>,
+    cfg: Arc<IngestConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((sock, peer)) => {
+                    let (store, cfg, shutdown) = (store.clone(), cfg.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = connection(sock, peer, store, cfg, shutdown).await {
+                            tracing::info!(%peer, error = %e, "listener connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+async fn connection(
+    sock: TcpStream,
+    peer: SocketAddr,
+    store: Arc<Store>,
+    cfg: Arc<IngestConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnError> {
+    sock.set_nodelay(true)?;
+    let (rd, mut wr) = sock.into_split();
+    let mut reader = BufReader::with_capacity(256 * 1024, rd);
+
+    let mut first = Vec::new();
+    let read = tokio::time::timeout(cfg.hello_timeout, async {
+        let mut limited = (&mut reader).take(64 * 1024);
+        limited.read_until(b'\n', &mut first).await
+    })
+    .await;
+    let hello = match read {
+        Ok(Ok(n)) if n > 0 => match parse_line(first.trim_ascii()) {
+            Ok(Event::Hello(h)) => h,
+            _ => return refuse(&mut wr, "the first line must be a SparkscopeHello").await,
+        },
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return refuse(&mut wr, "no hello within the timeout").await,
+    };
+    if hello.protocol != PROTOCOL_VERSION {
+        let msg = format!(
+            "protocol {} is not supported (this agent speaks {PROTOCOL_VERSION})",
+            hello.protocol
+        );
+        return refuse(&mut wr, &msg).await;
+    }
+    if let Some(expected) = &cfg.token {
+        if !constant_time_eq(expected.as_bytes(), hello.token.as_bytes()) {
+            tracing::warn!(%peer, app = %hello.app_id, "refused a listener with a wrong token");
+            return refuse(&mut wr, "wrong or missing token").await;
+        }
+    }
+    if hello.app_id.is_empty() {
+        return refuse(&mut wr, "the hello names no appId").await;
+    }
+    let ack = format!(
+        "{{\"ok\":true,\"agent\":\"sparkscope {}\"}}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    wr.write_all(ack.as_bytes()).await?;
+
+    let app_id = hello.app_id.clone();
+    let shared = store.app(&app_id);
+    {
+        let mut app = lock(&shared);
+        app.connections += 1;
+        app.apply(Event::Hello(hello));
+    }
+    tracing::info!(%peer, app = %app_id, "listener connected");
+    let result = read_events(&mut reader, &shared, cfg.max_line_bytes, &mut shutdown).await;
+    lock(&shared).connections -= 1;
+    tracing::info!(%peer, app = %app_id, "listener disconnected");
+    result
+}
+
+/// Reads lines until EOF or shutdown. Complete lines are parsed where they lie in the read
+/// buffer, a whole buffer's worth under one lock; only a line split across reads is copied.
+async fn read_events(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    shared: &crate::model::SharedApp,
+    max_line: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), ConnError> {
+    let mut partial: Vec<u8> = Vec::new();
+    let mut oversized = false;
+    loop {
+        let buf = tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            r = reader.fill_buf() => r?,
+        };
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let len = buf.len();
+        {
+            let mut app = lock(shared);
+            let mut rest = buf;
+            while let Some(pos) = memchr::memchr(b'\n', rest) {
+                let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
+                if oversized {
+                    oversized = false;
+                    app.stats.lines += 1;
+                    app.stats.parse_errors += 1;
+                    tracing::warn!(app = %app.id, max_line, "skipped a line longer than the limit");
+                } else if partial.is_empty() {
+                    ingest_line(&mut app, line);
+                } else {
+                    partial.extend_from_slice(line);
+                    ingest_line(&mut app, &partial);
+                    partial.clear();
+                }
+                rest = tail;
+            }
+            if !oversized {
+                if partial.len() + rest.len() > max_line {
+                    oversized = true;
+                    partial = Vec::new();
+                } else {
+                    partial.extend_from_slice(rest);
+                }
+            }
+        }
+        reader.consume(len);
+    }
+}
+
+async fn refuse(wr: &mut tokio::net::tcp::OwnedWriteHalf, why: &str) -> Result<(), ConnError> {
+    let line = serde_json::json!({ "ok": false, "error": why }).to_string() + "\n";
+    // The peer may already be gone; the refusal is what matters.
+    let _ = wr.write_all(line.as_bytes()).await;
+    let _ = wr.shutdown().await;
+    Err(ConnError::Refused(why.to_owned()))
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

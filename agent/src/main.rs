@@ -1,0 +1,269 @@
+//! The `sparkscope` command: `serve` runs the agent beside a Spark Connect server, `replay`
+//! reads Spark event logs through the same pipeline.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sparkscope::ingest::listener::{self, IngestConfig};
+use sparkscope::model::{Retention, Store};
+use sparkscope::publish::{http, rest};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(name = "sparkscope", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "plain",
+        env = "SPARKSCOPE_LOG_FORMAT",
+        global = true
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: accept listener connections and serve what they report.
+    Serve(ServeArgs),
+    /// Read Spark event logs and print their applications and jobs.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address listeners connect to (the listener's `spark.sparkscope.agent`).
+    #[arg(long, default_value = "127.0.0.1:4741", env = "SPARKSCOPE_INGEST")]
+    ingest: SocketAddr,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:4740", env = "SPARKSCOPE_HTTP")]
+    http: SocketAddr,
+    /// Token listeners must present (the listener's `spark.sparkscope.token`).
+    #[arg(long, env = "SPARKSCOPE_LISTENER_TOKEN", hide_env_values = true)]
+    listener_token: Option<String>,
+    /// Accept listeners without a token. Only for a machine where every local user is trusted.
+    #[arg(long, env = "SPARKSCOPE_ALLOW_ANONYMOUS_LISTENERS")]
+    allow_anonymous_listeners: bool,
+    /// Bearer token required by the HTTP API (all but /healthz). Unset: no token needed.
+    #[arg(long, env = "SPARKSCOPE_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Finished jobs, stages, operations and sessions older than this many seconds are dropped.
+    #[arg(long, default_value_t = 6 * 3600, env = "SPARKSCOPE_RETAIN_SECONDS")]
+    retain_seconds: u64,
+    /// Lines longer than this many bytes are counted as malformed and skipped.
+    #[arg(long, default_value_t = 32 << 20, env = "SPARKSCOPE_MAX_LINE_BYTES")]
+    max_line_bytes: usize,
+    /// On SIGINT/SIGTERM, how long open connections get to finish.
+    #[arg(long, default_value_t = 5, env = "SPARKSCOPE_SHUTDOWN_GRACE_SECONDS")]
+    shutdown_grace_seconds: u64,
+}
+
+#[derive(Args)]
+struct RetentionArgs {
+    /// Jobs kept per application (like spark.ui.retainedJobs); running jobs always stay.
+    #[arg(long, default_value_t = 1000, env = "SPARKSCOPE_RETAIN_JOBS")]
+    retain_jobs: usize,
+    /// Finished stage attempts kept per application.
+    #[arg(long, default_value_t = 1000, env = "SPARKSCOPE_RETAIN_STAGES")]
+    retain_stages: usize,
+    /// Closed Connect operations kept per application.
+    #[arg(long, default_value_t = 1000, env = "SPARKSCOPE_RETAIN_OPERATIONS")]
+    retain_operations: usize,
+    /// Closed Connect sessions kept per application.
+    #[arg(long, default_value_t = 1000, env = "SPARKSCOPE_RETAIN_SESSIONS")]
+    retain_sessions: usize,
+}
+
+impl RetentionArgs {
+    fn retention(&self, max_age: Option<Duration>) -> Retention {
+        Retention {
+            jobs: self.retain_jobs,
+            stages: self.retain_stages,
+            operations: self.retain_operations,
+            sessions: self.retain_sessions,
+            max_age_ms: max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// An event-log file (plain or zstd), a rolling `eventlog_v2_<appId>` directory, or a
+    /// directory holding several logs.
+    path: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json")]
+    format: ReplayFormat,
+    #[command(flatten)]
+    retention: RetentionArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReplayFormat {
+    /// `{"applications":[…]}`, the JSON of `GET /api/v1/applications`.
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Replay(args) => replay(args),
+        Command::Serve(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("sparkscope")
+                .build()?;
+            rt.block_on(serve(args))
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SPARKSCOPE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (apps, stats) = sparkscope::replay::replay(&args.path, &args.retention.retention(None))?;
+    let secs = started.elapsed().as_secs_f64();
+    let out = match args.format {
+        ReplayFormat::Json => {
+            let applications = apps.iter().map(rest::application).collect();
+            serde_json::to_string(&rest::Applications { applications })?
+        }
+    };
+    println!("{out}");
+    tracing::info!(
+        lines = stats.lines,
+        malformed = stats.parse_errors,
+        unknown_events = stats.unknown_events,
+        seconds = format!("{secs:.3}"),
+        lines_per_second = format!("{:.0}", stats.lines as f64 / secs.max(1e-9)),
+        "replayed"
+    );
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.listener_token.as_deref().is_none_or(str::is_empty) && !args.allow_anonymous_listeners {
+        bail!(
+            "no listener token: set --listener-token (or SPARKSCOPE_LISTENER_TOKEN) to the \
+             listener's spark.sparkscope.token, or pass --allow-anonymous-listeners"
+        );
+    }
+    for (what, addr) in [("ingest", args.ingest), ("http", args.http)] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "{what} is bound beyond loopback: make sure tokens are set");
+        }
+    }
+    let retention = args
+        .retention
+        .retention(Some(Duration::from_secs(args.retain_seconds)));
+    let store = Arc::new(Store::new(retention));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let ingest = tokio::net::TcpListener::bind(args.ingest)
+        .await
+        .with_context(|| format!("cannot listen for listeners on {}", args.ingest))?;
+    let http_listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot serve HTTP on {}", args.http))?;
+    tracing::info!(ingest = %ingest.local_addr()?, http = %http_listener.local_addr()?, "sparkscope agent listening");
+
+    let cfg = Arc::new(IngestConfig {
+        token: args.listener_token.filter(|t| !t.is_empty()),
+        max_line_bytes: args.max_line_bytes,
+        ..IngestConfig::default()
+    });
+    let ingest_task = tokio::spawn(listener::serve(ingest, store.clone(), cfg, stop_rx.clone()));
+
+    let api = http::router(http::ApiState {
+        store: store.clone(),
+        token: args.api_token.filter(|t| !t.is_empty()).map(Arc::from),
+    });
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, api)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await
+    });
+
+    let prune_store = store.clone();
+    let mut prune_stop = stop_rx.clone();
+    let prune_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = prune_stop.changed() => break,
+                _ = tick.tick() => prune_store.prune(now_ms()),
+            }
+        }
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let drained = tokio::time::timeout(grace, async {
+        let _ = ingest_task.await;
+        let _ = http_task.await;
+        let _ = prune_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("grace period over; exiting with connections still open");
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,507 @@
+//! Scenarios on event-log lines in Spark's own JSON layout (`JsonProtocol`, Spark 4.3).
+
+use super::*;
+use crate::ingest::ingest_line;
+use serde_json::{json, Value};
+
+const SID: &str = "39ed1fc5-ed53-4117-945b-fae9e26c0ce8";
+const OID: &str = "95b7284b-ed00-4470-91a8-2e06100c9fd1";
+
+fn app() -> AppState {
+    AppState::new("local-1", Retention::default())
+}
+
+fn feed(app: &mut AppState, lines: &[Value]) {
+    for l in lines {
+        ingest_line(app, l.to_string().as_bytes());
+    }
+}
+
+fn stage_info(id: i32, attempt: i32, tasks: i32, submitted: bool, done: bool) -> Value {
+    let mut v = json!({
+        "Stage ID": id, "Stage Attempt ID": attempt, "Stage Name": format!("stage {id}"),
+        "Number of Tasks": tasks, "RDD Info": [], "Parent IDs": [], "Details": "",
+        "Accumulables": [], "Resource Profile Id": 0, "Shuffle Push Enabled": false,
+        "Shuffle Push Mergers Count": 0
+    });
+    if submitted {
+        v["Submission Time"] = json!(1000 + id);
+    }
+    if done {
+        v["Completion Time"] = json!(2000 + id);
+    }
+    v
+}
+
+fn job_start(id: i32, stages: &[Value], tags: &str) -> Value {
+    let ids: Vec<Value> = stages.iter().map(|s| s["Stage ID"].clone()).collect();
+    json!({"Event": "SparkListenerJobStart", "Job ID": id, "Submission Time": 1000 + id,
+        "Stage Infos": stages, "Stage IDs": ids,
+        "Properties": {"spark.job.tags": tags, "spark.job.description": "d",
+                       "spark.sql.execution.id": "7", "spark.app.name": "ignored"}})
+}
+
+fn job_end(id: i32, ok: bool) -> Value {
+    let result = if ok {
+        json!({"Result": "JobSucceeded"})
+    } else {
+        json!({"Result": "JobFailed", "Exception": {"Message": "boom", "Stack Trace": []}})
+    };
+    json!({"Event": "SparkListenerJobEnd", "Job ID": id, "Completion Time": 3000 + id, "Job Result": result})
+}
+
+fn stage_submitted(info: Value) -> Value {
+    json!({"Event": "SparkListenerStageSubmitted", "Stage Info": info, "Properties": {}})
+}
+
+fn stage_completed(mut info: Value, failure: Option<&str>) -> Value {
+    if let Some(f) = failure {
+        info["Failure Reason"] = json!(f);
+    }
+    json!({"Event": "SparkListenerStageCompleted", "Stage Info": info})
+}
+
+fn task_start(stage: i32, attempt: i32, index: i32) -> Value {
+    json!({"Event": "SparkListenerTaskStart", "Stage ID": stage, "Stage Attempt ID": attempt,
+        "Task Info": {"Task ID": index, "Index": index, "Attempt": 0, "Launch Time": 1,
+                      "Executor ID": "driver", "Host": "localhost", "Locality": "PROCESS_LOCAL",
+                      "Speculative": false, "Getting Result Time": 0, "Finish Time": 0,
+                      "Failed": false, "Killed": false, "Accumulables": []}})
+}
+
+fn task_end(stage: i32, attempt: i32, reason: &str) -> Value {
+    let reason = match reason {
+        "Success" => json!({"Reason": "Success"}),
+        "TaskKilled" => json!({"Reason": "TaskKilled", "Kill Reason": "stage cancelled",
+                               "Accumulator Updates": []}),
+        "FetchFailed" => json!({"Reason": "FetchFailed", "Block Manager Address": null,
+                                "Shuffle ID": 0, "Map ID": 0, "Map Index": 0, "Reduce ID": 0,
+                                "Message": "fetch failed"}),
+        other => json!({"Reason": other, "Class Name": "java.lang.RuntimeException",
+                        "Description": "bad", "Stack Trace": [], "Full Stack Trace": "",
+                        "Accumulator Updates": []}),
+    };
+    json!({"Event": "SparkListenerTaskEnd", "Stage ID": stage, "Stage Attempt ID": attempt,
+        "Task Type": "ResultTask", "Task End Reason": reason,
+        "Task Info": {"Task ID": 1, "Index": 0, "Attempt": 0},
+        "Task Executor Metrics": {"JVMHeapMemory": 0},
+        "Task Metrics": {"Executor Run Time": 10, "Executor CPU Time": 5000,
+            "Input Metrics": {"Bytes Read": 100, "Records Read": 1},
+            "Output Metrics": {"Bytes Written": 0, "Records Written": 0},
+            "Shuffle Read Metrics": {"Remote Bytes Read": 1, "Local Bytes Read": 2},
+            "Shuffle Write Metrics": {"Shuffle Bytes Written": 30, "Shuffle Write Time": 1,
+                                      "Shuffle Records Written": 1},
+            "Updated Blocks": []}})
+}
+
+fn run_tasks(stage: i32, attempt: i32, reasons: &[&str]) -> Vec<Value> {
+    let mut v: Vec<Value> = (0..reasons.len())
+        .map(|i| task_start(stage, attempt, i as i32))
+        .collect();
+    v.extend(reasons.iter().map(|r| task_end(stage, attempt, r)));
+    v
+}
+
+#[test]
+fn skipped_stages_are_counted_when_the_job_ends() {
+    let mut a = app();
+    // Job 0 computes the shuffle (stage 0) and the result (stage 1).
+    let s0 = stage_info(0, 0, 4, false, false);
+    let s1 = stage_info(1, 0, 2, false, false);
+    let mut lines = vec![job_start(0, &[s0.clone(), s1.clone()], "")];
+    lines.push(stage_submitted(stage_info(0, 0, 4, true, false)));
+    lines.extend(run_tasks(0, 0, &["Success"; 4]));
+    lines.push(stage_completed(stage_info(0, 0, 4, true, true), None));
+    lines.push(stage_submitted(stage_info(1, 0, 2, true, false)));
+    lines.extend(run_tasks(1, 0, &["Success"; 2]));
+    lines.push(stage_completed(stage_info(1, 0, 2, true, true), None));
+    lines.push(job_end(0, true));
+    // Job 1 reuses stage 0's output: it lists stage 0 (already completed) and a new stage 2.
+    lines.push(job_start(
+        1,
+        &[
+            stage_info(0, 0, 4, true, true),
+            stage_info(2, 0, 3, false, false),
+        ],
+        "",
+    ));
+    lines.push(stage_submitted(stage_info(2, 0, 3, true, false)));
+    lines.extend(run_tasks(2, 0, &["Success"; 3]));
+    lines.push(stage_completed(stage_info(2, 0, 3, true, true), None));
+    lines.push(job_end(1, true));
+    feed(&mut a, &lines);
+
+    let j0 = a.job(0).expect("job 0");
+    assert_eq!(
+        (j0.num_tasks, j0.completed_tasks, j0.active_tasks),
+        (6, 6, 0)
+    );
+    assert_eq!(j0.completed_stages.len(), 2);
+    assert!(j0.skipped_stages.is_empty());
+    let j1 = a.job(1).expect("job 1");
+    assert_eq!(j1.status, JobStatus::Succeeded);
+    // Spark's estimate leaves out stages already completed when the job started.
+    assert_eq!(j1.num_tasks, 3);
+    assert_eq!(
+        j1.skipped_stages.iter().copied().collect::<Vec<_>>(),
+        vec![0]
+    );
+    assert_eq!(j1.skipped_tasks, 4);
+    assert_eq!(j1.completed_tasks, 3);
+    assert_eq!(j1.completed_stages.len(), 1);
+    // AppStatusListener.onJobEnd decrements activeStages for each skipped stage as well.
+    assert_eq!(j1.active_stages, -1);
+    assert_eq!(
+        a.stage((0, 0)).map(|s| s.status),
+        Some(StageStatus::Skipped)
+    );
+    assert_eq!(a.active_tasks(), 0);
+}
+
+#[test]
+fn stage_retry_after_fetch_failure() {
+    let mut a = app();
+    let mut lines = vec![job_start(
+        0,
+        &[
+            stage_info(0, 0, 2, false, false),
+            stage_info(1, 0, 2, false, false),
+        ],
+        "",
+    )];
+    lines.push(stage_submitted(stage_info(0, 0, 2, true, false)));
+    lines.extend(run_tasks(0, 0, &["Success", "Success"]));
+    lines.push(stage_completed(stage_info(0, 0, 2, true, true), None));
+    lines.push(stage_submitted(stage_info(1, 0, 2, true, false)));
+    lines.extend(run_tasks(1, 0, &["Success", "FetchFailed"]));
+    lines.push(stage_completed(
+        stage_info(1, 0, 2, true, true),
+        Some("FetchFailed"),
+    ));
+    // Both stages run again as attempt 1.
+    lines.push(stage_submitted(stage_info(0, 1, 1, true, false)));
+    lines.extend(run_tasks(0, 1, &["Success"]));
+    lines.push(stage_completed(stage_info(0, 1, 1, true, true), None));
+    lines.push(stage_submitted(stage_info(1, 1, 1, true, false)));
+    lines.extend(run_tasks(1, 1, &["Success"]));
+    lines.push(stage_completed(stage_info(1, 1, 1, true, true), None));
+    lines.push(job_end(0, true));
+    feed(&mut a, &lines);
+
+    let j = a.job(0).expect("job");
+    assert_eq!(j.status, JobStatus::Succeeded);
+    assert_eq!(j.completed_tasks, 5);
+    assert_eq!(j.failed_tasks, 1);
+    assert_eq!(j.failed_stages, 1);
+    assert_eq!(j.completed_stages.len(), 2);
+    assert_eq!(j.active_stages, 0);
+    assert_eq!(j.active_tasks, 0);
+    assert_eq!(a.stage((1, 0)).map(|s| s.status), Some(StageStatus::Failed));
+    assert_eq!(
+        a.stage((1, 1)).map(|s| s.status),
+        Some(StageStatus::Complete)
+    );
+}
+
+#[test]
+fn killed_and_failed_tasks_and_a_failed_job() {
+    let mut a = app();
+    let mut lines = vec![job_start(3, &[stage_info(5, 0, 4, false, false)], "")];
+    lines.push(stage_submitted(stage_info(5, 0, 4, true, false)));
+    lines.extend(run_tasks(
+        5,
+        0,
+        &[
+            "Success",
+            "ExceptionFailure",
+            "TaskKilled",
+            "TaskCommitDenied",
+        ],
+    ));
+    lines.push(stage_completed(
+        stage_info(5, 0, 4, true, true),
+        Some("Job aborted"),
+    ));
+    lines.push(job_end(3, false));
+    feed(&mut a, &lines);
+    let j = a.job(3).expect("job");
+    assert_eq!(j.status, JobStatus::Failed);
+    assert_eq!(j.error.as_deref(), Some("boom"));
+    assert_eq!(
+        (
+            j.completed_tasks,
+            j.failed_tasks,
+            j.killed_tasks,
+            j.active_tasks
+        ),
+        (1, 1, 2, 0)
+    );
+    assert_eq!(j.failed_stages, 1);
+    let s = a.stage((5, 0)).expect("stage");
+    assert_eq!(s.metrics.input_bytes, 400);
+    assert_eq!(s.metrics.shuffle_read_bytes, 12);
+}
+
+#[test]
+fn a_finished_stage_stays_live_until_its_last_task_ends() {
+    let mut a = app();
+    feed(
+        &mut a,
+        &[
+            job_start(0, &[stage_info(0, 0, 2, false, false)], ""),
+            stage_submitted(stage_info(0, 0, 2, true, false)),
+            task_start(0, 0, 0),
+            task_start(0, 0, 1),
+            task_end(0, 0, "Success"),
+            stage_completed(stage_info(0, 0, 2, true, true), Some("cancelled")),
+            job_end(0, false),
+            task_end(0, 0, "TaskKilled"),
+        ],
+    );
+    let j = a.job(0).expect("job");
+    assert_eq!(
+        (j.completed_tasks, j.killed_tasks, j.active_tasks),
+        (1, 1, 0)
+    );
+    assert_eq!(a.active_tasks(), 0);
+}
+
+#[test]
+fn unknown_and_malformed_lines_are_counted_and_skipped() {
+    let mut a = app();
+    ingest_line(&mut a, br#"{"Event":"SparkListenerSomethingNew","x":1}"#);
+    ingest_line(&mut a, br#"{"Event":"SparkListenerJobStart","Job ID":"#);
+    ingest_line(&mut a, b"not json at all");
+    ingest_line(&mut a, br#"{"no":"event"}"#);
+    ingest_line(
+        &mut a,
+        br#"{"Event":"SparkListenerJobEnd","Job ID":"seven"}"#,
+    );
+    ingest_line(&mut a, b"   ");
+    feed(
+        &mut a,
+        &[job_start(0, &[stage_info(0, 0, 1, false, false)], "")],
+    );
+    assert_eq!(a.stats.unknown_events, 1);
+    assert_eq!(a.stats.parse_errors, 4);
+    assert_eq!(a.stats.lines, 6);
+    assert!(a.job(0).is_some(), "a good line after bad ones is applied");
+}
+
+fn op_tag(user: &str) -> String {
+    format!("SparkConnect_OperationTag_User_{user}_Session_{SID}_Operation_{OID}")
+}
+
+fn connect_tags(user: &str, client: &[&str]) -> String {
+    let mut tags = vec![op_tag(user), format!("spark-session-{SID}")];
+    tags.extend(
+        client
+            .iter()
+            .map(|t| format!("SparkConnect_SessionTag_User_{user}_Session_{SID}_Tag_{t}")),
+    );
+    tags.join(",")
+}
+
+#[test]
+fn jobs_are_attributed_from_the_operation_event() {
+    let mut a = app();
+    let user = "bob_smith";
+    feed(
+        &mut a,
+        &[
+            json!({"Event": "org.apache.spark.sql.connect.service.SparkListenerConnectSessionStarted",
+               "sessionId": SID, "userId": user, "eventTime": 5, "extraTags": {}}),
+            json!({"Event": "org.apache.spark.sql.connect.service.SparkListenerConnectOperationStarted",
+               "jobTag": op_tag(user), "operationId": OID, "eventTime": 6, "sessionId": SID,
+               "userId": user, "userName": "", "statementText": "range { end: 10 }",
+               "sparkSessionTags": ["cell-2", "cell-1"], "extraTags": {}}),
+            job_start(
+                0,
+                &[stage_info(0, 0, 1, false, false)],
+                &connect_tags(user, &["cell-1", "cell-2"]),
+            ),
+            json!({"Event": "org.apache.spark.sql.connect.service.SparkListenerConnectOperationFinished",
+               "jobTag": op_tag(user), "operationId": OID, "eventTime": 9, "producedRowCount": 1,
+               "extraTags": {}}),
+            json!({"Event": "org.apache.spark.sql.connect.service.SparkListenerConnectOperationClosed",
+               "jobTag": op_tag(user), "operationId": OID, "eventTime": 10, "extraTags": {}}),
+        ],
+    );
+    let c = a
+        .job(0)
+        .and_then(|j| j.connect.clone())
+        .expect("attributed");
+    assert_eq!(
+        c,
+        ConnectRef {
+            user_id: user.into(),
+            session_id: SID.into(),
+            operation_id: OID.into(),
+            tags: vec!["cell-1".into(), "cell-2".into()],
+        }
+    );
+    let op = a.operation(OID).expect("op");
+    assert_eq!(op.job_ids, vec![0]);
+    assert_eq!(op.state, OpState::Closed);
+    assert_eq!(op.final_state, Some(OpState::Finished));
+    assert_eq!(op.produced_rows, Some(1));
+    assert_eq!(a.job(0).map(|j| j.job_tags.len()), Some(4));
+}
+
+#[test]
+fn jobs_are_attributed_from_tags_when_the_operation_event_was_missed() {
+    let mut a = app();
+    feed(
+        &mut a,
+        &[job_start(
+            0,
+            &[stage_info(0, 0, 1, false, false)],
+            &connect_tags("", &["nb_cell_Tag_x"]),
+        )],
+    );
+    let c = a
+        .job(0)
+        .and_then(|j| j.connect.clone())
+        .expect("attributed");
+    assert_eq!(
+        (
+            c.user_id.as_str(),
+            c.session_id.as_str(),
+            c.operation_id.as_str()
+        ),
+        ("", SID, OID)
+    );
+    assert_eq!(c.tags, vec!["nb_cell_Tag_x".to_owned()]);
+    // A job without Connect tags is not attributed.
+    feed(
+        &mut a,
+        &[job_start(
+            1,
+            &[stage_info(1, 0, 1, false, false)],
+            "spark-session-x",
+        )],
+    );
+    assert!(a.job(1).is_some_and(|j| j.connect.is_none()));
+}
+
+fn hello() -> Value {
+    json!({"Event": "SparkscopeHello", "protocol": 1, "appId": "local-1", "appName": "n",
+           "sparkVersion": "4.3.0", "listenerVersion": "0.1.0", "token": "t",
+           "startTime": 1, "sparkUser": "u", "taskEvents": "coalesced"})
+}
+
+fn progress(stage: i32, started: i64, ok: i64, failed: i64, killed: i64) -> Value {
+    json!({"Event": "SparkscopeStageProgress", "time": 1, "stageId": stage, "stageAttemptId": 0,
+           "started": started, "succeeded": ok, "failed": failed, "killed": killed,
+           "executorRunTime": 10 * ok, "inputBytes": 100 * ok})
+}
+
+#[test]
+fn coalesced_progress_counts_like_task_events() {
+    let mut a = app();
+    feed(
+        &mut a,
+        &[
+            hello(),
+            job_start(0, &[stage_info(0, 0, 10, false, false)], ""),
+            // Progress can overtake the stage's submit line; it is held until the stage is live.
+            progress(0, 4, 0, 0, 0),
+            stage_submitted(stage_info(0, 0, 10, true, false)),
+        ],
+    );
+    assert_eq!(a.job(0).map(|j| j.active_tasks), Some(4));
+    feed(
+        &mut a,
+        &[
+            progress(0, 10, 6, 1, 0),
+            progress(0, 10, 6, 1, 0), // a repeated line changes nothing
+            // A failed task end comes whole for its error; it must not count twice.
+            task_end(0, 0, "ExceptionFailure"),
+            progress(0, 10, 8, 1, 1),
+            stage_completed(stage_info(0, 0, 10, true, true), None),
+            job_end(0, true),
+        ],
+    );
+    let j = a.job(0).expect("job");
+    assert_eq!(
+        (
+            j.completed_tasks,
+            j.failed_tasks,
+            j.killed_tasks,
+            j.active_tasks
+        ),
+        (8, 1, 1, 0)
+    );
+    assert_eq!(a.stage((0, 0)).map(|s| s.metrics.input_bytes), Some(800));
+    assert_eq!(a.active_tasks(), 0);
+}
+
+#[test]
+fn resent_live_state_after_a_reconnect_does_not_double_count() {
+    let mut a = app();
+    let start = job_start(0, &[stage_info(0, 0, 10, false, false)], "");
+    let submit = stage_submitted(stage_info(0, 0, 10, true, false));
+    feed(
+        &mut a,
+        &[
+            hello(),
+            start.clone(),
+            submit.clone(),
+            progress(0, 5, 2, 0, 0),
+        ],
+    );
+    // The listener reconnects: hello, the live lines again, then cumulative progress.
+    feed(&mut a, &[hello(), start, submit, progress(0, 6, 3, 0, 0)]);
+    let j = a.job(0).expect("job");
+    assert_eq!(
+        (j.completed_tasks, j.active_tasks, j.active_stages),
+        (3, 3, 1)
+    );
+}
+
+#[test]
+fn job_retention_follows_sparks_cleanup_rule() {
+    let mut a = AppState::new(
+        "x",
+        Retention {
+            jobs: 20,
+            ..Retention::default()
+        },
+    );
+    for id in 0..25 {
+        feed(
+            &mut a,
+            &[
+                job_start(id, &[stage_info(id, 0, 1, false, false)], ""),
+                job_end(id, true),
+            ],
+        );
+    }
+    // Past 20, Spark drops max(20/10, n-20) of the oldest finished jobs at once.
+    let ids: Vec<i32> = a.jobs().map(|j| j.job_id).collect();
+    assert!(ids.len() <= 20, "{ids:?}");
+    assert_eq!(ids.last(), Some(&24));
+    assert!(!ids.contains(&0));
+}
+
+#[test]
+fn age_retention_keeps_running_jobs() {
+    let mut a = AppState::new(
+        "x",
+        Retention {
+            max_age_ms: Some(1000),
+            ..Retention::default()
+        },
+    );
+    feed(
+        &mut a,
+        &[
+            job_start(0, &[stage_info(0, 0, 1, false, false)], ""),
+            job_end(0, true),
+            job_start(1, &[stage_info(1, 0, 1, false, false)], ""),
+        ],
+    );
+    a.prune_older_than(1_000_000);
+    assert!(a.job(0).is_none());
+    assert!(a.job(1).is_some());
+}

@@ -1,0 +1,70 @@
+//! The state: applications, executors, Connect sessions and operations, jobs and stages, and
+//! the attribution of every job to the Connect operation and client tags that ran it.
+
+pub mod app;
+pub mod tags;
+
+pub use app::{AppState, Retention};
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+/// Every application the agent knows, each behind its own lock so that one listener's ingest
+/// never waits for another's. Guards are short-lived and never held across an `.await`.
+#[derive(Default)]
+pub struct Store {
+    apps: RwLock<BTreeMap<String, Arc<Mutex<AppState>>>>,
+    retention: Retention,
+}
+
+pub type SharedApp = Arc<Mutex<AppState>>;
+
+impl Store {
+    pub fn new(retention: Retention) -> Self {
+        Store {
+            apps: RwLock::default(),
+            retention,
+        }
+    }
+
+    /// The application with this id, created empty if new.
+    pub fn app(&self, id: &str) -> SharedApp {
+        if let Some(app) = self.apps.read().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return app.clone();
+        }
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        apps.entry(id.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(AppState::new(id, self.retention.clone()))))
+            .clone()
+    }
+
+    /// All applications, ordered by id.
+    pub fn apps(&self) -> Vec<SharedApp> {
+        self.apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<SharedApp> {
+        self.apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Applies the age limit to every application.
+    pub fn prune(&self, now_ms: i64) {
+        for app in self.apps() {
+            lock(&app).prune_older_than(now_ms);
+        }
+    }
+}
+
+/// Locks an application; a panic elsewhere while holding the lock does not poison readers.
+pub fn lock(app: &SharedApp) -> MutexGuard<'_, AppState> {
+    app.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,150 @@
+//! The agent's sockets, end to end inside one process: a listener connection with the
+//! handshake and token, events applied, the HTTP API reading them back.
+
+use sparkscope::ingest::listener::{self, IngestConfig};
+use sparkscope::model::{lock, Retention, Store};
+use sparkscope::publish::http;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Agent {
+    store: Arc<Store>,
+    ingest: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn start(token: &str) -> Agent {
+    let store = Arc::new(Store::new(Retention::default()));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let ingest_addr = ingest.local_addr().expect("addr");
+    let cfg = Arc::new(IngestConfig {
+        token: Some(token.into()),
+        ..IngestConfig::default()
+    });
+    tokio::spawn(listener::serve(ingest, store.clone(), cfg, rx));
+    let web = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let http_addr = web.local_addr().expect("addr");
+    let router = http::router(http::ApiState {
+        store: store.clone(),
+        token: None,
+    });
+    tokio::spawn(async move { axum::serve(web, router).await });
+    Agent {
+        store,
+        ingest: ingest_addr,
+        http: http_addr,
+        _stop: stop,
+    }
+}
+
+fn hello(token: &str) -> String {
+    format!(
+        "{{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"local-7\",\"appName\":\"Spark Connect server\",\
+         \"sparkVersion\":\"4.3.0\",\"listenerVersion\":\"0.1.0\",\"token\":\"{token}\",\"startTime\":1,\
+         \"sparkUser\":\"spark\",\"taskEvents\":\"coalesced\"}}\n"
+    )
+}
+
+async fn handshake(addr: std::net::SocketAddr, token: &str) -> (BufReader<TcpStream>, String) {
+    let mut s = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+    s.get_mut()
+        .write_all(hello(token).as_bytes())
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    s.read_line(&mut answer).await.expect("read");
+    (s, answer)
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut body = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut s, &mut body)
+        .await
+        .expect("read");
+    let code = body[9..12].parse().expect("status");
+    let body = body
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+async fn eventually(mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 2 s");
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_with_a_reason() {
+    let agent = start("s3cret").await;
+    let (_s, answer) = handshake(agent.ingest, "guess").await;
+    assert!(
+        answer.contains("\"ok\":false") && answer.contains("token"),
+        "{answer}"
+    );
+    assert!(agent.store.apps().is_empty());
+}
+
+#[tokio::test]
+async fn events_flow_from_the_socket_to_the_api() {
+    let agent = start("s3cret").await;
+    let (mut s, answer) = handshake(agent.ingest, "s3cret").await;
+    assert!(answer.contains("\"ok\":true"), "{answer}");
+    let lines = concat!(
+        r#"{"Event":"SparkListenerJobStart","Job ID":4,"Submission Time":1795258404123,"Stage Infos":[{"Stage ID":9,"Stage Attempt ID":0,"Stage Name":"collect","Number of Tasks":3}],"Stage IDs":[9],"Properties":{"spark.job.tags":"b,a"}}"#,
+        "\n",
+        "garbage that is not json\n",
+        r#"{"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":9,"Stage Attempt ID":0,"Stage Name":"collect","Number of Tasks":3,"Submission Time":1},"Properties":{}}"#,
+        "\n",
+        r#"{"Event":"SparkscopeStageProgress","stageId":9,"stageAttemptId":0,"started":3,"succeeded":1}"#,
+    );
+    // Split a line across writes: the reader must join it.
+    let (a, b) = lines.split_at(lines.len() - 20);
+    s.get_mut().write_all(a.as_bytes()).await.expect("write");
+    s.get_mut().flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.get_mut().write_all(b.as_bytes()).await.expect("write");
+    s.get_mut().write_all(b"\n").await.expect("write");
+
+    let app = agent
+        .store
+        .get("local-7")
+        .expect("app registered by its hello");
+    eventually(|| lock(&app).job(4).is_some_and(|j| j.completed_tasks == 1)).await;
+    {
+        let a = lock(&app);
+        assert!(a.is_live());
+        assert_eq!(a.stats.parse_errors, 1);
+        assert_eq!(a.job(4).map(|j| j.active_tasks), Some(2));
+    }
+
+    let (code, body) = http_get(agent.http, "/api/v1/applications").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let job = &v["applications"][0]["jobs"][0];
+    assert_eq!(v["applications"][0]["id"], "local-7");
+    assert_eq!(job["jobId"], 4);
+    assert_eq!(job["jobTags"], serde_json::json!(["a", "b"]));
+    assert_eq!(job["numActiveTasks"], 2);
+    assert_eq!(job["submissionTime"], "2026-11-21T10:53:24.123GMT");
+    assert_eq!(job["status"], "RUNNING");
+
+    let (code, body) = http_get(agent.http, "/api/v1/applications/nope/jobs").await;
+    assert_eq!(code, 404);
+    assert!(body.contains("unknown application"), "{body}");
+
+    drop(s);
+    eventually(|| !lock(&app).is_live()).await;
+}
