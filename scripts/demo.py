@@ -1,0 +1,153 @@
+"""The sparkscope demo: a local Spark Connect server with the listener, the agent, and a workload
+from two users whose jobs the agent attributes to their session, operation and cell tag, shown
+live as the agent reports them.
+
+Run through `make demo`. Leaves the server and agent up until Ctrl-C when run from a terminal
+(`--exit` stops right after the workload).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import harness  # lives in tests/, shared with the end-to-end tests
+
+USERS = ("alice", "bob_smith")
+
+
+def workload(spark, user: str, errors: list[str]) -> None:
+    """A notebook's worth of cells: tagged like the kernel extension tags each cell run."""
+    from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
+
+    cells = [
+        (
+            "cell-1",
+            lambda: spark.range(0, 2_000_000, numPartitions=8).selectExpr("sum(id)").collect(),
+        ),
+        (
+            "cell-2",
+            lambda: (
+                spark.range(0, 400_000, numPartitions=6)
+                .withColumn("k", F.col("id") % 50)
+                .repartition(5)
+                .groupBy("k")
+                .count()
+                .orderBy("k")
+                .collect()
+            ),
+        ),
+        ("cell-3", lambda: spark.sql("SELECT * FROM no_such_table").collect()),
+        (None, lambda: spark.range(0, 100_000, numPartitions=4).count()),
+    ]
+    for tag, run in cells:
+        if tag:
+            spark.addTag(f"{user}-{tag}")
+        try:
+            run()
+        except PySparkException as e:  # the failing cell is part of the show
+            errors.append(f"{user} {tag}: {type(e).__name__}")
+        finally:
+            if tag:
+                spark.removeTag(f"{user}-{tag}")
+        time.sleep(0.5)
+
+
+def render(apps: list[dict]) -> str:
+    rows = []
+    for app in apps:
+        rows.append(f"application {app['id']}  (Spark {app['sparkVersion']}, live={app['live']})")
+        by_owner: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for job in app["jobs"]:
+            c = job.get("connect")
+            key = (c["userId"], c["sessionId"][:8]) if c else ("-", "-")
+            by_owner[key].append(job)
+        for (user, session), jobs in sorted(by_owner.items()):
+            rows.append(f"  user {user:<10} session {session}…")
+            for job in sorted(jobs, key=lambda j: j["jobId"]):
+                c = job.get("connect") or {}
+                tags = ",".join(c.get("tags", [])) or "(untagged)"
+                done = job["numCompletedTasks"]
+                total = job["numTasks"] - job["numSkippedTasks"]
+                bar_w = 20
+                filled = bar_w * done // total if total > 0 else bar_w
+                bar = "#" * filled + "." * (bar_w - filled)
+                op = c.get("operationId", "")[:8]
+                rows.append(
+                    f"    job {job['jobId']:>3} [{bar}] {done:>4}/{total:<4} "
+                    f"{job['status']:<9} tag {tags:<18} op {op}"
+                )
+    return "\n".join(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--exit", action="store_true", help="stop right after the workload")
+    args = ap.parse_args()
+    interactive = sys.stdin.isatty() and not args.exit
+
+    work = ROOT / ".demo"
+    binary = harness.agent_binary()
+    jar = harness.listener_jar()
+    if binary is None or jar is None:
+        print("build first: make setup", file=sys.stderr)
+        return 2
+    token = secrets.token_hex(16)
+
+    with (
+        harness.Agent(binary, work, token=token) as agent,
+        harness.SparkConnectServer(
+            work,
+            listener_jar=jar,
+            agent_addr=agent.ingest_addr,
+            token=token,
+            event_log_dir=work / "spark-events",
+        ) as server,
+    ):
+        print(f"Spark Connect server  {server.grpc_url}   (Spark UI {server.ui_url})")
+        print(f"sparkscope agent      {agent.url}/api/v1/applications")
+        sessions = {u: harness.connect_session(server.remote_url(user_id=u)) for u in USERS}
+        errors: list[str] = []
+        threads = [
+            threading.Thread(target=workload, args=(s, u, errors), name=u)
+            for u, s in sessions.items()
+        ]
+        for t in threads:
+            t.start()
+        clear = "\033[H\033[J" if sys.stdout.isatty() else ""
+        shown = ""
+        while any(t.is_alive() for t in threads):
+            view = render(agent.applications())
+            if view != shown:  # a terminal redraws; a log gets each new state once
+                print(clear + view, flush=True)
+                shown = view
+            time.sleep(1.0)
+        for t in threads:
+            t.join()
+        time.sleep(0.5)
+        print(clear + render(agent.applications()))
+        print("\nexpected failures:", "; ".join(errors) or "none")
+        if interactive:
+            print(f"\nserver and agent stay up: try  curl -s {agent.url}/api/v1/applications")
+            print("Ctrl-C to stop.")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        for s in sessions.values():
+            s.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything sparkscope's demo and tests need, from the package registries only:
+# Debian packages (Java 17), a Python venv with pyspark[connect] from PyPI, the listener jar
+# (compiled against that pyspark's Spark jars) and the agent (cargo, from crates.io).
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '\n== %s\n' "$*"; }
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "need root to install Debian packages: $*" >&2; exit 1
+  fi
+  if [ ! -f /tmp/.sparkscope-apt-updated ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && touch /tmp/.sparkscope-apt-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+log "system packages"
+need=()
+command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; else echo "present"; fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install the Rust toolchain first" >&2; exit 1; }
+
+log "python venv (.venv)"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+stamp=.venv/.requirements.sha
+want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r tests/requirements.txt
+  echo "$want" > "$stamp"
+else
+  echo "up to date"
+fi
+
+log "listener jar"
+SPARK_HOME=$(.venv/bin/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))') \
+  bash listener-jar/build.sh
+
+log "agent (cargo build --release)"
+cargo build --release --locked -q
+echo "built target/release/sparkscope"

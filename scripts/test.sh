@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Every test and check of sparkscope, in the order a failure is cheapest to see: formatting and
+# lint, Rust unit and integration tests, then the end-to-end tests against a real Spark Connect
+# server. Assumes scripts/setup.sh has run (make test does both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '\n== %s\n' "$*"; }
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy -D warnings"
+cargo clippy --all-targets --locked -q -- -D warnings
+log "ruff"
+.venv/bin/ruff check tests scripts
+.venv/bin/ruff format --check tests scripts
+log "rust tests"
+cargo test --workspace --locked -q 2>&1 | tail -n 40
+log "end-to-end tests (real Spark Connect server)"
+SPARKSCOPE_BIN="$PWD/target/release/sparkscope" .venv/bin/python -m pytest tests -q -rA "$@"
