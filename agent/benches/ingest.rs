@@ -39,7 +39,8 @@ fn job_lines(stage: usize) -> [String; 4] {
 }
 
 fn fill(t: &str, stage: usize, task: usize) -> String {
-    t.replace("STAGE", &stage.to_string()).replace("TASK", &task.to_string())
+    t.replace("STAGE", &stage.to_string())
+        .replace("TASK", &task.to_string())
 }
 
 fn event_log_mix() -> Vec<String> {
@@ -59,7 +60,10 @@ fn event_log_mix() -> Vec<String> {
 }
 
 fn live_stream_mix() -> Vec<String> {
-    let mut lines = vec![r#"{"Event":"SparkscopeHello","protocol":1,"appId":"local-1","taskEvents":"coalesced"}"#.to_owned()];
+    let mut lines = vec![
+        r#"{"Event":"SparkscopeHello","protocol":1,"appId":"local-1","taskEvents":"coalesced"}"#
+            .to_owned(),
+    ];
     for s in 0..STAGES {
         let [start, submit, done, end] = job_lines(s);
         lines.extend([start, submit]);

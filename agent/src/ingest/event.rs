@@ -350,13 +350,19 @@ fn event_name(line: &[u8]) -> Result<std::borrow::Cow<'_, str>, ParseError> {
 
 fn parse_named(name: &str, line: &[u8]) -> Result<Event, ParseError> {
     Ok(match name {
-        "SparkListenerTaskEnd" => task_end(serde_json::from_slice(line)?),
-        "SparkListenerTaskStart" => {
-            let r: RawTaskStart = serde_json::from_slice(line)?;
-            Event::TaskStart {
-                stage: (r.stage_id, r.stage_attempt_id),
+        "SparkListenerTaskEnd" => match fast::task_end(line) {
+            Some(ev) => ev,
+            None => task_end(serde_json::from_slice(line)?),
+        },
+        "SparkListenerTaskStart" => match fast::task_start(line) {
+            Some(ev) => ev,
+            None => {
+                let r: RawTaskStart = serde_json::from_slice(line)?;
+                Event::TaskStart {
+                    stage: (r.stage_id, r.stage_attempt_id),
+                }
             }
-        }
+        },
         "SparkscopeStageProgress" => Event::StageProgress(serde_json::from_slice(line)?),
         "SparkListenerJobStart" => job_start(serde_json::from_slice(line)?),
         "SparkListenerJobEnd" => job_end(serde_json::from_slice(line)?),
@@ -559,26 +565,98 @@ fn job_end(r: RawJobEnd) -> Event {
     })
 }
 
-fn task_end(r: RawTaskEnd) -> Event {
-    let outcome = match r.reason.reason.as_str() {
+fn outcome(reason: &str) -> TaskOutcome {
+    match reason {
         "Success" => TaskOutcome::Succeeded,
         "TaskKilled" | "TaskCommitDenied" => TaskOutcome::Killed,
         _ => TaskOutcome::Failed,
-    };
-    let m = r.metrics.unwrap_or_default();
-    let metrics = TaskMetricSums {
+    }
+}
+
+fn metric_sums(m: RawTaskMetrics) -> TaskMetricSums {
+    TaskMetricSums {
         executor_run_time_ms: m.executor_run_time,
         executor_cpu_time_ns: m.executor_cpu_time,
         input_bytes: m.input.map_or(0, |i| i.bytes_read),
         output_bytes: m.output.map_or(0, |o| o.bytes_written),
         shuffle_read_bytes: m.shuffle_read.map_or(0, |s| s.remote + s.local),
         shuffle_write_bytes: m.shuffle_write.map_or(0, |s| s.bytes_written),
-    };
+    }
+}
+
+fn task_end(r: RawTaskEnd) -> Event {
     Event::TaskEnd(TaskEnd {
         stage: (r.stage_id, r.stage_attempt_id),
-        outcome,
-        metrics,
+        outcome: outcome(&r.reason.reason),
+        metrics: metric_sums(r.metrics.unwrap_or_default()),
     })
+}
+
+/// Task lines are most of an event log. Spark writes them in a fixed order, so the few fields
+/// the model needs are read where they stand, and only the metrics object goes through serde;
+/// the task info and executor metrics in between are never parsed. Any surprise returns `None`
+/// and the line takes the general path, which also reports malformed lines.
+mod fast {
+    use super::{metric_sums, outcome, Event, RawTaskMetrics, TaskEnd, TaskMetricSums};
+    use memchr::memmem;
+    use serde::Deserialize;
+
+    pub(super) fn task_start(line: &[u8]) -> Option<Event> {
+        let rest = line.strip_prefix(br#"{"Event":"SparkListenerTaskStart","Stage ID":"#)?;
+        let (stage, rest) = int(rest)?;
+        let rest = rest.strip_prefix(br#","Stage Attempt ID":"#)?;
+        let (attempt, rest) = int(rest)?;
+        if !rest.starts_with(br#","Task Info":{"#) || !rest.ends_with(b"}}") {
+            return None;
+        }
+        Some(Event::TaskStart {
+            stage: (stage, attempt),
+        })
+    }
+
+    pub(super) fn task_end(line: &[u8]) -> Option<Event> {
+        let rest = line.strip_prefix(br#"{"Event":"SparkListenerTaskEnd","Stage ID":"#)?;
+        let (stage, rest) = int(rest)?;
+        let rest = rest.strip_prefix(br#","Stage Attempt ID":"#)?;
+        let (attempt, rest) = int(rest)?;
+        const REASON: &[u8] = br#","Task End Reason":{"Reason":""#;
+        let head = &rest[..rest.len().min(256)];
+        let at = memmem::find(head, REASON)? + REASON.len();
+        let reason_len = memchr::memchr2(b'"', b'\\', &rest[at..])?;
+        if rest[at + reason_len] != b'"' {
+            return None;
+        }
+        let reason = std::str::from_utf8(&rest[at..at + reason_len]).ok()?;
+        const METRICS: &[u8] = br#","Task Metrics":"#;
+        let body = line.strip_suffix(b"}")?;
+        let metrics = match memmem::rfind(body, METRICS) {
+            Some(m) => {
+                let mut de = serde_json::Deserializer::from_slice(&body[m + METRICS.len()..]);
+                let raw = Option::<RawTaskMetrics>::deserialize(&mut de).ok()?;
+                de.end().ok()?;
+                raw.map(metric_sums).unwrap_or_default()
+            }
+            None => TaskMetricSums::default(),
+        };
+        Some(Event::TaskEnd(TaskEnd {
+            stage: (stage, attempt),
+            outcome: outcome(reason),
+            metrics,
+        }))
+    }
+
+    /// A JSON integer at the start of `b`, and what follows it.
+    fn int(b: &[u8]) -> Option<(i32, &[u8])> {
+        let neg = b.first() == Some(&b'-');
+        let digits = &b[usize::from(neg)..];
+        let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 10 {
+            return None;
+        }
+        let v: i64 = std::str::from_utf8(&digits[..n]).ok()?.parse().ok()?;
+        let v = i32::try_from(if neg { -v } else { v }).ok()?;
+        Some((v, &digits[n..]))
+    }
 }
 
 // ---- Spark's JSON layouts (only the fields used; serde skips the rest) ----
@@ -833,4 +911,52 @@ struct RawOperationState {
     event_time: i64,
     produced_row_count: Option<i64>,
     error_message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const END: &str = r#"{"Event":"SparkListenerTaskEnd","Stage ID":3,"Stage Attempt ID":1,"Task Type":"ResultTask","Task End Reason":{"Reason":"TaskKilled","Kill Reason":"x"},"Task Info":{"Task ID":1,"Index":0,"Accumulables":[{"Name":"\"Task Metrics\":{"}]},"Task Metrics":{"Executor Run Time":7,"Executor CPU Time":9,"Input Metrics":{"Bytes Read":5},"Shuffle Read Metrics":{"Remote Bytes Read":1,"Local Bytes Read":2},"Shuffle Write Metrics":{"Shuffle Bytes Written":4},"Output Metrics":{"Bytes Written":6},"Updated Blocks":[]}}"#;
+
+    #[test]
+    fn fast_and_general_task_parsing_agree() {
+        let fast = fast::task_end(END.as_bytes()).expect("fast path takes Spark's layout");
+        let general = task_end(serde_json::from_str(END).expect("json"));
+        assert_eq!(fast, general);
+        let Event::TaskEnd(t) = fast else {
+            panic!("not a task end")
+        };
+        assert_eq!(t.stage, (3, 1));
+        assert_eq!(t.outcome, TaskOutcome::Killed);
+        assert_eq!(t.metrics.shuffle_read_bytes, 3);
+        assert_eq!(t.metrics.output_bytes, 6);
+    }
+
+    #[test]
+    fn fast_path_declines_what_it_does_not_recognise() {
+        // Cut inside the metrics, reordered fields, no metrics at all, a negative stage.
+        let cut = &END[..END.len() - 30];
+        assert!(fast::task_end(cut.as_bytes()).is_none());
+        assert!(
+            parse_line(cut.as_bytes()).is_err(),
+            "the general path reports it"
+        );
+        let reordered = r#"{"Event":"SparkListenerTaskEnd","Stage Attempt ID":0,"Stage ID":2,"Task End Reason":{"Reason":"Success"}}"#;
+        assert!(fast::task_end(reordered.as_bytes()).is_none());
+        assert!(
+            matches!(parse_line(reordered.as_bytes()), Ok(Event::TaskEnd(t)) if t.stage == (2, 0))
+        );
+        let no_metrics = r#"{"Event":"SparkListenerTaskEnd","Stage ID":2,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"Resubmitted"},"Task Info":{}}"#;
+        let ev = fast::task_end(no_metrics.as_bytes()).expect("fast");
+        assert!(
+            matches!(ev, Event::TaskEnd(t) if t.outcome == TaskOutcome::Failed && t.metrics == TaskMetricSums::default())
+        );
+        let start = r#"{"Event":"SparkListenerTaskStart","Stage ID":-1,"Stage Attempt ID":0,"Task Info":{"Index":1}}"#;
+        assert_eq!(
+            fast::task_start(start.as_bytes()),
+            Some(Event::TaskStart { stage: (-1, 0) })
+        );
+        assert!(fast::task_start(&start.as_bytes()[..start.len() - 1]).is_none());
+    }
 }
