@@ -604,8 +604,9 @@ impl AppState {
                 stage.updated = g;
                 job.skipped_stages.insert(stage.stage_id);
                 job.skipped_tasks += stage.num_tasks;
-                // Spark decrements here too, although the stage was never counted as active.
-                job.active_stages -= 1;
+                // A stage that never ran was never counted as active (Spark 4.3's History
+                // Server and REST API report 0 active stages for such jobs; Spark 2.x-3.x
+                // decremented here and went negative).
                 self.progress.remove(&key);
                 self.done_stages.insert(key, stage);
             }
