@@ -42,17 +42,25 @@ async fn start(token: &str) -> Agent {
 }
 
 fn hello(token: &str) -> String {
+    hello_for("local-7", token)
+}
+
+fn hello_for(app: &str, token: &str) -> String {
     format!(
-        "{{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"local-7\",\"appName\":\"Spark Connect server\",\
+        "{{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"{app}\",\"appName\":\"Spark Connect server\",\
          \"sparkVersion\":\"4.3.0\",\"listenerVersion\":\"0.1.0\",\"token\":\"{token}\",\"startTime\":1,\
          \"sparkUser\":\"spark\",\"taskEvents\":\"coalesced\"}}\n"
     )
 }
 
 async fn handshake(addr: std::net::SocketAddr, token: &str) -> (BufReader<TcpStream>, String) {
+    handshake_line(addr, &hello(token)).await
+}
+
+async fn handshake_line(addr: std::net::SocketAddr, hello: &str) -> (BufReader<TcpStream>, String) {
     let mut s = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
     s.get_mut()
-        .write_all(hello(token).as_bytes())
+        .write_all(hello.as_bytes())
         .await
         .expect("write");
     let mut answer = String::new();
@@ -147,4 +155,52 @@ async fn events_flow_from_the_socket_to_the_api() {
 
     drop(s);
     eventually(|| !lock(&app).is_live()).await;
+}
+
+#[tokio::test]
+async fn each_application_has_its_own_connection_and_state() {
+    let agent = start("t").await;
+    let (mut a, ok_a) = handshake_line(agent.ingest, &hello_for("app-a", "t")).await;
+    let (mut b, ok_b) = handshake_line(agent.ingest, &hello_for("app-b", "t")).await;
+    assert!(ok_a.contains("true") && ok_b.contains("true"));
+    let job = |id: i32| {
+        format!(
+            "{{\"Event\":\"SparkListenerJobStart\",\"Job ID\":{id},\"Stage Infos\":[],\"Stage IDs\":[],\"Properties\":{{}}}}\n"
+        )
+    };
+    a.get_mut()
+        .write_all(job(1).as_bytes())
+        .await
+        .expect("write");
+    b.get_mut()
+        .write_all(job(2).as_bytes())
+        .await
+        .expect("write");
+    b.get_mut()
+        .write_all(b"{\"Event\":\"SparkscopeListenerStats\",\"dropped\":3}\n")
+        .await
+        .expect("write");
+    let (app_a, app_b) = loop {
+        if let (Some(x), Some(y)) = (agent.store.get("app-a"), agent.store.get("app-b")) {
+            break (x, y);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eventually(|| lock(&app_a).job(1).is_some() && lock(&app_b).job(2).is_some()).await;
+    eventually(|| lock(&app_b).stats.listener_dropped == 3).await;
+    assert!(lock(&app_a).job(2).is_none() && lock(&app_b).job(1).is_none());
+    let (_, body) = http_get(agent.http, "/api/v1/applications").await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["applications"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["applications"][1]["ingest"]["listenerDropped"], 3);
+}
+
+#[tokio::test]
+async fn a_connection_must_start_with_a_hello() {
+    let agent = start("t").await;
+    let (_s, answer) = handshake_line(agent.ingest, "{\"Event\":\"SparkListenerJobEnd\"}\n").await;
+    assert!(
+        answer.contains("\"ok\":false") && answer.contains("SparkscopeHello"),
+        "{answer}"
+    );
 }

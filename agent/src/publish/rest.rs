@@ -17,7 +17,21 @@ pub struct Application {
     pub spark_version: String,
     pub spark_user: String,
     pub live: bool,
+    pub ingest: Ingest,
     pub jobs: Vec<JobData>,
+}
+
+/// How complete the agent's view is: lines read, lines it could not use, and what the listener
+/// reported dropping before they reached the agent.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ingest {
+    pub lines: u64,
+    pub malformed_lines: u64,
+    pub unknown_events: u64,
+    pub listener_sent: u64,
+    pub listener_dropped: u64,
+    pub listener_reconnects: u64,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -67,6 +81,14 @@ pub fn application(app: &AppState) -> Application {
         spark_version: app.spark_version.clone(),
         spark_user: app.spark_user.clone(),
         live: app.is_live(),
+        ingest: Ingest {
+            lines: app.stats.lines,
+            malformed_lines: app.stats.parse_errors,
+            unknown_events: app.stats.unknown_events,
+            listener_sent: app.stats.listener_sent,
+            listener_dropped: app.stats.listener_dropped,
+            listener_reconnects: app.stats.listener_reconnects,
+        },
         jobs: app.jobs().rev().map(job).collect(),
     }
 }
