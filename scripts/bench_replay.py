@@ -20,9 +20,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Self
-
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -59,55 +56,13 @@ def make_log(work: Path, jobs: int, tasks: int) -> Path:
     return log
 
 
-class HistoryServer:
-    """Spark's History Server in the foreground on a free loopback port."""
-
-    def __init__(self, log_dir: Path, work: Path) -> None:
-        self.port = harness.free_port()
-        self.work = work
-        conf = work / "history.conf"
-        conf.write_text(
-            f"spark.history.fs.logDirectory={log_dir.resolve().as_uri()}\n"
-            f"spark.history.ui.port={self.port}\n"
-            "spark.history.fs.update.interval=1s\n"
-        )
-        self.cmd = [
-            str(harness.spark_home() / "bin" / "spark-class"),
-            "org.apache.spark.deploy.history.HistoryServer",
-            "--properties-file",
-            str(conf),
-        ]
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> Self:
-        env = {**os.environ, "SPARK_LOCAL_IP": harness.LOOPBACK, "SPARK_NO_DAEMONIZE": "1"}
-        log = open(self.work / "history-server.log", "ab")  # closed with the process
-        self.proc = subprocess.Popen(
-            self.cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            harness._stop_process_group(self.proc, 20)
-
-    def get(self, path: str):
-        resp = requests.get(f"http://{harness.LOOPBACK}:{self.port}/api/v1/{path}", timeout=600)
-        resp.raise_for_status()
-        return resp.json()
-
-
 def time_history_server(log: Path, work: Path, app_id: str) -> tuple[float, list[dict]]:
     log_dir = work / "hs-logs"
     shutil.rmtree(log_dir, ignore_errors=True)
     log_dir.mkdir()
     os.symlink(log.resolve(), log_dir / log.name)
-    with HistoryServer(log_dir, work) as hs:
-
-        def listed() -> bool:
-            return any(a["id"] == app_id for a in hs.get("applications"))
-
-        harness.wait_until(listed, timeout=180, interval=0.2, desc="history server lists the app")
+    with harness.HistoryServer(log_dir, work) as hs:
+        hs.wait_listed(app_id)
         t0 = time.perf_counter()
         jobs = hs.get(f"applications/{app_id}/jobs")
         return time.perf_counter() - t0, jobs

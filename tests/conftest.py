@@ -1,0 +1,114 @@
+"""Shared pytest plumbing for the whole-system tests: where artifacts (logs, event logs) go, the
+"pieces not built yet" policy, and log tails attached to failure reports."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import harness
+import pytest
+
+ARTIFACTS_ROOT = Path(__file__).resolve().parent / "artifacts"
+_LOGS = pytest.StashKey[dict[Path, str]]()
+_DIRS = pytest.StashKey[list[Path]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sparkscope")
+    group.addoption(
+        "--keep-artifacts",
+        action="store_true",
+        help=f"write server/agent logs and event logs under {ARTIFACTS_ROOT}/<test module>/ "
+        "(wiped at the start of the module) instead of pytest's tmp dir",
+    )
+    group.addoption(
+        "--require-sparkscope",
+        action="store_true",
+        help="fail instead of skipping when the listener jar or the agent binary is missing "
+        "(also on when $CI, $SPARKSCOPE_E2E_STRICT or $SPARKSCOPE_BIN is set)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_LOGS] = {}
+    config.stash[_DIRS] = []
+    # pyspark 4.3 warns about pandas 3 on import of its Connect client; not ours to act on
+    config.addinivalue_line(
+        "filterwarnings", "ignore:PySpark does not yet fully support pandas:FutureWarning"
+    )
+
+
+def strict(config: pytest.Config) -> bool:
+    return bool(
+        config.getoption("--require-sparkscope")
+        or os.environ.get("CI")
+        or os.environ.get("SPARKSCOPE_E2E_STRICT")
+        # naming the binary explicitly (scripts/test.sh does) means "test it", never "skip"
+        or os.environ.get("SPARKSCOPE_BIN")
+    )
+
+
+@pytest.fixture(scope="module")
+def artifacts_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A directory for this test module's logs and event logs."""
+    name = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
+    if request.config.getoption("--keep-artifacts"):
+        path = ARTIFACTS_ROOT / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+    else:
+        path = tmp_path_factory.mktemp(name)
+    request.config.stash[_DIRS].append(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def log_registry(request: pytest.FixtureRequest):
+    """`register(path, title)`: attach the tail of that log to every failing report while the
+    calling module's fixtures are alive."""
+    logs = request.config.stash[_LOGS]
+    mine: list[Path] = []
+
+    def register(path: Path, title: str) -> None:
+        logs[Path(path)] = title
+        mine.append(Path(path))
+
+    yield register
+    for path in mine:
+        logs.pop(path, None)
+
+
+@pytest.fixture(scope="session")
+def require_piece(request: pytest.FixtureRequest):
+    """`require(path_or_none, what, how_to_build)`: skip (locally) or fail (CI, strict) when a
+    piece under test has not been built."""
+
+    def require(path: Path | None, what: str, how: str) -> Path:
+        if path is not None:
+            return path
+        msg = f"{what} not found; build it with: {how}"
+        if strict(request.config):
+            pytest.fail(
+                f"{msg} (strict because of --require-sparkscope, $CI, "
+                "$SPARKSCOPE_E2E_STRICT or $SPARKSCOPE_BIN)"
+            )
+        pytest.skip(msg)
+
+    return require
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed:
+        for path, title in item.config.stash[_LOGS].items():
+            report.sections.append((f"{title}: {path} (tail)", harness.tail(path, 80)))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for path in config.stash[_DIRS]:
+        terminalreporter.write_line(f"sparkscope e2e artifacts: {path}")

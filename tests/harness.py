@@ -1,0 +1,641 @@
+"""Process harness for whole-system tests: a real Spark Connect server, the sparkscope agent, and
+the REST calls that read Spark's own view of an application.
+
+Shared by the end-to-end tests, the demo script and the benchmarks, so it depends on the standard
+library and `requests` only (pyspark is imported lazily by `connect_session`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LISTENER_CLASS = "io.sparkscope.listener.SparkscopeListener"
+CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+LOOPBACK = "127.0.0.1"
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago (bind to port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    pred: Callable[[], T],
+    timeout: float,
+    interval: float = 0.25,
+    desc: str = "condition",
+    retry_on: tuple[type[BaseException], ...] = (OSError, ValueError),
+) -> T:
+    """Call `pred` until it returns something truthy and return that; raise TimeoutError after
+    `timeout` seconds. `retry_on` exceptions (connection refused, HTTP errors, a half-written JSON
+    body) count as "not yet"; the last one is chained to the TimeoutError. Others propagate."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            value = pred()
+            if value:
+                return value
+        except retry_on as exc:
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {desc}") from last_exc
+        time.sleep(interval)
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    """The last `lines` lines of a (log) file, or a note that it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 256 * 1024))
+            data = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return f"<{path} does not exist>"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def spark_home() -> Path:
+    env = os.environ.get("SPARK_HOME")
+    if env:
+        return Path(env)
+    import pyspark  # lazy: only needed when SPARK_HOME is not set
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def _stop_process_group(proc: subprocess.Popen, grace: float) -> int | None:
+    """SIGTERM the process group (so shutdown hooks run), then SIGKILL after `grace` seconds."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return proc.wait()
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return proc.wait(timeout=30)
+
+
+PORT_ATTEMPTS = 3
+
+
+class _PortTaken(RuntimeError):
+    """A process exited at startup because one of its free ports was taken meanwhile."""
+
+
+def _free_ports(n: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return list(ports)
+
+
+def _raise_exit(what: str, code: int | None, log_path: Path, offset: int) -> None:
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        output = f.read().decode("utf-8", errors="replace")
+    msg = f"{what} exited with {code} at startup; log {log_path}:\n{tail(log_path)}"
+    if "Address already in use" in output or "BindException" in output:
+        raise _PortTaken(msg)
+    raise RuntimeError(msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# where the pieces under test live
+
+
+def listener_jar() -> Path | None:
+    """The listener jar built by listener-jar/build.sh (SPARKSCOPE_LISTENER_JAR overrides)."""
+    env = os.environ.get("SPARKSCOPE_LISTENER_JAR")
+    path = Path(env) if env else REPO_ROOT / "listener-jar" / "target" / "sparkscope-listener.jar"
+    return path if path.is_file() else None
+
+
+def agent_binary() -> Path | None:
+    """SPARKSCOPE_BIN if set, else target/release/sparkscope if present, else target/debug."""
+    env = os.environ.get("SPARKSCOPE_BIN")
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    for profile in ("release", "debug"):
+        path = REPO_ROOT / "target" / profile / "sparkscope"
+        if path.is_file():
+            return path
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Spark's monitoring REST API
+
+
+def rest_get(base_url: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
+    """GET `<base_url>/api/v1/<path>` and decode the JSON body; raises on a non-2xx answer."""
+    resp = requests.get(f"{base_url}/api/v1/{path.lstrip('/')}", params=params, timeout=10)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def spark_jobs(ui_url: str, app_id: str, status: str | None = None) -> list[dict]:
+    """`/applications/{app}/jobs` (JobData list, newest first), optionally filtered by status."""
+    params = {"status": status} if status else None
+    return rest_get(ui_url, f"applications/{app_id}/jobs", params)
+
+
+def connect_operations(ui_url: str, app_id: str, page: int = 500) -> list[dict]:
+    """`/applications/{app}/connect/operations` (Spark 4.3+), all pages."""
+    ops: list[dict] = []
+    while True:
+        batch = rest_get(
+            ui_url,
+            f"applications/{app_id}/connect/operations",
+            {"offset": len(ops), "length": page},
+        )
+        ops.extend(batch)
+        if len(batch) < page:
+            return ops
+
+
+def connect_sessions(ui_url: str, app_id: str, page: int = 500) -> list[dict]:
+    """`/applications/{app}/connect/sessions` (Spark 4.3+), all pages."""
+    sessions: list[dict] = []
+    while True:
+        batch = rest_get(
+            ui_url,
+            f"applications/{app_id}/connect/sessions",
+            {"offset": len(sessions), "length": page},
+        )
+        sessions.extend(batch)
+        if len(batch) < page:
+            return sessions
+
+
+# ---------------------------------------------------------------------------------------------
+# Spark Connect server
+
+
+class SparkConnectServer:
+    """A Spark Connect server (`spark-submit --class …SparkConnectServer`, `local[N]`) on
+    loopback, on free ports, logging to `<work_dir>/spark-connect-server.log`.
+
+    With `listener_jar` the sparkscope listener is loaded through --jars and spark.extraListeners
+    and pointed at `agent_addr` with `token`. With `event_log_dir` event logging is on; rolling and
+    compression keep Spark's defaults unless `event_log_rolling` / `event_log_compress` say
+    otherwise. Leaving the context stops the process group with SIGTERM first, so the shutdown hook
+    stops the SparkContext and the event log is finalized.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        listener_jar: Path | None = None,
+        agent_addr: str | None = None,
+        token: str | None = None,
+        event_log_dir: Path | None = None,
+        event_log_rolling: bool | None = None,
+        event_log_compress: bool | None = None,
+        master: str = "local[2]",
+        conf: Mapping[str, str] | None = None,
+        startup_timeout: float = 180.0,
+        stop_timeout: float = 60.0,
+    ) -> None:
+        self.work_dir = Path(work_dir)
+        self.listener_jar = listener_jar
+        self.agent_addr = agent_addr
+        self.token = token
+        self.event_log_dir = Path(event_log_dir) if event_log_dir else None
+        self.event_log_rolling = event_log_rolling
+        self.event_log_compress = event_log_compress
+        self.master = master
+        self.extra_conf = dict(conf or {})
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.grpc_port = 0
+        self.ui_port = 0
+        self.app_id = ""
+        self.log_path = self.work_dir / "spark-connect-server.log"
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    # -- addresses
+
+    @property
+    def grpc_url(self) -> str:
+        """The `sc://` URL for pyspark; append `;user_id=…` etc. as needed."""
+        return f"sc://{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ui_port}"
+
+    def remote_url(self, **params: str) -> str:
+        """`sc://127.0.0.1:<port>/;k=v;…` for SparkSession.builder.remote()."""
+        suffix = "".join(f";{k}={v}" for k, v in params.items())
+        return f"{self.grpc_url}/{suffix}" if suffix else self.grpc_url
+
+    # -- lifecycle
+
+    def command(self) -> list[str]:
+        conf: dict[str, str] = {
+            "spark.connect.grpc.binding.address": LOOPBACK,
+            "spark.connect.grpc.binding.port": str(self.grpc_port),
+            "spark.connect.grpc.port.maxRetries": "0",
+            "spark.driver.host": LOOPBACK,
+            "spark.driver.bindAddress": LOOPBACK,
+            "spark.ui.port": str(self.ui_port),
+            "spark.port.maxRetries": "0",
+            "spark.ui.showConsoleProgress": "false",
+        }
+        if self.event_log_dir is not None:
+            conf["spark.eventLog.enabled"] = "true"
+            conf["spark.eventLog.dir"] = self.event_log_dir.resolve().as_uri()
+            if self.event_log_rolling is not None:
+                conf["spark.eventLog.rolling.enabled"] = str(self.event_log_rolling).lower()
+            if self.event_log_compress is not None:
+                conf["spark.eventLog.compress"] = str(self.event_log_compress).lower()
+        if self.listener_jar is not None:
+            conf["spark.extraListeners"] = LISTENER_CLASS
+            if self.agent_addr:
+                conf["spark.sparkscope.agent"] = self.agent_addr
+            if self.token:
+                conf["spark.sparkscope.token"] = self.token
+        conf.update(self.extra_conf)
+        cmd = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--class",
+            CONNECT_SERVER_CLASS,
+            "--name",
+            "Spark Connect server",
+            "--master",
+            self.master,
+        ]
+        if self.listener_jar is not None:
+            cmd += ["--jars", str(self.listener_jar)]
+        for key, value in conf.items():
+            cmd += ["--conf", f"{key}={value}"]
+        return cmd
+
+    def start(self) -> SparkConnectServer:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.event_log_dir is not None:
+            self.event_log_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._launch()
+                return self
+            except _PortTaken:
+                # a free port was taken between our probe and Spark's bind: pick new ones
+                if attempt == PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> None:
+        self.grpc_port, self.ui_port = _free_ports(2)
+        conf_dir = self.work_dir / "spark-conf"  # isolates us from any conf in SPARK_HOME
+        conf_dir.mkdir(exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            SPARK_HOME=str(spark_home()),
+            SPARK_LOCAL_IP=LOOPBACK,
+            SPARK_CONF_DIR=str(conf_dir),
+            SPARK_LOG_DIR=str(self.work_dir),
+        )
+        cmd = self.command()
+        self.returncode = None
+        with open(self.log_path, "ab") as log:
+            log.write(("$ " + " ".join(cmd) + "\n").encode())
+            log.flush()
+            log_offset = log.tell()
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.work_dir,
+                start_new_session=True,  # own process group: stop() signals all of it
+            )
+
+        def ready() -> str | None:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                _raise_exit("Spark Connect server", self.proc.returncode, self.log_path, log_offset)
+            if not port_open(self.grpc_port):
+                return None
+            apps = rest_get(self.ui_url, "applications")
+            return apps[0]["id"] if apps else None
+
+        try:
+            self.app_id = wait_until(ready, self.startup_timeout, 0.5, "Spark Connect server")
+        except TimeoutError as exc:
+            self.stop()
+            raise TimeoutError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from exc
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> int | None:
+        """Stop the server (idempotent) and return its exit code."""
+        if self.proc is not None and self.returncode is None:
+            self.returncode = _stop_process_group(self.proc, self.stop_timeout)
+        return self.returncode
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what it produced
+
+    def event_log_path(self) -> Path:
+        """The application's event log: a rolling `eventlog_v2_<appId>/` directory or a single
+        `<appId>[.<codec>]` file. Before stop() it may still carry `.inprogress`."""
+        if self.event_log_dir is None:
+            raise RuntimeError("event logging is off for this server")
+        matches = sorted(p for p in self.event_log_dir.iterdir() if self.app_id in p.name)
+        if len(matches) != 1:
+            raise RuntimeError(f"expected one event log for {self.app_id}, found {matches}")
+        return matches[0]
+
+    # -- REST shortcuts
+
+    def jobs(self, status: str | None = None) -> list[dict]:
+        return spark_jobs(self.ui_url, self.app_id, status)
+
+    def connect_operations(self) -> list[dict]:
+        return connect_operations(self.ui_url, self.app_id)
+
+    def connect_sessions(self) -> list[dict]:
+        return connect_sessions(self.ui_url, self.app_id)
+
+    def rest(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET `/api/v1/applications/<app>/<path>`."""
+        return rest_get(self.ui_url, f"applications/{self.app_id}/{path.lstrip('/')}", params)
+
+
+def connect_session(url: str):  # -> pyspark.sql.connect.session.SparkSession
+    """A new Spark Connect session for `url` (`sc://…/;user_id=…`).
+
+    `SparkSession.builder.remote(url).getOrCreate()` returns the process's default session once
+    one exists, whatever the URL says (so a second user would silently reuse the first user's
+    session); `create()` always opens a new one.
+    """
+    from pyspark.sql import SparkSession  # lazy: heavy import, only for callers that need it
+
+    return SparkSession.builder.remote(url).create()
+
+
+# ---------------------------------------------------------------------------------------------
+# sparkscope agent
+
+
+class Agent:
+    """`sparkscope serve` on free loopback ports, logging to `<work_dir>/sparkscope-agent.log`."""
+
+    def __init__(
+        self,
+        binary: Path,
+        work_dir: Path,
+        *,
+        token: str | None = None,
+        extra_args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 60.0,
+        stop_timeout: float = 15.0,
+    ) -> None:
+        self.binary = Path(binary)
+        self.work_dir = Path(work_dir)
+        self.token = token
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.ingest_port = 0
+        self.http_port = 0
+        self.log_path = self.work_dir / "sparkscope-agent.log"
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    @property
+    def ingest_addr(self) -> str:
+        """What the listener's `spark.sparkscope.agent` should be."""
+        return f"{LOOPBACK}:{self.ingest_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(self.binary),
+            "serve",
+            "--ingest",
+            self.ingest_addr,
+            "--http",
+            f"{LOOPBACK}:{self.http_port}",
+        ]
+        if self.token:
+            cmd += ["--listener-token", self.token]
+        return cmd + self.extra_args
+
+    def start(self) -> Agent:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._launch()
+                return self
+            except _PortTaken:
+                if attempt == PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> None:
+        self.ingest_port, self.http_port = _free_ports(2)
+        cmd = self.command()
+        env = {**os.environ, "NO_COLOR": "1", **self.extra_env}
+        self.returncode = None
+        with open(self.log_path, "ab") as log:
+            log.write(("$ " + " ".join(cmd) + "\n").encode())
+            log.flush()
+            log_offset = log.tell()
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.work_dir,
+                start_new_session=True,
+            )
+
+        def healthy() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                _raise_exit("sparkscope", self.proc.returncode, self.log_path, log_offset)
+            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+
+        try:
+            wait_until(healthy, self.startup_timeout, 0.2, "sparkscope /healthz")
+        except TimeoutError as exc:
+            self.stop()
+            raise TimeoutError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from exc
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> int | None:
+        if self.proc is not None and self.returncode is None:
+            self.returncode = _stop_process_group(self.proc, self.stop_timeout)
+        return self.returncode
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        resp = requests.get(f"{self.url}/{path.lstrip('/')}", params=params, timeout=10)
+        resp.raise_for_status()
+        return resp.json()
+
+    def applications(self) -> list[dict]:
+        return self.get("api/v1/applications")["applications"]
+
+    def application(self, app_id: str) -> dict | None:
+        return next((a for a in self.applications() if a.get("id") == app_id), None)
+
+    def jobs(self, app_id: str) -> list[dict]:
+        app = self.application(app_id)
+        return list(app.get("jobs", [])) if app else []
+
+
+# ---------------------------------------------------------------------------------------------
+# Spark's History Server
+
+
+class HistoryServer:
+    """Spark's History Server in the foreground on a free loopback port, reading `log_dir`,
+    logging to `<work_dir>/history-server.log`."""
+
+    def __init__(self, log_dir: Path, work_dir: Path, startup_timeout: float = 180.0) -> None:
+        self.log_dir = Path(log_dir)
+        self.work_dir = Path(work_dir)
+        self.startup_timeout = startup_timeout
+        self.port = 0
+        self.log_path = self.work_dir / "history-server.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> Self:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        conf = self.work_dir / "history-server.conf"
+        conf.write_text(
+            f"spark.history.fs.logDirectory={self.log_dir.resolve().as_uri()}\n"
+            f"spark.history.ui.port={self.port}\n"
+            "spark.history.fs.update.interval=1s\n"
+        )
+        cmd = [
+            str(spark_home() / "bin" / "spark-class"),
+            "org.apache.spark.deploy.history.HistoryServer",
+            "--properties-file",
+            str(conf),
+        ]
+        env = {
+            **os.environ,
+            "SPARK_HOME": str(spark_home()),
+            "SPARK_LOCAL_IP": LOOPBACK,
+            "SPARK_CONF_DIR": str(self.work_dir),
+        }
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        wait_until(lambda: port_open(self.port), self.startup_timeout, 0.2, "history server port")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_process_group(self.proc, 20)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def get(self, path: str, timeout: float = 600) -> Any:
+        """GET `/api/v1/<path>`; the first request for an application replays its whole log."""
+        resp = requests.get(f"{self.url}/api/v1/{path.lstrip('/')}", timeout=timeout)
+        resp.raise_for_status()
+        return resp.json()
+
+    def wait_listed(self, app_id: str) -> None:
+        def listed() -> bool:
+            return any(a["id"] == app_id for a in self.get("applications", timeout=10))
+
+        wait_until(listed, self.startup_timeout, 0.2, f"history server to list {app_id}")
+
+
+def replay(binary: Path, path: Path, timeout: float = 120.0) -> dict:
+    """`sparkscope replay <path> --format json`, decoded. Raises with stderr on failure."""
+    proc = subprocess.run(
+        [str(binary), "replay", str(path), "--format", "json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"sparkscope replay {path} exited with {proc.returncode}:\n{proc.stderr[-4000:]}"
+        )
+    return json.loads(proc.stdout)
