@@ -1,0 +1,96 @@
+package io.sparkscope.listener;
+
+import java.net.InetSocketAddress;
+
+import org.apache.spark.SparkConf;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The listener's settings, read once from the Spark conf. A bad value falls back to its default
+ * with a warning: a typo in a monitoring setting must never stop the Spark application.
+ */
+final class ListenerConfig {
+    static final String AGENT = "spark.sparkscope.agent";
+    static final String TOKEN = "spark.sparkscope.token";
+    static final String TOKEN_ENV = "SPARKSCOPE_LISTENER_TOKEN";
+    static final String FLUSH_INTERVAL_MS = "spark.sparkscope.flushIntervalMs";
+    static final String QUEUE_CAPACITY = "spark.sparkscope.queueCapacity";
+    static final String MAX_LIVE_ENTITIES = "spark.sparkscope.maxLiveEntities";
+
+    static final String DEFAULT_AGENT = "127.0.0.1:4741";
+
+    private static final Logger LOG = LoggerFactory.getLogger(ListenerConfig.class);
+
+    final String agentHost;
+    final int agentPort;
+    final String token;
+    final long flushIntervalMs;
+    final int queueCapacity;
+    final int maxLiveEntities;
+
+    private ListenerConfig(String agentHost, int agentPort, String token, long flushIntervalMs,
+            int queueCapacity, int maxLiveEntities) {
+        this.agentHost = agentHost;
+        this.agentPort = agentPort;
+        this.token = token;
+        this.flushIntervalMs = flushIntervalMs;
+        this.queueCapacity = queueCapacity;
+        this.maxLiveEntities = maxLiveEntities;
+    }
+
+    static ListenerConfig from(SparkConf conf) {
+        String agent = conf.get(AGENT, DEFAULT_AGENT).trim();
+        String host;
+        int port;
+        try {
+            int colon = agent.lastIndexOf(':');
+            host = agent.substring(0, colon);
+            if (host.startsWith("[") && host.endsWith("]")) {
+                host = host.substring(1, host.length() - 1); // [::1]:4741
+            }
+            port = Integer.parseInt(agent.substring(colon + 1));
+            if (host.isEmpty() || port <= 0 || port > 65535) {
+                throw new IllegalArgumentException(agent);
+            }
+        } catch (RuntimeException e) {
+            LOG.warn("sparkscope: {}={} is not host:port, using {}", AGENT, agent, DEFAULT_AGENT);
+            host = "127.0.0.1";
+            port = 4741;
+        }
+        String token = conf.get(TOKEN, "");
+        if (token.isEmpty()) {
+            String env = System.getenv(TOKEN_ENV);
+            token = env == null ? "" : env;
+        }
+        return new ListenerConfig(host, port, token,
+                positive(conf, FLUSH_INTERVAL_MS, 100),
+                (int) positive(conf, QUEUE_CAPACITY, 10_000),
+                (int) positive(conf, MAX_LIVE_ENTITIES, 10_000));
+    }
+
+    InetSocketAddress agentAddress() {
+        return new InetSocketAddress(agentHost, agentPort);
+    }
+
+    String agentString() {
+        return agentHost + ":" + agentPort;
+    }
+
+    private static long positive(SparkConf conf, String key, long dflt) {
+        String raw = conf.get(key, null);
+        if (raw == null) {
+            return dflt;
+        }
+        try {
+            long v = Long.parseLong(raw.trim());
+            if (v > 0 && v <= Integer.MAX_VALUE) {
+                return v;
+            }
+        } catch (NumberFormatException ignored) {
+            // fall through to the warning
+        }
+        LOG.warn("sparkscope: {}={} is not a positive integer, using {}", key, raw, dflt);
+        return dflt;
+    }
+}

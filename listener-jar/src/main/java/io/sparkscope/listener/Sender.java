@@ -1,0 +1,682 @@
+package io.sparkscope.listener;
+
+import java.io.BufferedOutputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.Method;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.spark.SparkConf;
+import org.apache.spark.scheduler.SparkListenerApplicationEnd;
+import org.apache.spark.scheduler.SparkListenerApplicationStart;
+import org.apache.spark.scheduler.SparkListenerEvent;
+import org.apache.spark.scheduler.SparkListenerExecutorAdded;
+import org.apache.spark.scheduler.SparkListenerExecutorRemoved;
+import org.apache.spark.scheduler.SparkListenerJobEnd;
+import org.apache.spark.scheduler.SparkListenerJobStart;
+import org.apache.spark.scheduler.SparkListenerStageCompleted;
+import org.apache.spark.scheduler.SparkListenerStageSubmitted;
+import org.apache.spark.scheduler.StageInfo;
+import org.apache.spark.util.JsonProtocol;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The sender thread: owns the agent connection, serializes queued events with Spark's own
+ * JsonProtocol, keeps the live (sticky) state for resends, and turns stage counters into progress
+ * lines every flush interval. Nothing here runs on Spark's listener-bus thread.
+ */
+final class Sender implements Runnable {
+    private static final Logger LOG = LoggerFactory.getLogger(Sender.class);
+
+    static final int PROTOCOL = 1;
+    private static final int CONNECT_TIMEOUT_MS = 1_000;
+    private static final int HELLO_TIMEOUT_MS = 5_000;
+    private static final int MAX_ANSWER_BYTES = 64 * 1024;
+    private static final long MIN_BACKOFF_MS = 100;
+    private static final long MAX_BACKOFF_MS = 10_000;
+    private static final int WRITE_BUFFER = 64 * 1024;
+
+    /** The only JobStart / StageSubmitted properties that leave the driver (protocol § Events). */
+    static final String[] KEPT_PROPERTIES = {
+        "spark.job.tags", "spark.job.description", "callSite.short", "spark.sql.execution.id",
+        "spark.sql.execution.root.id", "spark.jobGroup.id", "spark.scheduler.pool",
+    };
+
+    private static final String SQL_UI = "org.apache.spark.sql.execution.ui.";
+    private static final String CONNECT = "org.apache.spark.sql.connect.service.SparkListenerConnect";
+
+    private final ListenerConfig config;
+    private final SparkConf conf;
+    private final EventRing ring;
+    private final ConcurrentLinkedQueue<StageCounters> newStages;
+    private final AtomicLong queueDropped;
+    private final Thread thread;
+    private final long createdAt = System.currentTimeMillis();
+    private final long flushNanos;
+    private final long pollNanos;
+
+    private volatile boolean stopping;
+
+    // Everything below belongs to the sender thread.
+    private final LiveState live;
+    private final List<StageCounters> tracked = new ArrayList<>();
+    private final long[] snap = new long[StageCounters.SNAPSHOT_SIZE];
+    private final Map<String, Method> accessors = new HashMap<>();
+    private final ByteBuffer probeBuffer = ByteBuffer.allocate(512);
+    private final ObjectMapper mapper = new ObjectMapper();
+    private Constructor<?> jobStartCtor;
+
+    private SocketChannel channel;
+    private OutputStream out;
+    private long nextConnectNanos;
+    private long backoffMs = MIN_BACKOFF_MS;
+    private boolean everConnected;
+    private boolean unavailableLogged;
+    private String lastRefusal;
+    private String appIdFromEvent;
+
+    private long pendingLines; // written to the buffer, not yet flushed
+    private long sent;
+    private long dataLines; // non-stats lines written; drives "did something change"
+    private long localDropped;
+    private long reconnects;
+    private long lastStatsData = -1;
+    private long lastStatsDropped = -1;
+    private long lastStatsQueue = -1;
+    private long lastStatsReconnects = -1;
+    private final Map<String, Boolean> serializeFailureLogged = new HashMap<>();
+
+    Sender(ListenerConfig config, SparkConf conf, EventRing ring,
+            ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped) {
+        this.config = config;
+        this.conf = conf;
+        this.ring = ring;
+        this.newStages = newStages;
+        this.queueDropped = queueDropped;
+        this.live = new LiveState(config.maxLiveEntities);
+        this.flushNanos = TimeUnit.MILLISECONDS.toNanos(config.flushIntervalMs);
+        // Drain the ring a few times per flush interval so bursts do not fill it.
+        this.pollNanos = Math.max(1_000_000L, Math.min(flushNanos / 5, 20_000_000L));
+        this.thread = new Thread(this, "sparkscope-sender");
+        this.thread.setDaemon(true);
+    }
+
+    void start() {
+        thread.start();
+    }
+
+    /** Called on the bus thread at application end: drain, flush, close, within a time bound. */
+    void stop(long timeoutMs) throws InterruptedException {
+        stopping = true;
+        LockSupport.unpark(thread);
+        thread.join(timeoutMs);
+    }
+
+    @Override
+    public void run() {
+        try {
+            SparkscopeListener.warmUp(config);
+        } catch (Throwable t) {
+            LOG.debug("sparkscope: JIT warm-up skipped", t); // only costs speed, never correctness
+        }
+        try {
+            loop();
+        } catch (Throwable t) {
+            LOG.error("sparkscope: sender thread died; events are no longer sent", t);
+        } finally {
+            close(true);
+        }
+    }
+
+    private void loop() {
+        long nextFlush = System.nanoTime() + flushNanos;
+        while (true) {
+            // Read before draining, so everything offered before stop() is still sent.
+            boolean last = stopping;
+            long now = System.nanoTime();
+            if (channel == null && !last && now - nextConnectNanos >= 0) {
+                connect();
+            }
+            // Adopt new stages before draining: their StageSubmitted is then already in the ring.
+            adoptNewStages();
+            Object e;
+            while ((e = ring.poll()) != null) {
+                handle((SparkListenerEvent) e);
+            }
+            now = System.nanoTime();
+            if (last || now - nextFlush >= 0) {
+                tick();
+                nextFlush = now + flushNanos;
+            }
+            if (last) {
+                LOG.info("sparkscope: listener stopped ({} lines sent, {} dropped)", sent,
+                        dropped());
+                return;
+            }
+            LockSupport.parkNanos(Math.max(0, Math.min(pollNanos, nextFlush - now)));
+        }
+    }
+
+    /** Once per flush interval: notice a closed agent, progress lines, stats, flush. */
+    private void tick() {
+        probe();
+        progress(false);
+        stats();
+        flush();
+    }
+
+    // ---- events ----
+
+    private void handle(SparkListenerEvent e) {
+        if (e instanceof SparkListenerStageSubmitted) {
+            SparkListenerStageSubmitted s = (SparkListenerStageSubmitted) e;
+            StageInfo info = s.stageInfo();
+            sticky(LiveState.Kind.STAGE, info.stageId() + "." + info.attemptNumber(),
+                    new SparkListenerStageSubmitted(info, filter(s.properties())));
+        } else if (e instanceof SparkListenerStageCompleted) {
+            StageInfo info = ((SparkListenerStageCompleted) e).stageInfo();
+            progress(false);
+            live.remove(LiveState.Kind.STAGE, info.stageId() + "." + info.attemptNumber());
+            forward(e);
+        } else if (e instanceof SparkListenerJobStart) {
+            SparkListenerJobStart j = (SparkListenerJobStart) e;
+            SparkListenerEvent copy = filteredJobStart(j);
+            if (copy == null) {
+                localDropped++; // never send the unfiltered original
+            } else {
+                sticky(LiveState.Kind.JOB, Integer.toString(j.jobId()), copy);
+            }
+        } else if (e instanceof SparkListenerJobEnd) {
+            progress(false);
+            live.remove(LiveState.Kind.JOB, Integer.toString(((SparkListenerJobEnd) e).jobId()));
+            forward(e);
+        } else if (e instanceof SparkListenerExecutorAdded) {
+            sticky(LiveState.Kind.EXECUTOR, ((SparkListenerExecutorAdded) e).executorId(), e);
+        } else if (e instanceof SparkListenerExecutorRemoved) {
+            live.remove(LiveState.Kind.EXECUTOR, ((SparkListenerExecutorRemoved) e).executorId());
+            forward(e);
+        } else if (e instanceof SparkListenerApplicationStart) {
+            SparkListenerApplicationStart a = (SparkListenerApplicationStart) e;
+            if (a.appId().isDefined()) {
+                appIdFromEvent = a.appId().get();
+            }
+            sticky(LiveState.Kind.APP, "app", e);
+        } else if (e instanceof SparkListenerApplicationEnd) {
+            progress(false);
+            forward(e);
+        } else {
+            handleOther(e);
+        }
+    }
+
+    /** SQL and Connect events, which this jar sees only by class name. */
+    private void handleOther(SparkListenerEvent e) {
+        String name = e.getClass().getName();
+        if (name.startsWith(SQL_UI)) {
+            String kind = name.substring(SQL_UI.length());
+            if (kind.equals("SparkListenerSQLExecutionStart")) {
+                sticky(LiveState.Kind.SQL, key(e, "executionId"), e);
+                return;
+            }
+            if (kind.equals("SparkListenerSQLExecutionEnd")) {
+                remove(LiveState.Kind.SQL, key(e, "executionId"));
+            }
+        } else if (name.startsWith(CONNECT)) {
+            switch (name.substring(CONNECT.length())) {
+                case "ServiceStarted":
+                    sticky(LiveState.Kind.APP, "connect-service", e);
+                    return;
+                case "ServiceEnd":
+                    live.remove(LiveState.Kind.APP, "connect-service");
+                    break;
+                case "SessionStarted":
+                    sticky(LiveState.Kind.SESSION, key(e, "sessionId"), e);
+                    return;
+                case "SessionClosed":
+                    remove(LiveState.Kind.SESSION, key(e, "sessionId"));
+                    break;
+                case "OperationStarted":
+                    sticky(LiveState.Kind.OPERATION, key(e, "jobTag"), e);
+                    return;
+                case "OperationAnalyzed":
+                case "OperationReadyForExecution":
+                    appendSticky(LiveState.Kind.OPERATION, key(e, "jobTag"), e);
+                    return;
+                case "OperationFinished":
+                case "OperationFailed":
+                case "OperationCanceled":
+                case "OperationClosed":
+                    // No longer running: clients often never release a finished operation, and
+                    // keeping those would make every resend replay long-dead operations.
+                    remove(LiveState.Kind.OPERATION, key(e, "jobTag"));
+                    break;
+                default:
+                    break;
+            }
+        }
+        forward(e);
+    }
+
+    /** A live-state start event: kept serialized even while the agent is away. */
+    private void sticky(LiveState.Kind kind, String key, SparkListenerEvent e) {
+        String line = serialize(e);
+        if (line == null) {
+            localDropped++;
+            return;
+        }
+        if (key != null) {
+            live.put(kind, key, line);
+        }
+        writeLine(line);
+    }
+
+    private void appendSticky(LiveState.Kind kind, String key, SparkListenerEvent e) {
+        String line = serialize(e);
+        if (line == null) {
+            localDropped++;
+            return;
+        }
+        if (key != null) {
+            live.append(kind, key, line);
+        }
+        writeLine(line);
+    }
+
+    private void remove(LiveState.Kind kind, String key) {
+        if (key != null) {
+            live.remove(kind, key);
+        }
+    }
+
+    /** Any other event: sent if connected, otherwise counted as dropped without serializing. */
+    private void forward(SparkListenerEvent e) {
+        if (out == null) {
+            localDropped++;
+            return;
+        }
+        String line = serialize(e);
+        if (line == null) {
+            localDropped++;
+            return;
+        }
+        writeLine(line);
+    }
+
+    private String serialize(SparkListenerEvent e) {
+        Throwable failure = null;
+        // Spark mutates StageInfo & co. on its own threads; a second try usually succeeds.
+        for (int attempt = 0; attempt < 2; attempt++) {
+            try {
+                return JsonProtocol.sparkEventToJsonString(e);
+            } catch (Throwable t) {
+                failure = t;
+            }
+        }
+        if (serializeFailureLogged.put(e.getClass().getName(), Boolean.TRUE) == null) {
+            LOG.warn("sparkscope: cannot serialize {} (dropped; logged once per class)",
+                    e.getClass().getName(), failure);
+        }
+        return null;
+    }
+
+    private String key(SparkListenerEvent e, String accessor) {
+        String cacheKey = e.getClass().getName() + '#' + accessor;
+        try {
+            Method m = accessors.get(cacheKey);
+            if (m == null) {
+                m = e.getClass().getMethod(accessor);
+                accessors.put(cacheKey, m);
+            }
+            Object v = m.invoke(e);
+            return v == null ? null : v.toString();
+        } catch (ReflectiveOperationException | RuntimeException ex) {
+            return null; // still forwarded, just not remembered as live
+        }
+    }
+
+    static Properties filter(Properties props) {
+        if (props == null) {
+            return null;
+        }
+        Properties kept = new Properties();
+        for (String k : KEPT_PROPERTIES) {
+            String v = props.getProperty(k);
+            if (v != null) {
+                kept.setProperty(k, v);
+            }
+        }
+        return kept;
+    }
+
+    /**
+     * A copy of the JobStart with filtered properties. Built reflectively so the jar does not
+     * link against {@code stageInfos()}, whose Scala Seq type differs between Spark 3.5 and 4.x.
+     */
+    private SparkListenerEvent filteredJobStart(SparkListenerJobStart j) {
+        try {
+            if (jobStartCtor == null) {
+                for (Constructor<?> c : SparkListenerJobStart.class.getConstructors()) {
+                    if (c.getParameterCount() == 4) {
+                        jobStartCtor = c;
+                    }
+                }
+            }
+            return (SparkListenerEvent) jobStartCtor.newInstance(j.jobId(), j.time(),
+                    j.productElement(2), filter(j.properties()));
+        } catch (Throwable t) {
+            if (serializeFailureLogged.put("JobStart copy", Boolean.TRUE) == null) {
+                LOG.warn("sparkscope: cannot copy SparkListenerJobStart; job starts are dropped", t);
+            }
+            return null;
+        }
+    }
+
+    // ---- progress and stats ----
+
+    private void adoptNewStages() {
+        StageCounters c;
+        while ((c = newStages.poll()) != null) {
+            tracked.add(c);
+        }
+    }
+
+    /**
+     * One progress line per stage attempt whose counters changed ({@code all}: every live one).
+     * Retired attempts get their final line and are forgotten.
+     */
+    private void progress(boolean all) {
+        long now = System.currentTimeMillis();
+        int keep = 0;
+        for (int i = 0; i < tracked.size(); i++) {
+            StageCounters c = tracked.get(i);
+            boolean retired = c.retired; // read first: a retired attempt's snapshot is final
+            long seq = c.snapshot(snap);
+            if (seq >= 0 && (all || seq != c.sentSeq)) {
+                c.sentSeq = seq;
+                writeLine(progressLine(c, now));
+            }
+            if (!retired || seq < 0) {
+                tracked.set(keep++, c);
+            }
+        }
+        for (int i = tracked.size() - 1; i >= keep; i--) {
+            tracked.remove(i);
+        }
+    }
+
+    private String progressLine(StageCounters c, long now) {
+        return new Json("SparkscopeStageProgress")
+                .field("time", now)
+                .field("stageId", c.stageId)
+                .field("stageAttemptId", c.attemptId)
+                .field("started", snap[StageCounters.STARTED])
+                .field("succeeded", snap[StageCounters.SUCCEEDED])
+                .field("failed", snap[StageCounters.FAILED])
+                .field("killed", snap[StageCounters.KILLED])
+                .field("executorRunTime", snap[StageCounters.RUN_TIME])
+                .field("executorCpuTime", snap[StageCounters.CPU_TIME])
+                .field("inputBytes", snap[StageCounters.INPUT_BYTES])
+                .field("outputBytes", snap[StageCounters.OUTPUT_BYTES])
+                .field("shuffleReadBytes", snap[StageCounters.SHUFFLE_READ_BYTES])
+                .field("shuffleWriteBytes", snap[StageCounters.SHUFFLE_WRITE_BYTES])
+                .end();
+    }
+
+    private long dropped() {
+        return queueDropped.get() + localDropped;
+    }
+
+    private void stats() {
+        if (out == null) {
+            return; // nobody to tell; the next connection gets a fresh line
+        }
+        long dropped = dropped();
+        long queue = ring.size();
+        if (dataLines == lastStatsData && dropped == lastStatsDropped && queue == lastStatsQueue
+                && reconnects == lastStatsReconnects) {
+            return;
+        }
+        lastStatsData = dataLines;
+        lastStatsDropped = dropped;
+        lastStatsQueue = queue;
+        lastStatsReconnects = reconnects;
+        String line = new Json("SparkscopeListenerStats")
+                .field("time", System.currentTimeMillis())
+                .field("sent", sent + pendingLines)
+                .field("dropped", dropped)
+                .field("queueSize", queue)
+                .field("reconnects", reconnects)
+                .end();
+        write(line);
+    }
+
+    // ---- connection ----
+
+    private void connect() {
+        SocketChannel ch = null;
+        try {
+            ch = SocketChannel.open();
+            ch.socket().connect(config.agentAddress(), CONNECT_TIMEOUT_MS);
+            ch.socket().setTcpNoDelay(true);
+            ch.socket().setSoTimeout(HELLO_TIMEOUT_MS);
+            OutputStream o = new BufferedOutputStream(ch.socket().getOutputStream(), WRITE_BUFFER);
+            o.write(hello().getBytes(StandardCharsets.UTF_8));
+            o.write('\n');
+            o.flush();
+            String answer = readLine(ch.socket().getInputStream());
+            JsonNode node = mapper.readTree(answer);
+            if (node == null || !node.path("ok").asBoolean(false)) {
+                String error = node == null ? "empty answer" : node.path("error").asText(answer);
+                if (!error.equals(lastRefusal)) {
+                    lastRefusal = error;
+                    LOG.warn("sparkscope: agent {} refused the listener: {} (retrying with backoff)",
+                            config.agentString(), error);
+                }
+                closeQuietly(ch);
+                backOff();
+                return;
+            }
+            channel = ch;
+            out = o;
+            if (everConnected) {
+                reconnects++;
+            }
+            everConnected = true;
+            unavailableLogged = false;
+            lastRefusal = null;
+            backoffMs = MIN_BACKOFF_MS;
+            LOG.info("sparkscope: connected to agent {} ({})", config.agentString(),
+                    node.path("agent").asText("?"));
+            sent++; // the hello
+            resend();
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(ch);
+            if (!unavailableLogged) {
+                unavailableLogged = true;
+                LOG.warn("sparkscope: agent {} unavailable ({}); retrying with backoff up to {} s, "
+                        + "dropping lines meanwhile", config.agentString(), e.toString(),
+                        MAX_BACKOFF_MS / 1000);
+            }
+            backOff();
+        }
+    }
+
+    /** After the hello: the live state in original order, then every live stage's counters. */
+    private void resend() {
+        for (String line : live.linesInOrder()) {
+            writeLine(line);
+        }
+        progress(true);
+        flush();
+    }
+
+    private void backOff() {
+        nextConnectNanos = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
+    }
+
+    private String hello() {
+        String appId = conf.get("spark.app.id", appIdFromEvent == null ? "" : appIdFromEvent);
+        long startTime;
+        try {
+            startTime = Long.parseLong(conf.get("spark.app.startTime", ""));
+        } catch (NumberFormatException e) {
+            startTime = createdAt;
+        }
+        return new Json("SparkscopeHello")
+                .field("protocol", PROTOCOL)
+                .field("appId", appId)
+                .field("appName", conf.get("spark.app.name", ""))
+                .field("sparkVersion", sparkVersion())
+                .field("listenerVersion", SparkscopeListener.VERSION)
+                .field("token", config.token)
+                .field("startTime", startTime)
+                .field("sparkUser", sparkUser())
+                .field("taskEvents", "coalesced")
+                .end();
+    }
+
+    private static String sparkVersion() {
+        try {
+            return org.apache.spark.package$.MODULE$.SPARK_VERSION();
+        } catch (Throwable t) {
+            return "unknown";
+        }
+    }
+
+    private static String sparkUser() {
+        try {
+            return org.apache.spark.util.Utils.getCurrentUserName();
+        } catch (Throwable t) {
+            return System.getProperty("user.name", "");
+        }
+    }
+
+    private static String readLine(InputStream in) throws IOException {
+        ByteArrayOutputStream buf = new ByteArrayOutputStream(128);
+        while (buf.size() < MAX_ANSWER_BYTES) {
+            int b = in.read();
+            if (b < 0) {
+                throw new EOFException("agent closed the connection during the hello");
+            }
+            if (b == '\n') {
+                return buf.toString(StandardCharsets.UTF_8);
+            }
+            buf.write(b);
+        }
+        throw new IOException("hello answer longer than " + MAX_ANSWER_BYTES + " bytes");
+    }
+
+    /**
+     * The agent sends nothing after the hello answer in protocol 1, so a readable EOF means it
+     * went away. Checking before a flush keeps us from writing a batch into a dead socket.
+     */
+    private void probe() {
+        if (channel == null) {
+            return;
+        }
+        try {
+            channel.configureBlocking(false);
+            int n;
+            do {
+                probeBuffer.clear();
+                n = channel.read(probeBuffer); // later versions: commands arrive here
+            } while (n > 0);
+            channel.configureBlocking(true);
+            if (n < 0) {
+                connectionLost(new EOFException("agent closed the connection"));
+            }
+        } catch (IOException | RuntimeException e) {
+            connectionLost(e);
+        }
+    }
+
+    /** An event or progress line: counted as dropped when the agent is away. */
+    private void writeLine(String line) {
+        if (out == null) {
+            localDropped++;
+            return;
+        }
+        dataLines++;
+        write(line);
+    }
+
+    private void write(String line) {
+        try {
+            out.write(line.getBytes(StandardCharsets.UTF_8));
+            out.write('\n');
+            pendingLines++;
+        } catch (IOException | RuntimeException e) {
+            localDropped++;
+            connectionLost(e);
+        }
+    }
+
+    private void flush() {
+        if (out == null) {
+            return;
+        }
+        try {
+            out.flush();
+            sent += pendingLines;
+            pendingLines = 0;
+        } catch (IOException | RuntimeException e) {
+            connectionLost(e);
+        }
+    }
+
+    private void connectionLost(Exception e) {
+        localDropped += pendingLines;
+        pendingLines = 0;
+        LOG.warn("sparkscope: lost connection to agent {} ({}); reconnecting", config.agentString(),
+                e.toString());
+        close(false); // what is buffered would go into a dead socket
+        backoffMs = MIN_BACKOFF_MS;
+        backOff();
+    }
+
+    private void close(boolean graceful) {
+        if (out != null && graceful) {
+            try {
+                out.flush();
+                sent += pendingLines;
+                pendingLines = 0;
+            } catch (IOException | RuntimeException ignored) {
+                // counted as dropped just below
+            }
+        }
+        localDropped += pendingLines; // zero after a successful flush
+        pendingLines = 0;
+        out = null;
+        closeQuietly(channel);
+        channel = null;
+    }
+
+    private static void closeQuietly(SocketChannel ch) {
+        if (ch != null) {
+            try {
+                ch.close();
+            } catch (IOException ignored) {
+                // nothing useful to do
+            }
+        }
+    }
+}
