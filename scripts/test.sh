@@ -11,8 +11,8 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -q -- -D warnings
 log "ruff"
-.venv/bin/ruff check tests scripts
-.venv/bin/ruff format --check tests scripts
+.venv/bin/ruff check tests scripts listener-jar
+.venv/bin/ruff format --check tests scripts listener-jar
 log "rust tests"
 cargo test --workspace --locked -q 2>&1 | tail -n 40
 log "end-to-end tests (real Spark Connect server)"
