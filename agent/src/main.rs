@@ -5,6 +5,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sparkscope::ingest::listener::{self, IngestConfig};
 use sparkscope::model::{Retention, Store};
+use sparkscope::publish::grpc::MonitorService;
+use sparkscope::publish::ws::StreamConfig;
 use sparkscope::publish::{http, rest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,9 +57,36 @@ struct ServeArgs {
     /// Accept listeners without a token. Only for a machine where every local user is trusted.
     #[arg(long, env = "SPARKSCOPE_ALLOW_ANONYMOUS_LISTENERS")]
     allow_anonymous_listeners: bool,
-    /// Bearer token required by the HTTP API (all but /healthz). Unset: no token needed.
+    /// Bearer token required by the HTTP JSON API (not /healthz, not the stream). Unset: no
+    /// token needed.
     #[arg(long, env = "SPARKSCOPE_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// Token subscribers of the WebSocket and gRPC streams must present.
+    #[arg(long, env = "SPARKSCOPE_SUBSCRIBER_TOKEN", hide_env_values = true)]
+    subscriber_token: Option<String>,
+    /// Serve the streams without a token. Only for a machine where every local user is trusted.
+    #[arg(long, env = "SPARKSCOPE_ALLOW_ANONYMOUS_SUBSCRIBERS")]
+    allow_anonymous_subscribers: bool,
+    /// Address of the gRPC stream (sparkscope.v1.Monitor).
+    #[arg(long, default_value = "127.0.0.1:4742", env = "SPARKSCOPE_GRPC")]
+    grpc: SocketAddr,
+    /// At most one stream update per subscriber per this many milliseconds.
+    #[arg(long, default_value_t = 100, env = "SPARKSCOPE_STREAM_INTERVAL_MS")]
+    stream_interval_ms: u64,
+    /// A subscriber that does not accept an update within this many milliseconds is dropped.
+    #[arg(
+        long,
+        default_value_t = 5000,
+        env = "SPARKSCOPE_SLOW_SUBSCRIBER_TIMEOUT_MS"
+    )]
+    slow_subscriber_timeout_ms: u64,
+    /// Sessions one subscriber may follow.
+    #[arg(
+        long,
+        default_value_t = 64,
+        env = "SPARKSCOPE_MAX_SESSIONS_PER_SUBSCRIBER"
+    )]
+    max_sessions_per_subscriber: usize,
     #[command(flatten)]
     retention: RetentionArgs,
     /// Finished jobs, stages, operations and sessions older than this many seconds are dropped.
@@ -173,7 +202,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              listener's spark.sparkscope.token, or pass --allow-anonymous-listeners"
         );
     }
-    for (what, addr) in [("ingest", args.ingest), ("http", args.http)] {
+    if args.subscriber_token.as_deref().is_none_or(str::is_empty)
+        && !args.allow_anonymous_subscribers
+    {
+        bail!(
+            "no subscriber token: set --subscriber-token (or SPARKSCOPE_SUBSCRIBER_TOKEN) for the \
+             notebooks' SPARKSCOPE_TOKEN, or pass --allow-anonymous-subscribers"
+        );
+    }
+    for (what, addr) in [
+        ("ingest", args.ingest),
+        ("http", args.http),
+        ("grpc", args.grpc),
+    ] {
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "{what} is bound beyond loopback: make sure tokens are set");
         }
@@ -190,7 +231,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let http_listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("cannot serve HTTP on {}", args.http))?;
-    tracing::info!(ingest = %ingest.local_addr()?, http = %http_listener.local_addr()?, "sparkscope agent listening");
+    let grpc_listener = tokio::net::TcpListener::bind(args.grpc)
+        .await
+        .with_context(|| format!("cannot serve gRPC on {}", args.grpc))?;
+    tracing::info!(
+        ingest = %ingest.local_addr()?,
+        http = %http_listener.local_addr()?,
+        grpc = %grpc_listener.local_addr()?,
+        "sparkscope agent listening"
+    );
 
     let cfg = Arc::new(IngestConfig {
         token: args.listener_token.filter(|t| !t.is_empty()),
@@ -199,9 +248,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let ingest_task = tokio::spawn(listener::serve(ingest, store.clone(), cfg, stop_rx.clone()));
 
+    let stream = StreamConfig {
+        token: args
+            .subscriber_token
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
+        interval: Duration::from_millis(args.stream_interval_ms),
+        slow_timeout: Duration::from_millis(args.slow_subscriber_timeout_ms),
+        max_sessions: args.max_sessions_per_subscriber,
+    };
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(MonitorService::server(store.clone(), stream.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                async move {
+                    let _ = grpc_stop.changed().await;
+                },
+            ),
+    );
     let api = http::router(http::ApiState {
         store: store.clone(),
         token: args.api_token.filter(|t| !t.is_empty()).map(Arc::from),
+        stream,
     });
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {
@@ -231,6 +301,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let drained = tokio::time::timeout(grace, async {
         let _ = ingest_task.await;
         let _ = http_task.await;
+        let _ = grpc_task.await;
         let _ = prune_task.await;
     })
     .await;

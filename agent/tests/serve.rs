@@ -31,6 +31,7 @@ async fn start(token: &str) -> Agent {
     let router = http::router(http::ApiState {
         store: store.clone(),
         token: None,
+        stream: Default::default(),
     });
     tokio::spawn(async move { axum::serve(web, router).await });
     Agent {

@@ -125,8 +125,17 @@ async fn connection(
         app.apply(Event::Hello(hello));
     }
     tracing::info!(%peer, app = %app_id, "listener connected");
-    let result = read_events(&mut reader, &shared, cfg.max_line_bytes, &mut shutdown).await;
+    store.notify();
+    let result = read_events(
+        &mut reader,
+        &shared,
+        &store,
+        cfg.max_line_bytes,
+        &mut shutdown,
+    )
+    .await;
     lock(&shared).connections -= 1;
+    store.notify();
     tracing::info!(%peer, app = %app_id, "listener disconnected");
     result
 }
@@ -136,6 +145,7 @@ async fn connection(
 async fn read_events(
     reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
     shared: &crate::model::SharedApp,
+    store: &Store,
     max_line: usize,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
@@ -179,6 +189,7 @@ async fn read_events(
             }
         }
         reader.consume(len);
+        store.notify();
     }
 }
 

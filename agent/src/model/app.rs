@@ -209,6 +209,34 @@ pub struct IngestStats {
     pub listener_reconnects: u64,
 }
 
+/// Part of an application's state, borrowed: see [`AppState::session_slice`].
+#[derive(Debug, Default)]
+pub struct SessionSlice<'a> {
+    pub session: Option<&'a Session>,
+    pub operations: Vec<&'a Operation>,
+    pub jobs: Vec<&'a Job>,
+    pub stages: Vec<&'a Stage>,
+    pub tag_groups: Vec<TagGroup<'a>>,
+}
+
+impl SessionSlice<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.session.is_none()
+            && self.operations.is_empty()
+            && self.jobs.is_empty()
+            && self.stages.is_empty()
+            && self.tag_groups.is_empty()
+    }
+}
+
+/// The operations and jobs of one client tag within one session.
+#[derive(Debug)]
+pub struct TagGroup<'a> {
+    pub tag: &'a str,
+    pub operation_ids: Vec<&'a str>,
+    pub job_ids: Vec<i32>,
+}
+
 pub struct AppState {
     pub id: String,
     pub name: String,
@@ -312,6 +340,65 @@ impl AppState {
             .values()
             .map(|s| i64::from(s.active_tasks.max(0)))
             .sum()
+    }
+
+    /// What one Connect session (matched on both session and user id) has that changed after
+    /// generation `since` (0: everything): its record, operations, their jobs, those jobs'
+    /// stage attempts, and the tag groups whose operations changed.
+    pub fn session_slice(&self, session_id: &str, user_id: &str, since: u64) -> SessionSlice<'_> {
+        let mut slice = SessionSlice::default();
+        if let Some(s) = self.sessions.get(session_id) {
+            if s.user_id == user_id && s.updated > since {
+                slice.session = Some(s);
+            }
+        }
+        let mut groups: BTreeMap<&str, (bool, Vec<&str>, Vec<i32>)> = BTreeMap::new();
+        for op in self.operations.values() {
+            if op.session_id != session_id || op.user_id != user_id {
+                continue;
+            }
+            let op_changed = op.updated > since;
+            if op_changed {
+                slice.operations.push(op);
+            }
+            for tag in &op.tags {
+                let g = groups.entry(tag).or_default();
+                g.0 |= op_changed;
+                g.1.push(&op.operation_id);
+                g.2.extend(op.job_ids.iter().copied());
+            }
+            for job in op.job_ids.iter().filter_map(|id| self.jobs.get(id)) {
+                if job.updated > since {
+                    slice.jobs.push(job);
+                }
+                for &stage_id in &job.stage_ids {
+                    for attempt in 0.. {
+                        match self.stage((stage_id, attempt)) {
+                            Some(st) if st.updated > since => slice.stages.push(st),
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        // A stage shared by two jobs of the session is listed once.
+        slice.stages.sort_by_key(|s| (s.stage_id, s.attempt_id));
+        slice.stages.dedup_by_key(|s| (s.stage_id, s.attempt_id));
+        slice.tag_groups = groups
+            .into_iter()
+            .filter(|(_, g)| g.0)
+            .map(|(tag, (_, ops, mut jobs))| {
+                jobs.sort_unstable();
+                jobs.dedup();
+                TagGroup {
+                    tag,
+                    operation_ids: ops,
+                    job_ids: jobs,
+                }
+            })
+            .collect();
+        slice
     }
 
     /// Applies one event. Events for unknown jobs or stages are ignored, as Spark does.

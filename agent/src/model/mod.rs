@@ -11,10 +11,17 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// Every application the agent knows, each behind its own lock so that one listener's ingest
 /// never waits for another's. Guards are short-lived and never held across an `.await`.
-#[derive(Default)]
 pub struct Store {
     apps: RwLock<BTreeMap<String, Arc<Mutex<AppState>>>>,
     retention: Retention,
+    /// Bumped after every batch of changes; subscribers wait on it instead of polling.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new(Retention::default())
+    }
 }
 
 pub type SharedApp = Arc<Mutex<AppState>>;
@@ -24,7 +31,18 @@ impl Store {
         Store {
             apps: RwLock::default(),
             retention,
+            changes: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Tells subscribers that some application changed.
+    pub fn notify(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that wakes after each [`Store::notify`].
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The application with this id, created empty if new.

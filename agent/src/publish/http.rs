@@ -15,8 +15,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
-    /// When set, every request but `/healthz` needs `Authorization: Bearer <token>`.
+    /// When set, every JSON request needs `Authorization: Bearer <token>`.
     pub token: Option<Arc<str>>,
+    /// The WebSocket stream, with its own (subscriber) token.
+    pub stream: super::ws::StreamConfig,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -24,9 +26,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/applications", get(applications))
         .route("/api/v1/applications/{id}/jobs", get(jobs))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state);
+        .with_state(state.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/stream", get(super::ws::handler).with_state(state))
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
 }
@@ -56,17 +59,21 @@ async fn jobs(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
 
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     if let Some(expected) = &st.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !crate::ingest::listener::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+        if !bearer_matches(req.headers(), expected) {
             return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         }
     }
     next.run(req).await
+}
+
+/// `Authorization: Bearer <expected>`, compared in constant time.
+pub fn bearer_matches(headers: &axum::http::HeaderMap, expected: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    crate::ingest::listener::constant_time_eq(expected.as_bytes(), given.as_bytes())
 }
 
 fn error(code: StatusCode, msg: &str) -> Response {

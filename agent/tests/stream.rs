@@ -1,0 +1,305 @@
+//! The WebSocket and gRPC streams against a real agent router: token, snapshot then deltas,
+//! strict per-session isolation, bad frames answered, a stalled subscriber harmless to others.
+
+use futures_util::{SinkExt, StreamExt};
+use sparkscope::ingest::ingest_line;
+use sparkscope::model::{lock, Retention, Store};
+use sparkscope::publish::grpc::MonitorService;
+use sparkscope::publish::http;
+use sparkscope::publish::ws::StreamConfig;
+use sparkscope_proto::sparkscope::v1 as pb;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const S_ALICE: &str = "39ed1fc5-ed53-4117-945b-fae9e26c0ce8";
+const S_BOB: &str = "5a1e2b3c-0000-4117-945b-fae9e26c0ce8";
+const OP_A: &str = "95b7284b-ed00-4470-91a8-2e06100c9fd1";
+const OP_B: &str = "15b7284b-ed00-4470-91a8-2e06100c9fd2";
+
+struct Agent {
+    store: Arc<Store>,
+    http: std::net::SocketAddr,
+    grpc: std::net::SocketAddr,
+}
+
+async fn start() -> Agent {
+    let store = Arc::new(Store::new(Retention::default()));
+    let cfg = StreamConfig {
+        token: Some(Arc::from("sub")),
+        interval: Duration::from_millis(20),
+        ..StreamConfig::default()
+    };
+    let web = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let http_addr = web.local_addr().expect("addr");
+    let router = http::router(http::ApiState {
+        store: store.clone(),
+        token: None,
+        stream: cfg.clone(),
+    });
+    tokio::spawn(async move { axum::serve(web, router).await });
+    let g = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let grpc_addr = g.local_addr().expect("addr");
+    let svc = MonitorService::server(store.clone(), cfg);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(g)),
+    );
+    Agent {
+        store,
+        http: http_addr,
+        grpc: grpc_addr,
+    }
+}
+
+fn op_tag(user: &str, session: &str, op: &str) -> String {
+    format!("SparkConnect_OperationTag_User_{user}_Session_{session}_Operation_{op}")
+}
+
+/// Feeds event-log lines to application `local-1` and wakes subscribers.
+fn feed(agent: &Agent, lines: &[String]) {
+    let app = agent.store.app("local-1");
+    {
+        let mut a = lock(&app);
+        for l in lines {
+            ingest_line(&mut a, l.as_bytes());
+        }
+    }
+    agent.store.notify();
+}
+
+fn operation(user: &str, session: &str, op: &str, tag: &str) -> String {
+    format!(
+        r#"{{"Event":"org.apache.spark.sql.connect.service.SparkListenerConnectOperationStarted","jobTag":"{}","operationId":"{op}","eventTime":1,"sessionId":"{session}","userId":"{user}","userName":"","statementText":"range","sparkSessionTags":["{tag}"],"extraTags":{{}}}}"#,
+        op_tag(user, session, op)
+    )
+}
+
+fn job(id: i32, stage: i32, user: &str, session: &str, op: &str) -> String {
+    format!(
+        r#"{{"Event":"SparkListenerJobStart","Job ID":{id},"Submission Time":5,"Stage Infos":[{{"Stage ID":{stage},"Stage Attempt ID":0,"Stage Name":"s","Number of Tasks":4}}],"Stage IDs":[{stage}],"Properties":{{"spark.job.tags":"{}"}}}}"#,
+        op_tag(user, session, op)
+    )
+}
+
+fn workload(agent: &Agent) {
+    feed(
+        agent,
+        &[
+            operation("alice", S_ALICE, OP_A, "cell-a"),
+            operation("bob_smith", S_BOB, OP_B, "cell-b"),
+            job(1, 10, "alice", S_ALICE, OP_A),
+            job(2, 20, "bob_smith", S_BOB, OP_B),
+        ],
+    );
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(agent: &Agent, token: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{}/api/v1/stream", agent.http).into_client_request()?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn subscribe(ws: &mut Ws, session: &str, user: &str) {
+    let frame = format!(
+        r#"{{"subscribe":{{"sessions":[{{"sessionId":"{session}","userId":"{user}"}}]}}}}"#
+    );
+    ws.send(Message::Text(frame.into())).await.expect("send");
+}
+
+async fn next_message(ws: &mut Ws) -> pb::ServerMessage {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(3), ws.next())
+            .await
+            .expect("a frame within 3 s")
+            .expect("stream open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("a ServerMessage");
+        }
+    }
+}
+
+async fn next_update(ws: &mut Ws) -> pb::Update {
+    match next_message(ws).await.kind {
+        Some(pb::server_message::Kind::Update(u)) => u,
+        other => panic!("expected an update, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_without_the_token_is_refused() {
+    let agent = start().await;
+    let Err(err) = connect(&agent, "nope").await else {
+        panic!("a wrong token was accepted")
+    };
+    assert!(err.to_string().contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn snapshot_then_deltas_of_only_the_followed_session() {
+    let agent = start().await;
+    workload(&agent);
+    let mut ws = connect(&agent, "sub").await.expect("connect");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+
+    let snap = next_update(&mut ws).await;
+    assert!(snap.snapshot);
+    assert_eq!(
+        snap.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert_eq!(snap.operations.len(), 1);
+    assert_eq!(snap.operations[0].operation_id, OP_A);
+    assert_eq!(
+        snap.stages.iter().map(|s| s.stage_id).collect::<Vec<_>>(),
+        vec![10]
+    );
+    assert_eq!(snap.tag_groups.len(), 1);
+    assert_eq!(
+        (
+            snap.tag_groups[0].tag.as_str(),
+            snap.tag_groups[0].job_ids.clone()
+        ),
+        ("cell-a", vec![1])
+    );
+    assert_eq!(snap.applications.len(), 1);
+    assert!(snap
+        .jobs
+        .iter()
+        .all(|j| j.connect.as_ref().is_some_and(|c| c.session_id == S_ALICE)));
+
+    // Progress on bob's job must not reach alice; progress on hers must, as a delta.
+    feed(&agent, &[r#"{"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":20,"Stage Attempt ID":0,"Number of Tasks":4,"Submission Time":6},"Properties":{}}"#.to_owned()]);
+    feed(&agent, &[r#"{"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":10,"Stage Attempt ID":0,"Number of Tasks":4,"Submission Time":6},"Properties":{}}"#.to_owned(),
+        r#"{"Event":"SparkListenerTaskStart","Stage ID":10,"Stage Attempt ID":0,"Task Info":{}}"#.to_owned()]);
+    let delta = next_update(&mut ws).await;
+    assert!(!delta.snapshot);
+    assert_eq!(delta.generation, snap.generation + 1);
+    assert_eq!(delta.jobs.len(), 1);
+    assert_eq!(delta.jobs[0].job_id, 1);
+    assert_eq!(delta.jobs[0].tasks.as_ref().map(|t| t.active), Some(1));
+    assert!(delta.stages.iter().all(|s| s.stage_id == 10));
+    assert!(delta.operations.is_empty(), "the operation did not change");
+}
+
+#[tokio::test]
+async fn the_session_id_alone_is_not_enough() {
+    let agent = start().await;
+    workload(&agent);
+    let mut ws = connect(&agent, "sub").await.expect("connect");
+    subscribe(&mut ws, S_ALICE, "mallory").await;
+    let snap = next_update(&mut ws).await;
+    assert!(snap.snapshot);
+    assert!(snap.jobs.is_empty() && snap.operations.is_empty() && snap.sessions.is_empty());
+}
+
+#[tokio::test]
+async fn a_bad_frame_is_answered_and_the_stream_stays_open() {
+    let agent = start().await;
+    workload(&agent);
+    let mut ws = connect(&agent, "sub").await.expect("connect");
+    ws.send(Message::Text("{\"launch\":true}".into()))
+        .await
+        .expect("send");
+    match next_message(&mut ws).await.kind {
+        Some(pb::server_message::Kind::Error(e)) => assert_eq!(e.code, "bad_request"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    ws.send(Message::Text(
+        r#"{"subscribe":{"sessions":[{"userId":"alice"}]}}"#.into(),
+    ))
+    .await
+    .expect("send");
+    match next_message(&mut ws).await.kind {
+        Some(pb::server_message::Kind::Error(e)) => {
+            assert!(e.message.contains("sessionId"), "{e:?}")
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    subscribe(&mut ws, S_BOB, "bob_smith").await;
+    let snap = next_update(&mut ws).await;
+    assert_eq!(
+        snap.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_does_not_hold_back_another() {
+    let agent = start().await;
+    workload(&agent);
+    let mut stalled = connect(&agent, "sub").await.expect("connect");
+    subscribe(&mut stalled, S_ALICE, "alice").await;
+    let mut live = connect(&agent, "sub").await.expect("connect");
+    subscribe(&mut live, S_ALICE, "alice").await;
+    next_update(&mut live).await;
+    // Many changes; `stalled` never reads. `live` keeps seeing the newest state.
+    feed(&agent, &[r#"{"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":10,"Stage Attempt ID":0,"Number of Tasks":4000,"Submission Time":6},"Properties":{}}"#.to_owned()]);
+    for _ in 0..2000 {
+        feed(&agent, &[r#"{"Event":"SparkListenerTaskStart","Stage ID":10,"Stage Attempt ID":0,"Task Info":{}}"#.to_owned()]);
+    }
+    let mut active = 0;
+    for _ in 0..50 {
+        let u = next_update(&mut live).await;
+        if let Some(j) = u.jobs.iter().find(|j| j.job_id == 1) {
+            active = j.tasks.as_ref().map_or(0, |t| t.active);
+        }
+        if active == 2000 {
+            break;
+        }
+    }
+    assert_eq!(active, 2000);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn grpc_subscribers_get_the_same_stream() {
+    use sparkscope_proto::sparkscope::v1::monitor_client::MonitorClient;
+    let agent = start().await;
+    workload(&agent);
+    let mut client = MonitorClient::connect(format!("http://{}", agent.grpc))
+        .await
+        .expect("connect");
+    let req = pb::SubscribeRequest {
+        sessions: vec![pb::SessionKey {
+            session_id: S_BOB.into(),
+            user_id: "bob_smith".into(),
+        }],
+    };
+    let Err(refused) = client.subscribe(tonic::Request::new(req.clone())).await else {
+        panic!("subscribed without a token");
+    };
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let mut authed = tonic::Request::new(req);
+    authed
+        .metadata_mut()
+        .insert("authorization", "Bearer sub".parse().expect("metadata"));
+    let mut stream = client
+        .subscribe(authed)
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let snap = tokio::time::timeout(Duration::from_secs(3), stream.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("an update");
+    assert!(snap.snapshot);
+    assert_eq!(
+        snap.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(snap.tag_groups[0].tag, "cell-b");
+}
