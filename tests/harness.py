@@ -436,14 +436,20 @@ class Agent:
         work_dir: Path,
         *,
         token: str | None = None,
+        subscriber_token: str | None = None,
         extra_args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 60.0,
         stop_timeout: float = 15.0,
     ) -> None:
+        import secrets
+
         self.binary = Path(binary)
         self.work_dir = Path(work_dir)
         self.token = token
+        # What notebooks present on the stream (their SPARKSCOPE_TOKEN).
+        self.subscriber_token = subscriber_token or secrets.token_hex(16)
+        self.grpc_port = 0
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
@@ -463,6 +469,15 @@ class Agent:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.http_port}"
 
+    @property
+    def stream_url(self) -> str:
+        """The WebSocket stream (a notebook's SPARKSCOPE_URL)."""
+        return f"ws://{LOOPBACK}:{self.http_port}/api/v1/stream"
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"{LOOPBACK}:{self.grpc_port}"
+
     def command(self) -> list[str]:
         cmd = [
             str(self.binary),
@@ -471,6 +486,10 @@ class Agent:
             self.ingest_addr,
             "--http",
             f"{LOOPBACK}:{self.http_port}",
+            "--grpc",
+            self.grpc_addr,
+            "--subscriber-token",
+            self.subscriber_token,
         ]
         if self.token:
             cmd += ["--listener-token", self.token]
@@ -488,7 +507,7 @@ class Agent:
         raise AssertionError("unreachable")
 
     def _launch(self) -> None:
-        self.ingest_port, self.http_port = _free_ports(2)
+        self.ingest_port, self.http_port, self.grpc_port = _free_ports(3)
         cmd = self.command()
         env = {**os.environ, "NO_COLOR": "1", **self.extra_env}
         self.returncode = None
@@ -639,3 +658,224 @@ def replay(binary: Path, path: Path, timeout: float = 120.0) -> dict:
             f"sparkscope replay {path} exited with {proc.returncode}:\n{proc.stderr[-4000:]}"
         )
     return json.loads(proc.stdout)
+
+
+# ---------------------------------------------------------------------------------------------
+# JupyterLab
+
+
+def venv_bin() -> Path:
+    """The directory of the Python running the tests (the venv's bin/), where `jupyter` lives."""
+    import sys
+
+    return Path(sys.executable).parent
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a live process, from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name is in parentheses and may contain spaces: split after the last ')'
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[19])
+
+
+def _descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, start time) of every live process below `pid` (children, grandchildren, …)."""
+    children: dict[int, list[tuple[int, int]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
+            children.setdefault(stat[0], []).append((int(entry.name), stat[1]))
+    found: list[tuple[int, int]] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def _kill_survivors(procs: Iterable[tuple[int, int]]) -> None:
+    """SIGKILL those of `procs` still alive; the start time guards against a reused pid."""
+    for pid, started in procs:
+        stat = _proc_stat(pid)
+        if stat is not None and stat[1] == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class JupyterLab:
+    """`jupyter lab` from the venv on a free loopback port with a known token, serving `root_dir`,
+    logging to `<work_dir>/jupyterlab.log`.
+
+    Config, runtime, settings, workspace and IPython dirs live under `<work_dir>/jupyter-home`, so
+    nothing of the machine's own Jupyter set-up (or an earlier run's open tabs) leaks in. `env` is
+    added to the server's environment, which its kernels inherit: that is where SPARK_REMOTE,
+    SPARKSCOPE_URL and SPARKSCOPE_TOKEN go. The window object exposes the app
+    (`window.jupyterapp`) so browser tests can run JupyterLab commands instead of clicking.
+
+    Kernels run in their own process groups (jupyter_client starts them with a new session), so
+    leaving the context shuts them down through the REST API first, then stops the server's
+    process group, then kills whatever descendant of the server is still alive.
+    """
+
+    def __init__(
+        self,
+        root_dir: Path,
+        work_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        token: str | None = None,
+        startup_timeout: float = 120.0,
+        stop_timeout: float = 20.0,
+    ) -> None:
+        import secrets  # lazy like the rest of the optional pieces
+
+        self.root_dir = Path(root_dir)
+        self.work_dir = Path(work_dir)
+        self.extra_env = dict(env or {})
+        self.token = token or secrets.token_hex(16)
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.port = 0
+        self.log_path = self.work_dir / "jupyterlab.log"
+        self.home = self.work_dir / "jupyter-home"
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def notebook_url(self, path: str) -> str:
+        """The JupyterLab page that opens `path` (relative to root_dir), token included."""
+        return f"{self.url}/lab/tree/{path}?token={self.token}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            str(venv_bin() / "jupyter"),
+            "lab",
+            "--no-browser",
+            f"--ServerApp.ip={LOOPBACK}",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root_dir}",
+            f"--LabApp.user_settings_dir={self.home / 'lab-settings'}",
+            f"--LabApp.workspaces_dir={self.home / 'lab-workspaces'}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            # no PyPI queries from the extension manager, no shell in the browser
+            "--LabApp.extension_manager=readonly",
+            "--ServerApp.terminals_enabled=False",
+        ]
+        if os.geteuid() == 0:  # CI containers run as root; Jupyter refuses that by default
+            cmd.append("--allow-root")
+        return cmd
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            PATH=f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}",
+            JUPYTER_CONFIG_DIR=str(self.home / "config"),
+            JUPYTER_RUNTIME_DIR=str(self.home / "runtime"),
+            JUPYTER_DATA_DIR=str(self.home / "data"),
+            IPYTHONDIR=str(self.home / "ipython"),
+            JUPYTER_PLATFORM_DIRS="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> Self:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.root_dir.mkdir(parents=True, exist_ok=True)
+        # the "receive official Jupyter news?" toast would cover part of the page in screenshots
+        labconfig = self.home / "config" / "labconfig"
+        labconfig.mkdir(parents=True, exist_ok=True)
+        (labconfig / "page_config.json").write_text(
+            json.dumps(
+                {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+            )
+        )
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._launch()
+                return self
+            except _PortTaken:
+                if attempt == PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> None:
+        self.port = free_port()
+        cmd = self.command()
+        self.returncode = None
+        with open(self.log_path, "ab") as log:
+            log.write(("$ " + " ".join(cmd).replace(self.token, "<token>") + "\n").encode())
+            log.flush()
+            log_offset = log.tell()
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+                cwd=self.root_dir,
+                start_new_session=True,
+            )
+
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                _raise_exit("jupyter lab", self.proc.returncode, self.log_path, log_offset)
+            return self.get("api/status").get("started") is not None
+
+        try:
+            wait_until(ready, self.startup_timeout, 0.3, "jupyter lab /api/status")
+        except TimeoutError as exc:
+            self.stop()
+            raise TimeoutError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from exc
+        except BaseException:
+            self.stop()
+            raise
+
+    def get(self, path: str) -> Any:
+        resp = requests.get(
+            f"{self.url}/{path.lstrip('/')}",
+            headers={"Authorization": f"token {self.token}"},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        return resp.json()
+
+    def kernels(self) -> list[dict]:
+        return self.get("api/kernels")
+
+    def stop(self) -> int | None:
+        """Shut down the kernels, then the server (idempotent); return the server's exit code."""
+        if self.proc is None or self.returncode is not None:
+            return self.returncode
+        survivors = _descendants(self.proc.pid)
+        if self.proc.poll() is None:
+            headers = {"Authorization": f"token {self.token}"}
+            try:
+                for kernel in self.kernels():
+                    requests.delete(
+                        f"{self.url}/api/kernels/{kernel['id']}", headers=headers, timeout=30
+                    )
+            except (OSError, ValueError):
+                pass  # the server is going down anyway; the sweep below catches the kernels
+        self.returncode = _stop_process_group(self.proc, self.stop_timeout)
+        _kill_survivors(survivors)
+        return self.returncode
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
