@@ -158,13 +158,20 @@ final class Sender implements Runnable {
             // Adopt new stages before draining: their StageSubmitted is then already in the ring.
             adoptNewStages();
             Object e;
+            boolean drained = false;
             while ((e = ring.poll()) != null) {
                 handle((SparkListenerEvent) e);
+                drained = true;
             }
             now = System.nanoTime();
             if (last || now - nextFlush >= 0) {
                 tick();
                 nextFlush = now + flushNanos;
+            } else if (drained) {
+                // Job, stage and operation changes go out within one poll, not one flush
+                // interval: that is what a notebook's progress view waits for. Task counts
+                // still travel coalesced, once per interval.
+                flush();
             }
             if (last) {
                 LOG.info("sparkscope: listener stopped ({} lines sent, {} dropped)", sent,
