@@ -4,6 +4,7 @@
 //! The modules follow the data: [`ingest`] (listener connections, event logs, parsing) →
 //! [`model`] (state and attribution) → [`publish`] (HTTP JSON, protobuf views).
 
+pub mod control;
 pub mod ingest;
 pub mod model;
 pub mod publish;

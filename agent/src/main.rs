@@ -3,6 +3,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sparkscope::control::backchannel::Listeners;
+use sparkscope::control::{Control, ControlConfig};
 use sparkscope::ingest::listener::{self, IngestConfig};
 use sparkscope::model::{Retention, Store};
 use sparkscope::publish::grpc::MonitorService;
@@ -41,6 +43,47 @@ enum Command {
     Serve(ServeArgs),
     /// Read Spark event logs and print their applications and jobs.
     Replay(ReplayArgs),
+    /// Stop a Connect session's work through a running agent (operators; needs the admin token).
+    Cancel(CancelArgs),
+}
+
+#[derive(Args)]
+struct CancelArgs {
+    /// The agent's HTTP address.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:4740",
+        env = "SPARKSCOPE_AGENT_URL"
+    )]
+    agent: String,
+    /// The agent's --admin-token.
+    #[arg(long, env = "SPARKSCOPE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// Spark Connect session id.
+    #[arg(long)]
+    session: String,
+    /// The session's user id; looked up from the session when left out.
+    #[arg(long, default_value = "")]
+    user: String,
+    #[command(flatten)]
+    target: CancelTarget,
+    /// Reason recorded by Spark.
+    #[arg(long, default_value = "cancelled by an operator through sparkscope")]
+    reason: String,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct CancelTarget {
+    /// Every running operation with this client tag (a notebook cell run).
+    #[arg(long)]
+    tag: Option<String>,
+    /// One operation.
+    #[arg(long)]
+    operation: Option<String>,
+    /// One job, through the listener.
+    #[arg(long)]
+    job: Option<i32>,
 }
 
 #[derive(Args)]
@@ -80,6 +123,19 @@ struct ServeArgs {
         env = "SPARKSCOPE_SLOW_SUBSCRIBER_TIMEOUT_MS"
     )]
     slow_subscriber_timeout_ms: u64,
+    /// Spark Connect's gRPC address for interrupts (e.g. http://127.0.0.1:15002); by default
+    /// the address the server announces to the listener.
+    #[arg(long, env = "SPARKSCOPE_SPARK_CONNECT")]
+    spark_connect: Option<String>,
+    /// Sent to Spark Connect as a bearer token when the server sets
+    /// spark.connect.authenticate.token.
+    #[arg(long, env = "SPARKSCOPE_SPARK_CONNECT_TOKEN", hide_env_values = true)]
+    spark_connect_token: Option<String>,
+    /// Token for operators' cancel (`POST /api/v1/cancel`, `sparkscope cancel`); unset turns
+    /// that endpoint off. Notebooks cancel through the stream, where only followed sessions may
+    /// be cancelled.
+    #[arg(long, env = "SPARKSCOPE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Sessions one subscriber may follow.
     #[arg(
         long,
@@ -151,6 +207,12 @@ fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Replay(args) => replay(args),
+        Command::Cancel(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cancel(args))
+        }
         Command::Serve(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -192,6 +254,57 @@ fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         lines_per_second = format!("{:.0}", stats.lines as f64 / secs.max(1e-9)),
         "replayed"
     );
+    Ok(())
+}
+
+async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+    let t = &args.target;
+    let mut body = serde_json::json!({
+        "requestId": "cli",
+        "sessionId": args.session,
+        "userId": args.user,
+        "reason": args.reason,
+    });
+    if let Some(tag) = &t.tag {
+        body["tag"] = tag.clone().into();
+    } else if let Some(op) = &t.operation {
+        body["operationId"] = op.clone().into();
+    } else if let Some(job) = t.job {
+        body["jobId"] = job.into();
+    }
+    let url = format!("{}/api/v1/cancel", args.agent.trim_end_matches('/'));
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&args.admin_token)
+        .json(&body)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the agent at {url}"))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp
+        .json()
+        .await
+        .context("the agent's answer is not JSON")?;
+    let msg = v["message"]
+        .as_str()
+        .or(v["error"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    if !status.is_success() {
+        bail!("{msg} ({status})");
+    }
+    println!("{msg}");
+    for id in v["interruptedOperationIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!("interrupted operation {}", id.as_str().unwrap_or_default());
+    }
+    for id in v["cancelledJobIds"].as_array().into_iter().flatten() {
+        println!("cancelled job {id}");
+    }
     Ok(())
 }
 
@@ -246,7 +359,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_line_bytes: args.max_line_bytes,
         ..IngestConfig::default()
     });
-    let ingest_task = tokio::spawn(listener::serve(ingest, store.clone(), cfg, stop_rx.clone()));
+    let listeners = Arc::new(Listeners::default());
+    let control = Arc::new(Control::new(
+        store.clone(),
+        listeners.clone(),
+        ControlConfig {
+            spark_connect: args.spark_connect.filter(|s| !s.is_empty()),
+            spark_connect_token: args.spark_connect_token.filter(|s| !s.is_empty()),
+        },
+    ));
+    let ingest_task = tokio::spawn(listener::serve(
+        ingest,
+        store.clone(),
+        listeners,
+        cfg,
+        stop_rx.clone(),
+    ));
 
     let stream = StreamConfig {
         token: args
@@ -272,6 +400,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store: store.clone(),
         token: args.api_token.filter(|t| !t.is_empty()).map(Arc::from),
         stream,
+        control,
+        admin_token: args.admin_token.filter(|t| !t.is_empty()).map(Arc::from),
     });
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {

@@ -1,6 +1,8 @@
 //! The agent's sockets, end to end inside one process: a listener connection with the
 //! handshake and token, events applied, the HTTP API reading them back.
 
+use sparkscope::control::backchannel::Listeners;
+use sparkscope::control::{Control, ControlConfig};
 use sparkscope::ingest::listener::{self, IngestConfig};
 use sparkscope::model::{lock, Retention, Store};
 use sparkscope::publish::http;
@@ -25,13 +27,26 @@ async fn start(token: &str) -> Agent {
         token: Some(token.into()),
         ..IngestConfig::default()
     });
-    tokio::spawn(listener::serve(ingest, store.clone(), cfg, rx));
+    let listeners = Arc::new(Listeners::default());
+    tokio::spawn(listener::serve(
+        ingest,
+        store.clone(),
+        listeners.clone(),
+        cfg,
+        rx,
+    ));
     let web = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let http_addr = web.local_addr().expect("addr");
     let router = http::router(http::ApiState {
         store: store.clone(),
         token: None,
         stream: Default::default(),
+        control: Arc::new(Control::new(
+            store.clone(),
+            listeners,
+            ControlConfig::default(),
+        )),
+        admin_token: None,
     });
     tokio::spawn(async move { axum::serve(web, router).await });
     Agent {

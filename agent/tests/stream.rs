@@ -2,7 +2,10 @@
 //! strict per-session isolation, bad frames answered, a stalled subscriber harmless to others.
 
 use futures_util::{SinkExt, StreamExt};
+use sparkscope::control::backchannel::Listeners;
+use sparkscope::control::{Control, ControlConfig};
 use sparkscope::ingest::ingest_line;
+use sparkscope::ingest::listener::{self, IngestConfig};
 use sparkscope::model::{lock, Retention, Store};
 use sparkscope::publish::grpc::MonitorService;
 use sparkscope::publish::http;
@@ -23,6 +26,7 @@ struct Agent {
     store: Arc<Store>,
     http: std::net::SocketAddr,
     grpc: std::net::SocketAddr,
+    ingest: std::net::SocketAddr,
 }
 
 async fn start() -> Agent {
@@ -34,10 +38,37 @@ async fn start() -> Agent {
     };
     let web = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let http_addr = web.local_addr().expect("addr");
+    let listeners = Arc::new(Listeners::default());
+    let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let ingest_addr = ingest.local_addr().expect("addr");
+    let icfg = Arc::new(IngestConfig {
+        token: Some("lt".into()),
+        ..IngestConfig::default()
+    });
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    std::mem::forget(stop); // the agent lives as long as the test
+    tokio::spawn(listener::serve(
+        ingest,
+        store.clone(),
+        listeners.clone(),
+        icfg,
+        rx,
+    ));
+    let control = Arc::new(Control::new(
+        store.clone(),
+        listeners,
+        // Nothing listens on port 9 of loopback: interrupts must fail clearly, not hang.
+        ControlConfig {
+            spark_connect: Some("http://127.0.0.1:9".into()),
+            spark_connect_token: None,
+        },
+    ));
     let router = http::router(http::ApiState {
         store: store.clone(),
         token: None,
         stream: cfg.clone(),
+        control,
+        admin_token: Some(Arc::from("admin")),
     });
     tokio::spawn(async move { axum::serve(web, router).await });
     let g = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -52,6 +83,7 @@ async fn start() -> Agent {
         store,
         http: http_addr,
         grpc: grpc_addr,
+        ingest: ingest_addr,
     }
 }
 
@@ -302,4 +334,184 @@ async fn grpc_subscribers_get_the_same_stream() {
         vec![2]
     );
     assert_eq!(snap.tag_groups[0].tag, "cell-b");
+}
+
+async fn cancel(ws: &mut Ws, body: &str) -> pb::CancelResult {
+    ws.send(Message::Text(format!(r#"{{"cancel":{body}}}"#).into()))
+        .await
+        .expect("send");
+    loop {
+        if let Some(pb::server_message::Kind::CancelResult(r)) = next_message(ws).await.kind {
+            return r;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_may_cancel_only_what_it_follows() {
+    let agent = start().await;
+    workload(&agent);
+    let mut ws = connect(&agent, "sub").await.expect("connect");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    next_update(&mut ws).await;
+    let r = cancel(
+        &mut ws,
+        &format!(
+            r#"{{"requestId":"1","sessionId":"{S_BOB}","userId":"bob_smith","tag":"cell-b"}}"#
+        ),
+    )
+    .await;
+    assert_eq!(
+        (r.request_id.as_str(), r.ok, r.code.as_str()),
+        ("1", false, "forbidden")
+    );
+    // Alice's own session: a tag she never used, then her job (not running: no stage ran yet
+    // but the job is running; the listener is not connected, so the back-channel is unavailable).
+    let r = cancel(
+        &mut ws,
+        &format!(r#"{{"requestId":"2","sessionId":"{S_ALICE}","userId":"alice","tag":"nope"}}"#),
+    )
+    .await;
+    assert_eq!(r.code, "not_found", "{r:?}");
+    assert!(r.message.contains("nope"), "{r:?}");
+    let r = cancel(
+        &mut ws,
+        &format!(r#"{{"requestId":"3","sessionId":"{S_ALICE}","userId":"alice","jobId":2}}"#),
+    )
+    .await;
+    assert_eq!(r.code, "not_found", "bob's job is not alice's: {r:?}");
+    // The operation is running; Spark Connect is unreachable here: a clear, quick failure.
+    let r = cancel(
+        &mut ws,
+        &format!(r#"{{"requestId":"4","sessionId":"{S_ALICE}","userId":"alice","tag":"cell-a"}}"#),
+    )
+    .await;
+    assert_eq!(r.code, "unavailable", "{r:?}");
+    assert!(r.message.contains("127.0.0.1:9"), "{r:?}");
+    // Once the operation has finished, cancelling it says so.
+    feed(
+        &agent,
+        &[format!(
+            r#"{{"Event":"org.apache.spark.sql.connect.service.SparkListenerConnectOperationFinished","jobTag":"{}","operationId":"{OP_A}","eventTime":9}}"#,
+            op_tag("alice", S_ALICE, OP_A)
+        )],
+    );
+    let r = cancel(
+        &mut ws,
+        &format!(
+            r#"{{"requestId":"5","sessionId":"{S_ALICE}","userId":"alice","operationId":"{OP_A}"}}"#
+        ),
+    )
+    .await;
+    assert_eq!(r.code, "finished", "{r:?}");
+    assert!(r.message.contains("FINISHED"), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_job_cancel_reaches_the_listener_of_its_application() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let agent = start().await;
+    let mut sock = BufReader::new(
+        tokio::net::TcpStream::connect(agent.ingest)
+            .await
+            .expect("connect"),
+    );
+    sock.get_mut()
+        .write_all(b"{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"local-1\",\"token\":\"lt\"}\n")
+        .await
+        .expect("hello");
+    let mut line = String::new();
+    sock.read_line(&mut line).await.expect("ack");
+    assert!(line.contains("true"), "{line}");
+    let events = [
+        operation("alice", S_ALICE, OP_A, "cell-a"),
+        job(1, 10, "alice", S_ALICE, OP_A),
+    ]
+    .join("\n")
+        + "\n";
+    sock.get_mut()
+        .write_all(events.as_bytes())
+        .await
+        .expect("events");
+    let app = loop {
+        if let Some(a) = agent.store.get("local-1") {
+            if lock(&a).job(1).is_some() {
+                break a;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    drop(app);
+    let mut ws = connect(&agent, "sub").await.expect("connect");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    next_update(&mut ws).await;
+    let r = cancel(&mut ws, &format!(r#"{{"requestId":"j","sessionId":"{S_ALICE}","userId":"alice","jobId":1,"reason":"stop it"}}"#)).await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.cancelled_job_ids, vec![1]);
+    line.clear();
+    tokio::time::timeout(Duration::from_secs(3), sock.read_line(&mut line))
+        .await
+        .expect("in time")
+        .expect("read");
+    let cmd: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(
+        cmd,
+        serde_json::json!({"cmd": "cancelJob", "jobId": 1, "reason": "stop it"})
+    );
+}
+
+#[tokio::test]
+async fn operators_cancel_over_http_with_the_admin_token_only() {
+    let agent = start().await;
+    workload(&agent);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/cancel", agent.http);
+    let body = format!(r#"{{"sessionId":"{S_BOB}","tag":"cell-b"}}"#);
+    let r = client
+        .post(&url)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(&url)
+        .bearer_auth("sub")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        401,
+        "the subscriber token is not the admin token"
+    );
+    // With the admin token the user id may be left out; Spark Connect is unreachable here.
+    let r = client
+        .post(&url)
+        .bearer_auth("admin")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["code"], "unavailable");
+    let r = client
+        .post(&url)
+        .bearer_auth("admin")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let unknown = r#"{"sessionId":"00000000-0000-0000-0000-000000000000","jobId":3}"#;
+    let r = client
+        .post(&url)
+        .bearer_auth("admin")
+        .body(unknown)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 404);
 }

@@ -42,6 +42,11 @@ pub enum Event {
         time: i64,
         error: Option<String>,
     },
+    /// The Spark Connect server's gRPC endpoint, as it announced itself.
+    ConnectServiceStarted {
+        host: String,
+        port: u16,
+    },
     SessionStarted {
         session_id: String,
         user_id: String,
@@ -85,6 +90,7 @@ impl Event {
             Event::TaskEnd(_) => "task_end",
             Event::SqlExecutionStart(_) => "sql_execution_start",
             Event::SqlExecutionEnd { .. } => "sql_execution_end",
+            Event::ConnectServiceStarted { .. } => "connect_service_started",
             Event::SessionStarted { .. } => "session_started",
             Event::SessionClosed { .. } => "session_closed",
             Event::OperationStarted(_) => "operation_started",
@@ -521,7 +527,14 @@ fn connect_event(suffix: &str, line: &[u8]) -> Result<Event, ParseError> {
                 state,
             }
         }
-        "ServiceStarted" | "ServiceEnd" => Event::Ignored,
+        "ServiceStarted" => {
+            let r: RawConnectService = serde_json::from_slice(line)?;
+            Event::ConnectServiceStarted {
+                host: r.host_address,
+                port: r.binding_port,
+            }
+        }
+        "ServiceEnd" => Event::Ignored,
         _ => Event::Unknown,
     })
 }
@@ -873,6 +886,14 @@ struct RawSqlEnd {
     #[serde(default)]
     time: i64,
     error_message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConnectService {
+    #[serde(default)]
+    host_address: String,
+    binding_port: u16,
 }
 
 #[derive(Deserialize)]

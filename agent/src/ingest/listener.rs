@@ -4,6 +4,7 @@
 
 use super::event::{parse_line, Event};
 use super::ingest_line;
+use crate::control::backchannel::Listeners;
 use crate::model::{lock, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ impl Default for IngestConfig {
 pub async fn serve(
     listener: TcpListener,
     store: Arc<Store>,
+    listeners: Arc<Listeners>,
     cfg: Arc<IngestConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -46,8 +48,10 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
                     let (store, cfg, shutdown) = (store.clone(), cfg.clone(), shutdown.clone());
+                    let listeners = listeners.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = connection(sock, peer, store, cfg, shutdown).await {
+                        if let Err(e) =
+                            connection(sock, peer, store, listeners, cfg, shutdown).await {
                             tracing::info!(%peer, error = %e, "listener connection ended");
                         }
                     });
@@ -73,6 +77,7 @@ async fn connection(
     sock: TcpStream,
     peer: SocketAddr,
     store: Arc<Store>,
+    listeners: Arc<Listeners>,
     cfg: Arc<IngestConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnError> {
@@ -126,14 +131,14 @@ async fn connection(
     }
     tracing::info!(%peer, app = %app_id, "listener connected");
     store.notify();
-    let result = read_events(
-        &mut reader,
-        &shared,
-        &store,
-        cfg.max_line_bytes,
-        &mut shutdown,
-    )
-    .await;
+    let mut registration = listeners.register(&app_id);
+    let link = Link {
+        reader: &mut reader,
+        writer: &mut wr,
+        commands: &mut registration.commands,
+    };
+    let result = read_events(link, &shared, &store, cfg.max_line_bytes, &mut shutdown).await;
+    listeners.unregister(&app_id, registration.id);
     lock(&shared).connections -= 1;
     store.notify();
     tracing::info!(%peer, app = %app_id, "listener disconnected");
@@ -142,8 +147,15 @@ async fn connection(
 
 /// Reads lines until EOF or shutdown. Complete lines are parsed where they lie in the read
 /// buffer, a whole buffer's worth under one lock; only a line split across reads is copied.
+/// Both directions of one listener connection.
+struct Link<'a> {
+    reader: &'a mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: &'a mut tokio::net::tcp::OwnedWriteHalf,
+    commands: &'a mut tokio::sync::mpsc::Receiver<String>,
+}
+
 async fn read_events(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    link: Link<'_>,
     shared: &crate::model::SharedApp,
     store: &Store,
     max_line: usize,
@@ -154,7 +166,16 @@ async fn read_events(
     loop {
         let buf = tokio::select! {
             _ = shutdown.changed() => return Ok(()),
-            r = reader.fill_buf() => r?,
+            Some(cmd) = link.commands.recv() => {
+                // Commands are rare and tiny; a listener that does not take one in 2 s is gone.
+                let line = format!("{cmd}\n");
+                let write = link.writer.write_all(line.as_bytes());
+                tokio::time::timeout(Duration::from_secs(2), write)
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "command write"))??;
+                continue;
+            }
+            r = link.reader.fill_buf() => r?,
         };
         if buf.is_empty() {
             return Ok(());
@@ -188,7 +209,7 @@ async fn read_events(
                 }
             }
         }
-        reader.consume(len);
+        link.reader.consume(len);
         store.notify();
     }
 }

@@ -248,6 +248,8 @@ pub struct AppState {
     pub connections: u32,
     /// Task counts come from `SparkscopeStageProgress` lines, not task events.
     pub coalesced_tasks: bool,
+    /// The Spark Connect server's gRPC endpoint (host, port), from its start event.
+    pub connect_endpoint: Option<(String, u16)>,
     pub stats: IngestStats,
     retention: Retention,
     generation: u64,
@@ -274,6 +276,7 @@ impl AppState {
             end_time: None,
             connections: 0,
             coalesced_tasks: false,
+            connect_endpoint: None,
             stats: IngestStats::default(),
             retention,
             generation: 0,
@@ -332,6 +335,22 @@ impl AppState {
 
     pub fn executors(&self) -> impl Iterator<Item = &Executor> {
         self.executors.values()
+    }
+
+    /// The session with this id, if its user id matches too.
+    pub fn session_of(&self, session_id: &str, user_id: &str) -> Option<&Session> {
+        self.sessions
+            .get(session_id)
+            .filter(|s| s.user_id == user_id)
+    }
+
+    /// Whether anything of this (session, user) pair is known: a session record or operations.
+    pub fn knows_session(&self, session_id: &str, user_id: &str) -> bool {
+        self.session_of(session_id, user_id).is_some()
+            || self
+                .operations
+                .values()
+                .any(|o| o.session_id == session_id && o.user_id == user_id)
     }
 
     /// Tasks running now, summed over live stage attempts.
@@ -472,6 +491,9 @@ impl AppState {
             }
             Event::SqlExecutionEnd { execution_id, .. } => {
                 self.running_sql.remove(&execution_id);
+            }
+            Event::ConnectServiceStarted { host, port } => {
+                self.connect_endpoint = Some((host, port));
             }
             Event::SessionStarted {
                 session_id,

@@ -68,6 +68,11 @@ impl Follower {
         self.needs_snapshot
     }
 
+    pub fn follows(&self, session_id: &str, user_id: &str) -> bool {
+        self.sessions
+            .contains(&(session_id.to_owned(), user_id.to_owned()))
+    }
+
     pub fn follows_anything(&self) -> bool {
         !self.sessions.is_empty()
     }

@@ -8,7 +8,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
 
@@ -19,6 +19,9 @@ pub struct ApiState {
     pub token: Option<Arc<str>>,
     /// The WebSocket stream, with its own (subscriber) token.
     pub stream: super::ws::StreamConfig,
+    pub control: Arc<crate::control::Control>,
+    /// Required by `POST /api/v1/cancel` (operators); unset disables that endpoint.
+    pub admin_token: Option<Arc<str>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -29,7 +32,11 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/api/v1/stream", get(super::ws::handler).with_state(state))
+        .route(
+            "/api/v1/stream",
+            get(super::ws::handler).with_state(state.clone()),
+        )
+        .route("/api/v1/cancel", post(cancel).with_state(state))
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
 }
@@ -55,6 +62,43 @@ async fn jobs(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
             &format!("unknown application '{id}'"),
         ),
     }
+}
+
+/// Operators' cancel: any session, behind the admin token. The body is a `CancelRequest` (proto3
+/// JSON); the answer a `CancelResult`, with an HTTP status that matches its code.
+async fn cancel(
+    State(st): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
+    let Some(expected) = &st.admin_token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "cancel over HTTP is off: start the agent with --admin-token",
+        );
+    };
+    if !bearer_matches(&headers, expected) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+    }
+    let req: sparkscope_proto::sparkscope::v1::CancelRequest = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("not a CancelRequest: {e}"),
+            )
+        }
+    };
+    let result = st.control.cancel(&req, true).await;
+    let code = match result.code.as_str() {
+        "" => StatusCode::OK,
+        "not_found" => StatusCode::NOT_FOUND,
+        "finished" => StatusCode::CONFLICT,
+        "bad_request" => StatusCode::BAD_REQUEST,
+        "forbidden" => StatusCode::FORBIDDEN,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    (code, Json(result)).into_response()
 }
 
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {

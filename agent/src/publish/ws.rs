@@ -63,6 +63,8 @@ async fn subscriber(socket: WebSocket, st: ApiState) {
     let (mut tx, mut rx) = socket.split();
     let mut follower = Follower::new(cfg.max_sessions);
     let mut changes = st.store.changes();
+    // Cancels run as their own tasks so updates keep flowing; results come back here.
+    let (results_tx, mut results) = tokio::sync::mpsc::channel::<pb::CancelResult>(16);
     let mut dirty = false;
     let mut last_sent: Option<Instant> = None;
     tracing::debug!("subscriber connected");
@@ -98,8 +100,19 @@ async fn subscriber(socket: WebSocket, st: ApiState) {
         tokio::select! {
             incoming = rx.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some(err) = handle_client_message(&mut follower, text.as_str()) {
-                        if send(&mut tx, &err, cfg.slow_timeout).await.is_err() {
+                    let reply = match handle_client_message(&mut follower, text.as_str()) {
+                        Handled::Done => None,
+                        Handled::Reply(msg) => Some(msg),
+                        Handled::Cancel(req) => {
+                            let (control, done) = (st.control.clone(), results_tx.clone());
+                            tokio::spawn(async move {
+                                let _ = done.send(control.cancel(&req, false).await).await;
+                            });
+                            None
+                        }
+                    };
+                    if let Some(msg) = reply {
+                        if send(&mut tx, &msg, cfg.slow_timeout).await.is_err() {
                             return;
                         }
                     }
@@ -113,6 +126,12 @@ async fn subscriber(socket: WebSocket, st: ApiState) {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {} // ping/pong are answered by the library
             },
+            Some(result) = results.recv() => {
+                let msg = pb::ServerMessage { kind: Some(pb::server_message::Kind::CancelResult(result)) };
+                if send(&mut tx, &msg, cfg.slow_timeout).await.is_err() {
+                    return;
+                }
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     return; // the store is gone: shutting down
@@ -124,24 +143,52 @@ async fn subscriber(socket: WebSocket, st: ApiState) {
     }
 }
 
-/// Applies a client frame; returns the error frame to send back, if any.
-fn handle_client_message(follower: &mut Follower, text: &str) -> Option<pb::ServerMessage> {
+enum Handled {
+    Done,
+    Reply(pb::ServerMessage),
+    /// Allowed: the requester follows the session. Carry it out.
+    Cancel(pb::CancelRequest),
+}
+
+/// Applies a client frame.
+fn handle_client_message(follower: &mut Follower, text: &str) -> Handled {
     let msg: pb::ClientMessage = match serde_json::from_str(text) {
         Ok(m) => m,
-        Err(e) => return Some(error("bad_request", &format!("not a ClientMessage: {e}"))),
+        Err(e) => {
+            return Handled::Reply(error("bad_request", &format!("not a ClientMessage: {e}")))
+        }
     };
     match msg.kind {
         Some(pb::client_message::Kind::Subscribe(req)) => match follower.subscribe(&req.sessions) {
-            Ok(()) => None,
-            Err(e) => Some(error("bad_request", &e.to_string())),
+            Ok(()) => Handled::Done,
+            Err(e) => Handled::Reply(error("bad_request", &e.to_string())),
         },
         Some(pb::client_message::Kind::Unsubscribe(req)) => {
             follower.unsubscribe(&req.sessions);
-            None
+            Handled::Done
         }
-        None => Some(error(
+        Some(pb::client_message::Kind::Cancel(req)) => {
+            if follower.follows(&req.session_id, &req.user_id) {
+                Handled::Cancel(req)
+            } else {
+                // A notebook may stop only the sessions it follows: the pair it knows.
+                let result = pb::CancelResult {
+                    request_id: req.request_id,
+                    code: "forbidden".to_owned(),
+                    message: format!(
+                        "this subscriber does not follow session {} of user '{}'",
+                        req.session_id, req.user_id
+                    ),
+                    ..Default::default()
+                };
+                Handled::Reply(pb::ServerMessage {
+                    kind: Some(pb::server_message::Kind::CancelResult(result)),
+                })
+            }
+        }
+        None => Handled::Reply(error(
             "bad_request",
-            "empty ClientMessage: expected subscribe or unsubscribe",
+            "empty ClientMessage: expected subscribe, unsubscribe or cancel",
         )),
     }
 }

@@ -80,7 +80,10 @@ final class Sender implements Runnable {
     private final List<StageCounters> tracked = new ArrayList<>();
     private final long[] snap = new long[StageCounters.SNAPSHOT_SIZE];
     private final Map<String, Method> accessors = new HashMap<>();
-    private final ByteBuffer probeBuffer = ByteBuffer.allocate(512);
+    private final ByteBuffer probeBuffer = ByteBuffer.allocate(4096);
+    /** Bytes of an agent command line not yet ended by a newline. */
+    private final ByteArrayOutputStream commandLine = new ByteArrayOutputStream();
+    private static final int MAX_COMMAND_BYTES = 64 * 1024;
     private final ObjectMapper mapper = new ObjectMapper();
     private Constructor<?> jobStartCtor;
 
@@ -155,6 +158,8 @@ final class Sender implements Runnable {
             if (channel == null && !last && now - nextConnectNanos >= 0) {
                 connect();
             }
+            // Commands (job cancel) are read every poll, not once per flush interval.
+            probe();
             // Adopt new stages before draining: their StageSubmitted is then already in the ring.
             adoptNewStages();
             Object e;
@@ -184,7 +189,6 @@ final class Sender implements Runnable {
 
     /** Once per flush interval: notice a closed agent, progress lines, stats, flush. */
     private void tick() {
-        probe();
         progress(false);
         stats();
         flush();
@@ -605,7 +609,17 @@ final class Sender implements Runnable {
             int n;
             do {
                 probeBuffer.clear();
-                n = channel.read(probeBuffer); // later versions: commands arrive here
+                n = channel.read(probeBuffer);
+                for (int i = 0; i < Math.max(n, 0); i++) {
+                    byte b = probeBuffer.get(i);
+                    if (b == '\n') {
+                        String line = commandLine.toString(StandardCharsets.UTF_8);
+                        commandLine.reset();
+                        command(line);
+                    } else if (commandLine.size() < MAX_COMMAND_BYTES) {
+                        commandLine.write(b);
+                    }
+                }
             } while (n > 0);
             channel.configureBlocking(true);
             if (n < 0) {
@@ -613,6 +627,28 @@ final class Sender implements Runnable {
             }
         } catch (IOException | RuntimeException e) {
             connectionLost(e);
+        }
+    }
+
+    /**
+     * A command line from the agent (protocol version 1 has one: cancelJob). Runs on this
+     * thread; SparkContext.cancelJob only posts to the DAG scheduler's event loop.
+     */
+    private void command(String line) {
+        try {
+            JsonNode node = mapper.readTree(line);
+            String cmd = node == null ? "" : node.path("cmd").asText("");
+            if ("cancelJob".equals(cmd) && node.path("jobId").canConvertToInt()) {
+                int jobId = node.path("jobId").asInt();
+                String reason = node.path("reason").asText("cancelled through sparkscope");
+                org.apache.spark.SparkContext.getOrCreate().cancelJob(jobId, reason);
+                LOG.info("sparkscope: cancelled job {} at the agent's request ({})", jobId, reason);
+            } else {
+                LOG.warn("sparkscope: ignored an unknown command from the agent: {}",
+                        line.length() > 200 ? line.substring(0, 200) + "…" : line);
+            }
+        } catch (Exception e) { // a bad command must not end the connection
+            LOG.warn("sparkscope: could not carry out the agent's command: {}", e.toString());
         }
     }
 
