@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything sparkscope's demo and tests need, from the package registries only:
-# Debian packages (Java 17), a Python venv with pyspark[connect] from PyPI, the listener jar
+# Debian packages (Java 17, Chromium), a Python venv with pyspark[connect], JupyterLab and the
+# kernel extension from PyPI and the repo, the listener jar
 # (compiled against that pyspark's Spark jars) and the agent (cargo, from crates.io).
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
@@ -21,6 +22,8 @@ log "system packages"
 need=()
 command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Browser tests drive Debian's Chromium (no browser download).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; else echo "present"; fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install the Rust toolchain first" >&2; exit 1; }
@@ -35,6 +38,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 else
   echo "up to date"
+fi
+
+log "kernel extension (kernel-comm, editable)"
+if ! .venv/bin/python -c 'import sparkscope' >/dev/null 2>&1; then
+  .venv/bin/pip install -q --no-deps -e kernel-comm
+else
+  echo "installed"
 fi
 
 log "listener jar"
