@@ -9,3 +9,4 @@ pub mod ingest;
 pub mod model;
 pub mod publish;
 pub mod replay;
+pub mod telemetry;

@@ -45,6 +45,8 @@ enum Command {
     Replay(ReplayArgs),
     /// Stop a Connect session's work through a running agent (operators; needs the admin token).
     Cancel(CancelArgs),
+    /// Print the catalog of Prometheus metrics (Markdown), as kept in docs/metrics.md.
+    MetricsCatalog,
 }
 
 #[derive(Args)]
@@ -136,6 +138,9 @@ struct ServeArgs {
     /// be cancelled.
     #[arg(long, env = "SPARKSCOPE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Users that get their own label value in /metrics; later users share `other`.
+    #[arg(long, default_value_t = 50, env = "SPARKSCOPE_METRICS_MAX_USERS")]
+    metrics_max_users: usize,
     /// Sessions one subscriber may follow.
     #[arg(
         long,
@@ -207,6 +212,10 @@ fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Replay(args) => replay(args),
+        Command::MetricsCatalog => {
+            print!("{}", sparkscope::telemetry::catalog_markdown());
+            Ok(())
+        }
         Command::Cancel(args) => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -332,6 +341,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(%addr, "{what} is bound beyond loopback: make sure tokens are set");
         }
     }
+    let metrics_handle = sparkscope::telemetry::install();
     let retention = args
         .retention
         .retention(Some(Duration::from_secs(args.retain_seconds)));
@@ -402,6 +412,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stream,
         control,
         admin_token: args.admin_token.filter(|t| !t.is_empty()).map(Arc::from),
+        metrics: Some(Arc::new(http::MetricsExport {
+            handle: metrics_handle,
+            users: sparkscope::telemetry::UserLabels::new(args.metrics_max_users),
+        })),
     });
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {

@@ -47,6 +47,7 @@ async fn start(token: &str) -> Agent {
             ControlConfig::default(),
         )),
         admin_token: None,
+        metrics: None,
     });
     tokio::spawn(async move { axum::serve(web, router).await });
     Agent {

@@ -69,6 +69,7 @@ async fn start() -> Agent {
         stream: cfg.clone(),
         control,
         admin_token: Some(Arc::from("admin")),
+        metrics: None,
     });
     tokio::spawn(async move { axum::serve(web, router).await });
     let g = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -60,6 +60,17 @@ impl Control {
     /// session; pass `trusted = true` only for the admin path, where an empty user id is filled
     /// in from the session.
     pub async fn cancel(&self, req: &pb::CancelRequest, trusted: bool) -> pb::CancelResult {
+        let result = self.carry_out(req, trusted).await;
+        let outcome = if result.ok {
+            "ok"
+        } else {
+            result.code.as_str()
+        };
+        crate::telemetry::cancel_request(target_kind(req), outcome);
+        result
+    }
+
+    async fn carry_out(&self, req: &pb::CancelRequest, trusted: bool) -> pb::CancelResult {
         let mut result = pb::CancelResult {
             request_id: req.request_id.clone(),
             ..Default::default()
@@ -247,5 +258,15 @@ impl Control {
                 req.session_id, req.user_id
             ),
         ))
+    }
+}
+
+/// The metric label for what a request targets.
+pub fn target_kind(req: &pb::CancelRequest) -> &'static str {
+    match req.target {
+        Some(pb::cancel_request::Target::Tag(_)) => "tag",
+        Some(pb::cancel_request::Target::OperationId(_)) => "operation",
+        Some(pb::cancel_request::Target::JobId(_)) => "job",
+        None => "none",
     }
 }

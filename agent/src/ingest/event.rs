@@ -73,34 +73,92 @@ pub enum Event {
     Unknown,
 }
 
-/// The part of the event name that is useful in logs and metrics, bounded to known kinds.
+/// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
+pub const KINDS: [&str; 23] = [
+    "log_start",
+    "application_start",
+    "application_end",
+    "executor_added",
+    "executor_removed",
+    "job_start",
+    "job_end",
+    "stage_submitted",
+    "stage_completed",
+    "task_start",
+    "task_end",
+    "sql_execution_start",
+    "sql_execution_end",
+    "connect_service_started",
+    "session_started",
+    "session_closed",
+    "operation_started",
+    "operation_state",
+    "hello",
+    "stage_progress",
+    "listener_stats",
+    "ignored",
+    "unknown",
+];
+
 impl Event {
-    pub fn kind(&self) -> &'static str {
+    /// This event's index in [`KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            Event::LogStart { .. } => "log_start",
-            Event::ApplicationStart(_) => "application_start",
-            Event::ApplicationEnd { .. } => "application_end",
-            Event::ExecutorAdded { .. } => "executor_added",
-            Event::ExecutorRemoved { .. } => "executor_removed",
-            Event::JobStart(_) => "job_start",
-            Event::JobEnd(_) => "job_end",
-            Event::StageSubmitted(_) => "stage_submitted",
-            Event::StageCompleted(_) => "stage_completed",
-            Event::TaskStart { .. } => "task_start",
-            Event::TaskEnd(_) => "task_end",
-            Event::SqlExecutionStart(_) => "sql_execution_start",
-            Event::SqlExecutionEnd { .. } => "sql_execution_end",
-            Event::ConnectServiceStarted { .. } => "connect_service_started",
-            Event::SessionStarted { .. } => "session_started",
-            Event::SessionClosed { .. } => "session_closed",
-            Event::OperationStarted(_) => "operation_started",
-            Event::OperationState { .. } => "operation_state",
-            Event::Hello(_) => "hello",
-            Event::StageProgress(_) => "stage_progress",
-            Event::ListenerStats(_) => "listener_stats",
-            Event::Ignored => "ignored",
-            Event::Unknown => "unknown",
+            Event::LogStart { .. } => 0,
+            Event::ApplicationStart(_) => 1,
+            Event::ApplicationEnd { .. } => 2,
+            Event::ExecutorAdded { .. } => 3,
+            Event::ExecutorRemoved { .. } => 4,
+            Event::JobStart(_) => 5,
+            Event::JobEnd(_) => 6,
+            Event::StageSubmitted(_) => 7,
+            Event::StageCompleted(_) => 8,
+            Event::TaskStart { .. } => 9,
+            Event::TaskEnd(_) => 10,
+            Event::SqlExecutionStart(_) => 11,
+            Event::SqlExecutionEnd { .. } => 12,
+            Event::ConnectServiceStarted { .. } => 13,
+            Event::SessionStarted { .. } => 14,
+            Event::SessionClosed { .. } => 15,
+            Event::OperationStarted(_) => 16,
+            Event::OperationState { .. } => 17,
+            Event::Hello(_) => 18,
+            Event::StageProgress(_) => 19,
+            Event::ListenerStats(_) => 20,
+            Event::Ignored => 21,
+            Event::Unknown => 22,
         }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        KINDS[self.kind_index()]
+    }
+}
+
+impl Event {
+    /// When Spark says the event happened (its clock, epoch ms), for events that carry a time.
+    /// Task events have none here: they are the volume, and progress lines stand for them.
+    pub fn time_ms(&self) -> Option<i64> {
+        match self {
+            Event::ApplicationStart(a) => Some(a.time),
+            Event::ApplicationEnd { time }
+            | Event::ExecutorAdded { time, .. }
+            | Event::ExecutorRemoved { time, .. }
+            | Event::SessionStarted { time, .. }
+            | Event::SessionClosed { time, .. }
+            | Event::OperationState { time, .. }
+            | Event::SqlExecutionEnd { time, .. } => Some(*time),
+            Event::OperationStarted(o) => Some(o.time),
+            Event::SqlExecutionStart(s) => Some(s.time),
+            Event::JobStart(j) => j.time,
+            Event::JobEnd(j) => j.time,
+            Event::StageSubmitted(s) => s.submission_time,
+            Event::StageCompleted(s) => s.completion_time,
+            Event::StageProgress(p) => Some(p.time).filter(|t| *t > 0),
+            Event::ListenerStats(s) => Some(s.time).filter(|t| *t > 0),
+            _ => None,
+        }
+        .filter(|t| *t > 0)
     }
 }
 

@@ -3,7 +3,7 @@
 //! application's state. See docs/wire-protocol.md.
 
 use super::event::{parse_line, Event};
-use super::ingest_line;
+use super::ingest_line_at;
 use crate::control::backchannel::Listeners;
 use crate::model::{lock, Store};
 use std::net::SocketAddr;
@@ -182,6 +182,7 @@ async fn read_events(
         }
         let len = buf.len();
         {
+            let now = crate::telemetry::now_ms();
             let mut app = lock(shared);
             let mut rest = buf;
             while let Some(pos) = memchr::memchr(b'\n', rest) {
@@ -192,10 +193,10 @@ async fn read_events(
                     app.stats.parse_errors += 1;
                     tracing::warn!(app = %app.id, max_line, "skipped a line longer than the limit");
                 } else if partial.is_empty() {
-                    ingest_line(&mut app, line);
+                    ingest_line_at(&mut app, line, Some(now));
                 } else {
                     partial.extend_from_slice(line);
-                    ingest_line(&mut app, &partial);
+                    ingest_line_at(&mut app, &partial, Some(now));
                     partial.clear();
                 }
                 rest = tail;

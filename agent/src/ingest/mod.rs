@@ -9,13 +9,25 @@ use crate::model::AppState;
 
 /// Parses one line and applies it; a bad line is counted and skipped.
 pub fn ingest_line(app: &mut AppState, line: &[u8]) {
+    ingest_line_at(app, line, None);
+}
+
+/// As [`ingest_line`]; with `now_ms` (live ingest), also records how long after Spark's own
+/// timestamp the event was applied (`sparkscope_ingest_lag_seconds`).
+pub fn ingest_line_at(app: &mut AppState, line: &[u8], now_ms: Option<i64>) {
     let line = line.trim_ascii();
     if line.is_empty() {
         return;
     }
     app.stats.lines += 1;
     match event::parse_line(line) {
-        Ok(ev) => app.apply(ev),
+        Ok(ev) => {
+            app.stats.by_kind[ev.kind_index()] += 1;
+            if let (Some(now), Some(t)) = (now_ms, ev.time_ms()) {
+                crate::telemetry::record_ingest_lag((now - t) as f64 / 1000.0);
+            }
+            app.apply(ev)
+        }
         Err(e) => {
             app.stats.parse_errors += 1;
             if app.stats.parse_errors <= 10 || app.stats.parse_errors.is_power_of_two() {

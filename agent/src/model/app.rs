@@ -202,6 +202,8 @@ pub struct Executor {
 #[derive(Debug, Clone, Default)]
 pub struct IngestStats {
     pub lines: u64,
+    /// Parsed lines by kind, indexed like [`crate::ingest::event::KINDS`].
+    pub by_kind: [u64; crate::ingest::event::KINDS.len()],
     pub parse_errors: u64,
     pub unknown_events: u64,
     pub listener_dropped: u64,
@@ -237,6 +239,38 @@ pub struct TagGroup<'a> {
     pub job_ids: Vec<i32>,
 }
 
+/// Totals since the agent first saw the application, kept as plain integers where the state
+/// changes; the Prometheus exporter reads them at scrape time, so ingest pays nothing for metrics.
+#[derive(Debug, Clone, Default)]
+pub struct WorkCounters {
+    pub jobs_started: u64,
+    pub jobs_succeeded: u64,
+    pub jobs_failed: u64,
+    pub stages_submitted: u64,
+    pub stages_complete: u64,
+    pub stages_failed: u64,
+    pub stages_skipped: u64,
+    pub tasks_started: u64,
+    pub tasks_succeeded: u64,
+    pub tasks_failed: u64,
+    pub tasks_killed: u64,
+    /// Closed operations by the state they ended in: finished, failed, canceled.
+    pub operations_finished: u64,
+    pub operations_failed: u64,
+    pub operations_canceled: u64,
+}
+
+/// A Connect operation that closed: for the per-user duration histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedOperation {
+    pub user_id: String,
+    pub state: OpState,
+    pub seconds: f64,
+}
+
+/// Closed operations waiting for the exporter, at most this many (the oldest go first).
+const MAX_CLOSED_BACKLOG: usize = 10_000;
+
 pub struct AppState {
     pub id: String,
     pub name: String,
@@ -251,6 +285,8 @@ pub struct AppState {
     /// The Spark Connect server's gRPC endpoint (host, port), from its start event.
     pub connect_endpoint: Option<(String, u16)>,
     pub stats: IngestStats,
+    pub counters: WorkCounters,
+    closed_operations: std::collections::VecDeque<ClosedOperation>,
     retention: Retention,
     generation: u64,
     executors: BTreeMap<String, Executor>,
@@ -278,6 +314,8 @@ impl AppState {
             coalesced_tasks: false,
             connect_endpoint: None,
             stats: IngestStats::default(),
+            counters: WorkCounters::default(),
+            closed_operations: std::collections::VecDeque::new(),
             retention,
             generation: 0,
             executors: BTreeMap::new(),
@@ -335,6 +373,41 @@ impl AppState {
 
     pub fn executors(&self) -> impl Iterator<Item = &Executor> {
         self.executors.values()
+    }
+
+    /// Closed operations since the last call, oldest first.
+    pub fn take_closed_operations(&mut self) -> Vec<ClosedOperation> {
+        self.closed_operations.drain(..).collect()
+    }
+
+    /// Connect sessions not closed.
+    pub fn active_sessions(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.end_time.is_none())
+            .count()
+    }
+
+    /// Connect operations not yet ended.
+    pub fn running_operations(&self) -> usize {
+        self.operations
+            .values()
+            .filter(|o| !o.state.is_terminal())
+            .count()
+    }
+
+    pub fn running_jobs(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running)
+            .count()
+    }
+
+    pub fn active_stages(&self) -> usize {
+        self.live_stages
+            .values()
+            .filter(|s| s.status == StageStatus::Active)
+            .count()
     }
 
     /// The session with this id, if its user id matches too.
@@ -653,6 +726,7 @@ impl AppState {
             updated: g,
         };
         self.jobs.insert(js.job_id, job);
+        self.counters.jobs_started += 1;
         for info in &js.stages {
             let stage = self.get_or_create_stage(info);
             stage.job_ids.push(js.job_id);
@@ -710,6 +784,7 @@ impl AppState {
         for key in skipped {
             if let Some(mut stage) = self.live_stages.remove(&key) {
                 stage.status = StageStatus::Skipped;
+                self.counters.stages_skipped += 1;
                 stage.updated = g;
                 job.skipped_stages.insert(stage.stage_id);
                 job.skipped_tasks += stage.num_tasks;
@@ -721,8 +796,10 @@ impl AppState {
             }
         }
         job.status = if je.succeeded {
+            self.counters.jobs_succeeded += 1;
             JobStatus::Succeeded
         } else {
+            self.counters.jobs_failed += 1;
             JobStatus::Failed
         };
         job.error = je.error;
@@ -758,6 +835,7 @@ impl AppState {
                 job.updated = g;
             }
         }
+        self.counters.stages_submitted += 1;
         let stage = self.get_or_create_stage(&info);
         stage.status = StageStatus::Active;
         stage.job_ids = live_jobs;
@@ -787,6 +865,11 @@ impl AppState {
         stage.updated = g;
         let (status, job_ids, remove) =
             (stage.status, stage.job_ids.clone(), stage.active_tasks == 0);
+        match status {
+            StageStatus::Complete => self.counters.stages_complete += 1,
+            StageStatus::Skipped => self.counters.stages_skipped += 1,
+            _ => self.counters.stages_failed += 1,
+        }
         for id in job_ids {
             if let Some(job) = self.jobs.get_mut(&id) {
                 match status {
@@ -831,6 +914,11 @@ impl AppState {
             return;
         };
         let active = started - succeeded - failed - killed;
+        let c = &mut self.counters;
+        c.tasks_started += u64::try_from(started).unwrap_or(0);
+        c.tasks_succeeded += u64::try_from(succeeded).unwrap_or(0);
+        c.tasks_failed += u64::try_from(failed).unwrap_or(0);
+        c.tasks_killed += u64::try_from(killed).unwrap_or(0);
         stage.active_tasks += active;
         stage.completed_tasks += succeeded;
         stage.failed_tasks += failed;
@@ -983,9 +1071,27 @@ impl AppState {
                 op.end_time.get_or_insert(time);
             }
             OpTransition::Closed => {
+                if op.state == OpState::Closed {
+                    return; // resent after a reconnect
+                }
                 op.state = OpState::Closed;
                 op.close_time = Some(time);
-                op.end_time.get_or_insert(time);
+                let end = *op.end_time.get_or_insert(time);
+                let state = op.final_state.unwrap_or(OpState::Closed);
+                let c = &mut self.counters;
+                match state {
+                    OpState::Failed => c.operations_failed += 1,
+                    OpState::Canceled => c.operations_canceled += 1,
+                    _ => c.operations_finished += 1,
+                }
+                if self.closed_operations.len() >= MAX_CLOSED_BACKLOG {
+                    self.closed_operations.pop_front();
+                }
+                self.closed_operations.push_back(ClosedOperation {
+                    user_id: op.user_id.clone(),
+                    state,
+                    seconds: (end - op.start_time).max(0) as f64 / 1000.0,
+                });
                 self.prune_operations();
             }
         }

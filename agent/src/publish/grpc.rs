@@ -62,12 +62,15 @@ async fn feed(
     tx: mpsc::Sender<Result<Update, Status>>,
 ) {
     let mut changes = store.changes();
+    crate::telemetry::subscriber_connected("grpc", 1.0);
+    let _gone = super::ws::Gone("grpc");
     loop {
         if let Some(update) = follower.next_update(&store) {
             match tokio::time::timeout(cfg.slow_timeout, tx.send(Ok(update))).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return,
                 Err(_) => {
+                    crate::telemetry::slow_subscriber("grpc");
                     let _ = tx.try_send(Err(Status::resource_exhausted("slow consumer")));
                     return;
                 }

@@ -22,6 +22,13 @@ pub struct ApiState {
     pub control: Arc<crate::control::Control>,
     /// Required by `POST /api/v1/cancel` (operators); unset disables that endpoint.
     pub admin_token: Option<Arc<str>>,
+    /// `GET /metrics`, when the Prometheus recorder is installed.
+    pub metrics: Option<Arc<MetricsExport>>,
+}
+
+pub struct MetricsExport {
+    pub handle: metrics_exporter_prometheus::PrometheusHandle,
+    pub users: crate::telemetry::UserLabels,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -36,7 +43,8 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/stream",
             get(super::ws::handler).with_state(state.clone()),
         )
-        .route("/api/v1/cancel", post(cancel).with_state(state))
+        .route("/api/v1/cancel", post(cancel).with_state(state.clone()))
+        .route("/metrics", get(prometheus).with_state(state))
         .merge(api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
 }
@@ -61,6 +69,22 @@ async fn jobs(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
             StatusCode::NOT_FOUND,
             &format!("unknown application '{id}'"),
         ),
+    }
+}
+
+/// The Prometheus exposition (text format 0.0.4). Needs no token, like /healthz: it carries no
+/// session ids, statement text or tags.
+async fn prometheus(State(st): State<ApiState>) -> Response {
+    match &st.metrics {
+        Some(m) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::telemetry::render(&st.store, &m.users, &m.handle),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "metrics are off"),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::follow::Follower;
 use super::http::{bearer_matches, ApiState};
+use crate::telemetry;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -68,12 +69,17 @@ async fn subscriber(socket: WebSocket, st: ApiState) {
     let mut dirty = false;
     let mut last_sent: Option<Instant> = None;
     tracing::debug!("subscriber connected");
+    telemetry::subscriber_connected("websocket", 1.0);
+    let _gone = Gone("websocket");
     loop {
         let due = last_sent.map_or_else(Instant::now, |t| t + cfg.interval);
         let wants = follower.follows_anything() && (dirty || follower.needs_snapshot());
         if wants && Instant::now() >= due {
             dirty = false;
             if let Some(update) = follower.next_update(&st.store) {
+                if update.snapshot && update.generation > 1 {
+                    telemetry::resync("websocket");
+                }
                 let msg = pb::ServerMessage {
                     kind: Some(pb::server_message::Kind::Update(update)),
                 };
@@ -81,6 +87,7 @@ async fn subscriber(socket: WebSocket, st: ApiState) {
                     Ok(()) => last_sent = Some(Instant::now()),
                     Err(SendError::Slow) => {
                         tracing::info!("disconnecting a slow subscriber");
+                        telemetry::slow_subscriber("websocket");
                         let close = CloseFrame {
                             code: 1008,
                             reason: Utf8Bytes::from_static("slow consumer"),
@@ -172,6 +179,7 @@ fn handle_client_message(follower: &mut Follower, text: &str) -> Handled {
                 Handled::Cancel(req)
             } else {
                 // A notebook may stop only the sessions it follows: the pair it knows.
+                telemetry::cancel_request(crate::control::target_kind(&req), "forbidden");
                 let result = pb::CancelResult {
                     request_id: req.request_id,
                     code: "forbidden".to_owned(),
@@ -218,5 +226,14 @@ where
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(SendError::Gone),
         Err(_) => Err(SendError::Slow),
+    }
+}
+
+/// Counts a subscriber out however its task ends.
+pub(crate) struct Gone(pub &'static str);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        telemetry::subscriber_connected(self.0, -1.0);
     }
 }
