@@ -11,9 +11,11 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -q -- -D warnings
 log "ruff"
-.venv/bin/ruff check tests scripts listener-jar
-.venv/bin/ruff format --check tests scripts listener-jar
+.venv/bin/ruff check tests scripts listener-jar kernel-comm
+.venv/bin/ruff format --check tests scripts listener-jar kernel-comm
 log "rust tests"
 cargo test --workspace --locked -q 2>&1 | tail -n 40
-log "end-to-end tests (real Spark Connect server)"
+log "kernel extension tests (in-process IPython, a recorded agent stream, one real notebook run)"
+SPARKSCOPE_BIN="$PWD/target/release/sparkscope" .venv/bin/python -m pytest kernel-comm/tests -q
+log "end-to-end tests (real Spark Connect server, JupyterLab in Chromium, Prometheus)"
 SPARKSCOPE_BIN="$PWD/target/release/sparkscope" .venv/bin/python -m pytest tests -q -rA "$@"

@@ -1,0 +1,309 @@
+"""The one WebSocket from this kernel to the sparkscope agent (docs/streaming-api.md), on a daemon
+thread: it subscribes the sessions it is told to follow, hands every decoded `Update` to a
+callback, and reconnects with exponential backoff. Nothing here ever raises into the caller or
+waits on the network on the caller's thread."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .sessions import SessionKey
+
+log = logging.getLogger("sparkscope")
+
+DEFAULT_URL = "ws://127.0.0.1:4740/api/v1/stream"
+
+
+@dataclass
+class AgentStatus:
+    """What the client knows about its connection (read by the extension and `%sparkscope`)."""
+
+    connected: bool = False
+    ever_connected: bool = False
+    attempts: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    unauthorized: bool = False
+
+
+class AgentClient:
+    """Follow Connect sessions on the agent's stream.
+
+    `on_update(update)` runs on the client's thread for every `{"update": …}` frame (the first one
+    after each (re)subscription is a snapshot); `on_status()` after each connect or failure.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        on_update: Callable[[Mapping[str, Any]], None],
+        on_status: Callable[[], None] = lambda: None,
+        *,
+        connect_timeout: float = 5.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        ping_interval: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.token = token or None
+        self._on_update = on_update
+        self._on_status = on_status
+        self.connect_timeout = connect_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.ping_interval = ping_interval
+        self.status = AgentStatus()
+        self._lock = threading.Lock()
+        self._sessions: set[SessionKey] = set()
+        self._to_subscribe: set[SessionKey] = set()
+        self._to_unsubscribe: set[SessionKey] = set()
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._thread: threading.Thread | None = None
+        self._ws: Any = None
+
+    # -- called from any thread; never block
+
+    def follow(self, keys: Iterable[SessionKey]) -> None:
+        with self._lock:
+            new = set(keys) - self._sessions
+            if not new:
+                return
+            self._sessions |= new
+            self._to_subscribe |= new
+            self._to_unsubscribe -= new
+        self._start()
+        self._wake()
+
+    def unfollow(self, keys: Iterable[SessionKey]) -> None:
+        with self._lock:
+            gone = set(keys) & self._sessions
+            if not gone:
+                return
+            self._sessions -= gone
+            self._to_subscribe -= gone
+            self._to_unsubscribe |= gone
+        self._wake()
+
+    @property
+    def sessions(self) -> list[SessionKey]:
+        with self._lock:
+            return sorted(self._sessions)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._wake()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        for sock in (self._wake_r, self._wake_w):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._stop.is_set():
+                return
+            self._thread = threading.Thread(target=self._run, name="sparkscope-agent", daemon=True)
+        self._thread.start()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:  # buffer full (already woken) or closed
+            pass
+
+    # -- the client's thread
+
+    def _run(self) -> None:
+        import websocket  # lazy: only once there is a session to follow
+
+        # what a dead, refused or misbehaving agent raises; anything else is a bug and is logged
+        network_errors = (OSError, ValueError, websocket.WebSocketException)
+        delay = self.backoff_initial
+        while not self._stop.is_set():
+            self.status.attempts += 1
+            try:
+                ws = self._connect()
+            except network_errors as exc:
+                self._failed(exc)
+                self._sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            with self._lock:
+                # a new stream knows nothing: subscribe everything, forget pending unsubscribes
+                self._to_subscribe = set(self._sessions)
+                self._to_unsubscribe.clear()
+            self.status.connected = True
+            self.status.ever_connected = True
+            self.status.last_error = None
+            self.status.unauthorized = False
+            log.info("sparkscope: connected to %s", redact(self.url))
+            self._notify_status()
+            try:
+                started = time.monotonic()
+                self._serve(ws)
+                reason = "connection closed"
+            except network_errors as exc:
+                reason = describe(exc)
+            finally:
+                self.status.connected = False
+                self._ws = None
+                with contextlib.suppress(*network_errors):
+                    ws.close(timeout=0.5)
+            if self._stop.is_set():
+                break
+            self.status.last_error = reason
+            log.info("sparkscope: stream to %s lost (%s); reconnecting", redact(self.url), reason)
+            self._notify_status()
+            # a stream that lived a while earns a fresh start of the backoff
+            if time.monotonic() - started > 10:
+                delay = self.backoff_initial
+            self._sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.backoff_max)
+
+    def _connect(self) -> Any:
+        import websocket  # lazy: only once there is a session to follow
+
+        headers = [f"Authorization: Bearer {self.token}"] if self.token else []
+        ws = websocket.create_connection(
+            self.url,
+            timeout=self.connect_timeout,
+            header=headers,
+            enable_multithread=True,
+            suppress_origin=True,
+        )
+        ws.settimeout(self.connect_timeout)  # for the rest of a frame once one started
+        self._ws = ws
+        return ws
+
+    def _serve(self, ws: Any) -> None:
+        import websocket
+
+        last_traffic = time.monotonic()
+        while not self._stop.is_set():
+            self._send_pending(ws)
+            sock = ws.sock
+            if sock is None:
+                return
+            pending = getattr(sock, "pending", None)  # bytes already decrypted by TLS
+            if pending is not None and pending():
+                readable = [sock]
+            else:
+                readable, _, _ = select.select([sock, self._wake_r], [], [], self.ping_interval)
+            if self._wake_r in readable:
+                self._drain_wake()
+            if sock in readable:
+                # control frames too, so a pong never leaves us blocked inside recv
+                opcode, data = ws.recv_data(control_frame=True)
+                last_traffic = time.monotonic()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    raise ConnectionError(close_reason(data))
+                if opcode == websocket.ABNF.OPCODE_TEXT:
+                    self._handle(data.decode("utf-8", errors="replace"))
+            elif time.monotonic() - last_traffic >= self.ping_interval:
+                ws.ping()
+                last_traffic = time.monotonic()
+
+    def _send_pending(self, ws: Any) -> None:
+        with self._lock:
+            sub, unsub = sorted(self._to_subscribe), sorted(self._to_unsubscribe)
+            self._to_subscribe.clear()
+            self._to_unsubscribe.clear()
+        if unsub:
+            ws.send(json.dumps({"unsubscribe": {"sessions": [k.to_json() for k in unsub]}}))
+        if sub:
+            ws.send(json.dumps({"subscribe": {"sessions": [k.to_json() for k in sub]}}))
+
+    def _handle(self, text: str) -> None:
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            log.warning("sparkscope: agent sent a frame that is not JSON (%d bytes)", len(text))
+            return
+        if not isinstance(msg, dict):
+            return
+        if isinstance(msg.get("update"), dict):
+            try:
+                self._on_update(msg["update"])
+            except Exception:
+                log.exception("sparkscope: handling an update failed")
+        elif isinstance(msg.get("error"), dict):
+            err = msg["error"]
+            log.warning("sparkscope: agent error %s: %s", err.get("code"), err.get("message"))
+
+    def _failed(self, exc: BaseException) -> None:
+        self.status.failures += 1
+        self.status.last_error = describe(exc)
+        self.status.unauthorized = getattr(exc, "status_code", None) in (401, 403)
+        log.info("sparkscope: cannot reach %s: %s", redact(self.url), self.status.last_error)
+        self._notify_status()
+
+    def _notify_status(self) -> None:
+        try:
+            self._on_status()
+        except Exception:
+            log.exception("sparkscope: status callback failed")
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but return at once on stop()."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                select.select([self._wake_r], [], [], remaining)
+            except (OSError, ValueError):
+                return
+            self._drain_wake()
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+
+def close_reason(data: bytes) -> str:
+    """`closed by the agent (1008 slow consumer)` from a close frame's payload."""
+    if len(data) < 2:
+        return "closed by the agent"
+    code = int.from_bytes(data[:2], "big")
+    reason = data[2:].decode("utf-8", errors="replace")
+    return f"closed by the agent ({code}{' ' + reason if reason else ''})"
+
+
+def describe(exc: BaseException) -> str:
+    code = getattr(exc, "status_code", None)
+    if code in (401, 403):
+        return f"HTTP {code}: the agent refused the subscriber token (SPARKSCOPE_TOKEN)"
+    if code is not None:
+        return f"HTTP {code} on the WebSocket upgrade"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+def redact(url: str) -> str:
+    """The URL without a `token=` query value, for messages."""
+    if "token=" not in url:
+        return url
+    head, _, query = url.partition("?")
+    parts = [p if not p.startswith("token=") else "token=…" for p in query.split("&")]
+    return head + "?" + "&".join(parts)

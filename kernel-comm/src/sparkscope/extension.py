@@ -1,0 +1,515 @@
+"""The IPython side: a tag per cell run on every Connect session the kernel uses, the agent
+subscription for those sessions, and one widget per cell that ran Spark jobs, published into that
+cell's output from a background thread.
+
+Threads: the shell thread runs the hooks; `sparkscope-agent` reads the stream and merges it into
+the cell runs; `sparkscope-ui` pushes widget state, throttled. One condition variable guards the
+cell runs; nothing slow happens while it is held.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .agent import DEFAULT_URL, AgentClient, redact
+from .sessions import SessionKey, SessionTracker
+from .state import JOB_TERMINAL, JobKey, OperationKey, StageKey, StreamState, operation_finished
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .widget import CellWidget
+
+log = logging.getLogger("sparkscope")
+
+TAG_PREFIX = "sparkscope-cell-"
+MAX_CELL_RUNS = 200  # cell runs whose widgets still get updates
+SETTLE_GIVE_UP = 3  # settle timeouts in a row before settling is switched off
+
+
+def new_tag() -> str:
+    """A Spark tag for one cell run: no ',' (Spark's tag separator), unique per kernel."""
+    return TAG_PREFIX + secrets.token_hex(6)
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+@dataclass
+class Config:
+    """Where the agent is and how the widget behaves. Defaults come from the environment:
+    `SPARKSCOPE_URL`, `SPARKSCOPE_TOKEN`, `SPARKSCOPE_THROTTLE_MS`, `SPARKSCOPE_SETTLE_MS`."""
+
+    url: str = field(default_factory=lambda: os.environ.get("SPARKSCOPE_URL") or DEFAULT_URL)
+    token: str | None = field(default_factory=lambda: os.environ.get("SPARKSCOPE_TOKEN") or None)
+    # at most one widget update per cell per this many ms (the agent itself sends <= 10/s)
+    throttle_ms: int = field(default_factory=lambda: _env_int("SPARKSCOPE_THROTTLE_MS", 250))
+    # after a cell that ran Spark operations, wait at most this long for the agent to report
+    # them finished, so the cell's final state is published inside the cell (0: never wait)
+    settle_ms: int = field(default_factory=lambda: _env_int("SPARKSCOPE_SETTLE_MS", 1000))
+    enabled: bool = True
+
+
+@dataclass
+class CellRun:
+    """One execution of one cell, and everything the agent said about its tag."""
+
+    tag: str
+    parent: dict[str, Any] | None  # {"header": execute_request header}: where its output goes
+    thread: int
+    finished: bool = False
+    jobs: dict[JobKey, dict[str, Any]] = field(default_factory=dict)
+    stages: dict[StageKey, dict[str, Any]] = field(default_factory=dict)
+    operations: dict[OperationKey, dict[str, Any]] = field(default_factory=dict)
+    own_operations: set[str] = field(default_factory=set)  # from pyspark, on the cell's thread
+    labels: dict[str, str] = field(default_factory=dict)  # operation id → plan_label
+    widget: CellWidget | None = None
+    display_id: str = field(default_factory=lambda: "sparkscope-" + secrets.token_hex(8))
+    dirty: bool = False
+    last_flush: float = 0.0
+    final_sent: bool = False
+
+    def jobs_done(self) -> bool:
+        return all(j["status"] in JOB_TERMINAL for j in self.jobs.values())
+
+    def done(self) -> bool:
+        return self.finished and self.jobs_done()
+
+    def settled(self) -> bool:
+        """The agent reported every operation this cell ran (as far as pyspark told us) as
+        finished, and all the cell's jobs as ended."""
+        seen = {op_id: op for (_, op_id), op in self.operations.items()}
+        return (
+            all(op_id in seen and operation_finished(seen[op_id]) for op_id in self.own_operations)
+            and self.jobs_done()
+        )
+
+
+class Publisher(Protocol):
+    """Puts a display into a cell's output and updates it."""
+
+    def display(
+        self, parent: dict[str, Any] | None, display_id: str, data: dict, metadata: dict
+    ) -> None: ...
+    def update(self, display_id: str, data: dict, metadata: dict) -> None: ...
+
+
+class KernelPublisher:
+    """display_data into the cell run's own output (its execute_request as parent header), from
+    any thread; update_display_data with the kernel's current parent.
+
+    JupyterLab keeps a cell's request future until the cell runs again, so a display whose parent
+    is that request lands in that cell even after it finished; updates are routed by display id
+    to wherever that display is. nbclient only reads messages of the cell it is running, which is
+    why later updates carry the current cell's parent.
+    """
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        self.shell = shell
+
+    def display(
+        self, parent: dict[str, Any] | None, display_id: str, data: dict, metadata: dict
+    ) -> None:
+        pub = self.shell.display_pub
+        transient = {"display_id": display_id}
+        set_thread_parent = getattr(self.shell, "set_thread_parent", None)
+        if parent is None or set_thread_parent is None:
+            pub.publish(data, metadata, transient=transient)
+            return
+        tokens = set_thread_parent(parent)
+        try:
+            pub.publish(data, metadata, transient=transient)
+        finally:
+            self.shell.reset_thread_parent(tokens)  # type: ignore[attr-defined]
+
+    def update(self, display_id: str, data: dict, metadata: dict) -> None:
+        self.shell.display_pub.publish(
+            data, metadata, transient={"display_id": display_id}, update=True
+        )
+
+
+class Monitor:
+    """sparkscope in one IPython shell."""
+
+    def __init__(
+        self,
+        shell: InteractiveShell,
+        config: Config | None = None,
+        publisher: Publisher | None = None,
+    ) -> None:
+        self.shell = shell
+        self.config = config or Config()
+        if publisher is None and getattr(shell, "kernel", None) is not None:
+            publisher = KernelPublisher(shell)
+        # without a publisher (terminal IPython) cells are still tagged; nothing is shown
+        self.publisher = publisher
+        self.tracker = SessionTracker(self._on_new_session, self._on_operation)
+        self.state = StreamState()
+        self._cond = threading.Condition(threading.RLock())
+        self._runs: OrderedDict[str, CellRun] = OrderedDict()
+        self._current: dict[int, CellRun] = {}  # thread id → its running cell
+        self._agent: AgentClient | None = None
+        self._ui_thread: threading.Thread | None = None
+        self._stopped = False
+        self._warned = False
+        self._clock_offset_ms = 0.0  # agent clock minus ours, from sentAtMs
+        self._settle_timeouts = 0
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self.shell.events.register("pre_run_cell", self.pre_run_cell)
+        self.shell.events.register("post_run_cell", self.post_run_cell)
+        self.tracker.install()
+
+    def stop(self) -> None:
+        for name, cb in (
+            ("pre_run_cell", self.pre_run_cell),
+            ("post_run_cell", self.post_run_cell),
+        ):
+            try:
+                self.shell.events.unregister(name, cb)
+            except ValueError:
+                pass
+        with self._cond:
+            self._stopped = True
+            running = list(self._current.values())
+            self._cond.notify_all()
+        for run in running:
+            self.tracker.pop(run.tag)
+        self.tracker.uninstall()
+        if self._agent is not None:
+            self._agent.stop()
+        if self._ui_thread is not None:
+            self._ui_thread.join(2.0)
+
+    def reconfigure(self, **changes: Any) -> None:
+        """New settings; a new URL or token reconnects, `enabled=False` disconnects."""
+        old = self.config
+        self.config = new = replace(old, **changes)
+        moved = (old.url, old.token) != (new.url, new.token)
+        if moved:
+            self._warned = False
+        if self._agent is not None and (moved or not new.enabled):
+            self._agent.stop()
+            with self._cond:
+                self._agent = None
+        if new.enabled and self._agent is None and self.publisher is not None:
+            keys = self.tracker.keys()
+            if keys:
+                self._ensure_agent().follow(keys)
+
+    # -- shell hooks (the shell's thread); nothing raises out of them
+
+    def pre_run_cell(self, info: Any = None) -> None:
+        if not self.config.enabled:
+            return
+        try:
+            self._pre_run_cell()
+        except Exception:
+            log.exception("sparkscope: pre_run_cell failed")
+
+    def _pre_run_cell(self) -> None:
+        run = CellRun(new_tag(), self._parent(), threading.get_ident())
+        with self._cond:
+            self._runs[run.tag] = run
+            self._current[run.thread] = run
+            self._evict()
+        self.tracker.discover()
+        closed = self.tracker.drop_closed()
+        if closed and self._agent is not None:
+            self._agent.unfollow(closed)
+        self.tracker.push(run.tag)
+
+    def post_run_cell(self, result: Any = None) -> None:
+        try:
+            self._post_run_cell()
+        except Exception:
+            log.exception("sparkscope: post_run_cell failed")
+
+    def _post_run_cell(self) -> None:
+        with self._cond:
+            run = self._current.pop(threading.get_ident(), None)
+        if run is None:
+            return
+        self.tracker.pop(run.tag)
+        # a session made in this cell before sparkscope hooked pyspark (or by other means)
+        self.tracker.discover()
+        with self._cond:
+            run.finished = True
+            self._mark(run)
+        self._settle(run)
+        self._warn_once()
+
+    def _parent(self) -> dict[str, Any] | None:
+        get_parent = getattr(self.shell, "get_parent", None)
+        if get_parent is None:
+            return None
+        msg = get_parent()
+        header = msg.get("header") if isinstance(msg, Mapping) else None
+        return {"header": dict(header)} if header else None
+
+    def _settle(self, run: CellRun) -> None:
+        """Give the agent a moment to report the end of what this cell ran, and publish the
+        final state while the cell is still the one running (nbconvert/nbclient only keep output
+        that arrives then). Only when the agent is connected and knows these sessions."""
+        agent = self._agent
+        if (
+            self.config.settle_ms <= 0
+            or self.publisher is None
+            or agent is None
+            or not agent.status.connected
+            or self._settle_timeouts >= SETTLE_GIVE_UP
+        ):
+            return
+        try:
+            self._settle_wait(run, agent)
+        except KeyboardInterrupt:  # meant for a cell that already ended: stop waiting, quietly
+            log.info("sparkscope: settling %s interrupted", run.tag)
+
+    def _settle_wait(self, run: CellRun, agent: AgentClient) -> None:
+        deadline = time.monotonic() + self.config.settle_ms / 1000
+        with self._cond:
+            if not run.own_operations and not run.jobs:
+                return
+            if not any(self.state.knows_session(k.session_id) for k in agent.sessions):
+                return
+            while not run.settled():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopped:
+                    self._settle_timeouts += 1
+                    log.info("sparkscope: %s not settled in %d ms", run.tag, self.config.settle_ms)
+                    return
+                self._cond.wait(remaining)
+            self._settle_timeouts = 0
+            if run.dirty:
+                self._flush(run)
+        log.debug(
+            "sparkscope: %s settled in %.0f ms",
+            run.tag,
+            self.config.settle_ms - (deadline - time.monotonic()) * 1000,
+        )
+
+    def _warn_once(self) -> None:
+        agent = self._agent
+        if self._warned or agent is None or agent.status.ever_connected:
+            return
+        if agent.status.failures == 0:
+            return  # still trying for the first time
+        self._warned = True
+        print(
+            f"sparkscope: cannot reach the agent at {redact(self.config.url)} "
+            f"({agent.status.last_error}). Spark progress will not be shown; cells run as "
+            "usual and sparkscope keeps retrying in the background. Set SPARKSCOPE_URL / "
+            "SPARKSCOPE_TOKEN or run `%sparkscope --url … --token …`. (shown once)",
+            file=sys.stderr,
+        )
+
+    # -- callbacks from the session tracker (any thread)
+
+    def _on_new_session(self, key: SessionKey) -> None:
+        if not self.config.enabled or self.publisher is None:
+            return
+        self._ensure_agent().follow([key])
+
+    def _on_operation(self, op_id: str) -> None:
+        with self._cond:
+            run = self._current.get(threading.get_ident())
+            if run is not None:
+                run.own_operations.add(op_id)
+
+    def _ensure_agent(self) -> AgentClient:
+        with self._cond:
+            if self._agent is None:
+                self._agent = AgentClient(self.config.url, self.config.token, self._on_update)
+            if self._ui_thread is None:
+                self._ui_thread = threading.Thread(
+                    target=self._ui_loop, name="sparkscope-ui", daemon=True
+                )
+                self._ui_thread.start()
+            return self._agent
+
+    # -- the agent's thread
+
+    def _on_update(self, update: Mapping[str, Any]) -> None:
+        with self._cond:
+            touched = self.state.apply(update)
+            if self.state.sent_at_ms:
+                self._clock_offset_ms = self.state.sent_at_ms - time.time() * 1000
+            tags = self._runs.keys() if touched is None else touched & self._runs.keys()
+            for tag in list(tags):
+                run = self._runs[tag]
+                view = self.state.view(tag)
+                changed = False
+                for mine, theirs in (
+                    (run.jobs, view.jobs),
+                    (run.stages, view.stages),
+                    (run.operations, view.operations),
+                ):
+                    for key, value in theirs.items():
+                        if mine.get(key) != value:
+                            mine[key] = value
+                            changed = True
+                if changed:
+                    self._mark(run)
+            self.state.prune()
+            self._cond.notify_all()
+
+    # -- the ui thread
+
+    def _mark(self, run: CellRun) -> None:
+        run.dirty = True
+        self._cond.notify_all()
+
+    def _ui_loop(self) -> None:
+        try:
+            from . import widget  # noqa: F401  import before the first widget, outside the lock
+        except Exception:
+            log.exception("sparkscope: the widget cannot be loaded")
+            return
+        with self._cond:
+            while not self._stopped:
+                now = time.monotonic()
+                throttle = self.config.throttle_ms / 1000
+                wait: float | None = None
+                for run in list(self._runs.values()):
+                    if not run.dirty:
+                        continue
+                    due = run.last_flush + throttle
+                    # the first job and the final state go out at once; the rest throttled
+                    if run.widget is None or run.done() or now >= due:
+                        self._flush(run)
+                    else:
+                        wait = due - now if wait is None else min(wait, due - now)
+                self._cond.wait(wait)
+
+    def _flush(self, run: CellRun) -> None:
+        """Bring the cell's widget (creating and displaying it on its first job) up to date.
+        Called with the lock held, on the ui thread or the shell thread."""
+        from .widget import (
+            CellWidget,
+            plan_label,
+            summarize,
+            text_report,
+            widget_job,
+            widget_stage,
+        )
+
+        run.dirty = False
+        run.last_flush = time.monotonic()
+        if self.publisher is None or (not run.jobs and run.widget is None):
+            return
+        try:
+            for (_, op_id), op in run.operations.items():
+                if op_id not in run.labels:
+                    run.labels[op_id] = plan_label(op["statement"])
+            ordered = sorted(run.jobs.values(), key=lambda j: (j["submissionTimeMs"], j["jobId"]))
+            jobs = [
+                widget_job(j, run.labels.get((j["connect"] or {}).get("operationId", ""), ""))
+                for j in ordered
+            ]
+            stages = [widget_stage(s) for _, s in sorted(run.stages.items())]
+            now_ms = int(time.time() * 1000 + self._clock_offset_ms)
+            done = run.done()
+            traits = {
+                "jobs": jobs,
+                "stages": stages,
+                "operation_ids": sorted({op_id for _, op_id in run.operations}),
+                "session_ids": sorted({j["sessionId"] for j in jobs if j["sessionId"]}),
+                "cell_done": run.finished,
+                "state": "done" if done else "running",
+                "server_time_ms": now_ms,
+                "summary": summarize(jobs, now_ms),
+            }
+            if run.widget is None:
+                run.widget = CellWidget(tag=run.tag, **traits)
+                data, metadata = self._bundle(run.widget, text_report(run.tag, jobs, now_ms))
+                self.publisher.display(run.parent, run.display_id, data, metadata)
+                run.final_sent = done
+                return
+            with run.widget.hold_sync():
+                for name, value in traits.items():
+                    setattr(run.widget, name, value)
+            if done and not run.final_sent:
+                data, metadata = self._bundle(run.widget, text_report(run.tag, jobs, now_ms))
+                self.publisher.update(run.display_id, data, metadata)
+            run.final_sent = done
+        except Exception:
+            log.exception("sparkscope: updating the widget of %s failed", run.tag)
+
+    @staticmethod
+    def _bundle(widget: Any, text: str) -> tuple[dict, dict]:
+        bundle = widget._repr_mimebundle_()
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        return {**data, "text/plain": text}, dict(metadata or {})
+
+    def _evict(self) -> None:
+        while len(self._runs) > MAX_CELL_RUNS:
+            tag, run = next(iter(self._runs.items()))
+            if not run.finished:
+                break
+            del self._runs[tag]
+
+    # -- for the public helpers and %sparkscope
+
+    def current_tag(self) -> str | None:
+        with self._cond:
+            run = self._current.get(threading.get_ident())
+            if run is None and self._current:
+                run = next(reversed(self._current.values()))
+            return run.tag if run is not None else None
+
+    def wait(self, timeout: float) -> bool:
+        """Until every cell run with jobs is done and its final state published."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                running = {id(r) for r in self._current.values()}
+                pending = [
+                    r
+                    for r in self._runs.values()
+                    if r.jobs
+                    and id(r) not in running
+                    and (not r.done() or r.dirty or not r.final_sent)
+                ]
+                if not pending:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+
+    def status(self) -> str:
+        agent = self._agent
+        lines = [f"sparkscope: agent {redact(self.config.url)}"]
+        if agent is None:
+            lines.append("  not connected: no Spark Connect session seen yet")
+        else:
+            s = agent.status
+            state = "connected" if s.connected else f"not connected ({s.last_error or 'trying'})"
+            lines.append(f"  {state}; {s.attempts} connection attempts")
+        keys = self.tracker.keys()
+        lines.append(f"  sessions followed: {len(keys)}")
+        for key in keys:
+            lines.append(f"    {key.session_id} (user {key.user_id or '<none>'})")
+        with self._cond:
+            shown = sum(1 for r in self._runs.values() if r.widget is not None)
+        lines.append(f"  cells with Spark jobs (recent): {shown}")
+        if self.publisher is None:
+            lines.append(
+                "  no widgets: this shell is not a Jupyter kernel (cells are still tagged)"
+            )
+        return "\n".join(lines)

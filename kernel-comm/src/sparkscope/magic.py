@@ -1,0 +1,69 @@
+"""`%sparkscope`: show the connection and the followed sessions, or change settings."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .extension import Monitor
+
+USAGE = """%sparkscope [--url URL] [--token TOKEN] [--throttle-ms N] [--settle-ms N] [--on|--off]
+
+Without options: the agent connection, the followed Spark Connect sessions and the settings.
+  --url URL        the agent's stream (default $SPARKSCOPE_URL or ws://127.0.0.1:4740/api/v1/stream)
+  --token TOKEN    the agent's subscriber token (default $SPARKSCOPE_TOKEN)
+  --throttle-ms N  at most one widget update per cell every N ms
+  --settle-ms N    wait up to N ms after a Spark cell for its final state (0: never)
+  --off / --on     stop / resume tagging cells and following the agent
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would exit the kernel
+        raise UsageError(f"%sparkscope: {message}\n\n{USAGE}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="%sparkscope", add_help=False)
+    p.add_argument("--url")
+    p.add_argument("--token")
+    p.add_argument("--throttle-ms", type=int)
+    p.add_argument("--settle-ms", type=int)
+    p.add_argument("--on", action="store_true")
+    p.add_argument("--off", action="store_true")
+    p.add_argument("-h", "--help", action="store_true")
+    return p
+
+
+def register_magic(shell: InteractiveShell, monitor: Monitor) -> None:
+    def sparkscope(line: str = "") -> None:
+        args = _parser().parse_args(shlex.split(line))
+        if args.help:
+            print(USAGE)
+            return
+        if args.on and args.off:
+            raise UsageError("%sparkscope: --on or --off, not both")
+        changes: dict[str, Any] = {}
+        for name in ("url", "token", "throttle_ms", "settle_ms"):
+            value = getattr(args, name)
+            if value is not None:
+                changes[name] = value
+        if args.on or args.off:
+            changes["enabled"] = bool(args.on)
+        if changes:
+            monitor.reconfigure(**changes)
+        c = monitor.config
+        print(monitor.status())
+        print(
+            f"  settings: throttle {c.throttle_ms} ms, settle {c.settle_ms} ms, "
+            f"token {'set' if c.token else 'not set'}, {'on' if c.enabled else 'off'}"
+        )
+
+    sparkscope.__doc__ = USAGE
+    shell.register_magic_function(sparkscope, "line", "sparkscope")

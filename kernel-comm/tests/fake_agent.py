@@ -1,0 +1,237 @@
+"""A stand-in for the sparkscope agent's WebSocket endpoint (docs/streaming-api.md), for unit tests.
+
+It is the only stand-in in these tests, and it is one because the real agent needs a real Spark
+Connect server and listener behind it to say anything: here it replays `ServerMessage` frames
+recorded from our own agent (tests/data/*.jsonl) and records the `ClientMessage` frames the
+client sends, so tests can check the subscriptions. It speaks just enough RFC 6455: the upgrade
+with bearer/`?token=` authentication (401 before the upgrade, like the agent), unmasked text
+frames out, masked frames in, close and ping.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import Self
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
+DATA = Path(__file__).parent / "data"
+
+
+def load_frames(name: str, replace: dict[str, str] | None = None) -> list[str]:
+    """Recorded frames (one JSON `ServerMessage` per line), with ids swapped by text."""
+    frames = []
+    for line in (DATA / name).read_text().splitlines():
+        if not line.strip():
+            continue
+        for old, new in (replace or {}).items():
+            line = line.replace(old, new)
+        frames.append(line)
+    return frames
+
+
+class Connection:
+    def __init__(self, agent: FakeAgent, sock: socket.socket) -> None:
+        self.agent = agent
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def send_text(self, text: str) -> None:
+        payload = text.encode()
+        n = len(payload)
+        if n < 126:
+            head = struct.pack("!BB", 0x81, n)
+        elif n < 1 << 16:
+            head = struct.pack("!BBH", 0x81, 126, n)
+        else:
+            head = struct.pack("!BBQ", 0x81, 127, n)
+        with self.lock:
+            self.sock.sendall(head + payload)
+
+    def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Close with a close frame, or (code None) just drop the TCP connection."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if code is not None:
+                body = struct.pack("!H", code) + reason.encode()
+                with self.lock:
+                    self.sock.sendall(struct.pack("!BB", 0x88, len(body)) + body)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("eof")
+            buf += chunk
+        return buf
+
+    def read_frames(self) -> None:
+        try:
+            while True:
+                b1, b2 = self._recv_exact(2)
+                opcode, n = b1 & 0x0F, b2 & 0x7F
+                if n == 126:
+                    (n,) = struct.unpack("!H", self._recv_exact(2))
+                elif n == 127:
+                    (n,) = struct.unpack("!Q", self._recv_exact(8))
+                mask = self._recv_exact(4) if b2 & 0x80 else b"\0\0\0\0"
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(self._recv_exact(n)))
+                if opcode == 0x1:
+                    self.agent._received(self, json.loads(data))
+                elif opcode == 0x9:  # ping → pong
+                    with self.lock:
+                        self.sock.sendall(struct.pack("!BB", 0x8A, len(data)) + data)
+                elif opcode == 0x8:
+                    break
+        except (OSError, ConnectionError, ValueError):
+            pass
+        finally:
+            self.closed = True
+            self.sock.close()
+
+
+class FakeAgent:
+    """`ws://127.0.0.1:<port>/api/v1/stream` with subscriber token `token`.
+
+    `on_subscribe(conn, message)` runs for every subscribe frame; by default it answers with the
+    frames in `self.snapshot` (a list of JSON strings), like the agent answers with a snapshot.
+    """
+
+    def __init__(self, token: str | None = "S", port: int = 0) -> None:
+        self.token = token
+        self.snapshot: list[str] = [json.dumps({"update": {"generation": "1", "snapshot": True}})]
+        self.on_subscribe: Callable[[Connection, dict], None] = self._answer_snapshot
+        self.messages: list[dict] = []
+        self.connections: list[Connection] = []
+        self.refused = 0
+        self._cond = threading.Condition()
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self.port = self._listener.getsockname()[1]
+        self._stopped = False
+        threading.Thread(target=self._accept, name="fake-agent", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/v1/stream"
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._listener.close()
+        for conn in list(self.connections):
+            conn.close(None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- test side
+
+    def send(self, frames: Iterable[str | dict]) -> None:
+        for conn in self.open_connections():
+            for frame in frames:
+                conn.send_text(frame if isinstance(frame, str) else json.dumps(frame))
+
+    def open_connections(self) -> list[Connection]:
+        return [c for c in self.connections if not c.closed]
+
+    def drop(self, code: int | None = None, reason: str = "") -> None:
+        for conn in self.open_connections():
+            conn.close(code, reason)
+
+    def wait_for(self, pred: Callable[[], Any], timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = pred()
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("fake agent: condition not met")
+                self._cond.wait(min(remaining, 0.05))
+
+    def subscribes(self) -> list[dict]:
+        return [m["subscribe"] for m in self.messages if "subscribe" in m]
+
+    # -- server side
+
+    def _answer_snapshot(self, conn: Connection, message: dict) -> None:
+        for frame in self.snapshot:
+            conn.send_text(frame)
+
+    def _received(self, conn: Connection, message: dict) -> None:
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+        if "subscribe" in message:
+            self.on_subscribe(conn, message)
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handshake, args=(sock,), daemon=True).start()
+
+    def _handshake(self, sock: socket.socket) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            chunk = sock.recv(4096)
+            if not chunk:
+                sock.close()
+                return
+            request += chunk
+        head = request.split(b"\r\n\r\n", 1)[0].decode()
+        lines = head.split("\r\n")
+        path = lines[0].split(" ")[1]
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        given = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if "token=" in path:
+            given = path.split("token=", 1)[1].split("&")[0]
+        if not path.startswith("/api/v1/stream") or (self.token and given != self.token):
+            with self._cond:
+                self.refused += 1
+                self._cond.notify_all()
+            sock.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+            sock.close()
+            return
+        accept = base64.b64encode(
+            hashlib.sha1((headers["sec-websocket-key"] + GUID).encode()).digest()
+        ).decode()
+        sock.sendall(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            ).encode()
+        )
+        conn = Connection(self, sock)
+        with self._cond:
+            self.connections.append(conn)
+            self._cond.notify_all()
+        conn.read_frames()
+        with self._cond:
+            self._cond.notify_all()
