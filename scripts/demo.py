@@ -1,15 +1,19 @@
-"""The sparkscope demo: a local Spark Connect server with the listener, the agent, and a workload
-from two users whose jobs the agent attributes to their session, operation and cell tag, shown
-live as the agent reports them.
+"""The sparkscope demo: a local Spark Connect server with the listener, the agent, a workload
+from two users whose jobs the agent attributes to their session, operation and cell tag (shown
+live in the terminal), and JupyterLab with an example notebook whose cells get live progress
+widgets from the same agent.
 
-Run through `make demo`. Leaves the server and agent up until Ctrl-C when run from a terminal
-(`--exit` stops right after the workload).
+Run through `make demo`. Leaves everything up until Ctrl-C when run from a terminal (`--exit`
+stops right after the workload).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
+import shutil
+import signal
 import sys
 import threading
 import time
@@ -89,7 +93,21 @@ def render(apps: list[dict]) -> str:
     return "\n".join(rows)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, frame: object) -> None:
+    # The first signal unwinds the context managers, which stop every server; later ones (a
+    # terminal sends several) must not interrupt that clean-up.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C, a closed terminal (SIGHUP) or a supervisor's SIGTERM all stop everything cleanly.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--exit", action="store_true", help="stop right after the workload")
     args = ap.parse_args()
@@ -136,16 +154,30 @@ def main() -> int:
         time.sleep(0.5)
         print(clear + render(agent.applications()))
         print("\nexpected failures:", "; ".join(errors) or "none")
-        if interactive:
-            print(f"\nserver and agent stay up: try  curl -s {agent.url}/api/v1/applications")
-            print("Ctrl-C to stop.")
+        for s in sessions.values():
+            s.stop()
+        if not interactive:
+            return 0
+        notebooks = work / "notebooks"
+        notebooks.mkdir(parents=True, exist_ok=True)
+        example = notebooks / "demo.ipynb"
+        if not example.exists():  # keep the user's edits across demo runs
+            shutil.copy(ROOT / "kernel-comm" / "examples" / "demo.ipynb", example)
+        env = {
+            "SPARK_REMOTE": server.remote_url(user_id=os.environ.get("USER", "demo")),
+            "SPARKSCOPE_URL": agent.stream_url,
+            "SPARKSCOPE_TOKEN": agent.subscriber_token,
+        }
+        with harness.JupyterLab(notebooks, work / "jupyter", env=env) as lab:
+            print(f"\nJupyterLab with the example notebook:\n  {lab.notebook_url('demo.ipynb')}")
+            print(f"the agent's JSON:  curl -s {agent.url}/api/v1/applications")
+            print(f"its metrics:       curl -s {agent.url}/metrics")
+            print("Ctrl-C to stop everything.")
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
-        for s in sessions.values():
-            s.stop()
     return 0
 
 

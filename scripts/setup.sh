@@ -22,10 +22,20 @@ log "system packages"
 need=()
 command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
 command -v curl >/dev/null 2>&1 || need+=(curl)
-# Browser tests drive Debian's Chromium (no browser download).
+# Browser tests drive Debian's Chromium (no browser download); the metrics tests run a real
+# Prometheus and promtool.
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; else echo "present"; fi
+if [ ${#need[@]} -gt 0 ]; then
+  apt_install "${need[@]}"
+  # The package enables a system Prometheus on :9090 where systemd runs; tests start their own.
+  if [[ " ${need[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+else
+  echo "present"
+fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install the Rust toolchain first" >&2; exit 1; }
 
 log "python venv (.venv)"

@@ -112,3 +112,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     for path in config.stash[_DIRS]:
         terminalreporter.write_line(f"sparkscope e2e artifacts: {path}")
+
+
+@pytest.fixture(scope="module")
+def screenshots_dir(request: pytest.FixtureRequest, artifacts_dir: Path) -> Path:
+    """Where browser tests save screenshots: tests/artifacts/screenshots/ with --keep-artifacts
+    (files are named after the test, so runs overwrite their own), else the module's tmp dir."""
+    if request.config.getoption("--keep-artifacts"):
+        path = ARTIFACTS_ROOT / "screenshots"
+    else:
+        path = artifacts_dir / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    if path not in request.config.stash[_DIRS]:
+        request.config.stash[_DIRS].append(path)
+    print(f"screenshots: {path}")
+    return path
