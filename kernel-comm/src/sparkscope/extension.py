@@ -56,7 +56,7 @@ class Config:
     url: str = field(default_factory=lambda: os.environ.get("SPARKSCOPE_URL") or DEFAULT_URL)
     token: str | None = field(default_factory=lambda: os.environ.get("SPARKSCOPE_TOKEN") or None)
     # at most one widget update per cell per this many ms (the agent itself sends <= 10/s)
-    throttle_ms: int = field(default_factory=lambda: _env_int("SPARKSCOPE_THROTTLE_MS", 250))
+    throttle_ms: int = field(default_factory=lambda: _env_int("SPARKSCOPE_THROTTLE_MS", 100))
     # after a cell that ran Spark operations, wait at most this long for the agent to report
     # them finished, so the cell's final state is published inside the cell (0: never wait)
     settle_ms: int = field(default_factory=lambda: _env_int("SPARKSCOPE_SETTLE_MS", 1000))
@@ -79,6 +79,8 @@ class CellRun:
     widget: CellWidget | None = None
     display_id: str = field(default_factory=lambda: "sparkscope-" + secrets.token_hex(8))
     dirty: bool = False
+    # a job or stage changed status: shown at once, not held back by the throttle
+    urgent: bool = False
     last_flush: float = 0.0
     final_sent: bool = False
 
@@ -353,17 +355,22 @@ class Monitor:
             for tag in list(tags):
                 run = self._runs[tag]
                 view = self.state.view(tag)
-                changed = False
+                changed = urgent = False
                 for mine, theirs in (
                     (run.jobs, view.jobs),
                     (run.stages, view.stages),
                     (run.operations, view.operations),
                 ):
                     for key, value in theirs.items():
-                        if mine.get(key) != value:
+                        old = mine.get(key)
+                        if old != value:
+                            # a new job or stage, or a status change, is what a reader waits
+                            # for; task counts alone may wait for the throttle
+                            urgent |= old is None or old.get("status") != value.get("status")
                             mine[key] = value
                             changed = True
                 if changed:
+                    run.urgent |= urgent
                     self._mark(run)
             self.state.prune()
             self._cond.notify_all()
@@ -389,8 +396,9 @@ class Monitor:
                     if not run.dirty:
                         continue
                     due = run.last_flush + throttle
-                    # the first job and the final state go out at once; the rest throttled
-                    if run.widget is None or run.done() or now >= due:
+                    # the first job, status changes and the final state go out at once; task
+                    # counts alone are throttled
+                    if run.widget is None or run.urgent or run.done() or now >= due:
                         self._flush(run)
                     else:
                         wait = due - now if wait is None else min(wait, due - now)
@@ -408,7 +416,7 @@ class Monitor:
             widget_stage,
         )
 
-        run.dirty = False
+        run.dirty = run.urgent = False
         run.last_flush = time.monotonic()
         if self.publisher is None or (not run.jobs and run.widget is None):
             return

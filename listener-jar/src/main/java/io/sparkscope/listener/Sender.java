@@ -116,8 +116,9 @@ final class Sender implements Runnable {
         this.queueDropped = queueDropped;
         this.live = new LiveState(config.maxLiveEntities);
         this.flushNanos = TimeUnit.MILLISECONDS.toNanos(config.flushIntervalMs);
-        // Drain the ring a few times per flush interval so bursts do not fill it.
-        this.pollNanos = Math.max(1_000_000L, Math.min(flushNanos / 5, 20_000_000L));
+        // Drain the ring ten times per flush interval, so bursts do not fill it and job and stage
+        // changes pass on quickly: a notebook's progress view waits on them.
+        this.pollNanos = Math.max(1_000_000L, Math.min(flushNanos / 10, 10_000_000L));
         this.thread = new Thread(this, "sparkscope-sender");
         this.thread.setDaemon(true);
     }
