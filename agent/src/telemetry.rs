@@ -11,6 +11,7 @@ use crate::ingest::event::KINDS;
 use crate::model::{lock, Store};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -78,10 +79,10 @@ catalog! {
         "Tasks started; rate() of it is the task throughput.";
     TASKS_FINISHED = "sparkscope_tasks_finished_total", Counter, ["application", "result"],
         "Tasks ended, by result: succeeded, failed or killed (Spark's classification).";
-    SESSIONS_ACTIVE = "sparkscope_connect_sessions_active", Gauge, ["application"],
-        "Spark Connect sessions open.";
-    OPERATIONS_RUNNING = "sparkscope_connect_operations_running", Gauge, ["application"],
-        "Spark Connect operations (ExecutePlan requests) not yet ended.";
+    SESSIONS_ACTIVE = "sparkscope_connect_sessions_active", Gauge, ["application", "user"],
+        "Spark Connect sessions open, per user (capped, then 'other').";
+    OPERATIONS_RUNNING = "sparkscope_connect_operations_running", Gauge, ["application", "user"],
+        "Spark Connect operations (ExecutePlan requests) not yet ended, per user (capped, then 'other').";
     OPERATIONS_CLOSED = "sparkscope_connect_operations_total", Counter, ["application", "state"],
         "Spark Connect operations closed, by the state they ended in: finished, failed or canceled.";
     OPERATION_DURATION = "sparkscope_connect_operation_duration_seconds", Histogram, ["application", "user"],
@@ -115,6 +116,12 @@ pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
+                // Series of applications the store has dropped stop being updated; they leave
+                // the exposition after this long. Histograms stay (bounded by the user cap).
+                .idle_timeout(
+                    MetricKindMask::COUNTER | MetricKindMask::GAUGE,
+                    Some(std::time::Duration::from_secs(15 * 60)),
+                )
                 .set_buckets_for_metric(
                     Matcher::Full(OPERATION_DURATION.to_owned()),
                     &[
@@ -165,16 +172,7 @@ pub fn slow_subscriber(transport: &'static str) {
 }
 
 pub fn cancel_request(target: &'static str, outcome: &str) {
-    const OUTCOMES: &[&str] = &[
-        "ok",
-        "not_found",
-        "finished",
-        "forbidden",
-        "unavailable",
-        "refused",
-        "bad_request",
-    ];
-    let outcome = OUTCOMES
+    let outcome = CANCEL_OUTCOMES
         .iter()
         .find(|o| **o == outcome)
         .copied()
@@ -215,7 +213,35 @@ pub fn render(store: &Store, users: &UserLabels, handle: &PrometheusHandle) -> S
     handle.render()
 }
 
+const TRANSPORTS: [&str; 2] = ["websocket", "grpc"];
+const CANCEL_TARGETS: [&str; 3] = ["tag", "operation", "job"];
+const CANCEL_OUTCOMES: [&str; 7] = [
+    "ok",
+    "not_found",
+    "finished",
+    "forbidden",
+    "unavailable",
+    "refused",
+    "bad_request",
+];
+
+/// Series with fixed label values exist from the first scrape on, at 0: a counter that first
+/// appears already at 1 would never show in `increase()`.
+fn touch_fixed_series() {
+    for t in TRANSPORTS {
+        gauge!(SUBSCRIBERS, "transport" => t).increment(0.0);
+        counter!(RESYNCS, "transport" => t).increment(0);
+        counter!(SLOW_SUBSCRIBERS, "transport" => t).increment(0);
+    }
+    for target in CANCEL_TARGETS {
+        for outcome in CANCEL_OUTCOMES {
+            counter!(CANCELS, "target" => target, "outcome" => outcome).increment(0);
+        }
+    }
+}
+
 fn export(store: &Store, users: &UserLabels) {
+    touch_fixed_series();
     let (mut live, mut ended, mut listeners) = (0.0, 0.0, 0.0);
     for shared in store.apps() {
         let mut app = lock(&shared);
@@ -232,8 +258,22 @@ fn export(store: &Store, users: &UserLabels) {
         gauge!(BUSY_TASK_SLOTS, "application" => a.clone()).set(app.active_tasks() as f64);
         gauge!(JOBS_RUNNING, "application" => a.clone()).set(app.running_jobs() as f64);
         gauge!(STAGES_ACTIVE, "application" => a.clone()).set(app.active_stages() as f64);
-        gauge!(SESSIONS_ACTIVE, "application" => a.clone()).set(app.active_sessions() as f64);
-        gauge!(OPERATIONS_RUNNING, "application" => a.clone()).set(app.running_operations() as f64);
+        // Per user: every user the application still remembers gets a value, 0 included, so a
+        // gauge falls back to 0 rather than keeping its last count.
+        let mut per_user: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        for s in app.sessions() {
+            let e = per_user.entry(users.label(&s.user_id)).or_default();
+            e.0 += if s.end_time.is_none() { 1.0 } else { 0.0 };
+        }
+        for o in app.operations() {
+            let e = per_user.entry(users.label(&o.user_id)).or_default();
+            e.1 += if o.state.is_terminal() { 0.0 } else { 1.0 };
+        }
+        for (user, (sessions, ops)) in per_user {
+            gauge!(SESSIONS_ACTIVE, "application" => a.clone(), "user" => user.clone())
+                .set(sessions);
+            gauge!(OPERATIONS_RUNNING, "application" => a.clone(), "user" => user).set(ops);
+        }
         let c = app.counters.clone();
         counter!(JOBS_STARTED, "application" => a.clone()).absolute(c.jobs_started);
         for (result, v) in [("succeeded", c.jobs_succeeded), ("failed", c.jobs_failed)] {
@@ -264,9 +304,7 @@ fn export(store: &Store, users: &UserLabels) {
         }
         for (i, kind) in KINDS.iter().enumerate() {
             let n = app.stats.by_kind[i];
-            if n > 0 {
-                counter!(INGEST_LINES, "application" => a.clone(), "kind" => *kind).absolute(n);
-            }
+            counter!(INGEST_LINES, "application" => a.clone(), "kind" => *kind).absolute(n);
         }
         counter!(INGEST_ERRORS, "application" => a.clone()).absolute(app.stats.parse_errors);
         counter!(INGEST_UNKNOWN, "application" => a.clone()).absolute(app.stats.unknown_events);

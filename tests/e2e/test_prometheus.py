@@ -787,10 +787,11 @@ def test_scraped_counters_equal_spark_rest(
     cancels = _counter(
         prometheus, 'sum by (outcome) (sparkscope_cancel_requests_total{target="tag"})'
     )
-    if cancels != {"ok": 1.0, "forbidden": 1.0}:
+    # Every outcome's series exists from the start, at 0; only these two may have counted.
+    if {k: v for k, v in cancels.items() if v} != {"ok": 1.0, "forbidden": 1.0}:
         problems.append(f"tag cancel requests by outcome: {cancels}, want one ok, one forbidden")
     dropped = _counter(prometheus, "sum by (transport) (sparkscope_subscribers_dropped_total)")
-    if dropped != {"websocket": 1.0}:
+    if dropped != {"websocket": 1.0, "grpc": 0.0}:
         problems.append(f"slow subscribers dropped: {dropped}, want the one that never read")
     subscribers = _counter(prometheus, "sum by (transport) (sparkscope_subscribers)")
     if any(subscribers.values()):
@@ -800,8 +801,9 @@ def test_scraped_counters_equal_spark_rest(
 
 # Series per label set, from docs/metrics.md: per application, the gauges and plain counters
 # have one series, the by-result and by-state counters one per value, the lines counter one per
-# event kind seen; per (application, user) the duration histogram has one series per bucket
-# (13 bounds and +Inf) plus _sum and _count.
+# event kind (all 23 kinds the agent knows, from the start, so a kind's first line shows in
+# increase()); per (application, user) two gauges (sessions open, operations running) and the
+# duration histogram, one series per bucket (13 bounds and +Inf) plus _sum and _count.
 PER_APPLICATION_FIXED = {
     "sparkscope_executors": 1,
     "sparkscope_executor_cores": 1,
@@ -814,14 +816,17 @@ PER_APPLICATION_FIXED = {
     "sparkscope_stages_finished_total": 3,
     "sparkscope_tasks_started_total": 1,
     "sparkscope_tasks_finished_total": 3,
-    "sparkscope_connect_sessions_active": 1,
-    "sparkscope_connect_operations_running": 1,
     "sparkscope_connect_operations_total": 3,
+    "sparkscope_ingest_lines_total": 23,
     "sparkscope_ingest_malformed_lines_total": 1,
     "sparkscope_ingest_unknown_events_total": 1,
     "sparkscope_listener_dropped_lines_total": 1,
 }
 DURATION_SERIES_PER_USER = 13 + 1 + 2
+PER_APPLICATION_AND_USER = (
+    "sparkscope_connect_sessions_active",
+    "sparkscope_connect_operations_running",
+)
 
 
 def test_series_count_follows_the_label_sets(
@@ -847,7 +852,7 @@ def test_series_count_follows_the_label_sets(
         "users": users,
         "event kinds seen": kinds,
         "per application (fixed)": per_app,
-        "per application and user": DURATION_SERIES_PER_USER,
+        "per application and user": DURATION_SERIES_PER_USER + len(PER_APPLICATION_AND_USER),
         "by family": families,
     }
     (artifacts_dir / "series-count.json").write_text(json.dumps(record, indent=1))
@@ -864,4 +869,11 @@ def test_series_count_follows_the_label_sets(
         )
     if users != len(USERS):
         problems.append(f"{users} user label values, want {len(USERS)}")
+    for name in PER_APPLICATION_AND_USER:
+        gauge_users = len(prometheus.label_values("user", name))
+        if families.get(name) != apps * gauge_users or gauge_users < len(USERS):
+            problems.append(
+                f"{name}: {families.get(name)} series for {gauge_users} user(s), want one per "
+                f"application and user, at least {len(USERS)} users"
+            )
     assert not problems, "\n".join(problems) + f"\n{record}"

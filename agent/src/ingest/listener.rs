@@ -127,6 +127,7 @@ async fn connection(
     {
         let mut app = lock(&shared);
         app.connections += 1;
+        app.last_seen_ms = crate::telemetry::now_ms();
         app.apply(Event::Hello(hello));
     }
     tracing::info!(%peer, app = %app_id, "listener connected");
@@ -139,7 +140,11 @@ async fn connection(
     };
     let result = read_events(link, &shared, &store, cfg.max_line_bytes, &mut shutdown).await;
     listeners.unregister(&app_id, registration.id);
-    lock(&shared).connections -= 1;
+    {
+        let mut app = lock(&shared);
+        app.connections -= 1;
+        app.last_seen_ms = crate::telemetry::now_ms();
+    }
     store.notify();
     tracing::info!(%peer, app = %app_id, "listener disconnected");
     result
@@ -184,6 +189,7 @@ async fn read_events(
         {
             let now = crate::telemetry::now_ms();
             let mut app = lock(shared);
+            app.last_seen_ms = now;
             let mut rest = buf;
             while let Some(pos) = memchr::memchr(b'\n', rest) {
                 let (line, tail) = (&rest[..pos], &rest[pos + 1..]);

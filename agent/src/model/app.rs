@@ -280,6 +280,8 @@ pub struct AppState {
     pub end_time: Option<i64>,
     /// Listener connections open now for this application.
     pub connections: u32,
+    /// When a listener last sent something (wall clock, epoch ms); 0 for replayed logs.
+    pub last_seen_ms: i64,
     /// Task counts come from `SparkscopeStageProgress` lines, not task events.
     pub coalesced_tasks: bool,
     /// The Spark Connect server's gRPC endpoint (host, port), from its start event.
@@ -311,6 +313,7 @@ impl AppState {
             start_time: 0,
             end_time: None,
             connections: 0,
+            last_seen_ms: 0,
             coalesced_tasks: false,
             connect_endpoint: None,
             stats: IngestStats::default(),

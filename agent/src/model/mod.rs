@@ -79,10 +79,43 @@ impl Store {
         for app in self.apps() {
             lock(&app).prune_older_than(now_ms);
         }
+        // An application whose listener has been gone longer than the age limit is dropped
+        // whole: a Connect server restarted daily must not leave one application per day.
+        if let Some(age) = self.retention.max_age_ms {
+            let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+            apps.retain(|_, app| {
+                let a = app.lock().unwrap_or_else(|e| e.into_inner());
+                a.is_live() || a.last_seen_ms >= now_ms - age
+            });
+        }
     }
 }
 
 /// Locks an application; a panic elsewhere while holding the lock does not poison readers.
 pub fn lock(app: &SharedApp) -> MutexGuard<'_, AppState> {
     app.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_application_gone_longer_than_the_age_limit_is_dropped() {
+        let store = Store::new(Retention {
+            max_age_ms: Some(1_000),
+            ..Retention::default()
+        });
+        lock(&store.app("gone")).last_seen_ms = 1_000;
+        lock(&store.app("recent")).last_seen_ms = 9_500;
+        {
+            let live = store.app("live");
+            let mut a = lock(&live);
+            a.connections = 1;
+            a.last_seen_ms = 0;
+        }
+        store.prune(10_000);
+        let ids: Vec<String> = store.apps().iter().map(|a| lock(a).id.clone()).collect();
+        assert_eq!(ids, ["live", "recent"]);
+    }
 }
