@@ -180,3 +180,19 @@ class LabNotebook:
 
     def save_notebook(self) -> None:
         self.run_command("docmanager:save")
+
+
+def open_beside(
+    context: Any, lab: harness.JupyterLab, path: str, workspace: str, timeout: float = 120.0
+) -> LabNotebook:
+    """Open `path` in a new page of `context`, in a JupyterLab workspace of its own, so two
+    notebooks (two kernels, two users) can be driven side by side; the first page is left as it
+    is. Waits until the notebook's kernel is idle."""
+    page = context.new_page()
+    page.set_default_timeout(timeout * 1000)
+    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{path}?token={lab.token}")
+    page.wait_for_function(_CURRENT_NOTEBOOK_JS)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+    nb = LabNotebook(page, lab, path)
+    nb.wait_kernel_idle(timeout)
+    return nb

@@ -5,7 +5,8 @@ Connect server and listener behind it to say anything: here it replays `ServerMe
 recorded from our own agent (tests/data/*.jsonl) and records the `ClientMessage` frames the
 client sends, so tests can check the subscriptions. It speaks just enough RFC 6455: the upgrade
 with bearer/`?token=` authentication (401 before the upgrade, like the agent), unmasked text
-frames out, masked frames in, close and ping.
+frames out, masked frames in, close and ping. Cancel requests are recorded and answered by
+`on_cancel` (by default not at all), the way a test wants the agent to answer.
 """
 
 from __future__ import annotations
@@ -113,12 +114,15 @@ class FakeAgent:
 
     `on_subscribe(conn, message)` runs for every subscribe frame; by default it answers with the
     frames in `self.snapshot` (a list of JSON strings), like the agent answers with a snapshot.
+    `on_cancel(request)` runs for every cancel frame and returns the `CancelResult` fields to
+    answer with (`requestId` is added), or None to leave it unanswered.
     """
 
     def __init__(self, token: str | None = "S", port: int = 0) -> None:
         self.token = token
         self.snapshot: list[str] = [json.dumps({"update": {"generation": "1", "snapshot": True}})]
         self.on_subscribe: Callable[[Connection, dict], None] = self._answer_snapshot
+        self.on_cancel: Callable[[dict], dict | None] = lambda request: None
         self.messages: list[dict] = []
         self.connections: list[Connection] = []
         self.refused = 0
@@ -173,6 +177,9 @@ class FakeAgent:
     def subscribes(self) -> list[dict]:
         return [m["subscribe"] for m in self.messages if "subscribe" in m]
 
+    def cancels(self) -> list[dict]:
+        return [m["cancel"] for m in self.messages if "cancel" in m]
+
     # -- server side
 
     def _answer_snapshot(self, conn: Connection, message: dict) -> None:
@@ -185,6 +192,11 @@ class FakeAgent:
             self._cond.notify_all()
         if "subscribe" in message:
             self.on_subscribe(conn, message)
+        if "cancel" in message:
+            answer = self.on_cancel(message["cancel"])
+            if answer is not None:
+                result = {"requestId": message["cancel"].get("requestId", ""), **answer}
+                conn.send_text(json.dumps({"cancelResult": result}))
 
     def _accept(self) -> None:
         while not self._stopped:

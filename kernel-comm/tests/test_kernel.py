@@ -91,6 +91,19 @@ class Kernel:
         assert not errors, errors[0]["content"]["traceback"]
         return msg_id
 
+    def create_subshell(self) -> str:
+        """A kernel subshell (ipykernel >= 7), as JupyterLab makes one per comm target."""
+        self.kc.control_channel.send(self.kc.session.msg("create_subshell_request", {}))
+        reply = self.kc.control_channel.get_msg(timeout=10)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return reply["content"]["subshell_id"]
+
+    def comm_msg(self, comm_id: str, data: dict, subshell_id: str | None) -> None:
+        """A comm message from the frontend, on `subshell_id` as JupyterLab >= 4.4 sends it."""
+        msg = self.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        msg["header"]["subshell_id"] = subshell_id
+        self.kc.shell_channel.send(msg)
+
     def stdout(self, msg_id: str) -> str:
         return "".join(
             m["content"]["text"]
@@ -215,3 +228,41 @@ def test_loaded_in_every_kernel_from_the_kernel_config(tmp_path) -> None:
         assert k.stdout(msg_id).split() == ["True", "True", "False"]
     finally:
         k.stop()
+
+
+def test_cancel_click_is_handled_while_the_cell_still_runs(
+    kernel: Kernel, agent: FakeAgent
+) -> None:
+    """JupyterLab (`commsOverSubshells`, on by default) sends widget comm messages on a kernel
+    subshell. The Cancel click must be taken there while the cell is still busy in a blocking
+    Spark call — not queued behind it on the main shell, where ipykernel 7.4 would route it
+    because the widget publishes from a background thread (see sparkscope/widget.py)."""
+    agent.wait_for(lambda: agent.subscribes())
+    agent.on_cancel = lambda request: {"ok": True, "message": "interrupted 1 operation(s)"}
+    busy = kernel.execute("print(sparkscope.current_tag(), flush=True); time.sleep(6)")
+    tag = kernel.wait_for(lambda: kernel.stdout(busy).strip())
+    agent.send(frames_for(tag)[:2])  # the cell's first job is running
+    (shown,) = kernel.wait_for(lambda: kernel.of("display_data", busy))
+    model_id = shown["content"]["data"][WIDGET_MIME]["model_id"]
+    subshell = kernel.create_subshell()
+
+    clicked = time.monotonic()
+    click = {"kind": "cancel", "target": "cell", "requestId": "lab1"}
+    kernel.comm_msg(model_id, {"method": "custom", "content": click}, subshell)
+    (sent,) = agent.wait_for(lambda: agent.cancels(), timeout=5)
+    assert sent["requestId"] == "lab1" and sent["tag"] == tag
+    assert (sent["sessionId"], sent["userId"]) == (SID, "alice")
+
+    def outcome() -> dict | None:
+        for m in kernel.of("comm_msg"):
+            if m["content"]["comm_id"] == model_id:
+                cancel = m["content"]["data"].get("state", {}).get("cancel") or {}
+                if cancel.get("status") == "done":
+                    return cancel
+        return None
+
+    result = kernel.wait_for(outcome, timeout=5)
+    assert result["ok"] is True and result["message"] == "interrupted 1 operation(s)"
+    assert not kernel.idle(busy), "the click waited for the cell to end"
+    assert time.monotonic() - clicked < 5
+    kernel.wait_for(lambda: kernel.idle(busy), timeout=30)

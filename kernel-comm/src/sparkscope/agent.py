@@ -1,7 +1,8 @@
 """The one WebSocket from this kernel to the sparkscope agent (docs/streaming-api.md), on a daemon
 thread: it subscribes the sessions it is told to follow, hands every decoded `Update` to a
-callback, and reconnects with exponential backoff. Nothing here ever raises into the caller or
-waits on the network on the caller's thread."""
+callback, sends cancel requests and hands back the agent's `CancelResult`s, and reconnects with
+exponential backoff. Nothing here ever raises into the caller or waits on the network on the
+caller's thread."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import select
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,21 @@ from .sessions import SessionKey
 log = logging.getLogger("sparkscope")
 
 DEFAULT_URL = "ws://127.0.0.1:4740/api/v1/stream"
+CANCEL_TIMEOUT = 20.0  # seconds to wait for the agent's CancelResult
+
+# CancelResult codes the client gives itself when the agent could not answer (the agent's own are
+# not_found, finished, forbidden, unavailable, refused, bad_request).
+NO_AGENT = "no_agent"  # not connected to the agent
+UNAUTHORIZED = "unauthorized"  # the agent refused the subscriber token
+NO_ANSWER = "no_answer"  # sent, but the connection was lost or the agent did not answer in time
+
+
+@dataclass
+class _PendingCancel:
+    frame: str
+    on_result: Callable[[dict[str, Any]], None]
+    deadline: float
+    sent: bool = False
 
 
 @dataclass
@@ -41,6 +58,7 @@ class AgentClient:
 
     `on_update(update)` runs on the client's thread for every `{"update": …}` frame (the first one
     after each (re)subscription is a snapshot); `on_status()` after each connect or failure.
+    `cancel(…)` sends a `CancelRequest` and calls back with the agent's `CancelResult`.
     """
 
     def __init__(
@@ -64,7 +82,7 @@ class AgentClient:
         self.backoff_max = backoff_max
         self.ping_interval = ping_interval
         self.status = AgentStatus()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._sessions: set[SessionKey] = set()
         self._to_subscribe: set[SessionKey] = set()
         self._to_unsubscribe: set[SessionKey] = set()
@@ -74,6 +92,8 @@ class AgentClient:
         self._wake_w.setblocking(False)
         self._thread: threading.Thread | None = None
         self._ws: Any = None
+        self._cancels: dict[str, _PendingCancel] = {}  # by requestId, in sending order
+        self.cancel_timeout = CANCEL_TIMEOUT
 
     # -- called from any thread; never block
 
@@ -103,12 +123,63 @@ class AgentClient:
         with self._lock:
             return sorted(self._sessions)
 
+    def unavailable(self) -> tuple[str, str] | None:
+        """Why nothing can be sent to the agent now, as (code, message for people); None while
+        connected."""
+        with self._lock:
+            s = self.status
+            if s.connected and not self._stop.is_set():
+                return None
+            if self._stop.is_set():
+                return NO_AGENT, "sparkscope's connection to the agent is stopped"
+            if s.unauthorized:
+                message = (
+                    f"the agent at {redact(self.url)} refused the subscriber token "
+                    "(SPARKSCOPE_TOKEN or %sparkscope --token)"
+                )
+                return UNAUTHORIZED, message
+            why = s.last_error or ("connecting" if not s.ever_connected else "reconnecting")
+            return NO_AGENT, f"not connected to the agent at {redact(self.url)} ({why})"
+
+    def cancel(
+        self,
+        session: SessionKey,
+        target: Mapping[str, Any],
+        on_result: Callable[[dict[str, Any]], None],
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> str:
+        """Ask the agent to stop work of a followed session: `target` is `{"tag": …}`,
+        `{"operationId": …}` or `{"jobId": …}`. `on_result(result)` gets the agent's
+        `CancelResult` (proto3 JSON defaults filled in) on the client's thread, or, when the
+        request cannot be sent or answered, one this client makes with code `no_agent`,
+        `unauthorized` or `no_answer` — at once on the caller's thread if not connected. Returns
+        the request id."""
+        rid = request_id or uuid.uuid4().hex
+        body: dict[str, Any] = {"requestId": rid, **session.to_json(), **target}
+        if reason:
+            body["reason"] = reason
+        with self._lock:  # one lock with the stream's end, so no request is left unanswered
+            why = self.unavailable()
+            if why is None:
+                self._cancels[rid] = _PendingCancel(
+                    json.dumps({"cancel": body}),
+                    on_result,
+                    time.monotonic() + self.cancel_timeout,
+                )
+        if why is not None:
+            _call(on_result, cancel_result(rid, code=why[0], message=why[1]))
+            return rid
+        self._wake()
+        return rid
+
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._wake()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        self._fail_cancels("sparkscope stopped before the agent answered")
         for sock in (self._wake_r, self._wake_w):
             try:
                 sock.close()
@@ -149,10 +220,11 @@ class AgentClient:
                 # a new stream knows nothing: subscribe everything, forget pending unsubscribes
                 self._to_subscribe = set(self._sessions)
                 self._to_unsubscribe.clear()
-            self.status.connected = True
-            self.status.ever_connected = True
-            self.status.last_error = None
-            self.status.unauthorized = False
+            with self._lock:
+                self.status.connected = True
+                self.status.ever_connected = True
+                self.status.last_error = None
+                self.status.unauthorized = False
             log.info("sparkscope: connected to %s", redact(self.url))
             self._notify_status()
             try:
@@ -162,10 +234,16 @@ class AgentClient:
             except network_errors as exc:
                 reason = describe(exc)
             finally:
-                self.status.connected = False
+                with self._lock:
+                    self.status.connected = False
                 self._ws = None
                 with contextlib.suppress(*network_errors):
                     ws.close(timeout=0.5)
+                # never replayed on a new stream: a late cancel could stop newer work
+                self._fail_cancels(
+                    "the connection to the agent was lost before it answered; the work may or "
+                    "may not have been stopped"
+                )
             if self._stop.is_set():
                 break
             self.status.last_error = reason
@@ -205,7 +283,8 @@ class AgentClient:
             if pending is not None and pending():
                 readable = [sock]
             else:
-                readable, _, _ = select.select([sock, self._wake_r], [], [], self.ping_interval)
+                wait = min(self.ping_interval, self._expire_cancels())
+                readable, _, _ = select.select([sock, self._wake_r], [], [], wait)
             if self._wake_r in readable:
                 self._drain_wake()
             if sock in readable:
@@ -225,10 +304,41 @@ class AgentClient:
             sub, unsub = sorted(self._to_subscribe), sorted(self._to_unsubscribe)
             self._to_subscribe.clear()
             self._to_unsubscribe.clear()
+            cancels = [c for c in self._cancels.values() if not c.sent]
+            for c in cancels:
+                c.sent = True
         if unsub:
             ws.send(json.dumps({"unsubscribe": {"sessions": [k.to_json() for k in unsub]}}))
         if sub:
             ws.send(json.dumps({"subscribe": {"sessions": [k.to_json() for k in sub]}}))
+        for c in cancels:
+            ws.send(c.frame)
+
+    def _expire_cancels(self) -> float:
+        """Answer the requests the agent left unanswered too long; returns the seconds until the
+        next deadline (inf if none)."""
+        now = time.monotonic()
+        with self._lock:
+            late = [rid for rid, c in self._cancels.items() if c.deadline <= now]
+            expired = [(rid, self._cancels.pop(rid)) for rid in late]
+            nearest = min((c.deadline for c in self._cancels.values()), default=None)
+        for rid, c in expired:
+            _call(
+                c.on_result,
+                cancel_result(
+                    rid,
+                    code=NO_ANSWER,
+                    message=f"the agent did not answer within {self.cancel_timeout:.0f} s",
+                ),
+            )
+        return float("inf") if nearest is None else max(nearest - now, 0.0)
+
+    def _fail_cancels(self, message: str) -> None:
+        with self._lock:
+            failed = list(self._cancels.items())
+            self._cancels.clear()
+        for rid, c in failed:
+            _call(c.on_result, cancel_result(rid, code=NO_ANSWER, message=message))
 
     def _handle(self, text: str) -> None:
         try:
@@ -243,14 +353,23 @@ class AgentClient:
                 self._on_update(msg["update"])
             except Exception:
                 log.exception("sparkscope: handling an update failed")
+        elif isinstance(msg.get("cancelResult"), dict):
+            result = normalize_cancel_result(msg["cancelResult"])
+            with self._lock:
+                pending = self._cancels.pop(result["requestId"], None)
+            if pending is None:
+                log.info("sparkscope: an answer to no pending cancel (%s)", result["requestId"])
+            else:
+                _call(pending.on_result, result)
         elif isinstance(msg.get("error"), dict):
             err = msg["error"]
             log.warning("sparkscope: agent error %s: %s", err.get("code"), err.get("message"))
 
     def _failed(self, exc: BaseException) -> None:
-        self.status.failures += 1
-        self.status.last_error = describe(exc)
-        self.status.unauthorized = getattr(exc, "status_code", None) in (401, 403)
+        with self._lock:
+            self.status.failures += 1
+            self.status.last_error = describe(exc)
+            self.status.unauthorized = getattr(exc, "status_code", None) in (401, 403)
         log.info("sparkscope: cannot reach %s: %s", redact(self.url), self.status.last_error)
         self._notify_status()
 
@@ -279,6 +398,37 @@ class AgentClient:
                 pass
         except (BlockingIOError, OSError):
             pass
+
+
+def cancel_result(request_id: str, **fields: Any) -> dict[str, Any]:
+    """A `CancelResult` with every field present (what `normalize_cancel_result` returns)."""
+    return normalize_cancel_result({"requestId": request_id, **fields})
+
+
+def normalize_cancel_result(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's `CancelResult` (proto3 JSON leaves defaults out) with every field present."""
+
+    def strs(value: Any) -> list[str]:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    jobs = raw.get("cancelledJobIds")
+    return {
+        "requestId": str(raw.get("requestId") or ""),
+        "ok": raw.get("ok") is True,
+        "message": str(raw.get("message") or ""),
+        "code": str(raw.get("code") or ""),
+        "interruptedOperationIds": strs(raw.get("interruptedOperationIds")),
+        "cancelledJobIds": [int(j) for j in jobs if isinstance(j, (int, str)) and str(j).isdigit()]
+        if isinstance(jobs, list)
+        else [],
+    }
+
+
+def _call(callback: Callable[[dict[str, Any]], None], result: dict[str, Any]) -> None:
+    try:
+        callback(result)
+    except Exception:
+        log.exception("sparkscope: handling a cancel result failed")
 
 
 def close_reason(data: bytes) -> str:

@@ -3,8 +3,9 @@ subscription for those sessions, and one widget per cell that ran Spark jobs, pu
 cell's output from a background thread.
 
 Threads: the shell thread runs the hooks; `sparkscope-agent` reads the stream and merges it into
-the cell runs; `sparkscope-ui` pushes widget state, throttled. One condition variable guards the
-cell runs; nothing slow happens while it is held.
+the cell runs; `sparkscope-ui` pushes widget state, throttled. A widget's Cancel button arrives as
+a comm message on a kernel subshell's thread (see widget.py) while the cell is still running. One
+condition variable guards the cell runs; nothing slow happens while it is held.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .agent import DEFAULT_URL, AgentClient, redact
+from .agent import DEFAULT_URL, NO_AGENT, AgentClient, redact
 from .sessions import SessionKey, SessionTracker
 from .state import JOB_TERMINAL, JobKey, OperationKey, StageKey, StreamState, operation_finished
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sparkscope")
 
 TAG_PREFIX = "sparkscope-cell-"
+CANCEL_REASON = "cancelled from the notebook (sparkscope widget)"  # Spark shows it as the reason
 MAX_CELL_RUNS = 200  # cell runs whose widgets still get updates
 SETTLE_GIVE_UP = 3  # settle timeouts in a row before settling is switched off
 
@@ -83,12 +86,38 @@ class CellRun:
     urgent: bool = False
     last_flush: float = 0.0
     final_sent: bool = False
+    # cancels from the widget: the latest request's outcome as shown, whether a cancel of the
+    # whole cell run succeeded, and the jobs Spark was asked to cancel one by one
+    cancel: dict[str, Any] | None = None
+    cancel_ok: bool = False
+    cancelled_jobs: set[int] = field(default_factory=set)
 
     def jobs_done(self) -> bool:
         return all(j["status"] in JOB_TERMINAL for j in self.jobs.values())
 
     def done(self) -> bool:
         return self.finished and self.jobs_done()
+
+    def cancelled(self) -> bool:
+        """Stopped on request: a cancel of the whole cell run from its widget succeeded, or one
+        of its operations ended CANCELED (Jupyter's stop button: pyspark interrupts the
+        operation it is waiting for)."""
+        return self.cancel_ok or any(
+            "CANCELED" in (op["state"], op["finalState"]) for op in self.operations.values()
+        )
+
+    def sessions(self, job: Mapping[str, Any] | None = None) -> list[SessionKey]:
+        """The Connect sessions (id and user id, as the agent reported them) of this run's
+        operations and jobs, or of one job: what a cancel request must name."""
+        keys: dict[SessionKey, None] = {}
+        jobs = [job] if job is not None else list(self.jobs.values())
+        if job is None:
+            for op in self.operations.values():
+                keys[SessionKey(op["sessionId"], op["userId"])] = None
+        for j in jobs:
+            connect = j.get("connect") or {}
+            keys[SessionKey(connect.get("sessionId", ""), connect.get("userId", ""))] = None
+        return [k for k in keys if k.session_id]
 
     def settled(self) -> bool:
         """The agent reported every operation this cell ran (as far as pyspark told us) as
@@ -209,6 +238,7 @@ class Monitor:
             self._agent.stop()
             with self._cond:
                 self._agent = None
+            self._on_agent_status()
         if new.enabled and self._agent is None and self.publisher is not None:
             keys = self.tracker.keys()
             if keys:
@@ -336,7 +366,9 @@ class Monitor:
     def _ensure_agent(self) -> AgentClient:
         with self._cond:
             if self._agent is None:
-                self._agent = AgentClient(self.config.url, self.config.token, self._on_update)
+                self._agent = AgentClient(
+                    self.config.url, self.config.token, self._on_update, self._on_agent_status
+                )
             if self._ui_thread is None:
                 self._ui_thread = threading.Thread(
                     target=self._ui_loop, name="sparkscope-ui", daemon=True
@@ -374,6 +406,121 @@ class Monitor:
                     self._mark(run)
             self.state.prune()
             self._cond.notify_all()
+
+    def _on_agent_status(self) -> None:
+        """Connected or not: the Cancel buttons of live widgets say so."""
+        with self._cond:
+            for run in self._runs.values():
+                if run.widget is not None and not run.final_sent:
+                    run.urgent = True
+                    self._mark(run)
+
+    # -- cancel, from a widget's buttons: on the thread of the kernel subshell that received
+    # the comm message (or the shell's, with frontends that do not use subshells); never blocks
+
+    def cancel(
+        self,
+        tag: str,
+        job_id: int | None = None,
+        app_id: str | None = None,
+        request_id: str | None = None,
+    ) -> str | None:
+        """Stop a cell run's work: every operation carrying its tag (in each Connect session its
+        operations ran in), or one of its jobs. The outcome goes to the widget's `cancel` trait,
+        pending at once, then the agent's answer. Returns the request id (None: unknown run)."""
+        rid = request_id or secrets.token_hex(8)
+        with self._cond:
+            run = self._runs.get(tag)
+            if run is None:
+                log.info("sparkscope: cancel for a cell run no longer followed (%s)", tag)
+                return None
+            if job_id is None:
+                targets = [(key, {"tag": tag}) for key in run.sessions()]
+                missing = "the agent has reported no Spark Connect session for this cell"
+            else:
+                job = next(
+                    (
+                        j
+                        for (app, jid), j in run.jobs.items()
+                        if jid == job_id and app_id in (None, app)
+                    ),
+                    None,
+                )
+                targets = [(key, {"jobId": job_id}) for key in run.sessions(job)] if job else []
+                missing = f"job {job_id} is not one of this cell's jobs"
+            run.cancel = {
+                "requestId": rid,
+                "target": "cell" if job_id is None else "job",
+                "jobId": job_id,
+                "status": "pending",
+                "ok": False,
+                "code": "",
+                "message": "asking the agent to cancel…",
+            }
+            run.urgent = True
+            self._mark(run)
+            agent = self._agent
+        if not targets:
+            self._cancel_answered(tag, rid, [_failure("not_found", missing)])
+            return rid
+        if agent is None:
+            why = "sparkscope is off (%sparkscope --on)" if not self.config.enabled else None
+            self._cancel_answered(
+                tag, rid, [_failure(NO_AGENT, why or "not connected to the sparkscope agent")]
+            )
+            return rid
+        results: dict[int, dict[str, Any]] = {}
+        lock = threading.Lock()
+
+        def collect(i: int, result: dict[str, Any]) -> None:
+            with lock:
+                results[i] = result
+                if len(results) < len(targets):
+                    return
+            self._cancel_answered(tag, rid, [results[n] for n in range(len(targets))])
+
+        for i, (key, target) in enumerate(targets):
+            agent.cancel(
+                key,
+                target,
+                lambda result, i=i: collect(i, result),
+                reason=CANCEL_REASON,
+                request_id=rid if len(targets) == 1 else f"{rid}-{i}",
+            )
+        return rid
+
+    def _cancel_answered(self, tag: str, rid: str, results: list[dict[str, Any]]) -> None:
+        """All the answers for one widget request are in: one outcome for the widget."""
+        ok = any(r["ok"] for r in results)
+        failed = [r for r in results if not r["ok"]]
+        # one request per session the cell ran in: every answer counts
+        message = "; ".join(dict.fromkeys(r["message"] for r in results if r["message"]))
+        with self._cond:
+            run = self._runs.get(tag)
+            if run is None:
+                return
+            current = run.cancel or {}
+            outcome = {
+                **current,
+                "status": "done",
+                "ok": ok,
+                "code": "" if ok else failed[0]["code"],
+                "message": message or ("done" if ok else "failed"),
+                "interruptedOperationIds": [
+                    op for r in results for op in r.get("interruptedOperationIds", [])
+                ],
+                "cancelledJobIds": [j for r in results for j in r.get("cancelledJobIds", [])],
+            }
+            if ok and current.get("requestId") == rid:
+                if current.get("target") == "cell":
+                    run.cancel_ok = True
+                else:
+                    run.cancelled_jobs.update(outcome["cancelledJobIds"])
+            if current.get("requestId") == rid:  # a newer request's outcome is not replaced
+                run.cancel = outcome
+                run.urgent = True
+                self._mark(run)
+        log.info("sparkscope: cancel %s of %s: %s", rid, tag, message)
 
     # -- the ui thread
 
@@ -432,19 +579,28 @@ class Monitor:
             stages = [widget_stage(s) for _, s in sorted(run.stages.items())]
             now_ms = int(time.time() * 1000 + self._clock_offset_ms)
             done = run.done()
+            if run.cancel_ok and run.jobs_done():  # the cell's pyspark error may still be printing
+                state = "cancelled"
+            else:
+                state = ("cancelled" if run.cancelled() else "done") if done else "running"
             traits = {
                 "jobs": jobs,
                 "stages": stages,
                 "operation_ids": sorted({op_id for _, op_id in run.operations}),
                 "session_ids": sorted({j["sessionId"] for j in jobs if j["sessionId"]}),
                 "cell_done": run.finished,
-                "state": "done" if done else "running",
+                "state": state,
                 "server_time_ms": now_ms,
                 "summary": summarize(jobs, now_ms),
+                "cancel": dict(run.cancel or {}),
+                "cancelled_jobs": sorted(run.cancelled_jobs),
+                "agent_error": self._agent_error(),
             }
             if run.widget is None:
                 run.widget = CellWidget(tag=run.tag, **traits)
-                data, metadata = self._bundle(run.widget, text_report(run.tag, jobs, now_ms))
+                run.widget.on_cancel(partial(self.cancel, run.tag))
+                text = text_report(run.tag, jobs, now_ms, state=state)
+                data, metadata = self._bundle(run.widget, text)
                 self.publisher.display(run.parent, run.display_id, data, metadata)
                 run.final_sent = done
                 return
@@ -452,11 +608,20 @@ class Monitor:
                 for name, value in traits.items():
                     setattr(run.widget, name, value)
             if done and not run.final_sent:
-                data, metadata = self._bundle(run.widget, text_report(run.tag, jobs, now_ms))
+                text = text_report(run.tag, jobs, now_ms, state=state)
+                data, metadata = self._bundle(run.widget, text)
                 self.publisher.update(run.display_id, data, metadata)
             run.final_sent = done
         except Exception:
             log.exception("sparkscope: updating the widget of %s failed", run.tag)
+
+    def _agent_error(self) -> str:
+        """Why a Cancel button cannot reach the agent now ("" when it can)."""
+        agent = self._agent
+        if agent is None:
+            return "sparkscope is off (%sparkscope --on)" if not self.config.enabled else ""
+        why = agent.unavailable()
+        return why[1] if why else ""
 
     @staticmethod
     def _bundle(widget: Any, text: str) -> tuple[dict, dict]:
@@ -521,3 +686,7 @@ class Monitor:
                 "  no widgets: this shell is not a Jupyter kernel (cells are still tagged)"
             )
         return "\n".join(lines)
+
+
+def _failure(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "code": code, "message": message}

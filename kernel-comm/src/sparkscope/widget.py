@@ -1,10 +1,14 @@
 """The per-cell widget: an anywidget whose synced traits hold the cell's jobs and stage attempts
-(the ESM in static/ draws them), and the plain-text summary that frontends without widgets show.
+(the ESM in static/ draws them), its Cancel buttons' messages to the kernel, and the plain-text
+summary that frontends without widgets show.
 
 Synced traits (names are API: tests read them from a notebook's saved widget state):
 
 - `tag` (str): the cell run's Spark tag, `sparkscope-cell-<12 hex>`.
-- `state` (str): `running`, or `done` once every job has ended and the cell has finished.
+- `state` (str): `running`; `cancelled` once a cancel of the cell run from the widget succeeded
+  and its jobs have ended, or once the cell has finished and all its jobs have ended when one of
+  its operations ended CANCELED (Jupyter's stop button: pyspark interrupts its operation); else
+  `done` once every job has ended and the cell has finished.
 - `cell_done` (bool): the cell's code has finished running.
 - `jobs` (list of dict), one per job, oldest first: `appId, jobId, name, description, status`
   (`RUNNING|SUCCEEDED|FAILED|UNKNOWN`), `stageIds`, `tasks` {`total, active, completed, skipped,
@@ -20,19 +24,38 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
 - `server_time_ms` (int): the agent's clock at its last update (`sentAtMs`), so the browser can
   run durations on Spark's clock whatever its own clock says.
 - `summary` (str): the one-line summary, also the display's `text/plain`.
+- `cancel` (dict): the outcome of the latest Cancel click, `{}` before any: `requestId, target`
+  (`cell|job`), `jobId, status` (`pending|done`), `ok, code, message` (the agent's
+  `CancelResult`, or the kernel's own codes `no_agent`, `unauthorized`, `no_answer`),
+  `interruptedOperationIds, cancelledJobIds`.
+- `cancelled_jobs` (list of int): jobs Spark was asked to cancel one by one.
+- `agent_error` (str): why a Cancel cannot reach the agent now, `""` when it can.
+
+Cancel reaches the kernel as a custom comm message `{"kind": "cancel", "target": "cell"|"job",
+"jobId", "appId", "requestId"}`. JupyterLab (>= 4.4, `commsOverSubshells`) sends widget comm
+messages on a kernel subshell, so a kernel busy with the cell could take them on the subshell's
+thread — but ipykernel 7.4 re-routes each comm message to the subshell its comm last published
+from (`BaseComm._reply_subshell_for`), and this widget publishes from a background thread whose
+parent is the main shell's request: the click would wait for the cell to end. So the widget's comm
+keeps the frontend's choice (`_route_to_sender`), and the handler never blocks: it hands the
+request to the agent client's thread.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
+log = logging.getLogger("sparkscope")
+
 STATIC = Path(__file__).parent / "static"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 JOB_FIELDS = (
     "appId",
@@ -80,9 +103,60 @@ class CellWidget(anywidget.AnyWidget):
     session_ids = traitlets.List(traitlets.Unicode()).tag(sync=True)
     server_time_ms = traitlets.Int(0).tag(sync=True)
     summary = traitlets.Unicode("").tag(sync=True)
+    cancel = traitlets.Dict().tag(sync=True)
+    cancelled_jobs = traitlets.List(traitlets.Int()).tag(sync=True)
+    agent_error = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cancel_handler: Callable[..., Any] | None = None
+        self.on_msg(self._on_custom_msg)
+        _route_to_sender(self.comm)
+
+    def on_cancel(self, handler: Callable[..., Any]) -> None:
+        """`handler(job_id=None|int, app_id=None|str, request_id=str)` for each Cancel click;
+        called on the thread that received the comm message, so it must not block."""
+        self._cancel_handler = handler
+
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        try:
+            request = parse_cancel(content)
+            if request is None or self._cancel_handler is None:
+                return
+            self._cancel_handler(**request)
+        except Exception:  # a bad message never reaches the kernel's log as a crash
+            log.exception("sparkscope: handling a widget message failed")
 
     def __repr__(self) -> str:
         return self.summary or f"sparkscope cell {self.tag}"
+
+
+def parse_cancel(content: Any) -> dict[str, Any] | None:
+    """The keyword arguments for `Monitor.cancel` from a widget's message, or None if it is not
+    a well-formed cancel request."""
+    if not isinstance(content, Mapping) or content.get("kind") != "cancel":
+        return None
+    rid = content.get("requestId")
+    request: dict[str, Any] = {
+        "request_id": rid if isinstance(rid, str) and _REQUEST_ID.match(rid) else None
+    }
+    target = content.get("target")
+    if target == "cell":
+        return request
+    job_id = content.get("jobId")
+    if target != "job" or isinstance(job_id, bool) or not isinstance(job_id, int) or job_id < 0:
+        return None
+    app_id = content.get("appId")
+    return {**request, "job_id": job_id, "app_id": app_id if isinstance(app_id, str) else None}
+
+
+def _route_to_sender(comm: Any) -> None:
+    """Handle this comm's messages on the kernel subshell the frontend sent them to (ipykernel
+    7.4 would send them to the subshell the comm last published from: the busy main shell, since
+    the widget publishes from a background thread). The widget never waits for a frontend reply,
+    which is what ipykernel's re-routing is for. No-op on kernels without it."""
+    if comm is not None and hasattr(comm, "_reply_subshell_for"):
+        comm._reply_subshell_for = lambda _data, subshell_id: subshell_id
 
 
 # Spark Connect relation and command names worth showing (spark/connect/relations.proto,
@@ -227,9 +301,16 @@ def _rank(order: tuple[str, ...], status: str) -> int:
     return order.index(status) if status in order else len(order)
 
 
-def text_report(tag: str, jobs: list[Mapping[str, Any]], now_ms: int, max_jobs: int = 20) -> str:
+def text_report(
+    tag: str,
+    jobs: list[Mapping[str, Any]],
+    now_ms: int,
+    max_jobs: int = 20,
+    state: str = "",
+) -> str:
     """The display's text/plain: the summary and one line per job (nbconvert, terminals)."""
-    lines = [f"sparkscope: {summarize(jobs, now_ms)}  [{tag}]"]
+    note = " · cancelled" if state == "cancelled" else ""
+    lines = [f"sparkscope: {summarize(jobs, now_ms)}{note}  [{tag}]"]
     for job in jobs[:max_jobs]:
         t = job["tasks"]
         done = job["completionTimeMs"] or now_ms

@@ -5,7 +5,11 @@
 // [data-last-stage-completion-ms][data-last-stage-seen-at]; .sparkscope-job[data-job-id]
 // [data-status] containing .sparkscope-bar[data-completed|running|failed|skipped|total] and
 // .sparkscope-job-status; .sparkscope-summary; .sparkscope-stage[data-stage-id][data-attempt-id]
-// [data-status].
+// [data-status]. Cancel: button .sparkscope-cancel (the whole cell run, while it runs) and
+// .sparkscope-job-cancel inside each running .sparkscope-job (both [data-unavailable] when the
+// kernel has no agent connection); the outcome in .sparkscope-cancel-result[data-status]
+// (sent|pending|done)[data-ok][data-code][data-target][data-job-id]; data-state `cancelled`
+// once a cancelled cell run has ended; .sparkscope-job[data-cancelled] for jobs cancelled alone.
 
 // Per cell run (by tag), shared by every view of it: a re-rendered output keeps the user's
 // expand/collapse choices and the time a stage completion was first shown.
@@ -21,6 +25,7 @@ function stateFor(tag) {
       lastStageSeenAt: null,
       serverMs: 0,
       serverSeenAt: 0,
+      sent: null, // the last cancel request this page sent: {requestId, target, jobId, at}
     };
     VIEW_STATE.set(tag, s);
   }
@@ -47,6 +52,15 @@ function plural(n, word) {
 }
 
 const JOB_ORDER = ["RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN"];
+const STATES = ["running", "done", "cancelled"];
+// After this long without the kernel taking a cancel request, say why it may not.
+const KERNEL_SILENT_MS = 3000;
+
+function requestId() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 function summaryText(jobs, nowMs) {
   if (!jobs.length) return "no Spark jobs";
@@ -141,8 +155,10 @@ function render({ model, el: host }) {
     noteServerTime(vs);
     const jobs = model.get("jobs") || [];
     const stages = model.get("stages") || [];
-    const state = model.get("state") === "done" ? "done" : "running";
-    const collapsed = vs.collapsed === null ? state === "done" : vs.collapsed;
+    const state = STATES.includes(model.get("state")) ? model.get("state") : "running";
+    const collapsed = vs.collapsed === null ? state !== "running" : vs.collapsed;
+    const cancelled = new Set(model.get("cancelled_jobs") || []);
+    const agentError = model.get("agent_error") || "";
     const now = serverNow(vs);
 
     // stage-completion latency probe: newest completion (Spark's clock) and when we first drew it
@@ -171,6 +187,10 @@ function render({ model, el: host }) {
     header.appendChild(el("span", "sparkscope-toggle", collapsed ? "▸" : "▾"));
     header.appendChild(el("span", "sparkscope-title", "Spark"));
     header.appendChild(el("span", "sparkscope-summary", summaryText(jobs, now)));
+    if (state === "cancelled") header.appendChild(el("span", "sparkscope-badge", "cancelled"));
+    if (state === "running") {
+      header.appendChild(cancelButton("sparkscope-cancel", "Cancel", "Cancel this cell's Spark work (every operation it started)", agentError, { target: "cell" }));
+    }
     header.title = collapsed ? "Show the jobs" : "Hide the jobs";
     header.addEventListener("click", () => {
       vs.collapsed = !collapsed;
@@ -178,24 +198,106 @@ function render({ model, el: host }) {
     });
     root.appendChild(header);
 
+    const result = cancelResult(vs);
+    if (result) root.appendChild(result);
+
     const list = el("div", "sparkscope-jobs");
-    for (const job of jobs) list.appendChild(jobRow(job, stages, vs, now));
+    for (const job of jobs) list.appendChild(jobRow(job, stages, vs, now, cancelled, agentError));
     root.appendChild(list);
     root.dataset.updatedAt = String(Date.now());
 
     if (state === "running" && timer === null) {
       timer = setInterval(tick, 1000);
-    } else if (state === "done" && timer !== null) {
+    } else if (state !== "running" && timer !== null) {
       clearInterval(timer);
       timer = null;
     }
   }
 
-  function jobRow(job, stages, vs, now) {
+  // A Cancel button: sends {kind: "cancel", target, jobId?, appId?, requestId} to the kernel.
+  function cancelButton(cls, label, title, agentError, request) {
+    const vs = stateFor(model.get("tag") || "");
+    const button = el("button", `sparkscope-button ${cls}`, label);
+    button.type = "button";
+    button.title = agentError ? `${title}. Not possible now: ${agentError}` : title;
+    if (agentError) {
+      button.dataset.unavailable = "true";
+      if (request.target === "cell") button.textContent = `${label} (no agent)`;
+    }
+    const inFlight = vs.sent && !settled(vs) && sameTarget(vs.sent, request);
+    const stopping = request.target === "job" && (model.get("cancelled_jobs") || []).includes(request.jobId);
+    if (inFlight || stopping) {
+      button.disabled = true;
+      button.textContent = "Cancelling…";
+    }
+    button.addEventListener("click", (ev) => {
+      ev.stopPropagation(); // the header's click folds the widget
+      const sent = { requestId: requestId(), ...request, at: Date.now() };
+      vs.sent = sent;
+      model.send({ kind: "cancel", requestId: sent.requestId, target: sent.target, jobId: sent.jobId, appId: sent.appId });
+      setTimeout(schedule, KERNEL_SILENT_MS + 50); // to say so if the kernel stays silent
+      draw();
+    });
+    return button;
+  }
+
+  function sameTarget(a, b) {
+    return a.target === b.target && (a.target === "cell" || (a.jobId === b.jobId && a.appId === b.appId));
+  }
+
+  // The kernel's answer to the last request from this page (or from any page: the trait), done.
+  function settled(vs) {
+    const c = model.get("cancel") || {};
+    return !vs.sent || (c.requestId === vs.sent.requestId && c.status === "done");
+  }
+
+  // What the latest cancel request came to: sent (the kernel has not taken it yet), pending (the
+  // kernel asked the agent) or done (the agent's answer, or why there was none).
+  function cancelResult(vs) {
+    const c = model.get("cancel") || {};
+    const sent = vs.sent;
+    let status, text, ok, code, target, jobId;
+    if (sent && c.requestId !== sent.requestId) {
+      status = "sent";
+      target = sent.target;
+      jobId = sent.jobId;
+      text =
+        Date.now() - sent.at < KERNEL_SILENT_MS
+          ? "Cancelling: sending the request to the kernel…"
+          : "The kernel has not taken the cancel request: it is busy running a cell and this " +
+            "frontend does not deliver widget messages to a kernel subshell (JupyterLab ≥ 4.4 " +
+            "with ipykernel ≥ 7 does). Use the kernel's stop button (■) to interrupt the cell.";
+    } else if (c.requestId) {
+      status = c.status === "done" ? "done" : "pending";
+      target = c.target;
+      jobId = c.jobId;
+      ok = c.ok;
+      code = c.code || "";
+      text = status === "pending" ? "Cancelling: asking the sparkscope agent…" : c.message || (ok ? "cancelled" : "cancel failed");
+    } else {
+      return null;
+    }
+    const node = el("div", "sparkscope-cancel-result");
+    node.dataset.status = status;
+    node.dataset.target = target || "cell";
+    if (jobId !== undefined && jobId !== null) node.dataset.jobId = String(jobId);
+    if (status === "done") {
+      node.dataset.ok = ok ? "true" : "false";
+      node.dataset.code = code;
+    }
+    const what = target === "job" ? `Cancel job ${jobId}` : "Cancel";
+    const verdict = status !== "done" ? "" : ok ? " ✓" : ` failed${code ? ` (${code})` : ""}`;
+    node.appendChild(el("span", "sparkscope-cancel-what", `${what}${verdict}: `));
+    node.appendChild(el("span", "sparkscope-cancel-message", text));
+    return node;
+  }
+
+  function jobRow(job, stages, vs, now, cancelled, agentError) {
     const key = jobKey(job);
     const node = el("div", "sparkscope-job");
     node.dataset.jobId = String(job.jobId);
     node.dataset.status = job.status;
+    if (cancelled.has(job.jobId)) node.dataset.cancelled = "true";
     const expanded = vs.expanded.has(key);
     node.classList.toggle("sparkscope-expanded", expanded);
 
@@ -230,6 +332,19 @@ function render({ model, el: host }) {
     if (job.completionTimeMs) dur.dataset.end = String(job.completionTimeMs);
     dur.textContent = job.submissionTimeMs ? fmtDuration((job.completionTimeMs || now) - job.submissionTimeMs) : "";
     row.appendChild(dur);
+    const action = el("span", "sparkscope-job-action");
+    if (job.status === "RUNNING") {
+      action.appendChild(
+        cancelButton("sparkscope-job-cancel", "Cancel", `Cancel job ${job.jobId} only`, agentError, {
+          target: "job",
+          jobId: job.jobId,
+          appId: job.appId,
+        }),
+      );
+    } else if (cancelled.has(job.jobId)) {
+      action.appendChild(el("span", "sparkscope-job-cancelled", "cancelled"));
+    }
+    row.appendChild(action);
     node.appendChild(row);
 
     const st = job.stages;
@@ -298,7 +413,7 @@ function render({ model, el: host }) {
       queueMicrotask(draw);
     }
   };
-  const traits = ["tag", "state", "cell_done", "jobs", "stages", "server_time_ms"];
+  const traits = ["tag", "state", "cell_done", "jobs", "stages", "server_time_ms", "cancel", "cancelled_jobs", "agent_error"];
   for (const name of traits) model.on(`change:${name}`, schedule);
   draw();
 
