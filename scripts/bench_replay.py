@@ -26,22 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import harness  # lives in tests/, shared with the end-to-end tests
 
-FIELDS = (
-    "status",
-    "stageIds",
-    "numTasks",
-    "numActiveTasks",
-    "numCompletedTasks",
-    "numSkippedTasks",
-    "numFailedTasks",
-    "numKilledTasks",
-    "numActiveStages",
-    "numCompletedStages",
-    "numSkippedStages",
-    "numFailedStages",
-    "submissionTime",
-    "completionTime",
-)
+FIELDS = tuple(f for f in harness.JOB_FIELDS if f not in ("jobId", "jobTags"))
 
 
 def make_log(work: Path, jobs: int, tasks: int) -> Path:

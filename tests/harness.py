@@ -24,6 +24,26 @@ LISTENER_CLASS = "io.sparkscope.listener.SparkscopeListener"
 CONNECT_SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 LOOPBACK = "127.0.0.1"
 
+# The fields of Spark's REST JobData that sparkscope reports with the same names and meaning.
+JOB_FIELDS = (
+    "jobId",
+    "status",
+    "stageIds",
+    "numTasks",
+    "numActiveTasks",
+    "numCompletedTasks",
+    "numSkippedTasks",
+    "numFailedTasks",
+    "numKilledTasks",
+    "numActiveStages",
+    "numCompletedStages",
+    "numSkippedStages",
+    "numFailedStages",
+    "jobTags",
+    "submissionTime",
+    "completionTime",
+)
+
 T = TypeVar("T")
 
 
@@ -129,9 +149,102 @@ def _raise_exit(what: str, code: int | None, log_path: Path, offset: int) -> Non
         f.seek(offset)
         output = f.read().decode("utf-8", errors="replace")
     msg = f"{what} exited with {code} at startup; log {log_path}:\n{tail(log_path)}"
-    if "Address already in use" in output or "BindException" in output:
+    if "address already in use" in output.lower() or "BindException" in output:
         raise _PortTaken(msg)
     raise RuntimeError(msg)
+
+
+class _Service:
+    """A server process of the tests, in its own process group (so stop() signals all of it),
+    its output appended to `log_path`. `_start_service()` picks free ports, launches, and waits
+    until `_ready()` answers; when a port was taken between our probe and the server's bind it
+    tries again on new ports. `stop()` is idempotent: SIGTERM to the group, then SIGKILL."""
+
+    what = "server"
+    poll_interval = 0.2
+    log_path: Path
+    work_dir: Path
+    startup_timeout: float
+    stop_timeout: float = 15.0
+    proc: subprocess.Popen | None = None
+    returncode: int | None = None
+
+    def _pick_ports(self) -> None:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> Any:
+        """Something truthy once the server serves; exceptions count as "not yet"."""
+        raise NotImplementedError
+
+    def _environment(self) -> dict[str, str] | None:
+        return None  # the test's own
+
+    def _cwd(self) -> Path:
+        return self.work_dir
+
+    def _shown_command(self, cmd: list[str]) -> str:
+        return " ".join(cmd)
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def _start_service(self) -> Any:
+        """Launches and waits until ready; returns what `_ready()` answered."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return self._launch()
+            except _PortTaken:
+                if attempt == PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> Any:
+        self._pick_ports()
+        cmd = self.command()
+        self.returncode = None
+        with open(self.log_path, "ab") as log:
+            log.write(("$ " + self._shown_command(cmd) + "\n").encode())
+            log.flush()
+            log_offset = log.tell()
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._environment(),
+                cwd=self._cwd(),
+                start_new_session=True,  # own process group: stop() signals all of it
+            )
+
+        def probe() -> Any:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                _raise_exit(self.what, self.proc.returncode, self.log_path, log_offset)
+            return self._ready()
+
+        try:
+            return wait_until(probe, self.startup_timeout, self.poll_interval, self.what)
+        except TimeoutError as exc:
+            self.stop()
+            raise TimeoutError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from exc
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> int | None:
+        """Stops the process group (idempotent) and returns its exit code."""
+        if self.proc is not None and self.returncode is None:
+            self.returncode = _stop_process_group(self.proc, self.stop_timeout)
+        return self.returncode
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +319,7 @@ def connect_sessions(ui_url: str, app_id: str, page: int = 500) -> list[dict]:
 # Spark Connect server
 
 
-class SparkConnectServer:
+class SparkConnectServer(_Service):
     """A Spark Connect server (`spark-submit --class …SparkConnectServer`, `local[N]`) on
     loopback, on free ports, logging to `<work_dir>/spark-connect-server.log`.
 
@@ -308,80 +421,39 @@ class SparkConnectServer:
             cmd += ["--conf", f"{key}={value}"]
         return cmd
 
-    def start(self) -> SparkConnectServer:
+    what = "Spark Connect server"
+    poll_interval = 0.5
+
+    def start(self) -> Self:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.event_log_dir is not None:
             self.event_log_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            try:
-                self._launch()
-                return self
-            except _PortTaken:
-                # a free port was taken between our probe and Spark's bind: pick new ones
-                if attempt == PORT_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        (self.work_dir / "spark-conf").mkdir(exist_ok=True)
+        self.app_id = self._start_service()
+        return self
 
-    def _launch(self) -> None:
+    def _pick_ports(self) -> None:
         self.grpc_port, self.ui_port = _free_ports(2)
-        conf_dir = self.work_dir / "spark-conf"  # isolates us from any conf in SPARK_HOME
-        conf_dir.mkdir(exist_ok=True)
-        env = dict(os.environ)
-        env.update(
-            SPARK_HOME=str(spark_home()),
-            SPARK_LOCAL_IP=LOOPBACK,
-            SPARK_CONF_DIR=str(conf_dir),
-            SPARK_LOG_DIR=str(self.work_dir),
-        )
-        cmd = self.command()
-        self.returncode = None
-        with open(self.log_path, "ab") as log:
-            log.write(("$ " + " ".join(cmd) + "\n").encode())
-            log.flush()
-            log_offset = log.tell()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.work_dir,
-                start_new_session=True,  # own process group: stop() signals all of it
-            )
 
-        def ready() -> str | None:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                _raise_exit("Spark Connect server", self.proc.returncode, self.log_path, log_offset)
-            if not port_open(self.grpc_port):
-                return None
-            apps = rest_get(self.ui_url, "applications")
-            return apps[0]["id"] if apps else None
+    def _environment(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SPARK_HOME": str(spark_home()),
+            "SPARK_LOCAL_IP": LOOPBACK,
+            # isolates us from any conf in SPARK_HOME
+            "SPARK_CONF_DIR": str(self.work_dir / "spark-conf"),
+            "SPARK_LOG_DIR": str(self.work_dir),
+        }
 
-        try:
-            self.app_id = wait_until(ready, self.startup_timeout, 0.5, "Spark Connect server")
-        except TimeoutError as exc:
-            self.stop()
-            raise TimeoutError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from exc
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> int | None:
-        """Stop the server (idempotent) and return its exit code."""
-        if self.proc is not None and self.returncode is None:
-            self.returncode = _stop_process_group(self.proc, self.stop_timeout)
-        return self.returncode
+    def _ready(self) -> str | None:
+        if not port_open(self.grpc_port):
+            return None
+        apps = rest_get(self.ui_url, "applications")
+        return apps[0]["id"] if apps else None
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- what it produced
 
@@ -427,7 +499,7 @@ def connect_session(url: str):  # -> pyspark.sql.connect.session.SparkSession
 # sparkscope agent
 
 
-class Agent:
+class Agent(_Service):
     """`sparkscope serve` on free loopback ports, logging to `<work_dir>/sparkscope-agent.log`."""
 
     def __init__(
@@ -495,61 +567,21 @@ class Agent:
             cmd += ["--listener-token", self.token]
         return cmd + self.extra_args
 
-    def start(self) -> Agent:
+    what = "sparkscope agent"
+
+    def start(self) -> Self:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            try:
-                self._launch()
-                return self
-            except _PortTaken:
-                if attempt == PORT_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        self._start_service()
+        return self
 
-    def _launch(self) -> None:
+    def _pick_ports(self) -> None:
         self.ingest_port, self.http_port, self.grpc_port = _free_ports(3)
-        cmd = self.command()
-        env = {**os.environ, "NO_COLOR": "1", **self.extra_env}
-        self.returncode = None
-        with open(self.log_path, "ab") as log:
-            log.write(("$ " + " ".join(cmd) + "\n").encode())
-            log.flush()
-            log_offset = log.tell()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.work_dir,
-                start_new_session=True,
-            )
 
-        def healthy() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                _raise_exit("sparkscope", self.proc.returncode, self.log_path, log_offset)
-            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+    def _environment(self) -> dict[str, str]:
+        return {**os.environ, "NO_COLOR": "1", **self.extra_env}
 
-        try:
-            wait_until(healthy, self.startup_timeout, 0.2, "sparkscope /healthz")
-        except TimeoutError as exc:
-            self.stop()
-            raise TimeoutError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from exc
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> int | None:
-        if self.proc is not None and self.returncode is None:
-            self.returncode = _stop_process_group(self.proc, self.stop_timeout)
-        return self.returncode
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _ready(self) -> bool:
+        return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         resp = requests.get(f"{self.url}/{path.lstrip('/')}", params=params, timeout=10)
@@ -571,7 +603,7 @@ class Agent:
 # Spark's History Server
 
 
-class HistoryServer:
+class HistoryServer(_Service):
     """Spark's History Server in the foreground on a free loopback port, reading `log_dir`,
     logging to `<work_dir>/history-server.log`."""
 
@@ -581,54 +613,44 @@ class HistoryServer:
         self.startup_timeout = startup_timeout
         self.port = 0
         self.log_path = self.work_dir / "history-server.log"
-        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
+    what = "Spark History Server"
+
     def start(self) -> Self:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._start_service()
+        return self
+
+    def _pick_ports(self) -> None:
         self.port = free_port()
-        conf = self.work_dir / "history-server.conf"
-        conf.write_text(
+        (self.work_dir / "history-server.conf").write_text(
             f"spark.history.fs.logDirectory={self.log_dir.resolve().as_uri()}\n"
             f"spark.history.ui.port={self.port}\n"
             "spark.history.fs.update.interval=1s\n"
         )
-        cmd = [
+
+    def command(self) -> list[str]:
+        return [
             str(spark_home() / "bin" / "spark-class"),
             "org.apache.spark.deploy.history.HistoryServer",
             "--properties-file",
-            str(conf),
+            str(self.work_dir / "history-server.conf"),
         ]
-        env = {
+
+    def _environment(self) -> dict[str, str]:
+        return {
             **os.environ,
             "SPARK_HOME": str(spark_home()),
             "SPARK_LOCAL_IP": LOOPBACK,
             "SPARK_CONF_DIR": str(self.work_dir),
         }
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        wait_until(lambda: port_open(self.port), self.startup_timeout, 0.2, "history server port")
-        return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop_process_group(self.proc, 20)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _ready(self) -> bool:
+        return requests.get(f"{self.url}/api/v1/applications", timeout=5).status_code == 200
 
     def get(self, path: str, timeout: float = 600) -> Any:
         """GET `/api/v1/<path>`; the first request for an application replays its whole log."""
@@ -708,7 +730,7 @@ def _kill_survivors(procs: Iterable[tuple[int, int]]) -> None:
                 pass
 
 
-class JupyterLab:
+class JupyterLab(_Service):
     """`jupyter lab` from the venv on a free loopback port with a known token, serving `root_dir`,
     logging to `<work_dir>/jupyterlab.log`.
 
@@ -802,47 +824,26 @@ class JupyterLab:
                 {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
             )
         )
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            try:
-                self._launch()
-                return self
-            except _PortTaken:
-                if attempt == PORT_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        self._start_service()
+        return self
 
-    def _launch(self) -> None:
+    what = "jupyter lab"
+    poll_interval = 0.3
+
+    def _pick_ports(self) -> None:
         self.port = free_port()
-        cmd = self.command()
-        self.returncode = None
-        with open(self.log_path, "ab") as log:
-            log.write(("$ " + " ".join(cmd).replace(self.token, "<token>") + "\n").encode())
-            log.flush()
-            log_offset = log.tell()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.environment(),
-                cwd=self.root_dir,
-                start_new_session=True,
-            )
 
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                _raise_exit("jupyter lab", self.proc.returncode, self.log_path, log_offset)
-            return self.get("api/status").get("started") is not None
+    def _environment(self) -> dict[str, str]:
+        return self.environment()
 
-        try:
-            wait_until(ready, self.startup_timeout, 0.3, "jupyter lab /api/status")
-        except TimeoutError as exc:
-            self.stop()
-            raise TimeoutError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from exc
-        except BaseException:
-            self.stop()
-            raise
+    def _cwd(self) -> Path:
+        return self.root_dir
+
+    def _shown_command(self, cmd: list[str]) -> str:
+        return " ".join(cmd).replace(self.token, "<token>")
+
+    def _ready(self) -> bool:
+        return self.get("api/status").get("started") is not None
 
     def get(self, path: str) -> Any:
         resp = requests.get(
@@ -874,12 +875,6 @@ class JupyterLab:
         _kill_survivors(survivors)
         return self.returncode
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 # ---------------------------------------------------------------------------------------------
 # Prometheus
@@ -907,7 +902,7 @@ class PromQLError(RuntimeError):
     """Prometheus answered a query with an error (bad expression, bad parameter)."""
 
 
-class Prometheus:
+class Prometheus(_Service):
     """A Prometheus server on a free loopback port with its TSDB under `<work_dir>/data`,
     logging to `<work_dir>/prometheus.log`, scraping `scrape_configs` (Prometheus's own
     `scrape_configs` entries; see `scrape_job`). The config is written as JSON, which is YAML."""
@@ -967,64 +962,16 @@ class Prometheus:
             "scrape_configs": self.scrape_configs,
         }
         self.config_path.write_text(json.dumps(config, indent=1) + "\n")
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            try:
-                self._launch()
-                return self
-            except _PortTaken:
-                if attempt == PORT_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        self._start_service()
+        return self
 
-    def _launch(self) -> None:
+    what = "prometheus"
+
+    def _pick_ports(self) -> None:
         self.port = free_port()
-        cmd = self.command()
-        self.returncode = None
-        with open(self.log_path, "ab") as log:
-            log.write(("$ " + " ".join(cmd) + "\n").encode())
-            log.flush()
-            log_offset = log.tell()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.work_dir,
-                start_new_session=True,
-            )
 
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                with open(self.log_path, "rb") as f:
-                    f.seek(log_offset)
-                    output = f.read().decode("utf-8", errors="replace")
-                msg = f"prometheus exited with {self.proc.returncode} at startup:\n{output[-4000:]}"
-                # Go says "bind: address already in use", in lower case
-                if "address already in use" in output.lower():
-                    raise _PortTaken(msg)
-                raise RuntimeError(msg)
-            return requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200
-
-        try:
-            wait_until(ready, self.startup_timeout, 0.2, "prometheus /-/ready")
-        except TimeoutError as exc:
-            self.stop()
-            raise TimeoutError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from exc
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> int | None:
-        if self.proc is not None and self.returncode is None:
-            self.returncode = _stop_process_group(self.proc, self.stop_timeout)
-        return self.returncode
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _ready(self) -> bool:
+        return requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200
 
     def api(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET `/api/v1/<path>` and return its `data`; raises PromQLError with Prometheus's

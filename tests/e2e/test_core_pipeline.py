@@ -29,25 +29,7 @@ from pyspark.errors import PySparkException
 USERS = ("alice", "bob_smith")
 KILL_TAG = "killme-b"
 
-# The fields of Spark's REST JobData that the agent reports with the same names and meaning.
-JOB_FIELDS = (
-    "jobId",
-    "status",
-    "stageIds",
-    "numTasks",
-    "numActiveTasks",
-    "numCompletedTasks",
-    "numSkippedTasks",
-    "numFailedTasks",
-    "numKilledTasks",
-    "numActiveStages",
-    "numCompletedStages",
-    "numSkippedStages",
-    "numFailedStages",
-    "jobTags",
-    "submissionTime",
-    "completionTime",
-)
+JOB_FIELDS = harness.JOB_FIELDS
 # JobData's other fields: not part of the agent's contract, but equal to Spark's when reported.
 JOBDATA_OTHER_FIELDS = (
     "name",
