@@ -17,16 +17,14 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import harness
 import pytest
-from pyspark.errors import PySparkException
+import workload as wl
 
-USERS = ("alice", "bob_smith")
 KILL_TAG = "killme-b"
 
 JOB_FIELDS = harness.JOB_FIELDS
@@ -46,80 +44,6 @@ ABSENT = "<absent>"
 
 # ---------------------------------------------------------------------------------------------
 # the workload
-
-
-@dataclass
-class Query:
-    label: str
-    user: str
-    tags: tuple[str, ...]
-    action: Callable[[Any], object]
-    expect_error: bool = False
-    interrupt: bool = False  # the main thread interrupts it by its (first) tag once it runs
-    outcome: str | None = None  # "ok" or "error"
-    error: str = ""
-
-
-def _queries() -> list[Query]:
-    from pyspark.sql import functions as F
-
-    def join(spark: Any) -> object:
-        # shuffle join + aggregate: AQE runs each shuffle map stage as its own job, and later jobs
-        # list those stages again as skipped
-        left = spark.range(0, 60_000, 1, 4).withColumn("k", F.col("id") % 500)
-        right = spark.range(0, 5_000, 1, 2).withColumn("k", F.col("id") % 500)
-        return left.join(right.hint("shuffle_merge"), "k").groupBy().count().collect()
-
-    def sleepy(spark: Any) -> object:
-        # ~100 s of sleeping tasks on both cores: long enough to be interrupted, cheap on CPU
-        return (
-            spark.range(0, 400, 1, 2)
-            .selectExpr("reflect('java.lang.Thread', 'sleep', CAST(500 AS BIGINT)) AS s")
-            .collect()
-        )
-
-    return [
-        Query(
-            "a-agg",
-            "alice",
-            ("cell-a-agg",),
-            lambda s: (
-                s.range(0, 200_000, 1, 4).groupBy((F.col("id") % 7).alias("k")).count().collect()
-            ),
-        ),
-        Query(
-            "a-plain",
-            "alice",
-            (),
-            lambda s: s.range(0, 10_000, 1, 2).filter("id % 3 = 0").collect(),
-        ),
-        Query(
-            "a-missing-table",
-            "alice",
-            ("cell-a-missing",),
-            lambda s: s.sql("SELECT * FROM sparkscope_no_such_table").collect(),
-            expect_error=True,
-        ),
-        Query(
-            "a-task-failure",
-            "alice",
-            ("cell-a-boom",),
-            lambda s: (
-                s.range(0, 10, 1, 2)
-                .selectExpr("if(id = 7, raise_error('sparkscope-boom'), id) AS x")
-                .collect()
-            ),
-            expect_error=True,
-        ),
-        Query("b-join", "bob_smith", ("cell-b-join", "team_x"), join),
-        Query(
-            "b-plain",
-            "bob_smith",
-            (),
-            lambda s: s.range(0, 50_000, 1, 2).selectExpr("max(id)").collect(),
-        ),
-        Query("b-killme", "bob_smith", (KILL_TAG,), sleepy, expect_error=True, interrupt=True),
-    ]
 
 
 @dataclass
@@ -153,32 +77,17 @@ class Interruption:
 @dataclass
 class Workload:
     session_ids: dict[str, str]  # user -> Connect session id
-    queries: list[Query]
+    queries: list[wl.Query]
     interruption: Interruption
     spark: SparkView
     timings: dict[str, float] = field(default_factory=dict)
 
-    def query(self, label: str) -> Query:
+    def query(self, label: str) -> wl.Query:
         return next(q for q in self.queries if q.label == label)
 
 
-def _run_user(spark: Any, queries: list[Query]) -> None:
-    for q in queries:
-        # tags are thread-local in pyspark: set them on the thread that runs the query
-        for tag in q.tags:
-            spark.addTag(tag)
-        try:
-            q.action(spark)
-            q.outcome = "ok"
-        except PySparkException as exc:
-            q.outcome = "error"
-            q.error = f"{type(exc).__name__}: {exc}"[:1500]
-        finally:
-            spark.clearTags()
-
-
 def _interrupt_when_running(
-    server: harness.SparkConnectServer, agent: harness.Agent | None, spark: Any, q: Query
+    server: harness.SparkConnectServer, agent: harness.Agent | None, spark: Any, q: wl.Query
 ) -> Interruption:
     """Wait until q's job has running tasks, give the agent a moment to show it running too, then
     interrupt it by tag from this thread (not the one that runs it)."""
@@ -242,19 +151,19 @@ def run_workload(
     PySparkLogger.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    sessions = {u: harness.connect_session(server.remote_url(user_id=u)) for u in USERS}
+    sessions = {u: harness.connect_session(server.remote_url(user_id=u)) for u in wl.USERS}
     try:
         session_ids = {u: s.session_id for u, s in sessions.items()}
-        assert len(set(session_ids.values())) == len(USERS), f"sessions reused: {session_ids}"
-        queries = _queries()
+        assert len(set(session_ids.values())) == len(wl.USERS), f"sessions reused: {session_ids}"
+        queries = wl.queries(KILL_TAG)
         threads = [
             threading.Thread(
-                target=_run_user,
+                target=wl.run_user,
                 args=(sessions[u], [q for q in queries if q.user == u]),
                 name=f"workload-{u}",
                 daemon=True,
             )
-            for u in USERS
+            for u in wl.USERS
         ]
         for t in threads:
             t.start()
@@ -575,7 +484,7 @@ def test_workload_as_spark_reports_it(workload: Workload) -> None:
     if not killed:
         problems.append(f"b-killme: no FAILED job with killed tasks: {jobs_of('b-killme')}")
 
-    for user in USERS:
+    for user in wl.USERS:
         plain = [
             op
             for op in spark.operations

@@ -24,7 +24,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,8 @@ import harness
 import pytest
 import requests
 import websocket
+import workload as wl
 import yaml
-from pyspark.errors import PySparkException
 
 GRAFANA = harness.REPO_ROOT / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -48,7 +48,6 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 SCHEMA_VERSION = 39  # Grafana 10.4 and 11.0-11.2; later versions migrate it on load
 
-USERS = ("alice", "bob_smith")
 KILL_TAG = "sleepy-b"
 SLOW_SUBSCRIBER_TIMEOUT_MS = 1000
 
@@ -304,89 +303,6 @@ def server(artifacts_dir: Path, log_registry, agent: harness.Agent, prometheus, 
 # the workload
 
 
-@dataclass
-class Query:
-    label: str
-    user: str
-    tags: tuple[str, ...]
-    action: Callable[[Any], object]
-    expect_error: bool = False
-    outcome: str | None = None
-    error: str = ""
-
-
-def _queries() -> list[Query]:
-    from pyspark.sql import functions as F
-
-    def join(spark: Any) -> object:
-        # shuffle join + aggregate: several jobs, later ones list earlier stages as skipped
-        left = spark.range(0, 60_000, 1, 4).withColumn("k", F.col("id") % 500)
-        right = spark.range(0, 5_000, 1, 2).withColumn("k", F.col("id") % 500)
-        return left.join(right.hint("shuffle_merge"), "k").groupBy().count().collect()
-
-    def sleepy(spark: Any) -> object:
-        # up to 100 s of sleeping tasks on both cores, cheap on CPU; cancelled once it runs
-        return (
-            spark.range(0, 400, 1, 2)
-            .selectExpr("reflect('java.lang.Thread', 'sleep', CAST(500 AS BIGINT)) AS s")
-            .collect()
-        )
-
-    return [
-        Query(
-            "a-agg",
-            "alice",
-            ("cell-a-agg",),
-            lambda s: (
-                s.range(0, 200_000, 1, 4).groupBy((F.col("id") % 7).alias("k")).count().collect()
-            ),
-        ),
-        Query(
-            "a-plain", "alice", (), lambda s: s.range(0, 10_000, 1, 2).filter("id % 3 = 0").count()
-        ),
-        Query(
-            "a-task-failure",
-            "alice",
-            ("cell-a-boom",),
-            lambda s: (
-                s.range(0, 10, 1, 2)
-                .selectExpr("if(id = 7, raise_error('sparkscope-boom'), id) AS x")
-                .collect()
-            ),
-            expect_error=True,
-        ),
-        Query(
-            "a-missing-table",
-            "alice",
-            ("cell-a-missing",),
-            lambda s: s.sql("SELECT * FROM sparkscope_no_such_table").collect(),
-            expect_error=True,
-        ),
-        Query("b-join", "bob_smith", ("cell-b-join", "team_x"), join),
-        Query(
-            "b-plain",
-            "bob_smith",
-            (),
-            lambda s: s.range(0, 50_000, 1, 2).selectExpr("max(id)").collect(),
-        ),
-        Query("b-sleepy", "bob_smith", (KILL_TAG,), sleepy, expect_error=True),
-    ]
-
-
-def _run_user(spark: Any, queries: list[Query]) -> None:
-    for q in queries:
-        for tag in q.tags:  # tags are per thread in pyspark
-            spark.addTag(tag)
-        try:
-            q.action(spark)
-            q.outcome = "ok"
-        except PySparkException as exc:
-            q.outcome = "error"
-            q.error = f"{type(exc).__name__}: {exc}"[:1000]
-        finally:
-            spark.clearTags()
-
-
 class Stream:
     """The agent's WebSocket stream, as a notebook holds it."""
 
@@ -458,7 +374,7 @@ def exposition_value(text: str, name: str, labels: dict[str, str]) -> float | No
 class Workload:
     app_id: str
     session_ids: dict[str, str]
-    queries: list[Query]
+    queries: list[wl.Query]
     scrape_during: str  # the agent's /metrics while bob's query ran
     scrape_end: str  # the agent's /metrics once everything settled
     cancel_ok: dict
@@ -469,7 +385,7 @@ class Workload:
     spark_operations: list[dict]
     timings: dict[str, float] = field(default_factory=dict)
 
-    def query(self, label: str) -> Query:
+    def query(self, label: str) -> wl.Query:
         return next(q for q in self.queries if q.label == label)
 
 
@@ -506,22 +422,22 @@ def workload(
     PySparkLogger.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
-    sessions = {u: harness.connect_session(server.remote_url(user_id=u)) for u in USERS}
+    sessions = {u: harness.connect_session(server.remote_url(user_id=u)) for u in wl.USERS}
     notebook: Stream | None = None
     slow: SlowSubscriber | None = None
     try:
         keys = {u: {"sessionId": s.session_id, "userId": u} for u, s in sessions.items()}
         slow = SlowSubscriber(agent, list(keys.values()))
         slow.start()
-        qs = _queries()
+        qs = wl.queries(KILL_TAG)
         threads = [
             threading.Thread(
-                target=_run_user,
+                target=wl.run_user,
                 args=(sessions[u], [q for q in qs if q.user == u]),
                 name=f"workload-{u}",
                 daemon=True,
             )
-            for u in USERS
+            for u in wl.USERS
         ]
         for t in threads:
             t.start()
@@ -537,7 +453,7 @@ def workload(
             )
 
         state = harness.wait_until(sleepy_running, 180, 0.3, f"a running job tagged {KILL_TAG}")
-        assert state is True, f"b-sleepy ended before it was cancelled: {qs[-1].error}"
+        assert state is True, f"b-killme ended before it was cancelled: {qs[-1].error}"
         timings["sleepy running"] = time.monotonic() - t0
         scrape_during = requests.get(f"{agent.url}/metrics", timeout=10).text
         # bob's notebook (it reads only while it cancels, so it connects just for that); one
@@ -679,7 +595,7 @@ def test_variables_list_the_workload(workload: Workload, prometheus: harness.Pro
     """label_values() variables, asked the way Grafana asks (series over the time range)."""
     values = _variable_values(workload)
     start = workload.eval_at - 600
-    want = {"application": {workload.app_id}, "user": set(USERS), "job": {JOB}}
+    want = {"application": {workload.app_id}, "user": set(wl.USERS), "job": {JOB}}
     problems: list[str] = []
     for path in DASHBOARDS:
         for name, var in variables(load(path)).items():
@@ -718,7 +634,7 @@ def test_scraped_counters_equal_spark_rest(
     def total(items: list[dict], key: str) -> float:
         return float(sum(i[key] for i in items))
 
-    ops_by_user = {u: float(sum(1 for o in ops if o["userId"] == u)) for u in USERS}
+    ops_by_user = {u: float(sum(1 for o in ops if o["userId"] == u)) for u in wl.USERS}
     checks: list[tuple[str, str, dict[str, float]]] = [
         ("jobs started", f"sum(sparkscope_jobs_started_total{{{app}}})", {"": len(jobs)}),
         (
@@ -781,7 +697,7 @@ def test_scraped_counters_equal_spark_rest(
         if have != want:
             problems.append(f"{what}: Spark REST {want}, Prometheus {have} ({expr})")
     states = _counter(prometheus, f"sum by (state) (sparkscope_connect_operations_total{{{app}}})")
-    # a-task-failure and a-missing-table failed; b-sleepy was cancelled
+    # a-task-failure and a-missing-table failed; b-killme was cancelled
     if states.get("failed", 0) < 2 or states.get("canceled", 0) < 1:
         problems.append(f"operations closed by state: {states}")
     cancels = _counter(
@@ -867,13 +783,13 @@ def test_series_count_follows_the_label_sets(
             f"operation duration histogram: {duration} series, want "
             f"{DURATION_SERIES_PER_USER} x {apps} application(s) x {users} user(s)"
         )
-    if users != len(USERS):
-        problems.append(f"{users} user label values, want {len(USERS)}")
+    if users != len(wl.USERS):
+        problems.append(f"{users} user label values, want {len(wl.USERS)}")
     for name in PER_APPLICATION_AND_USER:
         gauge_users = len(prometheus.label_values("user", name))
-        if families.get(name) != apps * gauge_users or gauge_users < len(USERS):
+        if families.get(name) != apps * gauge_users or gauge_users < len(wl.USERS):
             problems.append(
                 f"{name}: {families.get(name)} series for {gauge_users} user(s), want one per "
-                f"application and user, at least {len(USERS)} users"
+                f"application and user, at least {len(wl.USERS)} users"
             )
     assert not problems, "\n".join(problems) + f"\n{record}"
