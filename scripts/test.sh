@@ -14,7 +14,7 @@ log "ruff"
 .venv/bin/ruff check tests scripts listener-jar kernel-comm
 .venv/bin/ruff format --check tests scripts listener-jar kernel-comm
 log "rust tests"
-cargo test --workspace --locked -q 2>&1 | tail -n 40
+cargo test --workspace --locked -q
 log "kernel extension tests (in-process IPython, a recorded agent stream, one real notebook run)"
 SPARKSCOPE_BIN="$PWD/target/release/sparkscope" .venv/bin/python -m pytest kernel-comm/tests -q
 log "end-to-end tests (real Spark Connect server, JupyterLab in Chromium, Prometheus)"

@@ -260,6 +260,17 @@ fn export(store: &Store, users: &UserLabels) {
         gauge!(STAGES_ACTIVE, "application" => a.clone()).set(app.active_stages() as f64);
         // Per user: every user the application still remembers gets a value, 0 included, so a
         // gauge falls back to 0 rather than keeping its last count.
+        // Users get their names in the order they first appeared, not in hash-map order, so
+        // which users end up as `other` under the cap does not depend on the scrape.
+        let mut seen: Vec<(i64, &str)> = app
+            .sessions()
+            .map(|s| (s.start_time, s.user_id.as_str()))
+            .chain(app.operations().map(|o| (o.start_time, o.user_id.as_str())))
+            .collect();
+        seen.sort_unstable();
+        for (_, user) in &seen {
+            users.label(user);
+        }
         let mut per_user: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
         for s in app.sessions() {
             let e = per_user.entry(users.label(&s.user_id)).or_default();
