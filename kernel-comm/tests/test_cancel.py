@@ -72,7 +72,8 @@ def job(job_id: int, op_id: str, sid: str, user: str, tag: str, status: str) -> 
         "name": "collect at NativeMethodAccessorImpl.java:0",
         "status": f"JOB_STATUS_{status}",
         "stageIds": [job_id * 10],
-        "tasks": {"total": 2} | ({"killed": 2} if status == "FAILED" else {"active": 2}),
+        "tasks": {"total": 2}
+        | {"FAILED": {"killed": 2}, "SUCCEEDED": {"completed": 2}}.get(status, {"active": 2}),
         "submissionTimeMs": str(1795258404100 + job_id),
         **({"completionTimeMs": "1795258405000"} if ended else {}),
         "connect": connect,

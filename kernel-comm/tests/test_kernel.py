@@ -193,6 +193,8 @@ def test_first_job_reported_after_the_cell_finished_still_goes_to_that_cell(
     short = kernel.run("print(sparkscope.current_tag())")
     tag = kernel.stdout(short).strip()
     later = kernel.run("x = 1")
+    # frames sent before the kernel's client has subscribed would reach nobody
+    agent.wait_for(lambda: agent.subscribes())
     agent.send(frames_for(tag))
     (shown,) = kernel.wait_for(lambda: kernel.of("display_data"))
     assert shown["parent_header"]["msg_id"] == short  # not `later`, not none

@@ -93,7 +93,12 @@ class CellRun:
     cancelled_jobs: set[int] = field(default_factory=set)
 
     def jobs_done(self) -> bool:
-        return all(j["status"] in JOB_TERMINAL for j in self.jobs.values())
+        # A failed or cancelled job ends before its last tasks do (Spark keeps their stage live
+        # until they end); the cell's final state waits for those task counts too.
+        return all(
+            j["status"] in JOB_TERMINAL and not j.get("tasks", {}).get("active")
+            for j in self.jobs.values()
+        )
 
     def done(self) -> bool:
         return self.finished and self.jobs_done()
