@@ -86,6 +86,9 @@ class CellRun:
     urgent: bool = False
     last_flush: float = 0.0
     final_sent: bool = False
+    # the text/plain summary last published: a job the agent reports after the cell ended
+    # changes it, and frontends without widgets must see that too
+    final_text: str = ""
     # cancels from the widget: the latest request's outcome as shown, whether a cancel of the
     # whole cell run succeeded, and the jobs Spark was asked to cancel one by one
     cancel: dict[str, Any] | None = None
@@ -608,14 +611,17 @@ class Monitor:
                 data, metadata = self._bundle(run.widget, text)
                 self.publisher.display(run.parent, run.display_id, data, metadata)
                 run.final_sent = done
+                run.final_text = text if done else ""
                 return
             with run.widget.hold_sync():
                 for name, value in traits.items():
                     setattr(run.widget, name, value)
-            if done and not run.final_sent:
+            if done:
                 text = text_report(run.tag, jobs, now_ms, state=state)
-                data, metadata = self._bundle(run.widget, text)
-                self.publisher.update(run.display_id, data, metadata)
+                if text != run.final_text:
+                    data, metadata = self._bundle(run.widget, text)
+                    self.publisher.update(run.display_id, data, metadata)
+                    run.final_text = text
             run.final_sent = done
         except Exception:
             log.exception("sparkscope: updating the widget of %s failed", run.tag)
