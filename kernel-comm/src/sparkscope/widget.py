@@ -19,17 +19,20 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
 - `stages` (list of dict), one per stage attempt of those jobs: `appId, stageId, attemptId, name,
   status` (`PENDING|ACTIVE|COMPLETE|FAILED|SKIPPED`), `numTasks, activeTasks, completedTasks,
   failedTasks, killedTasks, jobIds, submissionTimeMs, completionTimeMs, failureReason`.
-- `operation_ids` (list of str): the Connect operations (ExecutePlan requests) of the cell.
-- `session_ids` (list of str): the Connect sessions they ran in.
 - `server_time_ms` (int): the agent's clock at its last update (`sentAtMs`), so the browser can
   run durations on Spark's clock whatever its own clock says.
-- `summary` (str): the one-line summary, also the display's `text/plain`.
 - `cancel` (dict): the outcome of the latest Cancel click, `{}` before any: `requestId, target`
   (`cell|job`), `jobId, status` (`pending|done`), `ok, code, message` (the agent's
   `CancelResult`, or the kernel's own codes `no_agent`, `unauthorized`, `no_answer`),
   `interruptedOperationIds, cancelledJobIds`.
 - `cancelled_jobs` (list of int): jobs Spark was asked to cancel one by one.
 - `agent_error` (str): why a Cancel cannot reach the agent now, `""` when it can.
+
+Kernel-side traits, not sent to the browser (it draws from the jobs it has):
+
+- `operation_ids` (list of str): the Connect operations (ExecutePlan requests) of the cell.
+- `session_ids` (list of str): the Connect sessions they ran in.
+- `summary` (str): the one-line summary, also the display's `text/plain`.
 
 Cancel reaches the kernel as a custom comm message `{"kind": "cancel", "target": "cell"|"job",
 "jobId", "appId", "requestId"}`. JupyterLab (>= 4.4, `commsOverSubshells`) sends widget comm
@@ -99,10 +102,10 @@ class CellWidget(anywidget.AnyWidget):
     cell_done = traitlets.Bool(False).tag(sync=True)
     jobs = traitlets.List(traitlets.Dict()).tag(sync=True)
     stages = traitlets.List(traitlets.Dict()).tag(sync=True)
-    operation_ids = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    session_ids = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    operation_ids = traitlets.List(traitlets.Unicode())
+    session_ids = traitlets.List(traitlets.Unicode())
     server_time_ms = traitlets.Int(0).tag(sync=True)
-    summary = traitlets.Unicode("").tag(sync=True)
+    summary = traitlets.Unicode("")
     cancel = traitlets.Dict().tag(sync=True)
     cancelled_jobs = traitlets.List(traitlets.Int()).tag(sync=True)
     agent_error = traitlets.Unicode("").tag(sync=True)
