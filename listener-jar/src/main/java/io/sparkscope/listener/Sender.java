@@ -598,8 +598,9 @@ final class Sender implements Runnable {
     }
 
     /**
-     * The agent sends nothing after the hello answer in protocol 1, so a readable EOF means it
-     * went away. Checking before a flush keeps us from writing a batch into a dead socket.
+     * Reads what the agent sent since the last poll without blocking: command lines, carried out
+     * as they complete, or EOF, which means the agent went away. Checking before a flush keeps
+     * us from writing a batch into a dead socket.
      */
     private void probe() {
         if (channel == null) {
