@@ -82,7 +82,7 @@ fn bench_mix(c: &mut Criterion, name: &str, lines: &[String]) {
             for l in lines {
                 ingest_line(&mut app, l.as_bytes());
             }
-            assert_eq!(app.stats.parse_errors, 0);
+            assert_eq!(app.stats().parse_errors, 0);
             app
         })
     });

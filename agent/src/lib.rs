@@ -2,11 +2,16 @@
 //! Spark job to the Connect session, operation and notebook-cell tag that ran it.
 //!
 //! The modules follow the data: [`ingest`] (listener connections, event logs, parsing) →
-//! [`model`] (state and attribution) → [`publish`] (HTTP JSON, protobuf views).
+//! [`model`] (state and attribution) → [`publish`] (HTTP JSON, WebSocket and gRPC streams,
+//! Prometheus) and [`control`] (cancel). [`agent`] assembles them; [`auth`], [`telemetry`]
+//! (the metric catalog), [`clock`] and [`shutdown`] serve every layer.
 
+pub mod agent;
+pub mod auth;
+pub mod clock;
 pub mod control;
 pub mod ingest;
 pub mod model;
 pub mod publish;
-pub mod replay;
+pub mod shutdown;
 pub mod telemetry;

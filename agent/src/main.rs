@@ -3,17 +3,16 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sparkscope::control::backchannel::Listeners;
-use sparkscope::control::{Control, ControlConfig};
-use sparkscope::ingest::listener::{self, IngestConfig};
-use sparkscope::model::{Retention, Store};
-use sparkscope::publish::grpc::MonitorService;
-use sparkscope::publish::ws::StreamConfig;
-use sparkscope::publish::{http, rest};
+use sparkscope::agent::{Agent, Config, Drained};
+use sparkscope::auth::Secret;
+use sparkscope::control::ControlConfig;
+use sparkscope::ingest::listener::IngestConfig;
+use sparkscope::model::Retention;
+use sparkscope::publish::rest;
+use sparkscope::publish::stream::StreamConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(name = "sparkscope", version, about)]
@@ -250,7 +249,8 @@ fn init_logging(format: LogFormat) {
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (apps, stats) = sparkscope::replay::replay(&args.path, &args.retention.retention(None))?;
+    let (apps, stats) =
+        sparkscope::ingest::replay::replay(&args.path, &args.retention.retention(None))?;
     let secs = started.elapsed().as_secs_f64();
     let out = match args.format {
         ReplayFormat::Json => {
@@ -322,148 +322,43 @@ async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if args.listener_token.as_deref().is_none_or(str::is_empty) && !args.allow_anonymous_listeners {
-        bail!(
-            "no listener token: set --listener-token (or SPARKSCOPE_LISTENER_TOKEN) to the \
-             listener's spark.sparkscope.token, or pass --allow-anonymous-listeners"
-        );
-    }
-    if args.subscriber_token.as_deref().is_none_or(str::is_empty)
-        && !args.allow_anonymous_subscribers
-    {
-        bail!(
-            "no subscriber token: set --subscriber-token (or SPARKSCOPE_SUBSCRIBER_TOKEN) for the \
-             notebooks' SPARKSCOPE_TOKEN, or pass --allow-anonymous-subscribers"
-        );
-    }
-    for (what, addr) in [
-        ("ingest", args.ingest),
-        ("http", args.http),
-        ("grpc", args.grpc),
-    ] {
-        if !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "{what} is bound beyond loopback: make sure tokens are set");
-        }
-    }
-    let metrics_handle = sparkscope::telemetry::install();
-    let retention = args
-        .retention
-        .retention(Some(Duration::from_secs(args.retain_seconds)));
-    let store = Arc::new(Store::new(retention));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-
-    let ingest = tokio::net::TcpListener::bind(args.ingest)
-        .await
-        .with_context(|| format!("cannot listen for listeners on {}", args.ingest))?;
-    let http_listener = tokio::net::TcpListener::bind(args.http)
-        .await
-        .with_context(|| format!("cannot serve HTTP on {}", args.http))?;
-    let grpc_listener = tokio::net::TcpListener::bind(args.grpc)
-        .await
-        .with_context(|| format!("cannot serve gRPC on {}", args.grpc))?;
-    tracing::info!(
-        ingest = %ingest.local_addr()?,
-        http = %http_listener.local_addr()?,
-        grpc = %grpc_listener.local_addr()?,
-        "sparkscope agent listening"
-    );
-
-    let cfg = Arc::new(IngestConfig {
-        token: args.listener_token.filter(|t| !t.is_empty()),
-        max_line_bytes: args.max_line_bytes,
-        ..IngestConfig::default()
-    });
-    let listeners = Arc::new(Listeners::default());
-    let control = Arc::new(Control::new(
-        store.clone(),
-        listeners.clone(),
-        ControlConfig {
-            spark_connect: args.spark_connect.filter(|s| !s.is_empty()),
-            spark_connect_token: args.spark_connect_token.filter(|s| !s.is_empty()),
+    let cfg = Config {
+        ingest_addr: args.ingest,
+        http_addr: args.http,
+        grpc_addr: args.grpc,
+        ingest: IngestConfig {
+            token: Secret::new(args.listener_token),
+            max_line_bytes: args.max_line_bytes,
+            ..IngestConfig::default()
         },
-    ));
-    let ingest_task = tokio::spawn(listener::serve(
-        ingest,
-        store.clone(),
-        listeners,
-        cfg,
-        stop_rx.clone(),
-    ));
-
-    let stream = StreamConfig {
-        token: args
-            .subscriber_token
-            .filter(|t| !t.is_empty())
-            .map(Arc::from),
-        interval: Duration::from_millis(args.stream_interval_ms),
-        slow_timeout: Duration::from_millis(args.slow_subscriber_timeout_ms),
-        max_sessions: args.max_sessions_per_subscriber,
+        allow_anonymous_listeners: args.allow_anonymous_listeners,
+        stream: StreamConfig {
+            token: Secret::new(args.subscriber_token),
+            interval: Duration::from_millis(args.stream_interval_ms),
+            slow_timeout: Duration::from_millis(args.slow_subscriber_timeout_ms),
+            max_sessions: args.max_sessions_per_subscriber,
+        },
+        allow_anonymous_subscribers: args.allow_anonymous_subscribers,
+        api_token: Secret::new(args.api_token),
+        admin_token: Secret::new(args.admin_token),
+        control: ControlConfig {
+            spark_connect: args.spark_connect.filter(|s| !s.is_empty()),
+            spark_connect_token: Secret::new(args.spark_connect_token),
+        },
+        retention: args
+            .retention
+            .retention(Some(Duration::from_secs(args.retain_seconds))),
+        metrics_max_users: args.metrics_max_users,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        ..Config::default()
     };
-    let mut grpc_stop = stop_rx.clone();
-    let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(MonitorService::server(store.clone(), stream.clone()))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-                async move {
-                    let _ = grpc_stop.changed().await;
-                },
-            ),
-    );
-    let api = http::router(http::ApiState {
-        store: store.clone(),
-        token: args.api_token.filter(|t| !t.is_empty()).map(Arc::from),
-        stream,
-        control,
-        admin_token: args.admin_token.filter(|t| !t.is_empty()).map(Arc::from),
-        metrics: Some(Arc::new(http::MetricsExport {
-            handle: metrics_handle,
-            users: sparkscope::telemetry::UserLabels::new(args.metrics_max_users),
-        })),
-    });
-    let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, api)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .await
-    });
-
-    let prune_store = store.clone();
-    let mut prune_stop = stop_rx.clone();
-    let prune_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            tokio::select! {
-                _ = prune_stop.changed() => break,
-                _ = tick.tick() => prune_store.prune(now_ms()),
-            }
-        }
-    });
-
+    let agent = Agent::build(cfg).await?.spawn();
     shutdown_signal().await;
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let drained = tokio::time::timeout(grace, async {
-        let _ = ingest_task.await;
-        let _ = http_task.await;
-        let _ = grpc_task.await;
-        let _ = prune_task.await;
-    })
-    .await;
-    if drained.is_err() {
+    if agent.shutdown().await == Drained::TimedOut {
         tracing::warn!("grace period over; exiting with connections still open");
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 async fn shutdown_signal() {

@@ -1,14 +1,12 @@
 //! `GET /metrics` after a small workload: typed, only catalogued names, values that follow the
 //! events, users capped, and nothing secret (session ids, tags, statements) in any label.
 
-use sparkscope::control::backchannel::Listeners;
-use sparkscope::control::{Control, ControlConfig};
+mod common;
+
 use sparkscope::ingest::ingest_line_at;
-use sparkscope::model::{lock, Retention, Store};
-use sparkscope::publish::http;
-use sparkscope::telemetry::{self, UserLabels, CATALOG};
+use sparkscope::model::lock;
+use sparkscope::telemetry::CATALOG;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SESSION: &str = "39ed1fc5-ed53-4117-945b-fae9e26c0ce8";
@@ -93,36 +91,17 @@ fn value(s: &[(String, HashMap<String, String>, f64)], name: &str, want: &[(&str
 
 #[tokio::test]
 async fn metrics_are_typed_catalogued_bounded_and_follow_the_state() {
-    let handle = telemetry::install();
-    let store = Arc::new(Store::new(Retention::default()));
+    let mut cfg = common::config();
+    cfg.metrics_max_users = 2;
+    let agent = common::start(cfg).await;
     {
-        let app = store.app("local-9");
+        let app = agent.store().app("local-9");
         let mut a = lock(&app);
         for l in lines() {
             ingest_line_at(&mut a, l.as_bytes(), Some(10_000));
         }
     }
-    let control = Arc::new(Control::new(
-        store.clone(),
-        Arc::new(Listeners::default()),
-        ControlConfig::default(),
-    ));
-    let router = http::router(http::ApiState {
-        store: store.clone(),
-        token: None,
-        stream: Default::default(),
-        control,
-        admin_token: None,
-        metrics: Some(Arc::new(http::MetricsExport {
-            handle,
-            users: UserLabels::new(2),
-        })),
-    });
-    let web = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = web.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(web, router).await });
+    let addr = agent.addrs().http;
 
     let text = scrape(addr).await;
     let s = samples(&text);

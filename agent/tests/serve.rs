@@ -1,60 +1,32 @@
 //! The agent's sockets, end to end inside one process: a listener connection with the
 //! handshake and token, events applied, the HTTP API reading them back.
 
-use sparkscope::control::backchannel::Listeners;
-use sparkscope::control::{Control, ControlConfig};
-use sparkscope::ingest::listener::{self, IngestConfig};
-use sparkscope::model::{lock, Retention, Store};
-use sparkscope::publish::http;
+mod common;
+
+use sparkscope::agent::RunningAgent;
+use sparkscope::auth::Secret;
+use sparkscope::model::{lock, Store};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 struct Agent {
     store: Arc<Store>,
     ingest: std::net::SocketAddr,
     http: std::net::SocketAddr,
-    _stop: tokio::sync::watch::Sender<bool>,
+    _running: RunningAgent,
 }
 
 async fn start(token: &str) -> Agent {
-    let store = Arc::new(Store::new(Retention::default()));
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let ingest_addr = ingest.local_addr().expect("addr");
-    let cfg = Arc::new(IngestConfig {
-        token: Some(token.into()),
-        ..IngestConfig::default()
-    });
-    let listeners = Arc::new(Listeners::default());
-    tokio::spawn(listener::serve(
-        ingest,
-        store.clone(),
-        listeners.clone(),
-        cfg,
-        rx,
-    ));
-    let web = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http_addr = web.local_addr().expect("addr");
-    let router = http::router(http::ApiState {
-        store: store.clone(),
-        token: None,
-        stream: Default::default(),
-        control: Arc::new(Control::new(
-            store.clone(),
-            listeners,
-            ControlConfig::default(),
-        )),
-        admin_token: None,
-        metrics: None,
-    });
-    tokio::spawn(async move { axum::serve(web, router).await });
+    let mut cfg = common::config();
+    cfg.ingest.token = Secret::new(Some(token));
+    let running = common::start(cfg).await;
     Agent {
-        store,
-        ingest: ingest_addr,
-        http: http_addr,
-        _stop: stop,
+        store: running.store().clone(),
+        ingest: running.addrs().ingest,
+        http: running.addrs().http,
+        _running: running,
     }
 }
 
@@ -151,7 +123,7 @@ async fn events_flow_from_the_socket_to_the_api() {
     {
         let a = lock(&app);
         assert!(a.is_live());
-        assert_eq!(a.stats.parse_errors, 1);
+        assert_eq!(a.stats().parse_errors, 1);
         assert_eq!(a.job(4).map(|j| j.active_tasks), Some(2));
     }
 
@@ -204,7 +176,7 @@ async fn each_application_has_its_own_connection_and_state() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     eventually(|| lock(&app_a).job(1).is_some() && lock(&app_b).job(2).is_some()).await;
-    eventually(|| lock(&app_b).stats.listener_dropped == 3).await;
+    eventually(|| lock(&app_b).stats().listener_dropped == 3).await;
     assert!(lock(&app_a).job(2).is_none() && lock(&app_b).job(1).is_none());
     let (_, body) = http_get(agent.http, "/api/v1/applications").await;
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");

@@ -1,8 +1,12 @@
-//! Scenarios on event-log lines in Spark's own JSON layout (`JsonProtocol`, Spark 4.3).
+//! Scenarios on event-log lines in Spark's own JSON layout (`JsonProtocol`, Spark 4.3), read by
+//! ingest into the model: jobs, stages and tasks counted as Spark's `AppStatusListener` counts
+//! them, attribution to Connect operations, retention.
 
-use super::*;
-use crate::ingest::ingest_line;
 use serde_json::{json, Value};
+use sparkscope::ingest::ingest_line;
+use sparkscope::model::connect::{ConnectRef, OpState};
+use sparkscope::model::jobs::{JobStatus, StageStatus};
+use sparkscope::model::{AppState, Retention};
 
 const SID: &str = "39ed1fc5-ed53-4117-945b-fae9e26c0ce8";
 const OID: &str = "95b7284b-ed00-4470-91a8-2e06100c9fd1";
@@ -282,9 +286,9 @@ fn unknown_and_malformed_lines_are_counted_and_skipped() {
         &mut a,
         &[job_start(0, &[stage_info(0, 0, 1, false, false)], "")],
     );
-    assert_eq!(a.stats.unknown_events, 1);
-    assert_eq!(a.stats.parse_errors, 4);
-    assert_eq!(a.stats.lines, 6);
+    assert_eq!(a.stats().unknown_events, 1);
+    assert_eq!(a.stats().parse_errors, 4);
+    assert_eq!(a.stats().lines, 6);
     assert!(a.job(0).is_some(), "a good line after bad ones is applied");
 }
 

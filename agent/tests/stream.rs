@@ -1,19 +1,15 @@
 //! The WebSocket and gRPC streams against a real agent router: token, snapshot then deltas,
 //! strict per-session isolation, bad frames answered, a stalled subscriber harmless to others.
 
-use futures_util::{SinkExt, StreamExt};
-use sparkscope::control::backchannel::Listeners;
-use sparkscope::control::{Control, ControlConfig};
+mod common;
+
+use futures_util::SinkExt;
+use sparkscope::agent::RunningAgent;
 use sparkscope::ingest::ingest_line;
-use sparkscope::ingest::listener::{self, IngestConfig};
-use sparkscope::model::{lock, Retention, Store};
-use sparkscope::publish::grpc::MonitorService;
-use sparkscope::publish::http;
-use sparkscope::publish::ws::StreamConfig;
+use sparkscope::model::{lock, Store};
 use sparkscope_proto::sparkscope::v1 as pb;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -27,64 +23,18 @@ struct Agent {
     http: std::net::SocketAddr,
     grpc: std::net::SocketAddr,
     ingest: std::net::SocketAddr,
+    _running: RunningAgent,
 }
 
 async fn start() -> Agent {
-    let store = Arc::new(Store::new(Retention::default()));
-    let cfg = StreamConfig {
-        token: Some(Arc::from("sub")),
-        interval: Duration::from_millis(20),
-        ..StreamConfig::default()
-    };
-    let web = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http_addr = web.local_addr().expect("addr");
-    let listeners = Arc::new(Listeners::default());
-    let ingest = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let ingest_addr = ingest.local_addr().expect("addr");
-    let icfg = Arc::new(IngestConfig {
-        token: Some("lt".into()),
-        ..IngestConfig::default()
-    });
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    std::mem::forget(stop); // the agent lives as long as the test
-    tokio::spawn(listener::serve(
-        ingest,
-        store.clone(),
-        listeners.clone(),
-        icfg,
-        rx,
-    ));
-    let control = Arc::new(Control::new(
-        store.clone(),
-        listeners,
-        // Nothing listens on port 9 of loopback: interrupts must fail clearly, not hang.
-        ControlConfig {
-            spark_connect: Some("http://127.0.0.1:9".into()),
-            spark_connect_token: None,
-        },
-    ));
-    let router = http::router(http::ApiState {
-        store: store.clone(),
-        token: None,
-        stream: cfg.clone(),
-        control,
-        admin_token: Some(Arc::from("admin")),
-        metrics: None,
-    });
-    tokio::spawn(async move { axum::serve(web, router).await });
-    let g = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let grpc_addr = g.local_addr().expect("addr");
-    let svc = MonitorService::server(store.clone(), cfg);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(g)),
-    );
+    let running = common::start(common::config()).await;
+    let addrs = running.addrs();
     Agent {
-        store,
-        http: http_addr,
-        grpc: grpc_addr,
-        ingest: ingest_addr,
+        store: running.store().clone(),
+        http: addrs.http,
+        grpc: addrs.grpc,
+        ingest: addrs.ingest,
+        _running: running,
     }
 }
 
@@ -152,16 +102,7 @@ async fn subscribe(ws: &mut Ws, session: &str, user: &str) {
 }
 
 async fn next_message(ws: &mut Ws) -> pb::ServerMessage {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(3), ws.next())
-            .await
-            .expect("a frame within 3 s")
-            .expect("stream open")
-            .expect("frame");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).expect("a ServerMessage");
-        }
-    }
+    serde_json::from_str(&common::next_text(ws).await).expect("a ServerMessage")
 }
 
 async fn next_update(ws: &mut Ws) -> pb::Update {

@@ -5,6 +5,8 @@
 //! new empty session; the caller must pass the ids the server reported. Field 7
 //! (`client_observed_server_side_session_id`) is never sent: a stale value is refused.
 
+use super::CancelOutcome;
+use crate::auth::Secret;
 use sparkscope_proto::spark::connect::interrupt_request::{Interrupt, InterruptType};
 use sparkscope_proto::spark::connect::spark_connect_service_client::SparkConnectServiceClient;
 use sparkscope_proto::spark::connect::{InterruptRequest, UserContext};
@@ -33,25 +35,26 @@ pub enum InterruptError {
 }
 
 impl InterruptError {
-    /// The `CancelResult.code` for this error.
-    pub fn code(&self) -> &'static str {
+    pub fn outcome(&self) -> CancelOutcome {
         match self {
-            InterruptError::BadEndpoint(_) | InterruptError::Unreachable { .. } => "unavailable",
-            InterruptError::Refused(_) => "refused",
-            InterruptError::SessionClosed => "finished",
+            InterruptError::BadEndpoint(_) | InterruptError::Unreachable { .. } => {
+                CancelOutcome::Unavailable
+            }
+            InterruptError::Refused(_) => CancelOutcome::Refused,
+            InterruptError::SessionClosed => CancelOutcome::Finished,
         }
     }
 }
 
 pub struct InterruptClient {
-    token: Option<String>,
+    token: Option<Secret>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 impl InterruptClient {
-    pub fn new(token: Option<String>) -> Self {
+    pub fn new(token: Option<Secret>) -> Self {
         InterruptClient {
             token,
             channels: Mutex::default(),
@@ -99,7 +102,7 @@ impl InterruptClient {
         };
         let mut request = tonic::Request::new(req);
         if let Some(token) = &self.token {
-            let value = format!("Bearer {token}").parse().map_err(|_| {
+            let value = format!("Bearer {}", token.expose()).parse().map_err(|_| {
                 InterruptError::Refused("the Spark Connect token is not a valid header".into())
             })?;
             request.metadata_mut().insert("authorization", value);

@@ -7,12 +7,90 @@
 pub mod backchannel;
 pub mod interrupt;
 
-use crate::model::app::JobStatus;
+use crate::auth::Secret;
+use crate::ingest::connections::Listeners;
+use crate::model::jobs::JobStatus;
 use crate::model::{lock, Store};
-use backchannel::Listeners;
+use crate::shutdown::Shutdown;
 use interrupt::{InterruptClient, Target};
 use sparkscope_proto::sparkscope::v1 as pb;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How a cancel request ended: its `CancelResult.code` on the wire, its HTTP status for
+/// operators, and its metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Ok,
+    NotFound,
+    Finished,
+    Forbidden,
+    Unavailable,
+    Refused,
+    BadRequest,
+}
+
+impl CancelOutcome {
+    pub const ALL: [CancelOutcome; 7] = [
+        CancelOutcome::Ok,
+        CancelOutcome::NotFound,
+        CancelOutcome::Finished,
+        CancelOutcome::Forbidden,
+        CancelOutcome::Unavailable,
+        CancelOutcome::Refused,
+        CancelOutcome::BadRequest,
+    ];
+
+    /// The `outcome` label of `sparkscope_cancel_requests_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CancelOutcome::Ok => "ok",
+            CancelOutcome::NotFound => "not_found",
+            CancelOutcome::Finished => "finished",
+            CancelOutcome::Forbidden => "forbidden",
+            CancelOutcome::Unavailable => "unavailable",
+            CancelOutcome::Refused => "refused",
+            CancelOutcome::BadRequest => "bad_request",
+        }
+    }
+
+    /// `CancelResult.code`: empty when the request was carried out (`ok` says so).
+    pub fn wire_code(self) -> &'static str {
+        match self {
+            CancelOutcome::Ok => "",
+            other => other.label(),
+        }
+    }
+
+    /// The status of `POST /api/v1/cancel`'s answer.
+    pub fn http_status(self) -> u16 {
+        match self {
+            CancelOutcome::Ok => 200,
+            CancelOutcome::NotFound => 404,
+            CancelOutcome::Finished => 409,
+            CancelOutcome::BadRequest => 400,
+            CancelOutcome::Forbidden => 403,
+            CancelOutcome::Unavailable | CancelOutcome::Refused => 502,
+        }
+    }
+
+    /// The outcome a `CancelResult` reports.
+    pub fn of(result: &pb::CancelResult) -> CancelOutcome {
+        if result.ok {
+            return CancelOutcome::Ok;
+        }
+        CancelOutcome::ALL
+            .into_iter()
+            .find(|o| o.wire_code() == result.code)
+            .unwrap_or(CancelOutcome::Refused)
+    }
+}
+
+/// The `target` label values of `sparkscope_cancel_requests_total`.
+pub const CANCEL_TARGETS: [&str; 3] = ["tag", "operation", "job"];
+
+/// How long a cancel already under way gets to finish once the agent shuts down.
+const SHUTDOWN_ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// Where and how to reach the Spark Connect server for interrupts.
 #[derive(Debug, Clone, Default)]
@@ -21,7 +99,7 @@ pub struct ControlConfig {
     /// announced in its `ConnectServiceStarted` event.
     pub spark_connect: Option<String>,
     /// Sent as `Authorization: Bearer` when the server sets `spark.connect.authenticate.token`.
-    pub spark_connect_token: Option<String>,
+    pub spark_connect_token: Option<Secret>,
 }
 
 pub struct Control {
@@ -29,7 +107,10 @@ pub struct Control {
     listeners: Arc<Listeners>,
     cfg: ControlConfig,
     interrupts: InterruptClient,
+    shutdown: Shutdown,
 }
+
+type Refusal = (CancelOutcome, String);
 
 /// What the model says should happen for a request.
 enum Plan {
@@ -46,43 +127,60 @@ enum Plan {
 }
 
 impl Control {
-    pub fn new(store: Arc<Store>, listeners: Arc<Listeners>, cfg: ControlConfig) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        listeners: Arc<Listeners>,
+        cfg: ControlConfig,
+        shutdown: Shutdown,
+    ) -> Self {
         let interrupts = InterruptClient::new(cfg.spark_connect_token.clone());
         Control {
             store,
             listeners,
             cfg,
             interrupts,
+            shutdown,
         }
     }
 
     /// Carries out a cancel request. `user_id` must be the one the server reported for the
     /// session; pass `trusted = true` only for the admin path, where an empty user id is filled
-    /// in from the session.
+    /// in from the session. A request still under way when the agent shuts down is answered
+    /// (`unavailable`) rather than dropped.
     pub async fn cancel(&self, req: &pb::CancelRequest, trusted: bool) -> pb::CancelResult {
-        let result = self.carry_out(req, trusted).await;
-        let outcome = if result.ok {
-            "ok"
-        } else {
-            result.code.as_str()
+        let mut shutdown = self.shutdown.clone();
+        let result = tokio::select! {
+            r = self.carry_out(req, trusted) => r,
+            _ = async {
+                shutdown.requested().await;
+                tokio::time::sleep(SHUTDOWN_ANSWER_GRACE).await;
+            } => answer(
+                req,
+                CancelOutcome::Unavailable,
+                "the agent is shutting down; the request may not have reached Spark".to_owned(),
+            ),
         };
-        crate::telemetry::cancel_request(target_kind(req), outcome);
+        crate::telemetry::cancel_request(target_kind(req), CancelOutcome::of(&result).label());
         result
     }
 
+    /// Answers a request that is not allowed or not understood, without carrying it out.
+    pub fn refuse(
+        &self,
+        req: &pb::CancelRequest,
+        outcome: CancelOutcome,
+        message: String,
+    ) -> pb::CancelResult {
+        crate::telemetry::cancel_request(target_kind(req), outcome.label());
+        answer(req, outcome, message)
+    }
+
     async fn carry_out(&self, req: &pb::CancelRequest, trusted: bool) -> pb::CancelResult {
-        let mut result = pb::CancelResult {
-            request_id: req.request_id.clone(),
-            ..Default::default()
-        };
         let plan = match self.plan(req, trusted) {
             Ok(p) => p,
-            Err((code, message)) => {
-                result.code = code.to_owned();
-                result.message = message;
-                return result;
-            }
+            Err((outcome, message)) => return answer(req, outcome, message),
         };
+        let mut result = answer(req, CancelOutcome::Ok, String::new());
         let reason = if req.reason.is_empty() {
             "cancelled through sparkscope"
         } else {
@@ -101,7 +199,6 @@ impl Control {
                     .await
                 {
                     Ok(ids) => {
-                        result.ok = true;
                         result.message = if ids.is_empty() {
                             "nothing was running any more".to_owned()
                         } else {
@@ -109,42 +206,33 @@ impl Control {
                         };
                         result.interrupted_operation_ids = ids;
                     }
-                    Err(e) => {
-                        result.code = e.code().to_owned();
-                        result.message = e.to_string();
-                    }
+                    Err(e) => return answer(req, e.outcome(), e.to_string()),
                 }
             }
             Plan::CancelJob { app_id, job_id } => {
-                let line =
-                    serde_json::json!({"cmd": "cancelJob", "jobId": job_id, "reason": reason});
-                match self.listeners.send(&app_id, line.to_string()) {
+                match backchannel::cancel_job(&self.listeners, &app_id, job_id, reason) {
                     Ok(()) => {
-                        result.ok = true;
                         result.message = format!("asked Spark to cancel job {job_id}");
                         result.cancelled_job_ids = vec![job_id];
                     }
-                    Err(e) => {
-                        result.code = "unavailable".to_owned();
-                        result.message = e.to_string();
-                    }
+                    Err(e) => return answer(req, CancelOutcome::Unavailable, e.to_string()),
                 }
             }
         }
         result
     }
 
-    fn plan(&self, req: &pb::CancelRequest, trusted: bool) -> Result<Plan, (&'static str, String)> {
+    fn plan(&self, req: &pb::CancelRequest, trusted: bool) -> Result<Plan, Refusal> {
         use pb::cancel_request::Target as T;
         if req.session_id.is_empty() {
             return Err((
-                "bad_request",
+                CancelOutcome::BadRequest,
                 "a cancel request needs a sessionId".to_owned(),
             ));
         }
         let Some(target) = &req.target else {
             return Err((
-                "bad_request",
+                CancelOutcome::BadRequest,
                 "say what to cancel: tag, operationId or jobId".to_owned(),
             ));
         };
@@ -162,11 +250,11 @@ impl Control {
                 continue;
             }
             let sid = &req.session_id;
-            let endpoint = || -> Result<String, (&'static str, String)> {
+            let endpoint = || -> Result<String, Refusal> {
                 if let Some(url) = &self.cfg.spark_connect {
                     return Ok(url.clone());
                 }
-                match &app.connect_endpoint {
+                match &app.info().connect_endpoint {
                     Some((host, port)) => {
                         let host = if host.is_empty() || host == "0.0.0.0" {
                             "127.0.0.1"
@@ -176,7 +264,7 @@ impl Control {
                         Ok(format!("http://{host}:{port}"))
                     }
                     None => Err((
-                        "unavailable",
+                        CancelOutcome::Unavailable,
                         "the Spark Connect server's address is unknown; start the agent with \
                          --spark-connect"
                             .to_owned(),
@@ -192,12 +280,12 @@ impl Control {
                     let tagged: Vec<_> = ops().filter(|o| o.tags.contains(tag)).collect();
                     if tagged.is_empty() {
                         Err((
-                            "not_found",
+                            CancelOutcome::NotFound,
                             format!("no operation of session {sid} carries the tag '{tag}'"),
                         ))
                     } else if tagged.iter().all(|o| o.state.is_terminal()) {
                         Err((
-                            "finished",
+                            CancelOutcome::Finished,
                             format!("everything tagged '{tag}' has already finished"),
                         ))
                     } else {
@@ -211,11 +299,11 @@ impl Control {
                 }
                 T::OperationId(op_id) => match ops().find(|o| &o.operation_id == op_id) {
                     None => Err((
-                        "not_found",
+                        CancelOutcome::NotFound,
                         format!("operation {op_id} is not one of session {sid}'s"),
                     )),
                     Some(o) if o.state.is_terminal() => Err((
-                        "finished",
+                        CancelOutcome::Finished,
                         format!(
                             "operation {op_id} has already ended ({})",
                             o.final_state.unwrap_or(o.state).as_str()
@@ -236,15 +324,15 @@ impl Control {
                     });
                     match mine {
                         None => Err((
-                            "not_found",
+                            CancelOutcome::NotFound,
                             format!("job {job_id} is not one of session {sid}'s"),
                         )),
                         Some(j) if j.status != JobStatus::Running => Err((
-                            "finished",
+                            CancelOutcome::Finished,
                             format!("job {job_id} has already ended ({})", j.status.as_str()),
                         )),
                         Some(_) => Ok(Plan::CancelJob {
-                            app_id: app.id.clone(),
+                            app_id: app.id().to_owned(),
                             job_id: *job_id,
                         }),
                     }
@@ -252,12 +340,22 @@ impl Control {
             };
         }
         Err((
-            "not_found",
+            CancelOutcome::NotFound,
             format!(
                 "unknown session {} for user '{}'",
                 req.session_id, req.user_id
             ),
         ))
+    }
+}
+
+fn answer(req: &pb::CancelRequest, outcome: CancelOutcome, message: String) -> pb::CancelResult {
+    pb::CancelResult {
+        request_id: req.request_id.clone(),
+        ok: outcome == CancelOutcome::Ok,
+        code: outcome.wire_code().to_owned(),
+        message,
+        ..Default::default()
     }
 }
 

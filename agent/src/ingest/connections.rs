@@ -1,5 +1,6 @@
-//! The agent → listener direction of each listener connection: commands (one JSON line each)
-//! queued here and written by that connection's task.
+//! The open listener connections, by application: each one's queue of commands (one JSON line
+//! each) for the agent → listener direction, written by that connection's task. Control puts
+//! commands here; ingest owns the connections.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +8,7 @@ use std::sync::Mutex;
 use tokio::sync::mpsc;
 
 #[derive(Debug, thiserror::Error)]
-pub enum BackchannelError {
+pub enum CommandError {
     #[error("no listener of application {0} is connected")]
     NotConnected(String),
     #[error("the listener of application {0} is not taking commands (queue full)")]
@@ -43,16 +44,14 @@ impl Listeners {
         }
     }
 
-    pub fn send(&self, app_id: &str, line: String) -> Result<(), BackchannelError> {
+    pub fn send(&self, app_id: &str, line: String) -> Result<(), CommandError> {
         let map = self.lock();
         let (_, tx) = map
             .get(app_id)
-            .ok_or_else(|| BackchannelError::NotConnected(app_id.to_owned()))?;
+            .ok_or_else(|| CommandError::NotConnected(app_id.to_owned()))?;
         tx.try_send(line).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => BackchannelError::Busy(app_id.to_owned()),
-            mpsc::error::TrySendError::Closed(_) => {
-                BackchannelError::NotConnected(app_id.to_owned())
-            }
+            mpsc::error::TrySendError::Full(_) => CommandError::Busy(app_id.to_owned()),
+            mpsc::error::TrySendError::Closed(_) => CommandError::NotConnected(app_id.to_owned()),
         })
     }
 

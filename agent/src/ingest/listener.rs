@@ -2,23 +2,27 @@
 //! hello, then event lines parsed straight out of the read buffer and applied to that
 //! application's state. See docs/wire-protocol.md.
 
-use super::event::{parse_line, Event};
+use super::connections::Listeners;
 use super::ingest_line_at;
-use crate::control::backchannel::Listeners;
-use crate::model::{lock, Store};
+use super::parse::parse_hello;
+use crate::auth::{self, Secret};
+use crate::clock::now_ms;
+use crate::model::{lock, SharedApp, Store};
+use crate::shutdown::Shutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// The token listeners must present; `None` accepts any listener.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Longer lines are counted as malformed and skipped.
     pub max_line_bytes: usize,
     pub hello_timeout: Duration,
@@ -34,17 +38,17 @@ impl Default for IngestConfig {
     }
 }
 
-/// Accepts listener connections until `shutdown` turns true.
+/// Accepts listener connections until shutdown; each connection ends at shutdown too.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<Store>,
     listeners: Arc<Listeners>,
     cfg: Arc<IngestConfig>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.requested() => break,
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
                     let (store, cfg, shutdown) = (store.clone(), cfg.clone(), shutdown.clone());
@@ -79,7 +83,7 @@ async fn connection(
     store: Arc<Store>,
     listeners: Arc<Listeners>,
     cfg: Arc<IngestConfig>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> Result<(), ConnError> {
     sock.set_nodelay(true)?;
     let (rd, mut wr) = sock.into_split();
@@ -92,9 +96,9 @@ async fn connection(
     })
     .await;
     let hello = match read {
-        Ok(Ok(n)) if n > 0 => match parse_line(first.trim_ascii()) {
-            Ok(Event::Hello(h)) => h,
-            _ => return refuse(&mut wr, "the first line must be a SparkscopeHello").await,
+        Ok(Ok(n)) if n > 0 => match parse_hello(first.trim_ascii()) {
+            Ok(h) => h,
+            Err(_) => return refuse(&mut wr, "the first line must be a SparkscopeHello").await,
         },
         Ok(Ok(_)) => return Ok(()),
         Ok(Err(e)) => return Err(e.into()),
@@ -107,11 +111,9 @@ async fn connection(
         );
         return refuse(&mut wr, &msg).await;
     }
-    if let Some(expected) = &cfg.token {
-        if !constant_time_eq(expected.as_bytes(), hello.token.as_bytes()) {
-            tracing::warn!(%peer, app = %hello.app_id, "refused a listener with a wrong token");
-            return refuse(&mut wr, "wrong or missing token").await;
-        }
+    if !auth::allows(cfg.token.as_ref(), Some(&hello.token)) {
+        tracing::warn!(%peer, app = %hello.app_id, "refused a listener with a wrong token");
+        return refuse(&mut wr, "wrong or missing token").await;
     }
     if hello.app_id.is_empty() {
         return refuse(&mut wr, "the hello names no appId").await;
@@ -124,12 +126,7 @@ async fn connection(
 
     let app_id = hello.app_id.clone();
     let shared = store.app(&app_id);
-    {
-        let mut app = lock(&shared);
-        app.connections += 1;
-        app.last_seen_ms = crate::telemetry::now_ms();
-        app.apply(Event::Hello(hello));
-    }
+    lock(&shared).listener_connected(now_ms(), hello.info());
     tracing::info!(%peer, app = %app_id, "listener connected");
     store.notify();
     let mut registration = listeners.register(&app_id);
@@ -140,37 +137,34 @@ async fn connection(
     };
     let result = read_events(link, &shared, &store, cfg.max_line_bytes, &mut shutdown).await;
     listeners.unregister(&app_id, registration.id);
-    {
-        let mut app = lock(&shared);
-        app.connections -= 1;
-        app.last_seen_ms = crate::telemetry::now_ms();
-    }
+    lock(&shared).listener_disconnected(now_ms());
     store.notify();
     tracing::info!(%peer, app = %app_id, "listener disconnected");
     result
 }
 
-/// Reads lines until EOF or shutdown. Complete lines are parsed where they lie in the read
-/// buffer, a whole buffer's worth under one lock; only a line split across reads is copied.
 /// Both directions of one listener connection.
 struct Link<'a> {
-    reader: &'a mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: &'a mut tokio::net::tcp::OwnedWriteHalf,
-    commands: &'a mut tokio::sync::mpsc::Receiver<String>,
+    reader: &'a mut BufReader<OwnedReadHalf>,
+    writer: &'a mut OwnedWriteHalf,
+    commands: &'a mut mpsc::Receiver<String>,
 }
 
+/// Reads lines until EOF or shutdown, and writes the commands queued for this listener.
+/// Complete lines are parsed where they lie in the read buffer, a whole buffer's worth under one
+/// lock; only a line split across reads is copied.
 async fn read_events(
     link: Link<'_>,
-    shared: &crate::model::SharedApp,
+    shared: &SharedApp,
     store: &Store,
     max_line: usize,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) -> Result<(), ConnError> {
     let mut partial: Vec<u8> = Vec::new();
     let mut oversized = false;
     loop {
         let buf = tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.requested() => return Ok(()),
             Some(cmd) = link.commands.recv() => {
                 // Commands are rare and tiny; a listener that does not take one in 2 s is gone.
                 let line = format!("{cmd}\n");
@@ -187,17 +181,16 @@ async fn read_events(
         }
         let len = buf.len();
         {
-            let now = crate::telemetry::now_ms();
+            let now = now_ms();
             let mut app = lock(shared);
-            app.last_seen_ms = now;
+            app.seen(now);
             let mut rest = buf;
             while let Some(pos) = memchr::memchr(b'\n', rest) {
                 let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
                 if oversized {
                     oversized = false;
-                    app.stats.lines += 1;
-                    app.stats.parse_errors += 1;
-                    tracing::warn!(app = %app.id, max_line, "skipped a line longer than the limit");
+                    app.malformed_line();
+                    tracing::warn!(app = %app.id(), max_line, "skipped a line longer than the limit");
                 } else if partial.is_empty() {
                     ingest_line_at(&mut app, line, Some(now));
                 } else {
@@ -221,18 +214,10 @@ async fn read_events(
     }
 }
 
-async fn refuse(wr: &mut tokio::net::tcp::OwnedWriteHalf, why: &str) -> Result<(), ConnError> {
+async fn refuse(wr: &mut OwnedWriteHalf, why: &str) -> Result<(), ConnError> {
     let line = serde_json::json!({ "ok": false, "error": why }).to_string() + "\n";
     // The peer may already be gone; the refusal is what matters.
     let _ = wr.write_all(line.as_bytes()).await;
     let _ = wr.shutdown().await;
     Err(ConnError::Refused(why.to_owned()))
-}
-
-/// Compares secrets in time independent of where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -1,9 +1,11 @@
 //! Where Spark events enter: live listener connections and event-log files, both read as
-//! newline-delimited event-log JSON by one parser.
+//! newline-delimited event-log JSON by one parser and handed to the model.
 
-pub mod event;
+pub mod connections;
 pub mod eventlog;
 pub mod listener;
+pub mod parse;
+pub mod replay;
 
 use crate::model::AppState;
 
@@ -19,19 +21,17 @@ pub fn ingest_line_at(app: &mut AppState, line: &[u8], now_ms: Option<i64>) {
     if line.is_empty() {
         return;
     }
-    app.stats.lines += 1;
-    match event::parse_line(line) {
+    match parse::parse_line(line) {
         Ok(ev) => {
-            app.stats.by_kind[ev.kind_index()] += 1;
             if let (Some(now), Some(t)) = (now_ms, ev.time_ms()) {
                 crate::telemetry::record_ingest_lag((now - t) as f64 / 1000.0);
             }
             app.apply(ev)
         }
         Err(e) => {
-            app.stats.parse_errors += 1;
-            if app.stats.parse_errors <= 10 || app.stats.parse_errors.is_power_of_two() {
-                tracing::warn!(app = %app.id, error = %e, errors = app.stats.parse_errors, "skipped a malformed line");
+            let errors = app.malformed_line();
+            if errors <= 10 || errors.is_power_of_two() {
+                tracing::warn!(app = %app.id(), error = %e, errors, "skipped a malformed line");
             }
         }
     }

@@ -1,373 +1,17 @@
-//! Spark event-log JSON (and the listener's own `Sparkscope*` lines) parsed into typed events.
+//! Event-log JSON (and the listener's own `Sparkscope*` lines) read into the model's events.
 //!
 //! The parser is tolerant: unknown events and unknown fields are skipped, and a line that is not
 //! valid JSON, or lacks a field the event needs, is an error the caller counts and skips. Field
 //! names are Spark's `JsonProtocol` ones (3.5 and 4.x); Connect and SQL events use their Scala
 //! field names.
 
+use crate::model::event::{
+    ApplicationStart, Event, JobEnd, JobStart, ListenerInfo, ListenerStats, OpTransition,
+    OperationStarted, SqlExecutionStart, StageInfo, StageProgress, TaskEnd, TaskMetricSums,
+    TaskOutcome,
+};
 use serde::Deserialize;
 use std::collections::HashMap;
-
-/// One parsed line.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    LogStart {
-        spark_version: String,
-    },
-    ApplicationStart(ApplicationStart),
-    ApplicationEnd {
-        time: i64,
-    },
-    ExecutorAdded {
-        id: String,
-        time: i64,
-        host: String,
-        cores: u32,
-    },
-    ExecutorRemoved {
-        id: String,
-        time: i64,
-    },
-    JobStart(JobStart),
-    JobEnd(JobEnd),
-    StageSubmitted(StageInfo),
-    StageCompleted(StageInfo),
-    TaskStart {
-        stage: StageKey,
-    },
-    TaskEnd(TaskEnd),
-    SqlExecutionStart(SqlExecutionStart),
-    SqlExecutionEnd {
-        execution_id: i64,
-        time: i64,
-        error: Option<String>,
-    },
-    /// The Spark Connect server's gRPC endpoint, as it announced itself.
-    ConnectServiceStarted {
-        host: String,
-        port: u16,
-    },
-    SessionStarted {
-        session_id: String,
-        user_id: String,
-        time: i64,
-    },
-    SessionClosed {
-        session_id: String,
-        user_id: String,
-        time: i64,
-    },
-    OperationStarted(OperationStarted),
-    OperationState {
-        operation_id: String,
-        job_tag: String,
-        time: i64,
-        state: OpTransition,
-    },
-    Hello(Hello),
-    StageProgress(StageProgress),
-    ListenerStats(ListenerStats),
-    /// A well-formed event this agent has no use for (block updates, environment, …).
-    Ignored,
-    /// A well-formed line whose `Event` name this agent does not know.
-    Unknown,
-}
-
-/// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
-pub const KINDS: [&str; 23] = [
-    "log_start",
-    "application_start",
-    "application_end",
-    "executor_added",
-    "executor_removed",
-    "job_start",
-    "job_end",
-    "stage_submitted",
-    "stage_completed",
-    "task_start",
-    "task_end",
-    "sql_execution_start",
-    "sql_execution_end",
-    "connect_service_started",
-    "session_started",
-    "session_closed",
-    "operation_started",
-    "operation_state",
-    "hello",
-    "stage_progress",
-    "listener_stats",
-    "ignored",
-    "unknown",
-];
-
-impl Event {
-    /// This event's index in [`KINDS`].
-    pub fn kind_index(&self) -> usize {
-        match self {
-            Event::LogStart { .. } => 0,
-            Event::ApplicationStart(_) => 1,
-            Event::ApplicationEnd { .. } => 2,
-            Event::ExecutorAdded { .. } => 3,
-            Event::ExecutorRemoved { .. } => 4,
-            Event::JobStart(_) => 5,
-            Event::JobEnd(_) => 6,
-            Event::StageSubmitted(_) => 7,
-            Event::StageCompleted(_) => 8,
-            Event::TaskStart { .. } => 9,
-            Event::TaskEnd(_) => 10,
-            Event::SqlExecutionStart(_) => 11,
-            Event::SqlExecutionEnd { .. } => 12,
-            Event::ConnectServiceStarted { .. } => 13,
-            Event::SessionStarted { .. } => 14,
-            Event::SessionClosed { .. } => 15,
-            Event::OperationStarted(_) => 16,
-            Event::OperationState { .. } => 17,
-            Event::Hello(_) => 18,
-            Event::StageProgress(_) => 19,
-            Event::ListenerStats(_) => 20,
-            Event::Ignored => 21,
-            Event::Unknown => 22,
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        KINDS[self.kind_index()]
-    }
-}
-
-impl Event {
-    /// When Spark says the event happened (its clock, epoch ms), for events that carry a time.
-    /// Task events have none here: they are the volume, and progress lines stand for them.
-    pub fn time_ms(&self) -> Option<i64> {
-        match self {
-            Event::ApplicationStart(a) => Some(a.time),
-            Event::ApplicationEnd { time }
-            | Event::ExecutorAdded { time, .. }
-            | Event::ExecutorRemoved { time, .. }
-            | Event::SessionStarted { time, .. }
-            | Event::SessionClosed { time, .. }
-            | Event::OperationState { time, .. }
-            | Event::SqlExecutionEnd { time, .. } => Some(*time),
-            Event::OperationStarted(o) => Some(o.time),
-            Event::SqlExecutionStart(s) => Some(s.time),
-            Event::JobStart(j) => j.time,
-            Event::JobEnd(j) => j.time,
-            Event::StageSubmitted(s) => s.submission_time,
-            Event::StageCompleted(s) => s.completion_time,
-            Event::StageProgress(p) => Some(p.time).filter(|t| *t > 0),
-            Event::ListenerStats(s) => Some(s.time).filter(|t| *t > 0),
-            _ => None,
-        }
-        .filter(|t| *t > 0)
-    }
-}
-
-/// (stage id, stage attempt id)
-pub type StageKey = (i32, i32);
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApplicationStart {
-    pub id: Option<String>,
-    pub name: String,
-    pub time: i64,
-    pub user: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobStart {
-    pub job_id: i32,
-    pub time: Option<i64>,
-    pub stages: Vec<StageInfo>,
-    pub stage_ids: Vec<i32>,
-    /// `spark.job.tags`, split on `,`; empty entries dropped.
-    pub tags: Vec<String>,
-    pub description: Option<String>,
-    pub job_group: Option<String>,
-    pub sql_execution_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobEnd {
-    pub job_id: i32,
-    pub time: Option<i64>,
-    pub succeeded: bool,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StageInfo {
-    pub stage_id: i32,
-    pub attempt_id: i32,
-    pub name: String,
-    pub num_tasks: i32,
-    pub submission_time: Option<i64>,
-    pub completion_time: Option<i64>,
-    pub failure_reason: Option<String>,
-}
-
-impl StageInfo {
-    pub fn key(&self) -> StageKey {
-        (self.stage_id, self.attempt_id)
-    }
-}
-
-/// How a task ended, with Spark's `AppStatusListener` classification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskOutcome {
-    Succeeded,
-    Killed,
-    Failed,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskEnd {
-    pub stage: StageKey,
-    pub outcome: TaskOutcome,
-    pub metrics: TaskMetricSums,
-}
-
-/// Sums of the task metrics the agent reports per stage.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TaskMetricSums {
-    pub executor_run_time_ms: i64,
-    pub executor_cpu_time_ns: i64,
-    pub input_bytes: i64,
-    pub output_bytes: i64,
-    pub shuffle_read_bytes: i64,
-    pub shuffle_write_bytes: i64,
-}
-
-impl TaskMetricSums {
-    pub fn add(&mut self, o: &TaskMetricSums) {
-        self.executor_run_time_ms += o.executor_run_time_ms;
-        self.executor_cpu_time_ns += o.executor_cpu_time_ns;
-        self.input_bytes += o.input_bytes;
-        self.output_bytes += o.output_bytes;
-        self.shuffle_read_bytes += o.shuffle_read_bytes;
-        self.shuffle_write_bytes += o.shuffle_write_bytes;
-    }
-
-    pub fn sub(&self, o: &TaskMetricSums) -> TaskMetricSums {
-        TaskMetricSums {
-            executor_run_time_ms: self.executor_run_time_ms - o.executor_run_time_ms,
-            executor_cpu_time_ns: self.executor_cpu_time_ns - o.executor_cpu_time_ns,
-            input_bytes: self.input_bytes - o.input_bytes,
-            output_bytes: self.output_bytes - o.output_bytes,
-            shuffle_read_bytes: self.shuffle_read_bytes - o.shuffle_read_bytes,
-            shuffle_write_bytes: self.shuffle_write_bytes - o.shuffle_write_bytes,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SqlExecutionStart {
-    pub execution_id: i64,
-    pub root_execution_id: Option<i64>,
-    pub time: i64,
-    pub job_tags: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OperationStarted {
-    pub operation_id: String,
-    pub job_tag: String,
-    pub session_id: String,
-    pub user_id: String,
-    pub time: i64,
-    pub statement: String,
-    pub tags: Vec<String>,
-}
-
-/// The lifecycle steps of a Connect operation after it started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OpTransition {
-    Analyzed,
-    ReadyForExecution,
-    Finished { produced_rows: Option<i64> },
-    Failed { error: String },
-    Canceled,
-    Closed,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Hello {
-    #[serde(default)]
-    pub protocol: u32,
-    pub app_id: String,
-    #[serde(default)]
-    pub app_name: String,
-    #[serde(default)]
-    pub spark_version: String,
-    #[serde(default)]
-    pub listener_version: String,
-    #[serde(default)]
-    pub token: String,
-    #[serde(default)]
-    pub start_time: i64,
-    #[serde(default)]
-    pub spark_user: String,
-    #[serde(default)]
-    pub task_events: String,
-}
-
-/// Cumulative task counters of one stage attempt, as the listener coalesces them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StageProgress {
-    pub stage_id: i32,
-    pub stage_attempt_id: i32,
-    #[serde(default)]
-    pub time: i64,
-    #[serde(default)]
-    pub started: i64,
-    #[serde(default)]
-    pub succeeded: i64,
-    #[serde(default)]
-    pub failed: i64,
-    #[serde(default)]
-    pub killed: i64,
-    #[serde(default)]
-    pub executor_run_time: i64,
-    #[serde(default)]
-    pub executor_cpu_time: i64,
-    #[serde(default)]
-    pub input_bytes: i64,
-    #[serde(default)]
-    pub output_bytes: i64,
-    #[serde(default)]
-    pub shuffle_read_bytes: i64,
-    #[serde(default)]
-    pub shuffle_write_bytes: i64,
-}
-
-impl StageProgress {
-    pub fn metrics(&self) -> TaskMetricSums {
-        TaskMetricSums {
-            executor_run_time_ms: self.executor_run_time,
-            executor_cpu_time_ns: self.executor_cpu_time,
-            input_bytes: self.input_bytes,
-            output_bytes: self.output_bytes,
-            shuffle_read_bytes: self.shuffle_read_bytes,
-            shuffle_write_bytes: self.shuffle_write_bytes,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListenerStats {
-    #[serde(default)]
-    pub time: i64,
-    #[serde(default)]
-    pub sent: u64,
-    #[serde(default)]
-    pub dropped: u64,
-    #[serde(default)]
-    pub queue_size: u64,
-    #[serde(default)]
-    pub reconnects: u64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -375,6 +19,8 @@ pub enum ParseError {
     Json(#[from] serde_json::Error),
     #[error("no \"Event\" field")]
     NoEventName,
+    #[error("the first line must be a SparkscopeHello")]
+    NotHello,
 }
 
 const SQL: &str = "org.apache.spark.sql.execution.ui.";
@@ -427,7 +73,9 @@ fn parse_named(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 }
             }
         },
-        "SparkscopeStageProgress" => Event::StageProgress(serde_json::from_slice(line)?),
+        "SparkscopeStageProgress" => {
+            Event::StageProgress(serde_json::from_slice::<RawStageProgress>(line)?.into())
+        }
         "SparkListenerJobStart" => job_start(serde_json::from_slice(line)?),
         "SparkListenerJobEnd" => job_end(serde_json::from_slice(line)?),
         "SparkListenerStageSubmitted" => {
@@ -473,25 +121,28 @@ fn parse_named(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 time: r.timestamp,
             }
         }
-        "SparkscopeHello" => Event::Hello(serde_json::from_slice(line)?),
-        "SparkscopeListenerStats" => Event::ListenerStats(serde_json::from_slice(line)?),
+        "SparkscopeHello" => Event::Hello(serde_json::from_slice::<Hello>(line)?.info()),
+        "SparkscopeListenerStats" => {
+            let r: RawListenerStats = serde_json::from_slice(line)?;
+            Event::ListenerStats(ListenerStats {
+                time: r.time,
+                sent: r.sent,
+                dropped: r.dropped,
+                reconnects: r.reconnects,
+            })
+        }
         n if n.starts_with(SQL) => match &n[SQL.len()..] {
             "SparkListenerSQLExecutionStart" => {
                 let r: RawSqlStart = serde_json::from_slice(line)?;
                 Event::SqlExecutionStart(SqlExecutionStart {
                     execution_id: r.execution_id,
-                    root_execution_id: r.root_execution_id,
                     time: r.time,
                     job_tags: r.job_tags,
                 })
             }
             "SparkListenerSQLExecutionEnd" => {
                 let r: RawSqlEnd = serde_json::from_slice(line)?;
-                Event::SqlExecutionEnd {
-                    execution_id: r.execution_id,
-                    time: r.time,
-                    error: r.error_message.filter(|e| !e.is_empty()),
-                }
+                Event::SqlExecutionEnd { time: r.time }
             }
             _ => Event::Ignored,
         },
@@ -926,11 +577,117 @@ struct RawShuffleWrite {
     bytes_written: i64,
 }
 
+/// The listener's first line on a connection (docs/wire-protocol.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    #[serde(default)]
+    pub protocol: u32,
+    pub app_id: String,
+    #[serde(default)]
+    pub app_name: String,
+    #[serde(default)]
+    pub spark_version: String,
+    #[serde(default)]
+    pub token: String,
+    #[serde(default)]
+    pub start_time: i64,
+    #[serde(default)]
+    pub spark_user: String,
+    #[serde(default)]
+    pub task_events: String,
+}
+
+impl Hello {
+    /// What the model keeps of it: the application, never the token.
+    pub fn info(&self) -> ListenerInfo {
+        ListenerInfo {
+            app_id: self.app_id.clone(),
+            app_name: self.app_name.clone(),
+            spark_version: self.spark_version.clone(),
+            spark_user: self.spark_user.clone(),
+            start_time: self.start_time,
+            coalesced_tasks: self.task_events == "coalesced",
+        }
+    }
+}
+
+/// Parses a hello line.
+pub fn parse_hello(line: &[u8]) -> Result<Hello, ParseError> {
+    if event_name(line)? != "SparkscopeHello" {
+        return Err(ParseError::NotHello);
+    }
+    Ok(serde_json::from_slice(line)?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawStageProgress {
+    stage_id: i32,
+    stage_attempt_id: i32,
+    #[serde(default)]
+    time: i64,
+    #[serde(default)]
+    started: i64,
+    #[serde(default)]
+    succeeded: i64,
+    #[serde(default)]
+    failed: i64,
+    #[serde(default)]
+    killed: i64,
+    #[serde(default)]
+    executor_run_time: i64,
+    #[serde(default)]
+    executor_cpu_time: i64,
+    #[serde(default)]
+    input_bytes: i64,
+    #[serde(default)]
+    output_bytes: i64,
+    #[serde(default)]
+    shuffle_read_bytes: i64,
+    #[serde(default)]
+    shuffle_write_bytes: i64,
+}
+
+impl From<RawStageProgress> for StageProgress {
+    fn from(r: RawStageProgress) -> Self {
+        StageProgress {
+            stage_id: r.stage_id,
+            stage_attempt_id: r.stage_attempt_id,
+            time: r.time,
+            started: r.started,
+            succeeded: r.succeeded,
+            failed: r.failed,
+            killed: r.killed,
+            metrics: TaskMetricSums {
+                executor_run_time_ms: r.executor_run_time,
+                executor_cpu_time_ns: r.executor_cpu_time,
+                input_bytes: r.input_bytes,
+                output_bytes: r.output_bytes,
+                shuffle_read_bytes: r.shuffle_read_bytes,
+                shuffle_write_bytes: r.shuffle_write_bytes,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawListenerStats {
+    #[serde(default)]
+    time: i64,
+    #[serde(default)]
+    sent: u64,
+    #[serde(default)]
+    dropped: u64,
+    #[serde(default)]
+    reconnects: u64,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawSqlStart {
     execution_id: i64,
-    root_execution_id: Option<i64>,
     #[serde(default)]
     time: i64,
     #[serde(default)]
@@ -940,10 +697,8 @@ struct RawSqlStart {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawSqlEnd {
-    execution_id: i64,
     #[serde(default)]
     time: i64,
-    error_message: Option<String>,
 }
 
 #[derive(Deserialize)]

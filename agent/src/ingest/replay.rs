@@ -1,7 +1,7 @@
-//! `sparkscope replay`: the same ingest and model as the live agent, fed from event-log files.
+//! `sparkscope replay`: the same parser and model as the live agent, fed from event-log files.
 
-use crate::ingest::eventlog::{self, LogError};
-use crate::ingest::ingest_line;
+use super::eventlog::{self, LogError};
+use super::ingest_line;
 use crate::model::{AppState, Retention};
 use std::path::Path;
 
@@ -24,9 +24,10 @@ pub fn replay(
     for log in eventlog::discover(path)? {
         let mut app = AppState::new("", retention.clone());
         eventlog::for_each_line(&log, |line| ingest_line(&mut app, line))?;
-        stats.lines += app.stats.lines;
-        stats.parse_errors += app.stats.parse_errors;
-        stats.unknown_events += app.stats.unknown_events;
+        let s = app.stats();
+        stats.lines += s.lines;
+        stats.parse_errors += s.parse_errors;
+        stats.unknown_events += s.unknown_events;
         apps.push(app);
     }
     Ok((apps, stats))

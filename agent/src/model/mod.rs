@@ -1,10 +1,17 @@
 //! The state: applications, executors, Connect sessions and operations, jobs and stages, and
-//! the attribution of every job to the Connect operation and client tags that ran it.
+//! the attribution of every job to the Connect operation and client tags that ran it. Events
+//! come in as [`event::Event`] values; nothing here reads bytes or sends anything.
 
 pub mod app;
+pub mod connect;
+pub mod event;
+pub mod jobs;
+pub mod retention;
 pub mod tags;
+pub mod views;
 
-pub use app::{AppState, Retention};
+pub use app::AppState;
+pub use retention::Retention;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -85,7 +92,7 @@ impl Store {
             let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
             apps.retain(|_, app| {
                 let a = app.lock().unwrap_or_else(|e| e.into_inner());
-                a.is_live() || a.last_seen_ms >= now_ms - age
+                a.is_live() || a.last_seen_ms() >= now_ms - age
             });
         }
     }
@@ -115,7 +122,11 @@ mod tests {
             a.last_seen_ms = 0;
         }
         store.prune(10_000);
-        let ids: Vec<String> = store.apps().iter().map(|a| lock(a).id.clone()).collect();
+        let ids: Vec<String> = store
+            .apps()
+            .iter()
+            .map(|a| lock(a).id().to_owned())
+            .collect();
         assert_eq!(ids, ["live", "recent"]);
     }
 }

@@ -1,35 +1,19 @@
-//! The agent's HTTP API: `GET /api/v1/applications` (every application with its jobs, the same
-//! JSON that `sparkscope replay` prints), `GET /api/v1/applications/{id}/jobs` (Spark's path and
-//! shape), and `GET /healthz`.
+//! The agent's HTTP server: the JSON API (`GET /api/v1/applications`, every application with its
+//! jobs, the same JSON that `sparkscope replay` prints; `GET /api/v1/applications/{id}/jobs`,
+//! Spark's path and shape), the WebSocket stream (`GET /api/v1/stream`), operators' cancel
+//! (`POST /api/v1/cancel`), the Prometheus exposition (`GET /metrics`) and `GET /healthz`.
 
-use super::rest;
-use crate::model::{lock, Store};
+use super::stream::ws;
+use super::{rest, ApiState};
+use crate::auth;
+use crate::control::CancelOutcome;
+use crate::model::lock;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use std::sync::Arc;
-
-#[derive(Clone)]
-pub struct ApiState {
-    pub store: Arc<Store>,
-    /// When set, every JSON request needs `Authorization: Bearer <token>`.
-    pub token: Option<Arc<str>>,
-    /// The WebSocket stream, with its own (subscriber) token.
-    pub stream: super::ws::StreamConfig,
-    pub control: Arc<crate::control::Control>,
-    /// Required by `POST /api/v1/cancel` (operators); unset disables that endpoint.
-    pub admin_token: Option<Arc<str>>,
-    /// `GET /metrics`, when the Prometheus recorder is installed.
-    pub metrics: Option<Arc<MetricsExport>>,
-}
-
-pub struct MetricsExport {
-    pub handle: metrics_exporter_prometheus::PrometheusHandle,
-    pub users: crate::telemetry::UserLabels,
-}
 
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
@@ -41,7 +25,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/api/v1/stream",
-            get(super::ws::handler).with_state(state.clone()),
+            get(ws::handler).with_state(state.streams.clone()),
         )
         .route("/api/v1/cancel", post(cancel).with_state(state.clone()))
         .route("/metrics", get(prometheus).with_state(state))
@@ -81,7 +65,7 @@ async fn prometheus(State(st): State<ApiState>) -> Response {
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            crate::telemetry::render(&st.store, &m.users, &m.handle),
+            m.render(&st.store),
         )
             .into_response(),
         None => error(StatusCode::NOT_FOUND, "metrics are off"),
@@ -89,19 +73,15 @@ async fn prometheus(State(st): State<ApiState>) -> Response {
 }
 
 /// Operators' cancel: any session, behind the admin token. The body is a `CancelRequest` (proto3
-/// JSON); the answer a `CancelResult`, with an HTTP status that matches its code.
-async fn cancel(
-    State(st): State<ApiState>,
-    headers: axum::http::HeaderMap,
-    body: String,
-) -> Response {
+/// JSON); the answer a `CancelResult`, with an HTTP status that matches its outcome.
+async fn cancel(State(st): State<ApiState>, headers: HeaderMap, body: String) -> Response {
     let Some(expected) = &st.admin_token else {
         return error(
             StatusCode::FORBIDDEN,
             "cancel over HTTP is off: start the agent with --admin-token",
         );
     };
-    if !bearer_matches(&headers, expected) {
+    if !auth::allows(Some(expected), auth::bearer_in(&headers)) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
     }
     let req: sparkscope_proto::sparkscope::v1::CancelRequest = match serde_json::from_str(&body) {
@@ -114,34 +94,16 @@ async fn cancel(
         }
     };
     let result = st.control.cancel(&req, true).await;
-    let code = match result.code.as_str() {
-        "" => StatusCode::OK,
-        "not_found" => StatusCode::NOT_FOUND,
-        "finished" => StatusCode::CONFLICT,
-        "bad_request" => StatusCode::BAD_REQUEST,
-        "forbidden" => StatusCode::FORBIDDEN,
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    (code, Json(result)).into_response()
+    let status = StatusCode::from_u16(CancelOutcome::of(&result).http_status())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, Json(result)).into_response()
 }
 
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(expected) = &st.token {
-        if !bearer_matches(req.headers(), expected) {
-            return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-        }
+    if !auth::allows(st.api_token.as_ref(), auth::bearer_in(req.headers())) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     next.run(req).await
-}
-
-/// `Authorization: Bearer <expected>`, compared in constant time.
-pub fn bearer_matches(headers: &axum::http::HeaderMap, expected: &str) -> bool {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    crate::ingest::listener::constant_time_eq(expected.as_bytes(), given.as_bytes())
 }
 
 fn error(code: StatusCode, msg: &str) -> Response {

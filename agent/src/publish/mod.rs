@@ -1,9 +1,29 @@
 //! Where the state leaves the agent: the JSON API (shaped like Spark's monitoring REST API), the
-//! WebSocket and gRPC streams of followed sessions, and the protobuf views of `sparkscope.v1`.
+//! WebSocket and gRPC streams of followed sessions, the Prometheus exposition, and the views of
+//! the model they are built from (`rest`, `proto`).
 
-pub mod follow;
-pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod proto;
 pub mod rest;
-pub mod ws;
+pub mod stream;
+
+use crate::auth::Secret;
+use crate::control::Control;
+use crate::model::Store;
+use std::sync::Arc;
+
+/// What the HTTP server's handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    /// When set, every JSON request needs `Authorization: Bearer <token>`.
+    pub api_token: Option<Secret>,
+    /// Required by `POST /api/v1/cancel` (operators); unset disables that endpoint.
+    pub admin_token: Option<Secret>,
+    pub control: Arc<Control>,
+    /// The WebSocket stream, with its own (subscriber) token.
+    pub streams: stream::Streams,
+    /// `GET /metrics`, when the Prometheus recorder is installed.
+    pub metrics: Option<Arc<metrics::MetricsExport>>,
+}

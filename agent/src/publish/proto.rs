@@ -1,18 +1,19 @@
 //! The model seen through the `sparkscope.v1` protobuf messages that clients receive.
 
-use crate::model::app::{
-    AppState, ConnectRef, Job, JobStatus, OpState, Operation, Session, Stage, StageStatus,
-};
+use crate::model::connect::{ConnectRef, OpState, Operation, Session};
+use crate::model::jobs::{Job, JobStatus, Stage, StageStatus};
+use crate::model::AppState;
 use sparkscope_proto::sparkscope::v1 as pb;
 
 pub fn application(app: &AppState) -> pb::Application {
+    let info = app.info();
     pb::Application {
-        id: app.id.clone(),
-        name: app.name.clone(),
-        spark_version: app.spark_version.clone(),
-        spark_user: app.spark_user.clone(),
-        start_time_ms: app.start_time,
-        end_time_ms: app.end_time,
+        id: info.id.clone(),
+        name: info.name.clone(),
+        spark_version: info.spark_version.clone(),
+        spark_user: info.spark_user.clone(),
+        start_time_ms: info.start_time,
+        end_time_ms: info.end_time,
         live: app.is_live(),
         cluster: Some(pb::Cluster {
             executors: u32::try_from(app.executors().count()).unwrap_or(u32::MAX),

@@ -1,7 +1,8 @@
 //! JSON views with the field names and meaning of Spark's monitoring REST API (`JobData`), so
 //! that what sparkscope reports can be compared with Spark's own numbers field by field.
 
-use crate::model::app::{AppState, Job};
+use crate::model::jobs::Job;
+use crate::model::AppState;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -75,19 +76,20 @@ pub struct Connect {
 
 /// An application with its jobs, newest first (as Spark lists them).
 pub fn application(app: &AppState) -> Application {
+    let (info, stats) = (app.info(), app.stats());
     Application {
-        id: app.id.clone(),
-        name: app.name.clone(),
-        spark_version: app.spark_version.clone(),
-        spark_user: app.spark_user.clone(),
+        id: info.id.clone(),
+        name: info.name.clone(),
+        spark_version: info.spark_version.clone(),
+        spark_user: info.spark_user.clone(),
         live: app.is_live(),
         ingest: Ingest {
-            lines: app.stats.lines,
-            malformed_lines: app.stats.parse_errors,
-            unknown_events: app.stats.unknown_events,
-            listener_sent: app.stats.listener_sent,
-            listener_dropped: app.stats.listener_dropped,
-            listener_reconnects: app.stats.listener_reconnects,
+            lines: stats.lines,
+            malformed_lines: stats.parse_errors,
+            unknown_events: stats.unknown_events,
+            listener_sent: stats.listener_sent,
+            listener_dropped: stats.listener_dropped,
+            listener_reconnects: stats.listener_reconnects,
         },
         jobs: app.jobs().rev().map(job).collect(),
     }

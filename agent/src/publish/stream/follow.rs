@@ -1,11 +1,11 @@
 //! What a subscriber follows and what it has seen: builds the snapshot, then the deltas, of a set
-//! of Connect sessions as `sparkscope.v1.Update`s. Shared by the WebSocket and gRPC streams.
+//! of Connect sessions as `sparkscope.v1.Update`s.
 
-use super::proto;
+use crate::clock::now_ms;
 use crate::model::{lock, Store};
+use crate::publish::proto;
 use sparkscope_proto::sparkscope::v1 as pb;
 use std::collections::{BTreeSet, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A Connect session as the server knows it: both ids must match.
 pub type SessionKey = (String, String);
@@ -90,11 +90,11 @@ impl Follower {
         };
         for shared in store.apps() {
             let app = lock(&shared);
-            let since = self.seen.get(&app.id).copied().unwrap_or(0);
+            let since = self.seen.get(app.id()).copied().unwrap_or(0);
             if app.generation() == since {
                 continue;
             }
-            self.seen.insert(app.id.clone(), app.generation());
+            self.seen.insert(app.id().to_owned(), app.generation());
             let mut touched = false;
             for (sid, uid) in &self.sessions {
                 let slice = app.session_slice(sid, uid, since);
@@ -102,7 +102,7 @@ impl Follower {
                     continue;
                 }
                 touched = true;
-                let id = &app.id;
+                let id = app.id();
                 u.sessions
                     .extend(slice.session.map(|s| proto::session(id, s)));
                 u.operations
@@ -115,7 +115,7 @@ impl Follower {
                         tag: g.tag.to_owned(),
                         operation_ids: g.operation_ids.iter().map(|s| (*s).to_owned()).collect(),
                         job_ids: g.job_ids.clone(),
-                        app_id: id.clone(),
+                        app_id: id.to_owned(),
                         session_id: sid.clone(),
                     }));
             }
@@ -131,11 +131,4 @@ impl Follower {
         u.sent_at_ms = now_ms();
         Some(u)
     }
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -1,30 +1,32 @@
-//! `sparkscope.v1.Monitor/Subscribe`: the stream of followed sessions for gRPC clients, with the
-//! same snapshot-then-coalesced-deltas rules as the WebSocket.
+//! `sparkscope.v1.Monitor/Subscribe`: the stream for gRPC clients, server streaming, with the
+//! same snapshot-then-coalesced-deltas rules as the WebSocket. Its clients send nothing after the
+//! request.
 
 use super::follow::Follower;
-use super::ws::StreamConfig;
-use crate::model::Store;
+use super::subscriber::{self, Close, Gone, Incoming, Transport};
+use super::Streams;
+use crate::auth;
+use sparkscope_proto::sparkscope::v1 as pb;
 use sparkscope_proto::sparkscope::v1::monitor_server::{Monitor, MonitorServer};
-use sparkscope_proto::sparkscope::v1::{SubscribeRequest, Update};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+pub const TRANSPORT: &str = "grpc";
+
 pub struct MonitorService {
-    store: Arc<Store>,
-    cfg: StreamConfig,
+    streams: Streams,
 }
 
 impl MonitorService {
-    pub fn server(store: Arc<Store>, cfg: StreamConfig) -> MonitorServer<Self> {
-        MonitorServer::new(MonitorService { store, cfg })
+    pub fn server(streams: Streams) -> MonitorServer<Self> {
+        MonitorServer::new(MonitorService { streams })
     }
 }
 
-type UpdateStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<Update, Status>> + Send>>;
+type UpdateStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Update, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Monitor for MonitorService {
@@ -32,58 +34,67 @@ impl Monitor for MonitorService {
 
     async fn subscribe(
         &self,
-        req: Request<SubscribeRequest>,
+        req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<UpdateStream>, Status> {
-        if let Some(expected) = &self.cfg.token {
-            let given = req
-                .metadata()
+        let given = auth::bearer(
+            req.metadata()
                 .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !crate::ingest::listener::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
-                return Err(Status::unauthenticated("missing or wrong subscriber token"));
-            }
+                .and_then(|v| v.to_str().ok()),
+        );
+        if !auth::allows(self.streams.cfg.token.as_ref(), given) {
+            return Err(Status::unauthenticated("missing or wrong subscriber token"));
         }
-        let mut follower = Follower::new(self.cfg.max_sessions);
+        let mut follower = Follower::new(self.streams.cfg.max_sessions);
         follower
             .subscribe(&req.get_ref().sessions)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Room for one update: the subscriber loop coalesces the rest.
         let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(feed(follower, self.store.clone(), self.cfg.clone(), tx));
+        tokio::spawn(subscriber::serve(
+            GrpcTransport { tx },
+            follower,
+            self.streams.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-async fn feed(
-    mut follower: Follower,
-    store: Arc<Store>,
-    cfg: StreamConfig,
-    tx: mpsc::Sender<Result<Update, Status>>,
-) {
-    let mut changes = store.changes();
-    crate::telemetry::subscriber_connected("grpc", 1.0);
-    let _gone = super::ws::Gone("grpc");
-    loop {
-        if let Some(update) = follower.next_update(&store) {
-            match tokio::time::timeout(cfg.slow_timeout, tx.send(Ok(update))).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    crate::telemetry::slow_subscriber("grpc");
-                    let _ = tx.try_send(Err(Status::resource_exhausted("slow consumer")));
-                    return;
-                }
+struct GrpcTransport {
+    tx: mpsc::Sender<Result<pb::Update, Status>>,
+}
+
+impl Transport for GrpcTransport {
+    const NAME: &'static str = TRANSPORT;
+
+    async fn send(&mut self, msg: pb::ServerMessage) -> Result<(), Gone> {
+        use pb::server_message::Kind;
+        let item = match msg.kind {
+            Some(Kind::Update(u)) => Ok(u),
+            Some(Kind::Error(e)) => Err(Status::invalid_argument(e.message)),
+            // Nothing a gRPC client sends leads to these.
+            Some(Kind::CancelResult(_)) | None => return Ok(()),
+        };
+        self.tx.send(item).await.map_err(|_| Gone)
+    }
+
+    async fn recv(&mut self) -> Option<Incoming> {
+        self.tx.closed().await;
+        None
+    }
+
+    async fn close(&mut self, why: Close) {
+        match why {
+            // The client is not reading: its buffer is full, so this goes only if room is left.
+            Close::SlowConsumer => {
+                let _ = self
+                    .tx
+                    .try_send(Err(Status::resource_exhausted("slow consumer")));
             }
-        }
-        let sent = Instant::now();
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
-            _ = tx.closed() => return,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(sent + cfg.interval) => {}
-            _ = tx.closed() => return,
+            Close::ShuttingDown => {
+                let status = Status::unavailable("the agent is shutting down");
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), self.tx.send(Err(status))).await;
+            }
         }
     }
 }

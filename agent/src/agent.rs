@@ -1,0 +1,302 @@
+//! The agent assembled: its configuration, its sockets bound, its tasks started, and its
+//! graceful shutdown. `sparkscope serve` and every integration test start it the same way:
+//! `Agent::build(config)`, then `spawn()`, then `shutdown()`.
+
+use crate::auth::Secret;
+use crate::clock::now_ms;
+use crate::control::{Control, ControlConfig};
+use crate::ingest::connections::Listeners;
+use crate::ingest::listener::{self, IngestConfig};
+use crate::model::{Retention, Store};
+use crate::publish::metrics::{MetricsExport, UserLabels};
+use crate::publish::stream::grpc::MonitorService;
+use crate::publish::stream::{StreamConfig, Streams};
+use crate::publish::{http, ApiState};
+use crate::shutdown::{Shutdown, Trigger};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Everything `sparkscope serve` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where listeners connect.
+    pub ingest_addr: SocketAddr,
+    /// The HTTP API, the WebSocket stream and `/metrics`.
+    pub http_addr: SocketAddr,
+    /// The gRPC stream.
+    pub grpc_addr: SocketAddr,
+    /// Listener connections: token, line limit, hello timeout.
+    pub ingest: IngestConfig,
+    /// Start without a listener token.
+    pub allow_anonymous_listeners: bool,
+    /// Stream subscribers: token, pacing, limits.
+    pub stream: StreamConfig,
+    /// Start without a subscriber token.
+    pub allow_anonymous_subscribers: bool,
+    /// Bearer token of the JSON API; `None` leaves it open.
+    pub api_token: Option<Secret>,
+    /// Bearer token of operators' cancel; `None` turns that endpoint off.
+    pub admin_token: Option<Secret>,
+    /// Where interrupts go.
+    pub control: ControlConfig,
+    pub retention: Retention,
+    /// Users that get their own label value in `/metrics`.
+    pub metrics_max_users: usize,
+    /// How often the age limit of the retention is applied.
+    pub prune_interval: Duration,
+    /// How long connections, subscribers and cancels get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Config {
+            ingest_addr: loopback(4741),
+            http_addr: loopback(4740),
+            grpc_addr: loopback(4742),
+            ingest: IngestConfig::default(),
+            allow_anonymous_listeners: false,
+            stream: StreamConfig::default(),
+            allow_anonymous_subscribers: false,
+            api_token: None,
+            admin_token: None,
+            control: ControlConfig::default(),
+            retention: Retention::default(),
+            metrics_max_users: 50,
+            prune_interval: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "no listener token: set --listener-token (or SPARKSCOPE_LISTENER_TOKEN) to the \
+         listener's spark.sparkscope.token, or pass --allow-anonymous-listeners"
+    )]
+    NoListenerToken,
+    #[error(
+        "no subscriber token: set --subscriber-token (or SPARKSCOPE_SUBSCRIBER_TOKEN) for the \
+         notebooks' SPARKSCOPE_TOKEN, or pass --allow-anonymous-subscribers"
+    )]
+    NoSubscriberToken,
+    #[error("cannot serve {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The addresses the agent serves on (with the ports the system chose for port 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub ingest: SocketAddr,
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+}
+
+/// An agent whose sockets are bound and whose tasks are not yet running.
+pub struct Agent {
+    cfg: Config,
+    store: Arc<Store>,
+    sockets: [TcpListener; 3],
+    addrs: Addrs,
+    trigger: Trigger,
+    shutdown: Shutdown,
+}
+
+impl Agent {
+    /// Checks the configuration and binds the three sockets.
+    pub async fn build(cfg: Config) -> Result<Agent, BuildError> {
+        if cfg.ingest.token.is_none() && !cfg.allow_anonymous_listeners {
+            return Err(BuildError::NoListenerToken);
+        }
+        if cfg.stream.token.is_none() && !cfg.allow_anonymous_subscribers {
+            return Err(BuildError::NoSubscriberToken);
+        }
+        let bind = |what: &'static str, addr: SocketAddr| async move {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "{what} is bound beyond loopback: make sure tokens are set");
+            }
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| BuildError::Bind { what, addr, source })
+        };
+        let ingest = bind("listeners", cfg.ingest_addr).await?;
+        let web = bind("HTTP", cfg.http_addr).await?;
+        let grpc = bind("gRPC", cfg.grpc_addr).await?;
+        let local = |s: &TcpListener, what, addr| {
+            s.local_addr()
+                .map_err(|source| BuildError::Bind { what, addr, source })
+        };
+        let addrs = Addrs {
+            ingest: local(&ingest, "listeners", cfg.ingest_addr)?,
+            http: local(&web, "HTTP", cfg.http_addr)?,
+            grpc: local(&grpc, "gRPC", cfg.grpc_addr)?,
+        };
+        let (trigger, shutdown) = Trigger::new();
+        Ok(Agent {
+            store: Arc::new(Store::new(cfg.retention.clone())),
+            cfg,
+            sockets: [ingest, web, grpc],
+            addrs,
+            trigger,
+            shutdown,
+        })
+    }
+
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Starts serving. Dropping the returned handle shuts the agent down without waiting.
+    pub fn spawn(self) -> RunningAgent {
+        let Agent {
+            cfg,
+            store,
+            sockets: [ingest, web, grpc],
+            addrs,
+            trigger,
+            shutdown,
+        } = self;
+        let metrics = Arc::new(MetricsExport {
+            handle: crate::telemetry::install(),
+            users: UserLabels::new(cfg.metrics_max_users),
+        });
+        let listeners = Arc::new(Listeners::default());
+        let control = Arc::new(Control::new(
+            store.clone(),
+            listeners.clone(),
+            cfg.control.clone(),
+            shutdown.clone(),
+        ));
+        let streams = Streams {
+            store: store.clone(),
+            control: control.clone(),
+            cfg: cfg.stream.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let mut tasks = Vec::new();
+
+        tasks.push(tokio::spawn(listener::serve(
+            ingest,
+            store.clone(),
+            listeners,
+            Arc::new(cfg.ingest.clone()),
+            shutdown.clone(),
+        )));
+
+        let mut grpc_stop = shutdown.clone();
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(MonitorService::server(streams.clone()))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                async move { grpc_stop.requested().await },
+            );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = grpc_server.await {
+                tracing::warn!(error = %e, "the gRPC server stopped");
+            }
+        }));
+
+        let api = http::router(ApiState {
+            store: store.clone(),
+            api_token: cfg.api_token.clone(),
+            admin_token: cfg.admin_token.clone(),
+            control,
+            streams,
+            metrics: Some(metrics),
+        });
+        let mut http_stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(web, api)
+                .with_graceful_shutdown(async move { http_stop.requested().await })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "the HTTP server stopped");
+            }
+        }));
+
+        let prune_store = store.clone();
+        let mut prune_stop = shutdown.clone();
+        let every = cfg.prune_interval;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = prune_stop.requested() => break,
+                    _ = tick.tick() => prune_store.prune(now_ms()),
+                }
+            }
+        }));
+
+        tracing::info!(
+            ingest = %addrs.ingest,
+            http = %addrs.http,
+            grpc = %addrs.grpc,
+            "sparkscope agent listening"
+        );
+        // Every task holds its own handle now; the drain waits for exactly those.
+        drop(shutdown);
+        RunningAgent {
+            store,
+            addrs,
+            trigger,
+            tasks,
+            grace: cfg.shutdown_grace,
+        }
+    }
+}
+
+/// A running agent.
+pub struct RunningAgent {
+    store: Arc<Store>,
+    addrs: Addrs,
+    trigger: Trigger,
+    tasks: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection, subscriber and cancel finished within the grace period.
+    Clean,
+    /// The grace period ran out first.
+    TimedOut,
+}
+
+impl RunningAgent {
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Stops accepting, closes listener connections, answers cancels under way, tells
+    /// subscribers, and waits for all of it up to the grace period.
+    pub async fn shutdown(self) -> Drained {
+        let started = tokio::time::Instant::now();
+        if !self.trigger.drain(self.grace).await {
+            return Drained::TimedOut;
+        }
+        let left = self.grace.saturating_sub(started.elapsed());
+        let servers = futures_util::future::join_all(self.tasks);
+        match tokio::time::timeout(left, servers).await {
+            Ok(_) => Drained::Clean,
+            Err(_) => Drained::TimedOut,
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Every token check of the agent, for listeners, the JSON API, stream subscribers and
+//! operators: one comparison (constant time) and one way of reading a bearer token.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A token the agent expects. Compared in constant time; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// `None` for an empty or absent value: an empty token would let anyone in.
+    pub fn new(value: Option<impl AsRef<str>>) -> Option<Secret> {
+        value
+            .map(|v| v.as_ref().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(|v| Secret(Arc::from(v)))
+    }
+
+    pub fn matches(&self, given: &str) -> bool {
+        constant_time_eq(self.0.as_bytes(), given.as_bytes())
+    }
+
+    /// The value itself, for sending it on (Spark Connect's bearer token).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// Whether `given` passes where `expected` is required; no expected token lets anyone pass (the
+/// agent starts that way only with an `--allow-anonymous-…` flag).
+pub fn allows(expected: Option<&Secret>, given: Option<&str>) -> bool {
+    match expected {
+        None => true,
+        Some(secret) => given.is_some_and(|g| secret.matches(g)),
+    }
+}
+
+/// The token of an `Authorization` header value of the form `Bearer <token>`.
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    authorization?.strip_prefix("Bearer ")
+}
+
+/// The bearer token of an HTTP request's headers.
+pub fn bearer_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    bearer(
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_tokens_are_no_tokens_and_checks_are_exact() {
+        assert!(Secret::new(Some("")).is_none());
+        assert!(Secret::new(None::<String>).is_none());
+        let s = Secret::new(Some("t0k")).expect("secret");
+        assert!(allows(Some(&s), Some("t0k")));
+        assert!(!allows(Some(&s), Some("t0")));
+        assert!(!allows(Some(&s), Some("t0kk")));
+        assert!(!allows(Some(&s), None));
+        assert!(allows(None, None));
+        assert_eq!(format!("{s:?}"), "Secret(…)");
+    }
+
+    #[test]
+    fn bearer_needs_the_scheme() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("abc")), None);
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(None), None);
+    }
+}

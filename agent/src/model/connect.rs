@@ -1,0 +1,432 @@
+//! Spark Connect sessions and operations, and the attribution of every job to the operation,
+//! session, user and client tags that ran it, by identity: the job tags Spark stamps on it.
+//! The operation's own event is the authority; parsing the tags is the fallback when that event
+//! was not seen.
+
+use super::event::{OpTransition, OperationStarted, SqlExecutionStart};
+use super::retention::Retention;
+use super::tags::{is_operation_tag, parse_operation_tag, parse_session_tag};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Statement texts are cut to this many bytes: enough to recognise a query, bounded in memory.
+const MAX_STATEMENT_BYTES: usize = 4096;
+/// Closed operations waiting for the exporter, at most this many (the oldest go first).
+const MAX_CLOSED_BACKLOG: usize = 10_000;
+
+/// Which Connect operation ran a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRef {
+    pub user_id: String,
+    pub session_id: String,
+    pub operation_id: String,
+    /// Raw client tags (`SparkSession.addTag`), sorted.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpState {
+    Started,
+    Analyzed,
+    Ready,
+    Finished,
+    Failed,
+    Canceled,
+    Closed,
+}
+
+impl OpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpState::Started => "STARTED",
+            OpState::Analyzed => "ANALYZED",
+            OpState::Ready => "READY",
+            OpState::Finished => "FINISHED",
+            OpState::Failed => "FAILED",
+            OpState::Canceled => "CANCELED",
+            OpState::Closed => "CLOSED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OpState::Finished | OpState::Failed | OpState::Canceled | OpState::Closed
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub operation_id: String,
+    pub job_tag: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub tags: Vec<String>,
+    pub state: OpState,
+    /// Finished, Failed or Canceled, once reached; Closed does not overwrite it.
+    pub final_state: Option<OpState>,
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    pub close_time: Option<i64>,
+    pub statement: String,
+    pub error: Option<String>,
+    pub produced_rows: Option<i64>,
+    pub job_ids: Vec<i32>,
+    pub sql_execution_ids: Vec<i64>,
+    pub updated: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub session_id: String,
+    pub user_id: String,
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    pub updated: u64,
+}
+
+/// A Connect operation that closed: for the per-user duration histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedOperation {
+    pub user_id: String,
+    pub state: OpState,
+    pub seconds: f64,
+}
+
+/// Closed operations by the state they ended in, since the agent first saw the application.
+#[derive(Debug, Clone, Default)]
+pub struct OperationCounters {
+    pub finished: u64,
+    pub failed: u64,
+    pub canceled: u64,
+}
+
+/// The Connect sessions and operations of one application. Every change is stamped with the
+/// model generation `g` it happened in.
+#[derive(Debug, Default)]
+pub struct Connect {
+    pub(super) sessions: HashMap<String, Session>,
+    pub(super) operations: HashMap<String, Operation>,
+    op_by_job_tag: HashMap<String, String>,
+    /// Closed operations waiting for the exporter's duration histogram.
+    closed_operations: VecDeque<ClosedOperation>,
+    pub(super) counters: OperationCounters,
+    retention: Retention,
+}
+
+impl Connect {
+    pub(super) fn new(retention: Retention) -> Self {
+        Connect {
+            retention,
+            ..Connect::default()
+        }
+    }
+
+    pub(super) fn session_started(
+        &mut self,
+        g: u64,
+        session_id: String,
+        user_id: String,
+        time: i64,
+    ) {
+        let s = self.session(g, session_id, &user_id, time);
+        s.user_id = user_id;
+        s.start_time = time;
+        s.end_time = None;
+    }
+
+    pub(super) fn session_closed(
+        &mut self,
+        g: u64,
+        session_id: String,
+        user_id: String,
+        time: i64,
+    ) {
+        self.session(g, session_id, &user_id, time).end_time = Some(time);
+        self.prune_sessions();
+    }
+
+    /// The session, created as starting at `time` if unknown, marked as changed in `g`.
+    fn session(&mut self, g: u64, session_id: String, user_id: &str, time: i64) -> &mut Session {
+        let s = self
+            .sessions
+            .entry(session_id.clone())
+            .or_insert_with(|| Session {
+                session_id,
+                user_id: user_id.to_owned(),
+                start_time: time,
+                end_time: None,
+                updated: g,
+            });
+        s.updated = g;
+        s
+    }
+
+    pub(super) fn sql_execution_started(&mut self, g: u64, s: &SqlExecutionStart) {
+        let Some(op_tag) = s.job_tags.iter().find(|t| is_operation_tag(t)) else {
+            return;
+        };
+        if let Some(op) = self
+            .op_by_job_tag
+            .get(op_tag)
+            .and_then(|id| self.operations.get_mut(id))
+        {
+            op.sql_execution_ids.push(s.execution_id);
+            op.updated = g;
+        }
+    }
+
+    /// The Connect operation behind a new job, from its tags; the operation learns of the job.
+    pub(super) fn attribute_job(
+        &mut self,
+        g: u64,
+        job_id: i32,
+        tags: &[String],
+    ) -> Option<ConnectRef> {
+        let connect = self.attribute(tags)?;
+        if let Some(op) = self.operations.get_mut(&connect.operation_id) {
+            if !op.job_ids.contains(&job_id) {
+                op.job_ids.push(job_id);
+            }
+            op.updated = g;
+        }
+        Some(connect)
+    }
+
+    fn attribute(&self, tags: &[String]) -> Option<ConnectRef> {
+        let op_tag = tags.iter().find(|t| is_operation_tag(t))?;
+        if let Some(op) = self
+            .op_by_job_tag
+            .get(op_tag)
+            .and_then(|id| self.operations.get(id))
+        {
+            return Some(ConnectRef {
+                user_id: op.user_id.clone(),
+                session_id: op.session_id.clone(),
+                operation_id: op.operation_id.clone(),
+                tags: op.tags.clone(),
+            });
+        }
+        let parsed = parse_operation_tag(op_tag)?;
+        let mut client: Vec<String> = tags
+            .iter()
+            .filter_map(|t| parse_session_tag(t, Some((parsed.user_id, parsed.session_id))))
+            .map(|s| s.tag.to_owned())
+            .collect();
+        client.sort();
+        client.dedup();
+        Some(ConnectRef {
+            user_id: parsed.user_id.to_owned(),
+            session_id: parsed.session_id.to_owned(),
+            operation_id: parsed.operation_id.to_owned(),
+            tags: client,
+        })
+    }
+
+    pub(super) fn operation_started(&mut self, g: u64, o: OperationStarted) {
+        if self.operations.contains_key(&o.operation_id) {
+            return;
+        }
+        let mut statement = o.statement;
+        truncate_utf8(&mut statement, MAX_STATEMENT_BYTES);
+        self.sessions
+            .entry(o.session_id.clone())
+            .or_insert_with(|| Session {
+                session_id: o.session_id.clone(),
+                user_id: o.user_id.clone(),
+                start_time: o.time,
+                end_time: None,
+                updated: g,
+            });
+        self.op_by_job_tag
+            .insert(o.job_tag.clone(), o.operation_id.clone());
+        self.operations.insert(
+            o.operation_id.clone(),
+            Operation {
+                operation_id: o.operation_id,
+                job_tag: o.job_tag,
+                session_id: o.session_id,
+                user_id: o.user_id,
+                tags: o.tags,
+                state: OpState::Started,
+                final_state: None,
+                start_time: o.time,
+                end_time: None,
+                close_time: None,
+                statement,
+                error: None,
+                produced_rows: None,
+                job_ids: Vec::new(),
+                sql_execution_ids: Vec::new(),
+                updated: g,
+            },
+        );
+    }
+
+    pub(super) fn operation_state(
+        &mut self,
+        g: u64,
+        id: String,
+        job_tag: String,
+        time: i64,
+        t: OpTransition,
+    ) {
+        let op = match self.operations.get_mut(&id) {
+            Some(op) => op,
+            None => {
+                // Started before we were listening: rebuild what the tag tells.
+                let Some(p) = parse_operation_tag(&job_tag) else {
+                    return;
+                };
+                let op = Operation {
+                    operation_id: id.clone(),
+                    job_tag: job_tag.clone(),
+                    session_id: p.session_id.to_owned(),
+                    user_id: p.user_id.to_owned(),
+                    tags: Vec::new(),
+                    state: OpState::Started,
+                    final_state: None,
+                    start_time: time,
+                    end_time: None,
+                    close_time: None,
+                    statement: String::new(),
+                    error: None,
+                    produced_rows: None,
+                    job_ids: Vec::new(),
+                    sql_execution_ids: Vec::new(),
+                    updated: g,
+                };
+                self.op_by_job_tag.insert(job_tag, id.clone());
+                self.operations.entry(id).or_insert(op)
+            }
+        };
+        op.updated = g;
+        match t {
+            OpTransition::Analyzed => op.state = OpState::Analyzed,
+            OpTransition::ReadyForExecution => op.state = OpState::Ready,
+            OpTransition::Finished { produced_rows } => {
+                op.state = OpState::Finished;
+                op.final_state = Some(OpState::Finished);
+                op.produced_rows = produced_rows;
+                op.end_time = Some(time);
+            }
+            OpTransition::Failed { error } => {
+                op.state = OpState::Failed;
+                op.final_state = Some(OpState::Failed);
+                op.error = Some(error);
+                op.end_time = Some(time);
+            }
+            OpTransition::Canceled => {
+                // Canceled may follow Finished or Failed; the cancel is what the user sees.
+                op.state = OpState::Canceled;
+                op.final_state = Some(OpState::Canceled);
+                op.end_time.get_or_insert(time);
+            }
+            OpTransition::Closed => {
+                if op.state == OpState::Closed {
+                    return; // resent after a reconnect
+                }
+                op.state = OpState::Closed;
+                op.close_time = Some(time);
+                let end = *op.end_time.get_or_insert(time);
+                let state = op.final_state.unwrap_or(OpState::Closed);
+                let c = &mut self.counters;
+                match state {
+                    OpState::Failed => c.failed += 1,
+                    OpState::Canceled => c.canceled += 1,
+                    _ => c.finished += 1,
+                }
+                if self.closed_operations.len() >= MAX_CLOSED_BACKLOG {
+                    self.closed_operations.pop_front();
+                }
+                self.closed_operations.push_back(ClosedOperation {
+                    user_id: op.user_id.clone(),
+                    state,
+                    seconds: (end - op.start_time).max(0) as f64 / 1000.0,
+                });
+                self.prune_operations();
+            }
+        }
+    }
+
+    /// Closed operations since the last call, oldest first.
+    pub(super) fn take_closed_operations(&mut self) -> Vec<ClosedOperation> {
+        self.closed_operations.drain(..).collect()
+    }
+
+    /// Drops closed operations and sessions that ended before `cutoff` (epoch ms).
+    pub(super) fn prune_ended_before(&mut self, cutoff: i64) {
+        let old = |t: Option<i64>| t.is_some_and(|t| t < cutoff);
+        self.remove_operations(|o| o.state == OpState::Closed && old(o.close_time));
+        self.sessions.retain(|_, s| !old(s.end_time));
+    }
+
+    fn prune_operations(&mut self) {
+        let closed = self
+            .operations
+            .values()
+            .filter(|o| o.state == OpState::Closed)
+            .count();
+        if closed <= self.retention.operations {
+            return;
+        }
+        let mut by_close: Vec<(i64, String)> = self
+            .operations
+            .values()
+            .filter(|o| o.state == OpState::Closed)
+            .map(|o| (o.close_time.unwrap_or(0), o.operation_id.clone()))
+            .collect();
+        by_close.sort_unstable();
+        let drop: HashSet<String> = by_close
+            .into_iter()
+            .take(closed - self.retention.operations)
+            .map(|(_, id)| id)
+            .collect();
+        self.remove_operations(|o| drop.contains(&o.operation_id));
+    }
+
+    fn remove_operations(&mut self, pred: impl Fn(&Operation) -> bool) {
+        let gone: Vec<String> = self
+            .operations
+            .values()
+            .filter(|o| pred(o))
+            .map(|o| o.operation_id.clone())
+            .collect();
+        for id in gone {
+            if let Some(op) = self.operations.remove(&id) {
+                self.op_by_job_tag.remove(&op.job_tag);
+            }
+        }
+    }
+
+    fn prune_sessions(&mut self) {
+        let closed = self
+            .sessions
+            .values()
+            .filter(|s| s.end_time.is_some())
+            .count();
+        if closed <= self.retention.sessions {
+            return;
+        }
+        let mut by_end: Vec<(i64, String)> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.end_time.map(|t| (t, s.session_id.clone())))
+            .collect();
+        by_end.sort_unstable();
+        for (_, id) in by_end.into_iter().take(closed - self.retention.sessions) {
+            self.sessions.remove(&id);
+        }
+    }
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+}

@@ -1,0 +1,320 @@
+//! The events the model applies: Spark's listener events (as its event log records them) and the
+//! listener's own `Sparkscope*` lines, as plain values. Reading them from bytes is ingest's job
+//! (`ingest::parse`); this module only says what they mean.
+
+/// One event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    LogStart {
+        spark_version: String,
+    },
+    ApplicationStart(ApplicationStart),
+    ApplicationEnd {
+        time: i64,
+    },
+    ExecutorAdded {
+        id: String,
+        time: i64,
+        host: String,
+        cores: u32,
+    },
+    ExecutorRemoved {
+        id: String,
+        time: i64,
+    },
+    JobStart(JobStart),
+    JobEnd(JobEnd),
+    StageSubmitted(StageInfo),
+    StageCompleted(StageInfo),
+    TaskStart {
+        stage: StageKey,
+    },
+    TaskEnd(TaskEnd),
+    SqlExecutionStart(SqlExecutionStart),
+    SqlExecutionEnd {
+        time: i64,
+    },
+    /// The Spark Connect server's gRPC endpoint, as it announced itself.
+    ConnectServiceStarted {
+        host: String,
+        port: u16,
+    },
+    SessionStarted {
+        session_id: String,
+        user_id: String,
+        time: i64,
+    },
+    SessionClosed {
+        session_id: String,
+        user_id: String,
+        time: i64,
+    },
+    OperationStarted(OperationStarted),
+    OperationState {
+        operation_id: String,
+        job_tag: String,
+        time: i64,
+        state: OpTransition,
+    },
+    /// What a listener says of its application when it connects.
+    Hello(ListenerInfo),
+    StageProgress(StageProgress),
+    ListenerStats(ListenerStats),
+    /// A well-formed event this agent has no use for (block updates, environment, …).
+    Ignored,
+    /// A well-formed line whose `Event` name this agent does not know.
+    Unknown,
+}
+
+/// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
+pub const KINDS: [&str; 23] = [
+    "log_start",
+    "application_start",
+    "application_end",
+    "executor_added",
+    "executor_removed",
+    "job_start",
+    "job_end",
+    "stage_submitted",
+    "stage_completed",
+    "task_start",
+    "task_end",
+    "sql_execution_start",
+    "sql_execution_end",
+    "connect_service_started",
+    "session_started",
+    "session_closed",
+    "operation_started",
+    "operation_state",
+    "hello",
+    "stage_progress",
+    "listener_stats",
+    "ignored",
+    "unknown",
+];
+
+impl Event {
+    /// This event's index in [`KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Event::LogStart { .. } => 0,
+            Event::ApplicationStart(_) => 1,
+            Event::ApplicationEnd { .. } => 2,
+            Event::ExecutorAdded { .. } => 3,
+            Event::ExecutorRemoved { .. } => 4,
+            Event::JobStart(_) => 5,
+            Event::JobEnd(_) => 6,
+            Event::StageSubmitted(_) => 7,
+            Event::StageCompleted(_) => 8,
+            Event::TaskStart { .. } => 9,
+            Event::TaskEnd(_) => 10,
+            Event::SqlExecutionStart(_) => 11,
+            Event::SqlExecutionEnd { .. } => 12,
+            Event::ConnectServiceStarted { .. } => 13,
+            Event::SessionStarted { .. } => 14,
+            Event::SessionClosed { .. } => 15,
+            Event::OperationStarted(_) => 16,
+            Event::OperationState { .. } => 17,
+            Event::Hello(_) => 18,
+            Event::StageProgress(_) => 19,
+            Event::ListenerStats(_) => 20,
+            Event::Ignored => 21,
+            Event::Unknown => 22,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        KINDS[self.kind_index()]
+    }
+
+    /// When Spark says the event happened (its clock, epoch ms), for events that carry a time.
+    /// Task events have none here: they are the volume, and progress lines stand for them.
+    pub fn time_ms(&self) -> Option<i64> {
+        match self {
+            Event::ApplicationStart(a) => Some(a.time),
+            Event::ApplicationEnd { time }
+            | Event::ExecutorAdded { time, .. }
+            | Event::ExecutorRemoved { time, .. }
+            | Event::SessionStarted { time, .. }
+            | Event::SessionClosed { time, .. }
+            | Event::OperationState { time, .. }
+            | Event::SqlExecutionEnd { time } => Some(*time),
+            Event::OperationStarted(o) => Some(o.time),
+            Event::SqlExecutionStart(s) => Some(s.time),
+            Event::JobStart(j) => j.time,
+            Event::JobEnd(j) => j.time,
+            Event::StageSubmitted(s) => s.submission_time,
+            Event::StageCompleted(s) => s.completion_time,
+            Event::StageProgress(p) => Some(p.time),
+            Event::ListenerStats(s) => Some(s.time),
+            _ => None,
+        }
+        .filter(|t| *t > 0)
+    }
+}
+
+/// (stage id, stage attempt id)
+pub type StageKey = (i32, i32);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplicationStart {
+    pub id: Option<String>,
+    pub name: String,
+    pub time: i64,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobStart {
+    pub job_id: i32,
+    pub time: Option<i64>,
+    pub stages: Vec<StageInfo>,
+    pub stage_ids: Vec<i32>,
+    /// `spark.job.tags`, split on `,`; empty entries dropped.
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    pub job_group: Option<String>,
+    pub sql_execution_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobEnd {
+    pub job_id: i32,
+    pub time: Option<i64>,
+    pub succeeded: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageInfo {
+    pub stage_id: i32,
+    pub attempt_id: i32,
+    pub name: String,
+    pub num_tasks: i32,
+    pub submission_time: Option<i64>,
+    pub completion_time: Option<i64>,
+    pub failure_reason: Option<String>,
+}
+
+impl StageInfo {
+    pub fn key(&self) -> StageKey {
+        (self.stage_id, self.attempt_id)
+    }
+}
+
+/// How a task ended, with Spark's `AppStatusListener` classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Succeeded,
+    Killed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskEnd {
+    pub stage: StageKey,
+    pub outcome: TaskOutcome,
+    pub metrics: TaskMetricSums,
+}
+
+/// Sums of the task metrics the agent reports per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetricSums {
+    pub executor_run_time_ms: i64,
+    pub executor_cpu_time_ns: i64,
+    pub input_bytes: i64,
+    pub output_bytes: i64,
+    pub shuffle_read_bytes: i64,
+    pub shuffle_write_bytes: i64,
+}
+
+impl TaskMetricSums {
+    pub fn add(&mut self, o: &TaskMetricSums) {
+        self.executor_run_time_ms += o.executor_run_time_ms;
+        self.executor_cpu_time_ns += o.executor_cpu_time_ns;
+        self.input_bytes += o.input_bytes;
+        self.output_bytes += o.output_bytes;
+        self.shuffle_read_bytes += o.shuffle_read_bytes;
+        self.shuffle_write_bytes += o.shuffle_write_bytes;
+    }
+
+    pub fn sub(&self, o: &TaskMetricSums) -> TaskMetricSums {
+        TaskMetricSums {
+            executor_run_time_ms: self.executor_run_time_ms - o.executor_run_time_ms,
+            executor_cpu_time_ns: self.executor_cpu_time_ns - o.executor_cpu_time_ns,
+            input_bytes: self.input_bytes - o.input_bytes,
+            output_bytes: self.output_bytes - o.output_bytes,
+            shuffle_read_bytes: self.shuffle_read_bytes - o.shuffle_read_bytes,
+            shuffle_write_bytes: self.shuffle_write_bytes - o.shuffle_write_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlExecutionStart {
+    pub execution_id: i64,
+    pub time: i64,
+    pub job_tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationStarted {
+    pub operation_id: String,
+    pub job_tag: String,
+    pub session_id: String,
+    pub user_id: String,
+    pub time: i64,
+    pub statement: String,
+    pub tags: Vec<String>,
+}
+
+/// The lifecycle steps of a Connect operation after it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpTransition {
+    Analyzed,
+    ReadyForExecution,
+    Finished { produced_rows: Option<i64> },
+    Failed { error: String },
+    Canceled,
+    Closed,
+}
+
+/// The application a listener reports on, from its hello.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerInfo {
+    pub app_id: String,
+    pub app_name: String,
+    pub spark_version: String,
+    pub spark_user: String,
+    pub start_time: i64,
+    /// Task counts come as `SparkscopeStageProgress` lines rather than task events.
+    pub coalesced_tasks: bool,
+}
+
+/// Cumulative task counters of one stage attempt, as the listener coalesces them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageProgress {
+    pub stage_id: i32,
+    pub stage_attempt_id: i32,
+    pub time: i64,
+    pub started: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub killed: i64,
+    pub metrics: TaskMetricSums,
+}
+
+impl StageProgress {
+    pub fn key(&self) -> StageKey {
+        (self.stage_id, self.stage_attempt_id)
+    }
+}
+
+/// What the listener counts of itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenerStats {
+    pub time: i64,
+    pub sent: u64,
+    pub dropped: u64,
+    pub reconnects: u64,
+}

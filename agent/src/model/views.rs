@@ -1,0 +1,238 @@
+//! What readers of the model may see: read-only accessors, counts, and the slice of one Connect
+//! session that the streams send.
+
+use super::app::{AppInfo, AppState, Executor, IngestStats};
+use super::connect::{Operation, OperationCounters, Session};
+use super::event::StageKey;
+use super::jobs::{Job, JobCounters, JobStatus, Stage, StageStatus};
+use std::collections::BTreeMap;
+
+/// Part of an application's state, borrowed: see [`AppState::session_slice`].
+#[derive(Debug, Default)]
+pub struct SessionSlice<'a> {
+    pub session: Option<&'a Session>,
+    pub operations: Vec<&'a Operation>,
+    pub jobs: Vec<&'a Job>,
+    pub stages: Vec<&'a Stage>,
+    pub tag_groups: Vec<TagGroup<'a>>,
+}
+
+impl SessionSlice<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.session.is_none()
+            && self.operations.is_empty()
+            && self.jobs.is_empty()
+            && self.stages.is_empty()
+            && self.tag_groups.is_empty()
+    }
+}
+
+/// The operations and jobs of one client tag within one session.
+#[derive(Debug)]
+pub struct TagGroup<'a> {
+    pub tag: &'a str,
+    pub operation_ids: Vec<&'a str>,
+    pub job_ids: Vec<i32>,
+}
+
+impl AppState {
+    pub fn info(&self) -> &AppInfo {
+        &self.info
+    }
+
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    /// Jobs, stages and tasks started and ended since the agent first saw the application.
+    pub fn job_counters(&self) -> &JobCounters {
+        &self.jobs.counters
+    }
+
+    /// Operations closed since the agent first saw the application, by final state.
+    pub fn operation_counters(&self) -> &OperationCounters {
+        &self.connect.counters
+    }
+
+    /// Listener connections open now.
+    pub fn connections(&self) -> u32 {
+        self.connections
+    }
+
+    /// When a listener last sent something (wall clock, epoch ms); 0 for replayed logs.
+    pub fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.connections > 0
+    }
+
+    /// Increases with every change; entities remember the generation of their last change.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn jobs(&self) -> impl DoubleEndedIterator<Item = &Job> {
+        self.jobs.jobs.values()
+    }
+
+    pub fn job(&self, id: i32) -> Option<&Job> {
+        self.jobs.jobs.get(&id)
+    }
+
+    /// Live stage attempts first, then retained finished ones.
+    pub fn stages(&self) -> impl Iterator<Item = &Stage> {
+        self.jobs
+            .live_stages
+            .values()
+            .chain(self.jobs.done_stages.values())
+    }
+
+    pub fn stage(&self, key: StageKey) -> Option<&Stage> {
+        self.jobs
+            .live_stages
+            .get(&key)
+            .or_else(|| self.jobs.done_stages.get(&key))
+    }
+
+    pub fn operations(&self) -> impl Iterator<Item = &Operation> {
+        self.connect.operations.values()
+    }
+
+    pub fn operation(&self, id: &str) -> Option<&Operation> {
+        self.connect.operations.get(id)
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.connect.sessions.values()
+    }
+
+    pub fn executors(&self) -> impl Iterator<Item = &Executor> {
+        self.executors.values()
+    }
+
+    /// Connect sessions not closed.
+    pub fn active_sessions(&self) -> usize {
+        self.connect
+            .sessions
+            .values()
+            .filter(|s| s.end_time.is_none())
+            .count()
+    }
+
+    /// Connect operations not yet ended.
+    pub fn running_operations(&self) -> usize {
+        self.connect
+            .operations
+            .values()
+            .filter(|o| !o.state.is_terminal())
+            .count()
+    }
+
+    pub fn running_jobs(&self) -> usize {
+        self.jobs
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running)
+            .count()
+    }
+
+    pub fn active_stages(&self) -> usize {
+        self.jobs
+            .live_stages
+            .values()
+            .filter(|s| s.status == StageStatus::Active)
+            .count()
+    }
+
+    /// The session with this id, if its user id matches too.
+    pub fn session_of(&self, session_id: &str, user_id: &str) -> Option<&Session> {
+        self.connect
+            .sessions
+            .get(session_id)
+            .filter(|s| s.user_id == user_id)
+    }
+
+    /// Whether anything of this (session, user) pair is known: a session record or operations.
+    pub fn knows_session(&self, session_id: &str, user_id: &str) -> bool {
+        self.session_of(session_id, user_id).is_some()
+            || self
+                .connect
+                .operations
+                .values()
+                .any(|o| o.session_id == session_id && o.user_id == user_id)
+    }
+
+    /// Tasks running now, summed over live stage attempts.
+    pub fn active_tasks(&self) -> i64 {
+        self.jobs
+            .live_stages
+            .values()
+            .map(|s| i64::from(s.active_tasks.max(0)))
+            .sum()
+    }
+
+    /// What one Connect session (matched on both session and user id) has that changed after
+    /// generation `since` (0: everything): its record, operations, their jobs, those jobs'
+    /// stage attempts, and the tag groups whose operations changed.
+    pub fn session_slice(&self, session_id: &str, user_id: &str, since: u64) -> SessionSlice<'_> {
+        let mut slice = SessionSlice::default();
+        if let Some(s) = self.connect.sessions.get(session_id) {
+            if s.user_id == user_id && s.updated > since {
+                slice.session = Some(s);
+            }
+        }
+        let mut groups: BTreeMap<&str, (bool, Vec<&str>, Vec<i32>)> = BTreeMap::new();
+        for op in self.connect.operations.values() {
+            if op.session_id != session_id || op.user_id != user_id {
+                continue;
+            }
+            let op_changed = op.updated > since;
+            if op_changed {
+                slice.operations.push(op);
+            }
+            for tag in &op.tags {
+                let g = groups.entry(tag).or_default();
+                g.0 |= op_changed;
+                g.1.push(&op.operation_id);
+                g.2.extend(op.job_ids.iter().copied());
+            }
+            for job in op.job_ids.iter().filter_map(|id| self.jobs.jobs.get(id)) {
+                if job.updated > since {
+                    slice.jobs.push(job);
+                }
+                for &stage_id in &job.stage_ids {
+                    for attempt in 0.. {
+                        match self.stage((stage_id, attempt)) {
+                            Some(st) if st.updated > since => slice.stages.push(st),
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        // A stage shared by two jobs of the session is listed once.
+        slice.stages.sort_by_key(|s| (s.stage_id, s.attempt_id));
+        slice.stages.dedup_by_key(|s| (s.stage_id, s.attempt_id));
+        slice.tag_groups = groups
+            .into_iter()
+            .filter(|(_, g)| g.0)
+            .map(|(tag, (_, ops, mut jobs))| {
+                jobs.sort_unstable();
+                jobs.dedup();
+                TagGroup {
+                    tag,
+                    operation_ids: ops,
+                    job_ids: jobs,
+                }
+            })
+            .collect();
+        slice
+    }
+}

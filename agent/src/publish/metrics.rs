@@ -1,0 +1,182 @@
+//! The Prometheus exposition: the model's state copied into the recorder at scrape time, then
+//! rendered. Most metrics are a view of state the model keeps anyway (counts, gauges), so ingest
+//! pays nothing for them; the catalog of names lives in `crate::telemetry`.
+
+use super::stream::TRANSPORTS;
+use crate::control::{CancelOutcome, CANCEL_TARGETS};
+use crate::model::event::KINDS;
+use crate::model::{lock, Store};
+use crate::telemetry::{
+    APPLICATIONS, BUSY_TASK_SLOTS, CANCELS, EXECUTORS, EXECUTOR_CORES, INGEST_ERRORS, INGEST_LINES,
+    INGEST_UNKNOWN, JOBS_FINISHED, JOBS_RUNNING, JOBS_STARTED, LISTENERS, LISTENER_DROPPED,
+    OPERATIONS_CLOSED, OPERATIONS_RUNNING, OPERATION_DURATION, RESYNCS, SESSIONS_ACTIVE,
+    SLOW_SUBSCRIBERS, STAGES_ACTIVE, STAGES_FINISHED, STAGES_SUBMITTED, SUBSCRIBERS,
+    TASKS_FINISHED, TASKS_STARTED,
+};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// `GET /metrics`: the recorder's handle and the user label cap.
+pub struct MetricsExport {
+    pub handle: PrometheusHandle,
+    pub users: UserLabels,
+}
+
+impl MetricsExport {
+    /// Copies the model's state into the recorder, then renders the exposition.
+    pub fn render(&self, store: &Store) -> String {
+        export(store, &self.users);
+        self.handle.render()
+    }
+}
+
+/// User label values: the first `max` users seen keep their name, later ones are `other`.
+pub struct UserLabels {
+    max: usize,
+    known: Mutex<HashSet<String>>,
+}
+
+impl UserLabels {
+    pub fn new(max: usize) -> Self {
+        UserLabels {
+            max,
+            known: Mutex::default(),
+        }
+    }
+
+    pub fn label(&self, user: &str) -> String {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.contains(user) {
+            return user.to_owned();
+        }
+        if known.len() < self.max {
+            known.insert(user.to_owned());
+            return user.to_owned();
+        }
+        "other".to_owned()
+    }
+}
+
+/// Series with fixed label values exist from the first scrape on, at 0: a counter that first
+/// appears already at 1 would never show in `increase()`.
+fn touch_fixed_series() {
+    for t in TRANSPORTS {
+        gauge!(SUBSCRIBERS, "transport" => t).increment(0.0);
+        counter!(RESYNCS, "transport" => t).increment(0);
+        counter!(SLOW_SUBSCRIBERS, "transport" => t).increment(0);
+    }
+    for target in CANCEL_TARGETS {
+        for outcome in CancelOutcome::ALL {
+            counter!(CANCELS, "target" => target, "outcome" => outcome.label()).increment(0);
+        }
+    }
+}
+
+fn export(store: &Store, users: &UserLabels) {
+    touch_fixed_series();
+    let (mut live, mut ended, mut listeners) = (0.0, 0.0, 0.0);
+    for shared in store.apps() {
+        let mut app = lock(&shared);
+        let a = app.id().to_owned();
+        if app.is_live() {
+            live += 1.0;
+        } else {
+            ended += 1.0;
+        }
+        listeners += f64::from(app.connections());
+        gauge!(EXECUTORS, "application" => a.clone()).set(app.executors().count() as f64);
+        let cores: u32 = app.executors().map(|e| e.cores).sum();
+        gauge!(EXECUTOR_CORES, "application" => a.clone()).set(f64::from(cores));
+        gauge!(BUSY_TASK_SLOTS, "application" => a.clone()).set(app.active_tasks() as f64);
+        gauge!(JOBS_RUNNING, "application" => a.clone()).set(app.running_jobs() as f64);
+        gauge!(STAGES_ACTIVE, "application" => a.clone()).set(app.active_stages() as f64);
+        // Per user: every user the application still remembers gets a value, 0 included, so a
+        // gauge falls back to 0 rather than keeping its last count.
+        // Users get their names in the order they first appeared, not in hash-map order, so
+        // which users end up as `other` under the cap does not depend on the scrape.
+        let mut seen: Vec<(i64, &str)> = app
+            .sessions()
+            .map(|s| (s.start_time, s.user_id.as_str()))
+            .chain(app.operations().map(|o| (o.start_time, o.user_id.as_str())))
+            .collect();
+        seen.sort_unstable();
+        for (_, user) in &seen {
+            users.label(user);
+        }
+        let mut per_user: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        for s in app.sessions() {
+            let e = per_user.entry(users.label(&s.user_id)).or_default();
+            e.0 += if s.end_time.is_none() { 1.0 } else { 0.0 };
+        }
+        for o in app.operations() {
+            let e = per_user.entry(users.label(&o.user_id)).or_default();
+            e.1 += if o.state.is_terminal() { 0.0 } else { 1.0 };
+        }
+        for (user, (sessions, ops)) in per_user {
+            gauge!(SESSIONS_ACTIVE, "application" => a.clone(), "user" => user.clone())
+                .set(sessions);
+            gauge!(OPERATIONS_RUNNING, "application" => a.clone(), "user" => user).set(ops);
+        }
+        let c = app.job_counters().clone();
+        let ops = app.operation_counters().clone();
+        counter!(JOBS_STARTED, "application" => a.clone()).absolute(c.jobs_started);
+        for (result, v) in [("succeeded", c.jobs_succeeded), ("failed", c.jobs_failed)] {
+            counter!(JOBS_FINISHED, "application" => a.clone(), "result" => result).absolute(v);
+        }
+        counter!(STAGES_SUBMITTED, "application" => a.clone()).absolute(c.stages_submitted);
+        for (result, v) in [
+            ("complete", c.stages_complete),
+            ("failed", c.stages_failed),
+            ("skipped", c.stages_skipped),
+        ] {
+            counter!(STAGES_FINISHED, "application" => a.clone(), "result" => result).absolute(v);
+        }
+        counter!(TASKS_STARTED, "application" => a.clone()).absolute(c.tasks_started);
+        for (result, v) in [
+            ("succeeded", c.tasks_succeeded),
+            ("failed", c.tasks_failed),
+            ("killed", c.tasks_killed),
+        ] {
+            counter!(TASKS_FINISHED, "application" => a.clone(), "result" => result).absolute(v);
+        }
+        for (state, v) in [
+            ("finished", ops.finished),
+            ("failed", ops.failed),
+            ("canceled", ops.canceled),
+        ] {
+            counter!(OPERATIONS_CLOSED, "application" => a.clone(), "state" => state).absolute(v);
+        }
+        for (i, kind) in KINDS.iter().enumerate() {
+            let n = app.stats().by_kind[i];
+            counter!(INGEST_LINES, "application" => a.clone(), "kind" => *kind).absolute(n);
+        }
+        counter!(INGEST_ERRORS, "application" => a.clone()).absolute(app.stats().parse_errors);
+        counter!(INGEST_UNKNOWN, "application" => a.clone()).absolute(app.stats().unknown_events);
+        counter!(LISTENER_DROPPED, "application" => a.clone())
+            .absolute(app.stats().listener_dropped);
+        for op in app.take_closed_operations() {
+            let user = users.label(&op.user_id);
+            histogram!(OPERATION_DURATION, "application" => a.clone(), "user" => user)
+                .record(op.seconds);
+        }
+    }
+    gauge!(APPLICATIONS, "state" => "live").set(live);
+    gauge!(APPLICATIONS, "state" => "ended").set(ended);
+    gauge!(LISTENERS).set(listeners);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_beyond_the_cap_share_one_label() {
+        let u = UserLabels::new(2);
+        assert_eq!(u.label("alice"), "alice");
+        assert_eq!(u.label("bob"), "bob");
+        assert_eq!(u.label("carol"), "other");
+        assert_eq!(u.label("alice"), "alice");
+    }
+}
