@@ -6,8 +6,13 @@ final class Json {
     private boolean first = true;
 
     Json(String event) {
-        sb.append('{');
+        this();
         field("Event", event);
+    }
+
+    /** A plain object, for a value nested in a line. */
+    Json() {
+        sb.append('{');
     }
 
     Json field(String name, String value) {
@@ -19,6 +24,19 @@ final class Json {
     Json field(String name, long value) {
         key(name);
         sb.append(value);
+        return this;
+    }
+
+    Json field(String name, boolean value) {
+        key(name);
+        sb.append(value);
+        return this;
+    }
+
+    /** A value that is already JSON (an object built with {@link #Json()}). */
+    Json raw(String name, String json) {
+        key(name);
+        sb.append(json);
         return this;
     }
 

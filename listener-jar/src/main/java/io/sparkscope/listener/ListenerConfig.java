@@ -17,6 +17,8 @@ final class ListenerConfig {
     static final String FLUSH_INTERVAL_MS = "spark.sparkscope.flushIntervalMs";
     static final String QUEUE_CAPACITY = "spark.sparkscope.queueCapacity";
     static final String MAX_LIVE_ENTITIES = "spark.sparkscope.maxLiveEntities";
+    static final String WRITE_TIMEOUT_MS = "spark.sparkscope.writeTimeoutMs";
+    static final String UI_URL = "spark.sparkscope.uiUrl";
 
     static final String DEFAULT_AGENT = "127.0.0.1:4741";
 
@@ -28,15 +30,17 @@ final class ListenerConfig {
     final long flushIntervalMs;
     final int queueCapacity;
     final int maxLiveEntities;
+    final long writeTimeoutMs;
 
     private ListenerConfig(String agentHost, int agentPort, String token, long flushIntervalMs,
-            int queueCapacity, int maxLiveEntities) {
+            int queueCapacity, int maxLiveEntities, long writeTimeoutMs) {
         this.agentHost = agentHost;
         this.agentPort = agentPort;
         this.token = token;
         this.flushIntervalMs = flushIntervalMs;
         this.queueCapacity = queueCapacity;
         this.maxLiveEntities = maxLiveEntities;
+        this.writeTimeoutMs = writeTimeoutMs;
     }
 
     static ListenerConfig from(SparkConf conf) {
@@ -66,7 +70,8 @@ final class ListenerConfig {
         return new ListenerConfig(host, port, token,
                 positive(conf, FLUSH_INTERVAL_MS, 100),
                 (int) positive(conf, QUEUE_CAPACITY, 10_000),
-                (int) positive(conf, MAX_LIVE_ENTITIES, 10_000));
+                (int) positive(conf, MAX_LIVE_ENTITIES, 10_000),
+                positive(conf, WRITE_TIMEOUT_MS, 10_000));
     }
 
     InetSocketAddress agentAddress() {

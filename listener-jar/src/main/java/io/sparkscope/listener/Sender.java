@@ -51,7 +51,13 @@ final class Sender implements Runnable {
     private static final int HELLO_TIMEOUT_MS = 5_000;
     private static final int MAX_ANSWER_BYTES = 64 * 1024;
     private static final long MIN_BACKOFF_MS = 100;
-    private static final long MAX_BACKOFF_MS = 10_000;
+    /**
+     * Reconnect attempts are at most this far apart, so the listener is back within a second of
+     * the agent's return; a refused connect costs next to nothing.
+     */
+    private static final long MAX_BACKOFF_MS = 1_000;
+    /** A connection that lasted this long resets the backoff; a shorter one does not. */
+    private static final long STABLE_CONNECTION_NANOS = 5_000_000_000L;
     private static final int WRITE_BUFFER = 64 * 1024;
 
     /** The only JobStart / StageSubmitted properties that leave the driver (protocol § Events). */
@@ -68,6 +74,7 @@ final class Sender implements Runnable {
     private final EventRing ring;
     private final ConcurrentLinkedQueue<StageCounters> newStages;
     private final AtomicLong queueDropped;
+    private final AtomicLong untrackedTaskEvents;
     private final Thread thread;
     private final long createdAt = System.currentTimeMillis();
     private final long flushNanos;
@@ -89,6 +96,7 @@ final class Sender implements Runnable {
 
     private SocketChannel channel;
     private OutputStream out;
+    private long connectedAtNanos;
     private long nextConnectNanos;
     private long backoffMs = MIN_BACKOFF_MS;
     private boolean everConnected;
@@ -105,15 +113,21 @@ final class Sender implements Runnable {
     private long lastStatsDropped = -1;
     private long lastStatsQueue = -1;
     private long lastStatsReconnects = -1;
+    private String lastStatsBus = "";
     private final Map<String, Boolean> serializeFailureLogged = new HashMap<>();
+    /** Stage ids of each running job, from its JobStart: a completed stage stays live for them. */
+    private final Map<Integer, int[]> jobStages = new HashMap<>();
+    private final BusDrops busDrops = new BusDrops();
 
     Sender(ListenerConfig config, SparkConf conf, EventRing ring,
-            ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped) {
+            ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped,
+            AtomicLong untrackedTaskEvents) {
         this.config = config;
         this.conf = conf;
         this.ring = ring;
         this.newStages = newStages;
         this.queueDropped = queueDropped;
+        this.untrackedTaskEvents = untrackedTaskEvents;
         this.live = new LiveState(config.maxLiveEntities);
         this.flushNanos = TimeUnit.MILLISECONDS.toNanos(config.flushIntervalMs);
         // Drain the ring ten times per flush interval, so bursts do not fill it and job and stage
@@ -206,19 +220,44 @@ final class Sender implements Runnable {
         } else if (e instanceof SparkListenerStageCompleted) {
             StageInfo info = ((SparkListenerStageCompleted) e).stageInfo();
             progress(false);
-            live.remove(LiveState.Kind.STAGE, info.stageId() + "." + info.attemptNumber());
-            forward(e);
+            String key = info.stageId() + "." + info.attemptNumber();
+            String line = serialize(e);
+            if (line == null) {
+                localDropped++;
+                return;
+            }
+            // While a running job includes it, the completed attempt stays in the snapshot: an
+            // agent that missed the completion learns it (and the final counts) from there.
+            if (neededByRunningJob(info.stageId())) {
+                live.complete(LiveState.Kind.STAGE, key, line);
+            } else {
+                live.remove(LiveState.Kind.STAGE, key);
+            }
+            writeLine(line);
         } else if (e instanceof SparkListenerJobStart) {
             SparkListenerJobStart j = (SparkListenerJobStart) e;
             SparkListenerEvent copy = filteredJobStart(j);
             if (copy == null) {
                 localDropped++; // never send the unfiltered original
             } else {
+                jobStages.put(j.jobId(), stageIds(j));
                 sticky(LiveState.Kind.JOB, Integer.toString(j.jobId()), copy);
             }
         } else if (e instanceof SparkListenerJobEnd) {
             progress(false);
-            live.remove(LiveState.Kind.JOB, Integer.toString(((SparkListenerJobEnd) e).jobId()));
+            int jobId = ((SparkListenerJobEnd) e).jobId();
+            live.remove(LiveState.Kind.JOB, Integer.toString(jobId));
+            int[] ids = jobStages.remove(jobId);
+            if (ids != null) {
+                // Its stage attempts are over with it (Spark completes or cancels them first);
+                // those another running job shares stay.
+                for (int id : ids) {
+                    if (!neededByRunningJob(id)) {
+                        String prefix = id + ".";
+                        live.removeIf(LiveState.Kind.STAGE, k -> k.startsWith(prefix));
+                    }
+                }
+            }
             forward(e);
         } else if (e instanceof SparkListenerExecutorAdded) {
             sticky(LiveState.Kind.EXECUTOR, ((SparkListenerExecutorAdded) e).executorId(), e);
@@ -285,6 +324,39 @@ final class Sender implements Runnable {
             }
         }
         forward(e);
+    }
+
+    private boolean neededByRunningJob(int stageId) {
+        for (int[] ids : jobStages.values()) {
+            for (int id : ids) {
+                if (id == stageId) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /**
+     * The stage ids of a job, read from its stage infos: {@code stageIds()} returns a Scala Seq
+     * whose type differs between Spark 3.5 and 4.x, so it is not linked against.
+     */
+    private static int[] stageIds(SparkListenerJobStart j) {
+        try {
+            scala.collection.Iterator<?> it =
+                    ((scala.collection.Iterable<?>) j.productElement(2)).iterator();
+            List<Integer> ids = new ArrayList<>();
+            while (it.hasNext()) {
+                ids.add(((StageInfo) it.next()).stageId());
+            }
+            int[] out = new int[ids.size()];
+            for (int i = 0; i < out.length; i++) {
+                out[i] = ids.get(i);
+            }
+            return out;
+        } catch (RuntimeException e) {
+            return new int[0];
+        }
     }
 
     /** A live-state start event: kept serialized even while the agent is away. */
@@ -423,7 +495,9 @@ final class Sender implements Runnable {
             long seq = c.snapshot(snap);
             if (seq >= 0 && (all || seq != c.sentSeq)) {
                 c.sentSeq = seq;
-                writeLine(progressLine(c, now));
+                String line = progressLine(c, now);
+                live.progress(LiveState.Kind.STAGE, c.stageId + "." + c.attemptId, line);
+                writeLine(line);
             }
             if (!retired || seq < 0) {
                 tracked.set(keep++, c);
@@ -462,20 +536,25 @@ final class Sender implements Runnable {
         }
         long dropped = dropped();
         long queue = ring.size();
+        String bus = busDrops.read();
         if (dataLines == lastStatsData && dropped == lastStatsDropped && queue == lastStatsQueue
-                && reconnects == lastStatsReconnects) {
+                && reconnects == lastStatsReconnects && bus.equals(lastStatsBus)) {
             return;
         }
         lastStatsData = dataLines;
         lastStatsDropped = dropped;
         lastStatsQueue = queue;
         lastStatsReconnects = reconnects;
+        lastStatsBus = bus;
         String line = new Json("SparkscopeListenerStats")
                 .field("time", System.currentTimeMillis())
                 .field("sent", sent + pendingLines)
                 .field("dropped", dropped)
                 .field("queueSize", queue)
                 .field("reconnects", reconnects)
+                .field("liveEvicted", live.evicted())
+                .field("untrackedTaskEvents", untrackedTaskEvents.get())
+                .raw("busDropped", bus)
                 .end();
         write(line);
     }
@@ -506,15 +585,18 @@ final class Sender implements Runnable {
                 backOff();
                 return;
             }
+            o.flush();
+            ch.configureBlocking(false);
             channel = ch;
-            out = o;
+            out = new BufferedOutputStream(new ChannelOutput(ch, config.writeTimeoutMs),
+                    WRITE_BUFFER);
+            connectedAtNanos = System.nanoTime();
             if (everConnected) {
                 reconnects++;
             }
             everConnected = true;
             unavailableLogged = false;
             lastRefusal = null;
-            backoffMs = MIN_BACKOFF_MS;
             LOG.info("sparkscope: connected to agent {} ({})", config.agentString(),
                     node.path("agent").asText("?"));
             sent++; // the hello
@@ -531,12 +613,18 @@ final class Sender implements Runnable {
         }
     }
 
-    /** After the hello: the live state in original order, then every live stage's counters. */
+    /**
+     * After the hello: the snapshot. Between its start and end lines go the live state in
+     * original order and every live stage's counters; the agent replaces what it held as live
+     * with exactly this.
+     */
     private void resend() {
+        write(new Json("SparkscopeSnapshotStart").field("time", System.currentTimeMillis()).end());
         for (String line : live.linesInOrder()) {
             writeLine(line);
         }
         progress(true);
+        write(new Json("SparkscopeSnapshotEnd").field("time", System.currentTimeMillis()).end());
         flush();
     }
 
@@ -563,7 +651,30 @@ final class Sender implements Runnable {
                 .field("startTime", startTime)
                 .field("sparkUser", sparkUser())
                 .field("taskEvents", "coalesced")
+                .field("uiUrl", uiUrl())
                 .end();
+    }
+
+    /**
+     * Where Spark's UI (and its REST API) answers, for the agent's reconciliation: empty when
+     * the UI is off ({@code spark.ui.enabled=false}). The driver's own address, not a proxied one:
+     * {@code spark.ui.proxyBase} and reverse proxies only change the links the UI writes.
+     */
+    private String uiUrl() {
+        String override = conf.get(ListenerConfig.UI_URL, "");
+        if (!override.isEmpty() || !conf.getBoolean("spark.ui.enabled", true)) {
+            return override;
+        }
+        try {
+            scala.Option<org.apache.spark.SparkContext> sc =
+                    org.apache.spark.SparkContext$.MODULE$.getActive();
+            if (sc.isDefined() && sc.get().uiWebUrl().isDefined()) {
+                return sc.get().uiWebUrl().get();
+            }
+        } catch (Throwable t) {
+            LOG.debug("sparkscope: no UI address", t);
+        }
+        return "";
     }
 
     private static String sparkVersion() {
@@ -607,7 +718,6 @@ final class Sender implements Runnable {
             return;
         }
         try {
-            channel.configureBlocking(false);
             int n;
             do {
                 probeBuffer.clear();
@@ -623,7 +733,6 @@ final class Sender implements Runnable {
                     }
                 }
             } while (n > 0);
-            channel.configureBlocking(true);
             if (n < 0) {
                 connectionLost(new EOFException("agent closed the connection"));
             }
@@ -633,25 +742,40 @@ final class Sender implements Runnable {
     }
 
     /**
-     * A command line from the agent (protocol version 1 has one: cancelJob). Runs on this
-     * thread; SparkContext.cancelJob only posts to the DAG scheduler's event loop.
+     * A command line from the agent (protocol version 1 has one: cancelJob), answered with a
+     * {@code SparkscopeCommandResult} once it has run. Runs on this thread; SparkContext.cancelJob
+     * only posts to the DAG scheduler's event loop.
      */
     private void command(String line) {
+        String id = "";
+        String error;
         try {
             JsonNode node = mapper.readTree(line);
             String cmd = node == null ? "" : node.path("cmd").asText("");
+            id = node == null ? "" : node.path("id").asText("");
             if ("cancelJob".equals(cmd) && node.path("jobId").canConvertToInt()) {
                 int jobId = node.path("jobId").asInt();
                 String reason = node.path("reason").asText("cancelled through sparkscope");
-                org.apache.spark.SparkContext.getOrCreate().cancelJob(jobId, reason);
-                LOG.info("sparkscope: cancelled job {} at the agent's request ({})", jobId, reason);
+                error = Commands.cancelJob(jobId, reason);
+                if (error == null) {
+                    LOG.info("sparkscope: cancelled job {} at the agent's request ({})", jobId,
+                            reason);
+                }
             } else {
+                error = "unknown command";
                 LOG.warn("sparkscope: ignored an unknown command from the agent: {}",
                         line.length() > 200 ? line.substring(0, 200) + "…" : line);
             }
         } catch (Exception e) { // a bad command must not end the connection
-            LOG.warn("sparkscope: could not carry out the agent's command: {}", e.toString());
+            error = e.toString();
+            LOG.warn("sparkscope: could not carry out the agent's command: {}", error);
         }
+        Json answer = new Json("SparkscopeCommandResult").field("id", id).field("ok", error == null);
+        if (error != null) {
+            answer.field("error", error);
+        }
+        write(answer.end());
+        flush();
     }
 
     /** An event or progress line: counted as dropped when the agent is away. */
@@ -694,7 +818,11 @@ final class Sender implements Runnable {
         LOG.warn("sparkscope: lost connection to agent {} ({}); reconnecting", config.agentString(),
                 e.toString());
         close(false); // what is buffered would go into a dead socket
-        backoffMs = MIN_BACKOFF_MS;
+        // A connection closed right after its hello (an agent refusing, restarting, or a wrong
+        // peer) must not turn into a tight reconnect loop.
+        if (System.nanoTime() - connectedAtNanos >= STABLE_CONNECTION_NANOS) {
+            backoffMs = MIN_BACKOFF_MS;
+        }
         backOff();
     }
 

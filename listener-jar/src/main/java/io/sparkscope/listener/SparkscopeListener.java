@@ -70,6 +70,8 @@ public class SparkscopeListener extends SparkListener {
     private final ConcurrentLinkedQueue<StageCounters> newStages = new ConcurrentLinkedQueue<>();
     // Single writer (the bus thread), so lazySet(get() + 1) is a safe, fence-free increment.
     private final AtomicLong queueDropped = new AtomicLong();
+    // Task events of stage attempts first seen while the stage table was full: not counted.
+    private final AtomicLong untrackedTaskEvents = new AtomicLong();
     private final Sender sender;
 
     private final boolean enabled;
@@ -93,7 +95,7 @@ public class SparkscopeListener extends SparkListener {
         try {
             cfg = ListenerConfig.from(conf);
             r = new EventRing(cfg.queueCapacity);
-            s = new Sender(cfg, conf, r, newStages, queueDropped);
+            s = new Sender(cfg, conf, r, newStages, queueDropped, untrackedTaskEvents);
             s.start();
             LOG.info("sparkscope: listener {} streaming to agent {} (flush {} ms, queue {})",
                     VERSION, cfg.agentString(), cfg.flushIntervalMs, cfg.queueCapacity);
@@ -394,6 +396,7 @@ public class SparkscopeListener extends SparkListener {
 
     private StageCounters newCounters(int stageId, int attemptId) {
         if (stages.size() >= config.maxLiveEntities) {
+            untrackedTaskEvents.lazySet(untrackedTaskEvents.get() + 1);
             if (!untrackedLogged) {
                 untrackedLogged = true;
                 LOG.warn("sparkscope: {} live stage attempts (spark.sparkscope.maxLiveEntities); "

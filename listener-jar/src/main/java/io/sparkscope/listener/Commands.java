@@ -1,0 +1,34 @@
+package io.sparkscope.listener;
+
+import org.apache.spark.SparkContext;
+import org.apache.spark.SparkContext$;
+import org.apache.spark.SparkJobInfo;
+import org.apache.spark.JobExecutionStatus;
+
+/**
+ * What the agent may ask of the driver. Each command runs against the active SparkContext only
+ * (never {@code SparkContext.getOrCreate}, which could start a new one) and returns null when it
+ * was carried out, or why not.
+ */
+final class Commands {
+    private Commands() {
+    }
+
+    static String cancelJob(int jobId, String reason) {
+        scala.Option<SparkContext> active = SparkContext$.MODULE$.getActive();
+        if (active.isEmpty()) {
+            return "no active SparkContext";
+        }
+        SparkContext sc = active.get();
+        scala.Option<SparkJobInfo> info = sc.statusTracker().getJobInfo(jobId);
+        if (info.isEmpty()) {
+            return "Spark does not know job " + jobId;
+        }
+        JobExecutionStatus status = info.get().status();
+        if (status != JobExecutionStatus.RUNNING) {
+            return "job " + jobId + " is not running (" + status + ")";
+        }
+        sc.cancelJob(jobId, reason);
+        return null;
+    }
+}

@@ -1,0 +1,178 @@
+package io.sparkscope.listener;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Properties;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.apache.spark.SparkConf;
+import org.apache.spark.executor.TaskMetrics;
+import org.apache.spark.scheduler.JobSucceeded$;
+import org.apache.spark.scheduler.SparkListenerJobEnd;
+import org.apache.spark.scheduler.SparkListenerJobStart;
+import org.apache.spark.scheduler.SparkListenerStageCompleted;
+import org.apache.spark.scheduler.SparkListenerStageSubmitted;
+import org.apache.spark.scheduler.StageInfo;
+import org.junit.jupiter.api.Test;
+
+/** The sender against a fake agent: snapshots on every reconnect, backoff, commands. */
+class SenderTest {
+    private final EventRing ring = new EventRing(10_000);
+    private final ConcurrentLinkedQueue<StageCounters> newStages = new ConcurrentLinkedQueue<>();
+
+    private Sender sender(FakeAgent agent, String... extra) {
+        SparkConf conf = new SparkConf(false)
+                .set("spark.sparkscope.agent", "127.0.0.1:" + agent.port())
+                .set("spark.app.id", "app-test")
+                .set("spark.sparkscope.flushIntervalMs", "20");
+        for (int i = 0; i + 1 < extra.length; i += 2) {
+            conf.set(extra[i], extra[i + 1]);
+        }
+        Sender s = new Sender(ListenerConfig.from(conf), conf, ring, newStages, new AtomicLong(),
+                new AtomicLong());
+        s.start();
+        return s;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static <T> scala.collection.immutable.Seq<T> seq(List<T> items) {
+        return (scala.collection.immutable.Seq<T>) scala.jdk.javaapi.CollectionConverters
+                .asScala(items).toList();
+    }
+
+    private static StageInfo stage(int id, int tasks) {
+        StageInfo info = new StageInfo(id, 0, "stage " + id, tasks, seq(List.of()), seq(List.of()),
+                "", TaskMetrics.empty(), seq(List.of()), scala.Option.empty(), 0, false, 0);
+        info.submissionTime_$eq(scala.Option.apply((Object) 1000L));
+        return info;
+    }
+
+    private static Properties props(String... kv) {
+        Properties p = new Properties();
+        for (int i = 0; i + 1 < kv.length; i += 2) {
+            p.setProperty(kv[i], kv[i + 1]);
+        }
+        return p;
+    }
+
+    private static int indexOf(List<String> lines, String... parts) {
+        for (int i = 0; i < lines.size(); i++) {
+            boolean all = true;
+            for (String p : parts) {
+                all &= lines.get(i).contains(p);
+            }
+            if (all) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    @Test
+    void everyReconnectGetsTheWholeLiveStateIncludingStagesThatCompletedMeanwhile()
+            throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            Sender s = sender(agent);
+            assertTrue(agent.accept().contains("\"appId\":\"app-test\""));
+            assertTrue(agent.readSnapshot().isEmpty(), "nothing live yet");
+
+            StageInfo s0 = stage(0, 4);
+            StageInfo s1 = stage(1, 2);
+            StageCounters c0 = new StageCounters(0, 0);
+            newStages.add(c0);
+            ring.offer(new SparkListenerJobStart(7, 1L, seq(List.of(s0, s1)),
+                    props("spark.job.tags", "t1", "spark.sql.warehouse.dir", "/secret")));
+            ring.offer(new SparkListenerStageSubmitted(s0, props()));
+            for (int i = 0; i < 4; i++) {
+                c0.taskStarted();
+                c0.taskEnded(StageCounters.SUCCEEDED, 0, 1, 1, 1, 1, 1, 1);
+            }
+            c0.markCompleted();
+            c0.retired = true;
+            s0.completionTime_$eq(scala.Option.apply((Object) 2000L));
+            ring.offer(new SparkListenerStageCompleted(s0));
+            ring.offer(new SparkListenerStageSubmitted(s1, props()));
+            agent.readUntil(l -> l.contains("StageSubmitted") && l.contains("\"Stage ID\":1"));
+
+            // The agent goes away; the listener comes back at once and resends.
+            long lost = System.nanoTime();
+            agent.drop();
+            agent.accept();
+            long backMs = (System.nanoTime() - lost) / 1_000_000;
+            assertTrue(backMs < 1_500, "reconnected after " + backMs + " ms");
+            List<String> snap = agent.readSnapshot();
+            int job = indexOf(snap, "SparkListenerJobStart", "\"Job ID\":7");
+            int submitted0 = indexOf(snap, "StageSubmitted", "\"Stage ID\":0");
+            int progress0 = indexOf(snap, "SparkscopeStageProgress", "\"stageId\":0",
+                    "\"succeeded\":4");
+            int completed0 = indexOf(snap, "StageCompleted", "\"Stage ID\":0");
+            int submitted1 = indexOf(snap, "StageSubmitted", "\"Stage ID\":1");
+            assertTrue(job >= 0 && submitted0 > job && progress0 > submitted0
+                    && completed0 > submitted0 && submitted1 > job, String.join("\n", snap));
+            assertFalse(snap.get(job).contains("/secret"), "only the allowed properties leave");
+            assertTrue(snap.get(job).contains("t1"));
+
+            // Once the job ends its stages leave the live state.
+            ring.offer(new SparkListenerJobEnd(7, 3000L, JobSucceeded$.MODULE$));
+            agent.readUntil(l -> l.contains("SparkListenerJobEnd"));
+            agent.drop();
+            agent.accept();
+            assertEquals(List.of(), agent.readSnapshot());
+
+            // Commands are answered, here without a SparkContext to run them in.
+            agent.send("{\"cmd\":\"cancelJob\",\"id\":\"c1\",\"jobId\":7}");
+            String answer = agent.readUntil(l -> l.contains("SparkscopeCommandResult"));
+            assertTrue(answer.contains("\"id\":\"c1\"") && answer.contains("\"ok\":false")
+                    && answer.contains("no active SparkContext"), answer);
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void aRefusedListenerRetriesWithinASecondAndQuickDisconnectsDoNotSpin() throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            Sender s = sender(agent);
+            List<Long> attempts = new ArrayList<>();
+            for (int i = 0; i < 6; i++) {
+                agent.accept("{\"ok\":false,\"error\":\"wrong or missing token\"}");
+                attempts.add(System.nanoTime());
+                agent.drop();
+            }
+            long longest = 0;
+            long total = attempts.get(attempts.size() - 1) - attempts.get(0);
+            for (int i = 1; i < attempts.size(); i++) {
+                longest = Math.max(longest, attempts.get(i) - attempts.get(i - 1));
+            }
+            assertTrue(longest < 1_300_000_000L, "longest gap " + longest / 1_000_000 + " ms");
+            assertTrue(total > 1_000_000_000L, "backed off: five retries took "
+                    + total / 1_000_000 + " ms");
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void anAgentThatStopsReadingIsLeftAfterTheWriteTimeout() throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            Sender s = sender(agent, "spark.sparkscope.writeTimeoutMs", "500");
+            agent.accept();
+            agent.readSnapshot();
+            agent.stall();
+            String big = "x".repeat(20_000);
+            for (int i = 0; i < 2_000; i++) {
+                ring.offer(new SparkListenerJobStart(i, 1L, seq(List.of()),
+                        props("spark.job.description", big)));
+                if (i % 200 == 0) {
+                    Thread.sleep(20); // stay within the ring's capacity
+                }
+            }
+            Thread.sleep(3_000); // not reading: the listener's writes must time out meanwhile
+            assertTrue(agent.closedByListener(2_000), "the listener gave up on the stalled agent");
+            s.stop(3_000);
+        }
+    }
+}
