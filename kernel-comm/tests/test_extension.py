@@ -380,3 +380,58 @@ def test_magic_shows_status_and_rejects_bad_options(shell, capsys, monkeypatch) 
     finally:
         shell.run_line_magic("unload_ext", "sparkscope")
     assert sparkscope._monitor is None
+
+
+def test_gaps_the_cells_numbers_went_through_are_shown_not_hidden(
+    shell, make_monitor, agent
+) -> None:
+    monitor = make_monitor(url=agent.url)
+    publisher: RecordingPublisher = monitor.publisher  # type: ignore[assignment]
+    connected(monitor, agent, StubClient(session_id=SID))
+    shell.user_ns["monitor"] = monitor
+    run(shell, "tag = monitor.current_tag()")
+    tag = shell.user_ns["tag"]
+    frames = frames_for(tag)
+    app_id = json.loads(frames[1])["update"]["jobs"][0]["appId"]
+    agent.send(frames)
+    publisher.wait_for(lambda: publisher.of("display"))
+    now_ms = int(time.time() * 1000)
+    notices = [
+        {"kind": "NOTICE_KIND_DROPPED", "atMs": "1", "message": "before this cell: not shown"},
+        {
+            "kind": "NOTICE_KIND_RESYNC",
+            "atMs": str(now_ms + 1000),
+            "message": "reconnected: 1 running job(s) and operation(s) restored from Spark",
+        },
+    ]
+    agent.send(
+        [
+            json.dumps(
+                {
+                    "update": {
+                        "generation": "99",
+                        "applications": [{"id": app_id, "live": True, "notices": notices}],
+                    }
+                }
+            )
+        ]
+    )
+    widget = monitor._runs[tag].widget
+    time.sleep(1)
+    print(
+        "DEBUG",
+        monitor.state.applications,
+        monitor._runs[tag].started_ms,
+        monitor._runs[tag].notices,
+        list(monitor._runs[tag].jobs)[:2],
+    )
+    publisher.wait_for(lambda: widget.notices)
+    assert [(n["kind"], n["message"]) for n in widget.notices] == [
+        ("resync", "reconnected: 1 running job(s) and operation(s) restored from Spark")
+    ]
+    final = publisher.wait_for(
+        lambda: [
+            e for e in publisher.of("update") if "note: reconnected" in e["data"]["text/plain"]
+        ]
+    )
+    assert final

@@ -94,6 +94,10 @@ class CellRun:
     cancel: dict[str, Any] | None = None
     cancel_ok: bool = False
     cancelled_jobs: set[int] = field(default_factory=set)
+    # when the run started, on the agent's clock: its applications' notices from then on are
+    # the gaps (reconnects, drops, corrections) its numbers went through
+    started_ms: int = 0
+    notices: list[dict[str, Any]] = field(default_factory=list)
 
     def jobs_done(self) -> bool:
         # A failed or cancelled job ends before its last tasks do (Spark keeps their stage live
@@ -265,6 +269,7 @@ class Monitor:
     def _pre_run_cell(self) -> None:
         run = CellRun(new_tag(), self._parent(), threading.get_ident())
         with self._cond:
+            run.started_ms = int(time.time() * 1000 + self._clock_offset_ms)
             self._runs[run.tag] = run
             self._current[run.thread] = run
             self._evict()
@@ -392,6 +397,9 @@ class Monitor:
             if self.state.sent_at_ms:
                 self._clock_offset_ms = self.state.sent_at_ms - time.time() * 1000
             tags = self._runs.keys() if touched is None else touched & self._runs.keys()
+            # a notice (a reconnect, drops, corrections) concerns every run of its application
+            if any(_list_of(a.get("notices")) for a in _list_of(update.get("applications"))):
+                tags = self._runs.keys()
             for tag in list(tags):
                 run = self._runs[tag]
                 view = self.state.view(tag)
@@ -409,11 +417,27 @@ class Monitor:
                             urgent |= old is None or old.get("status") != value.get("status")
                             mine[key] = value
                             changed = True
+                notices = self._notices_of(run)
+                if notices != run.notices:
+                    run.notices = notices
+                    changed = urgent = True
                 if changed:
                     run.urgent |= urgent
                     self._mark(run)
             self.state.prune()
             self._cond.notify_all()
+
+    def _notices_of(self, run: CellRun, keep: int = 3) -> list[dict[str, Any]]:
+        """The newest notices of the run's applications since it started."""
+        apps = {app for app, _ in run.jobs} | {app for app, _ in run.operations}
+        found = [
+            n
+            for app in sorted(apps)
+            for n in self.state.applications.get(app, {}).get("notices", [])
+            if n["atMs"] >= run.started_ms
+        ]
+        found.sort(key=lambda n: n["atMs"])
+        return found[-keep:]
 
     def _on_agent_status(self) -> None:
         """Connected or not: the Cancel buttons of live widgets say so."""
@@ -603,11 +627,12 @@ class Monitor:
                 "cancel": dict(run.cancel or {}),
                 "cancelled_jobs": sorted(run.cancelled_jobs),
                 "agent_error": self._agent_error(),
+                "notices": [dict(n) for n in run.notices],
             }
             if run.widget is None:
                 run.widget = CellWidget(tag=run.tag, **traits)
                 run.widget.on_cancel(partial(self.cancel, run.tag))
-                text = text_report(run.tag, jobs, now_ms, state=state)
+                text = text_report(run.tag, jobs, now_ms, state=state, notices=run.notices)
                 data, metadata = self._bundle(run.widget, text)
                 self.publisher.display(run.parent, run.display_id, data, metadata)
                 run.final_sent = done
@@ -617,7 +642,7 @@ class Monitor:
                 for name, value in traits.items():
                     setattr(run.widget, name, value)
             if done:
-                text = text_report(run.tag, jobs, now_ms, state=state)
+                text = text_report(run.tag, jobs, now_ms, state=state, notices=run.notices)
                 if text != run.final_text:
                     data, metadata = self._bundle(run.widget, text)
                     self.publisher.update(run.display_id, data, metadata)
@@ -697,6 +722,10 @@ class Monitor:
                 "  no widgets: this shell is not a Jupyter kernel (cells are still tagged)"
             )
         return "\n".join(lines)
+
+
+def _list_of(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _failure(code: str, message: str) -> dict[str, Any]:

@@ -159,6 +159,19 @@ def normalize_application(raw: Mapping[str, Any]) -> dict[str, Any]:
             "totalCores": _int(cluster.get("totalCores")),
             "activeTasks": _int(cluster.get("activeTasks")),
         },
+        "notices": [
+            normalize_notice(n) for n in _list(raw.get("notices")) if isinstance(n, Mapping)
+        ],
+    }
+
+
+def normalize_notice(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A gap in what the agent saw, or what it did about one (`sparkscope.v1.Notice`)."""
+    kind = _str(raw.get("kind")).removeprefix("NOTICE_KIND_").lower()
+    return {
+        "kind": kind or "unspecified",
+        "atMs": _int(raw.get("atMs")),
+        "message": _str(raw.get("message")),
     }
 
 

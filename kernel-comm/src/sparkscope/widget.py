@@ -27,6 +27,10 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   `interruptedOperationIds, cancelledJobIds`.
 - `cancelled_jobs` (list of int): jobs Spark was asked to cancel one by one.
 - `agent_error` (str): why a Cancel cannot reach the agent now, `""` when it can.
+- `notices` (list of dict): gaps the cell's numbers went through since it started, newest last
+  (at most 3): `kind` (`resync`: the listener reconnected and live state was restored from Spark;
+  `dropped`: events were dropped on the way; `reconciled`: counts were corrected from Spark's
+  REST API; `unreconciled`: Spark's REST API could not be asked), `atMs`, `message`.
 
 Kernel-side traits, not sent to the browser (it draws from the jobs it has):
 
@@ -109,6 +113,7 @@ class CellWidget(anywidget.AnyWidget):
     cancel = traitlets.Dict().tag(sync=True)
     cancelled_jobs = traitlets.List(traitlets.Int()).tag(sync=True)
     agent_error = traitlets.Unicode("").tag(sync=True)
+    notices = traitlets.List(traitlets.Dict()).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -310,10 +315,13 @@ def text_report(
     now_ms: int,
     max_jobs: int = 20,
     state: str = "",
+    notices: list[Mapping[str, Any]] | None = None,
 ) -> str:
-    """The display's text/plain: the summary and one line per job (nbconvert, terminals)."""
+    """The display's text/plain: the summary, the gaps its numbers went through, and one line
+    per job (nbconvert, terminals)."""
     note = " · cancelled" if state == "cancelled" else ""
     lines = [f"sparkscope: {summarize(jobs, now_ms)}{note}  [{tag}]"]
+    lines.extend(f"  note: {n['message']}" for n in notices or [])
     for job in jobs[:max_jobs]:
         t = job["tasks"]
         done = job["completionTimeMs"] or now_ms

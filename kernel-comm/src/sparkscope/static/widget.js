@@ -10,6 +10,7 @@
 // kernel has no agent connection); the outcome in .sparkscope-cancel-result[data-status]
 // (sent|pending|done)[data-ok][data-code][data-target][data-job-id]; data-state `cancelled`
 // once a cancelled cell run has ended; .sparkscope-job[data-cancelled] for jobs cancelled alone.
+// Gaps the numbers went through: .sparkscope-notice.sparkscope-notice-<kind> (role=status).
 
 // Per cell run (by tag), shared by every view of it: a re-rendered output keeps the user's
 // expand/collapse choices and the time a stage completion was first shown.
@@ -200,6 +201,12 @@ function render({ model, el: host }) {
 
     const result = cancelResult(vs);
     if (result) root.appendChild(result);
+    // Gaps the numbers went through: said, never hidden (a reconnect, drops, corrections).
+    for (const n of model.get("notices") || []) {
+      const line = el("div", `sparkscope-notice sparkscope-notice-${n.kind || "unspecified"}`, n.message || "");
+      line.setAttribute("role", "status");
+      root.appendChild(line);
+    }
 
     const list = el("div", "sparkscope-jobs");
     for (const job of jobs) list.appendChild(jobRow(job, stages, vs, now, cancelled, agentError));
@@ -413,7 +420,7 @@ function render({ model, el: host }) {
       queueMicrotask(draw);
     }
   };
-  const traits = ["tag", "state", "cell_done", "jobs", "stages", "server_time_ms", "cancel", "cancelled_jobs", "agent_error"];
+  const traits = ["tag", "state", "cell_done", "jobs", "stages", "server_time_ms", "cancel", "cancelled_jobs", "agent_error", "notices"];
   for (const name of traits) model.on(`change:${name}`, schedule);
   draw();
 
