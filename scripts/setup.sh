@@ -26,6 +26,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # Prometheus and promtool.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# The listener's unit tests run on JUnit 5.
+[ -f /usr/share/java/junit-platform-console-standalone.jar ] || need+=(junit5)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"

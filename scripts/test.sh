@@ -13,8 +13,10 @@ cargo clippy --all-targets --locked -q -- -D warnings
 log "ruff"
 .venv/bin/ruff check tests scripts listener-jar kernel-comm
 .venv/bin/ruff format --check tests scripts listener-jar kernel-comm
-log "rust tests"
+log "rust tests (property tests: 2,000 cases each; scripts/fuzz.sh runs a million)"
 cargo test --workspace --locked -q
+log "listener unit tests (JUnit 5)"
+bash listener-jar/test.sh
 log "kernel extension tests (in-process IPython, a recorded agent stream, one real notebook run)"
 SPARKSCOPE_BIN="$PWD/target/release/sparkscope" .venv/bin/python -m pytest kernel-comm/tests -q
 log "end-to-end tests (real Spark Connect server, JupyterLab in Chromium, Prometheus)"

@@ -575,7 +575,21 @@ class Agent(_Service):
         return self
 
     def _pick_ports(self) -> None:
-        self.ingest_port, self.http_port, self.grpc_port = _free_ports(3)
+        # A restart keeps the addresses: the listener's spark.sparkscope.agent names them.
+        if not self.ingest_port:
+            self.ingest_port, self.http_port, self.grpc_port = _free_ports(3)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM killer would: no shutdown, no goodbye to anyone."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.returncode = self.proc.wait(timeout=30)
+
+    def restart(self) -> Self:
+        """A new agent process on the same addresses (after `kill()` or `stop()`)."""
+        self.stop()
+        self._start_service()
+        return self
 
     def _environment(self) -> dict[str, str]:
         return {**os.environ, "NO_COLOR": "1", **self.extra_env}

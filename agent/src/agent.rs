@@ -7,6 +7,7 @@ use crate::clock::now_ms;
 use crate::control::{Control, ControlConfig};
 use crate::ingest::connections::Listeners;
 use crate::ingest::listener::{self, IngestConfig};
+use crate::ingest::reconcile::{self, ReconcileConfig};
 use crate::model::{Retention, Store};
 use crate::publish::metrics::{MetricsExport, UserLabels};
 use crate::publish::stream::grpc::MonitorService;
@@ -42,6 +43,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Where interrupts go.
     pub control: ControlConfig,
+    /// When and where Spark's REST API is asked after a gap.
+    pub reconcile: ReconcileConfig,
     pub retention: Retention,
     /// Users that get their own label value in `/metrics`.
     pub metrics_max_users: usize,
@@ -65,6 +68,7 @@ impl Default for Config {
             api_token: None,
             admin_token: None,
             control: ControlConfig::default(),
+            reconcile: ReconcileConfig::default(),
             retention: Retention::default(),
             metrics_max_users: 50,
             prune_interval: Duration::from_secs(10),
@@ -185,6 +189,7 @@ impl Agent {
             control: control.clone(),
             cfg: cfg.stream.clone(),
             shutdown: shutdown.clone(),
+            subscribers: Arc::default(),
         };
         let mut tasks = Vec::new();
 
@@ -192,7 +197,13 @@ impl Agent {
             ingest,
             store.clone(),
             listeners,
-            Arc::new(cfg.ingest.clone()),
+            cfg.ingest.clone(),
+            shutdown.clone(),
+        )));
+
+        tasks.push(tokio::spawn(reconcile::run(
+            store.clone(),
+            cfg.reconcile.clone(),
             shutdown.clone(),
         )));
 

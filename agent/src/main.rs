@@ -7,6 +7,8 @@ use sparkscope::agent::{Agent, Config, Drained};
 use sparkscope::auth::Secret;
 use sparkscope::control::ControlConfig;
 use sparkscope::ingest::listener::IngestConfig;
+use sparkscope::ingest::reconcile::ReconcileConfig;
+use sparkscope::model::retention::LiveLimits;
 use sparkscope::model::Retention;
 use sparkscope::publish::rest;
 use sparkscope::publish::stream::StreamConfig;
@@ -39,7 +41,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent: accept listener connections and serve what they report.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Read Spark event logs and print their applications and jobs.
     Replay(ReplayArgs),
     /// Stop a Connect session's work through a running agent (operators; needs the admin token).
@@ -128,6 +130,18 @@ struct ServeArgs {
     /// the address the server announces to the listener.
     #[arg(long, env = "SPARKSCOPE_SPARK_CONNECT")]
     spark_connect: Option<String>,
+    /// Spark's UI address (e.g. http://driver:4040) for reconciliation with its REST API, for
+    /// every application; by default the address each listener announces.
+    #[arg(long, env = "SPARKSCOPE_SPARK_UI")]
+    spark_ui: Option<String>,
+    /// While jobs run, also reconcile with Spark's REST API this often (seconds); 0: only after
+    /// a gap (a listener reconnect, dropped events).
+    #[arg(
+        long,
+        default_value_t = 30,
+        env = "SPARKSCOPE_RECONCILE_INTERVAL_SECONDS"
+    )]
+    reconcile_interval_seconds: u64,
     /// Sent to Spark Connect as a bearer token when the server sets
     /// spark.connect.authenticate.token.
     #[arg(long, env = "SPARKSCOPE_SPARK_CONNECT_TOKEN", hide_env_values = true)]
@@ -149,15 +163,77 @@ struct ServeArgs {
     max_sessions_per_subscriber: usize,
     #[command(flatten)]
     retention: RetentionArgs,
+    #[command(flatten)]
+    live: LiveLimitArgs,
     /// Finished jobs, stages, operations and sessions older than this many seconds are dropped.
     #[arg(long, default_value_t = 6 * 3600, env = "SPARKSCOPE_RETAIN_SECONDS")]
     retain_seconds: u64,
     /// Lines longer than this many bytes are counted as malformed and skipped.
     #[arg(long, default_value_t = 32 << 20, env = "SPARKSCOPE_MAX_LINE_BYTES")]
     max_line_bytes: usize,
+    /// Listener connections past their hello; more are refused.
+    #[arg(
+        long,
+        default_value_t = 1024,
+        env = "SPARKSCOPE_MAX_LISTENER_CONNECTIONS"
+    )]
+    max_listener_connections: usize,
+    /// Connections that have not yet sent their hello (at most 16 KiB each); past it, the oldest
+    /// is closed, so silent connections cannot keep a real listener out.
+    #[arg(long, default_value_t = 64, env = "SPARKSCOPE_MAX_PENDING_LISTENERS")]
+    max_pending_listeners: usize,
+    /// A connection that sends no hello within this many milliseconds is closed.
+    #[arg(
+        long,
+        default_value_t = 5000,
+        env = "SPARKSCOPE_LISTENER_HELLO_TIMEOUT_MS"
+    )]
+    listener_hello_timeout_ms: u64,
+    /// Stream subscribers (WebSocket and gRPC together); more are refused.
+    #[arg(long, default_value_t = 4096, env = "SPARKSCOPE_MAX_SUBSCRIBERS")]
+    max_subscribers: usize,
+    /// Cancel requests being carried out at once; more are answered `unavailable`.
+    #[arg(long, default_value_t = 64, env = "SPARKSCOPE_MAX_CANCELS_IN_FLIGHT")]
+    max_cancels_in_flight: usize,
     /// On SIGINT/SIGTERM, how long open connections get to finish.
     #[arg(long, default_value_t = 5, env = "SPARKSCOPE_SHUTDOWN_GRACE_SECONDS")]
     shutdown_grace_seconds: u64,
+}
+
+#[derive(Args)]
+struct LiveLimitArgs {
+    /// Running jobs kept per application; past it the oldest is ended as UNKNOWN (its end was
+    /// lost).
+    #[arg(long, default_value_t = 10_000, env = "SPARKSCOPE_MAX_RUNNING_JOBS")]
+    max_running_jobs: usize,
+    /// Live stage attempts kept per application; past it the oldest is retired.
+    #[arg(long, default_value_t = 10_000, env = "SPARKSCOPE_MAX_LIVE_STAGES")]
+    max_live_stages: usize,
+    /// Open Connect sessions kept per application; past it the oldest is closed.
+    #[arg(long, default_value_t = 10_000, env = "SPARKSCOPE_MAX_OPEN_SESSIONS")]
+    max_open_sessions: usize,
+    /// Unclosed Connect operations kept per application; past it the oldest is closed.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        env = "SPARKSCOPE_MAX_UNCLOSED_OPERATIONS"
+    )]
+    max_unclosed_operations: usize,
+    /// Executors kept per application; past it the one added first goes.
+    #[arg(long, default_value_t = 10_000, env = "SPARKSCOPE_MAX_EXECUTORS")]
+    max_executors: usize,
+}
+
+impl LiveLimitArgs {
+    fn limits(&self) -> LiveLimits {
+        LiveLimits {
+            running_jobs: self.max_running_jobs,
+            live_stages: self.max_live_stages,
+            open_sessions: self.max_open_sessions,
+            unclosed_operations: self.max_unclosed_operations,
+            executors: self.max_executors,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -177,8 +253,9 @@ struct RetentionArgs {
 }
 
 impl RetentionArgs {
-    fn retention(&self, max_age: Option<Duration>) -> Retention {
+    fn retention(&self, max_age: Option<Duration>, live: LiveLimits) -> Retention {
         Retention {
+            live,
             jobs: self.retain_jobs,
             stages: self.retain_stages,
             operations: self.retain_operations,
@@ -226,7 +303,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .thread_name("sparkscope")
                 .build()?;
-            rt.block_on(serve(args))
+            rt.block_on(serve(*args))
         }
     }
 }
@@ -249,8 +326,10 @@ fn init_logging(format: LogFormat) {
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (apps, stats) =
-        sparkscope::ingest::replay::replay(&args.path, &args.retention.retention(None))?;
+    let (apps, stats) = sparkscope::ingest::replay::replay(
+        &args.path,
+        &args.retention.retention(None, LiveLimits::default()),
+    )?;
     let secs = started.elapsed().as_secs_f64();
     let out = match args.format {
         ReplayFormat::Json => {
@@ -329,7 +408,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingest: IngestConfig {
             token: Secret::new(args.listener_token),
             max_line_bytes: args.max_line_bytes,
-            ..IngestConfig::default()
+            hello_timeout: Duration::from_millis(args.listener_hello_timeout_ms),
+            max_connections: args.max_listener_connections,
+            max_pending: args.max_pending_listeners,
         },
         allow_anonymous_listeners: args.allow_anonymous_listeners,
         stream: StreamConfig {
@@ -337,6 +418,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             interval: Duration::from_millis(args.stream_interval_ms),
             slow_timeout: Duration::from_millis(args.slow_subscriber_timeout_ms),
             max_sessions: args.max_sessions_per_subscriber,
+            max_subscribers: args.max_subscribers,
         },
         allow_anonymous_subscribers: args.allow_anonymous_subscribers,
         api_token: Secret::new(args.api_token),
@@ -344,10 +426,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         control: ControlConfig {
             spark_connect: args.spark_connect.filter(|s| !s.is_empty()),
             spark_connect_token: Secret::new(args.spark_connect_token),
+            max_in_flight: args.max_cancels_in_flight,
         },
-        retention: args
-            .retention
-            .retention(Some(Duration::from_secs(args.retain_seconds))),
+        reconcile: ReconcileConfig {
+            spark_ui: args.spark_ui.filter(|s| !s.is_empty()),
+            interval: (args.reconcile_interval_seconds > 0)
+                .then(|| Duration::from_secs(args.reconcile_interval_seconds)),
+            ..ReconcileConfig::default()
+        },
+        retention: args.retention.retention(
+            Some(Duration::from_secs(args.retain_seconds)),
+            args.live.limits(),
+        ),
         metrics_max_users: args.metrics_max_users,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         ..Config::default()

@@ -9,6 +9,7 @@
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,18 @@ catalog! {
         "Well-formed events of a kind the agent does not know: counted and skipped.";
     LISTENER_DROPPED = "sparkscope_listener_dropped_lines_total", Counter, ["application"],
         "Lines the listener reports it dropped (queue full or agent away) before they reached the agent.";
+    SPARK_BUS_DROPPED = "sparkscope_spark_bus_dropped_events_total", Counter, ["application"],
+        "Events Spark's own listener bus dropped (all queues), as the listener reports: Spark's UI and this agent may both have missed them.";
+    LISTENER_EVICTED = "sparkscope_listener_evictions_total", Counter, ["application"],
+        "What the listener evicted at its own bounds (spark.sparkscope.maxLiveEntities): live-state entries and task events of untracked stages.";
+    RESYNCS_APP = "sparkscope_listener_resyncs_total", Counter, ["application"],
+        "Snapshots of live state taken over from the listener (a listener reconnect or an agent restart).";
+    FAILED_CONNECTIONS = "sparkscope_listener_connection_failures_total", Counter, ["application"],
+        "Listener connections that broke off inside the agent; their application asks for reconciliation.";
+    RECONCILIATIONS = "sparkscope_reconciliations_total", Counter, ["application", "result"],
+        "Reconciliations with Spark's REST API, by result: ok or failed (unreachable, UI off).";
+    RECONCILE_CORRECTIONS = "sparkscope_reconcile_corrections_total", Counter, ["application", "kind"],
+        "Jobs reconciliation changed, by kind: filled (missed entirely), ended (running here, ended in Spark), corrected (counts differed).";
     INGEST_LAG = "sparkscope_ingest_lag_seconds", Histogram, [],
         "Time from Spark's event timestamp to the agent applying it (job, stage, operation and progress lines).";
     LISTENERS = "sparkscope_listeners_connected", Gauge, [],
@@ -102,6 +115,135 @@ catalog! {
         "Subscribers disconnected because they did not take updates in time.";
     CANCELS = "sparkscope_cancel_requests_total", Counter, ["target", "outcome"],
         "Cancel requests, by target (tag, operation, job) and outcome (ok, not_found, finished, forbidden, unavailable, refused, bad_request).";
+    LISTENER_REFUSALS = "sparkscope_listener_refusals_total", Counter, ["reason"],
+        "Listener connections refused before they were accepted, by reason: token, protocol, hello (no or a bad hello line), timeout (no hello in time).";
+    LIMIT_HITS = "sparkscope_limit_hits_total", Counter, ["limit", "action"],
+        "Things a bound refused or evicted, by the bound (each has a flag of the same name) and action (refused or evicted).";
+}
+
+/// A bound of the agent. Each has a `--max-…` flag named after it, a label of
+/// `sparkscope_limit_hits_total`, and at most one log line per burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Authenticated listener connections.
+    ListenerConnections,
+    /// Connections that have not yet sent a hello; the oldest goes when a new one comes.
+    PendingListeners,
+    Subscribers,
+    SessionsPerSubscriber,
+    CancelsInFlight,
+    /// Per application: running jobs, live stage attempts, open sessions, unclosed operations,
+    /// executors. The oldest goes.
+    RunningJobs,
+    LiveStages,
+    OpenSessions,
+    UnclosedOperations,
+    Executors,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 10] = [
+        Limit::ListenerConnections,
+        Limit::PendingListeners,
+        Limit::Subscribers,
+        Limit::SessionsPerSubscriber,
+        Limit::CancelsInFlight,
+        Limit::RunningJobs,
+        Limit::LiveStages,
+        Limit::OpenSessions,
+        Limit::UnclosedOperations,
+        Limit::Executors,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::ListenerConnections => "listener_connections",
+            Limit::PendingListeners => "pending_listeners",
+            Limit::Subscribers => "subscribers",
+            Limit::SessionsPerSubscriber => "sessions_per_subscriber",
+            Limit::CancelsInFlight => "cancels_in_flight",
+            Limit::RunningJobs => "running_jobs",
+            Limit::LiveStages => "live_stages",
+            Limit::OpenSessions => "open_sessions",
+            Limit::UnclosedOperations => "unclosed_operations",
+            Limit::Executors => "executors",
+        }
+    }
+
+    /// What a hit does: new things are refused, or the oldest live one is evicted.
+    pub fn action(self) -> &'static str {
+        match self {
+            Limit::ListenerConnections
+            | Limit::Subscribers
+            | Limit::SessionsPerSubscriber
+            | Limit::CancelsInFlight => "refused",
+            _ => "evicted",
+        }
+    }
+}
+
+/// Seconds between two log lines about the same bound.
+const BURST_SECONDS: i64 = 10;
+
+static LAST_LOGGED: [AtomicI64; Limit::ALL.len()] =
+    [const { AtomicI64::new(i64::MIN) }; Limit::ALL.len()];
+static UNLOGGED: [AtomicU64; Limit::ALL.len()] = [const { AtomicU64::new(0) }; Limit::ALL.len()];
+
+/// A bound was hit `n` times: counted, and logged once per burst with how many hits it covers.
+pub fn limit_hit(limit: Limit, n: u64) {
+    if n == 0 {
+        return;
+    }
+    counter!(LIMIT_HITS, "limit" => limit.label(), "action" => limit.action()).increment(n);
+    let i = Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0);
+    let now = crate::clock::now_ms() / 1000;
+    let last = LAST_LOGGED[i].load(Ordering::Relaxed);
+    let unlogged = UNLOGGED[i].fetch_add(n, Ordering::Relaxed) + n;
+    if now.saturating_sub(last) >= BURST_SECONDS
+        && LAST_LOGGED[i]
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        UNLOGGED[i].fetch_sub(unlogged, Ordering::Relaxed);
+        tracing::warn!(
+            limit = limit.label(),
+            action = limit.action(),
+            hits = unlogged,
+            "a bound was hit (--max-{}); logged at most every {BURST_SECONDS} s",
+            limit.label().replace('_', "-")
+        );
+    }
+}
+
+/// Why a listener connection was refused before it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Token,
+    Protocol,
+    Hello,
+    Timeout,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 4] = [
+        Refusal::Token,
+        Refusal::Protocol,
+        Refusal::Hello,
+        Refusal::Timeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Token => "token",
+            Refusal::Protocol => "protocol",
+            Refusal::Hello => "hello",
+            Refusal::Timeout => "timeout",
+        }
+    }
+}
+
+pub fn listener_refused(why: Refusal) {
+    counter!(LISTENER_REFUSALS, "reason" => why.label()).increment(1);
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -217,7 +359,10 @@ mod tests {
                         "transport",
                         "target",
                         "outcome",
-                        "version"
+                        "version",
+                        "limit",
+                        "action",
+                        "reason"
                     ]
                     .contains(l),
                     "{}: label {l} is not from a bounded set",

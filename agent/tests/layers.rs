@@ -23,7 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["control", "model", "auth", "telemetry", "clock", "shutdown"],
     ),
     ("auth", &[]),
-    ("telemetry", &[]),
+    ("telemetry", &["clock"]),
     ("clock", &[]),
     ("shutdown", &[]),
 ];

@@ -509,3 +509,308 @@ fn age_retention_keeps_running_jobs() {
     assert!(a.job(0).is_none());
     assert!(a.job(1).is_some());
 }
+
+#[test]
+fn live_state_past_its_bounds_evicts_the_oldest_and_counts_it() {
+    use sparkscope::model::retention::{LiveBound, LiveLimits};
+    let limits = LiveLimits {
+        running_jobs: 2,
+        live_stages: 3,
+        open_sessions: 1,
+        unclosed_operations: 2,
+        executors: 1,
+    };
+    let mut a = AppState::new(
+        "local-1",
+        Retention {
+            live: limits,
+            ..Retention::default()
+        },
+    );
+    let mut lines = Vec::new();
+    for id in 0..3 {
+        lines.push(job_start(id, &[stage_info(id, 0, 2, false, false)], ""));
+    }
+    for (i, e) in ["a", "b"].iter().enumerate() {
+        lines.push(
+            json!({"Event": "SparkListenerExecutorAdded", "Timestamp": i, "Executor ID": e,
+            "Executor Info": {"Host": "h", "Total Cores": 2}}),
+        );
+    }
+    for i in 0..2 {
+        lines.push(json!({"Event": "org.apache.spark.sql.connect.service.SparkListenerConnectSessionStarted",
+            "sessionId": format!("s{i}"), "userId": "u", "eventTime": 10 + i}));
+    }
+    for i in 0..3 {
+        let op = format!("95b7284b-ed00-4470-91a8-2e06100c9f0{i}");
+        lines.push(json!({"Event": "org.apache.spark.sql.connect.service.SparkListenerConnectOperationStarted",
+            "jobTag": format!("SparkConnect_OperationTag_User_u_Session_{SID}_Operation_{op}"),
+            "operationId": op, "eventTime": 20 + i, "sessionId": SID, "userId": "u",
+            "statementText": "", "sparkSessionTags": []}));
+    }
+    feed(&mut a, &lines);
+    assert_eq!(a.job(0).map(|j| j.status), Some(JobStatus::Unknown));
+    assert_eq!(a.running_jobs(), 2);
+    assert_eq!(
+        a.executors().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert_eq!(a.active_sessions(), 1);
+    assert_eq!(a.running_operations(), 2);
+    assert!(
+        a.stages()
+            .filter(|s| s.status == StageStatus::Pending)
+            .count()
+            <= 3
+    );
+    let ev = a.take_evictions();
+    assert_eq!(ev.of(LiveBound::RunningJobs), 1);
+    assert_eq!(ev.of(LiveBound::Executors), 1);
+    // Two sessions named, plus the operations' own session: two evicted past a bound of one.
+    assert_eq!(ev.of(LiveBound::OpenSessions), 2);
+    assert_eq!(ev.of(LiveBound::UnclosedOperations), 1);
+    assert_eq!(a.take_evictions().0, [0; 5], "taken once");
+    assert_eq!(a.broken_invariants(), Vec::<String>::new());
+}
+
+fn snapshot(lines: Vec<Value>) -> Vec<Value> {
+    let mut v = vec![json!({"Event": "SparkscopeSnapshotStart", "time": 50})];
+    v.extend(lines);
+    v.push(json!({"Event": "SparkscopeSnapshotEnd", "time": 51}));
+    v
+}
+
+/// Two stages of 8 and 16 tasks; the first completed while the agent was away.
+fn two_stage_job_half_done() -> Vec<Value> {
+    vec![
+        job_start(
+            0,
+            &[
+                stage_info(0, 0, 8, false, false),
+                stage_info(1, 0, 16, false, false),
+            ],
+            &connect_tags("alice", &["cell-1"]),
+        ),
+        stage_submitted(stage_info(0, 0, 8, true, false)),
+        progress(0, 8, 8, 0, 0),
+        stage_completed(stage_info(0, 0, 8, true, true), None),
+        stage_submitted(stage_info(1, 0, 16, true, false)),
+        progress(1, 4, 2, 0, 0),
+    ]
+}
+
+fn finish_second_stage() -> Vec<Value> {
+    vec![
+        progress(1, 16, 16, 0, 0),
+        stage_completed(stage_info(1, 0, 16, true, true), None),
+        job_end(0, true),
+    ]
+}
+
+#[test]
+fn a_snapshot_after_an_agent_restart_restores_stages_that_completed_meanwhile() {
+    // The issue as seen: the first stage was resent as pending and then counted as skipped.
+    let mut a = app();
+    feed(&mut a, &[hello()]);
+    feed(&mut a, &snapshot(two_stage_job_half_done()));
+    let j = a.job(0).expect("job restored");
+    assert_eq!(j.status, JobStatus::Running);
+    assert_eq!(
+        (j.completed_tasks, j.active_tasks, j.skipped_tasks),
+        (10, 2, 0)
+    );
+    assert_eq!((j.num_completed_stages(), j.active_stages), (1, 1));
+    assert!(j.connect.is_some(), "attributed from its tags");
+    feed(&mut a, &finish_second_stage());
+    let j = a.job(0).expect("job");
+    assert_eq!(j.status, JobStatus::Succeeded);
+    assert_eq!(
+        (j.completed_tasks, j.skipped_tasks, j.active_tasks),
+        (24, 0, 0)
+    );
+    assert_eq!((j.num_completed_stages(), j.num_skipped_stages()), (2, 0));
+    assert_eq!(a.stats().resyncs, 1);
+    assert!(a.notices().any(|n| n.message.contains("restored")));
+    assert_eq!(a.broken_invariants(), Vec::<String>::new());
+}
+
+#[test]
+fn a_snapshot_after_a_listener_reconnect_counts_nothing_twice() {
+    let mut a = app();
+    feed(&mut a, &[hello()]);
+    feed(&mut a, &two_stage_job_half_done());
+    let jobs_started = a.job_counters().jobs_started;
+    let tasks_succeeded = a.job_counters().tasks_succeeded;
+    // The same job resent, with the second stage further on.
+    let mut resent = two_stage_job_half_done();
+    resent.push(progress(1, 6, 4, 0, 0));
+    feed(&mut a, &snapshot(resent));
+    let j = a.job(0).expect("job");
+    assert_eq!((j.completed_tasks, j.active_tasks), (12, 2));
+    assert_eq!(a.job_counters().jobs_started, jobs_started);
+    assert_eq!(a.job_counters().tasks_succeeded, tasks_succeeded + 2);
+    // Later progress counts from the snapshot's baseline.
+    feed(&mut a, &finish_second_stage());
+    let j = a.job(0).expect("job");
+    assert_eq!((j.completed_tasks, j.num_completed_stages()), (24, 2));
+    assert_eq!(a.job_counters().tasks_succeeded, 24);
+}
+
+#[test]
+fn what_ended_unseen_is_unknown_until_spark_says_how() {
+    use sparkscope::model::reconcile::SparkJob;
+    let mut a = app();
+    feed(&mut a, &[hello()]);
+    feed(&mut a, &two_stage_job_half_done());
+    // Job 0 ended while the listener was away; job 1 is new.
+    feed(
+        &mut a,
+        &snapshot(vec![job_start(1, &[stage_info(5, 0, 3, false, false)], "")]),
+    );
+    assert_eq!(a.job(0).map(|j| j.status), Some(JobStatus::Unknown));
+    assert!(a.reconcile_wanted());
+    let spark = |id: i32, status: JobStatus, tags: Vec<String>| SparkJob {
+        job_id: id,
+        name: "collect".into(),
+        description: None,
+        submission_time: Some(1000),
+        completion_time: Some(3000),
+        stage_ids: vec![0, 1],
+        job_group: None,
+        job_tags: tags,
+        status,
+        num_tasks: 24,
+        num_active_tasks: 0,
+        num_completed_tasks: 24,
+        num_skipped_tasks: 0,
+        num_failed_tasks: 0,
+        num_killed_tasks: 0,
+        num_active_stages: 0,
+        num_completed_stages: 2,
+        num_skipped_stages: 0,
+        num_failed_stages: 0,
+    };
+    let missed_tags: Vec<String> = connect_tags("bob", &["cell-9"])
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let done = a.reconcile(
+        9_000,
+        vec![
+            spark(0, JobStatus::Succeeded, Vec::new()),
+            spark(1, JobStatus::Running, Vec::new()),
+            spark(7, JobStatus::Failed, missed_tags),
+        ],
+    );
+    assert_eq!((done.filled, done.ended, done.corrected), (1, 1, 0));
+    let j = a.job(0).expect("job 0");
+    assert_eq!(j.status, JobStatus::Succeeded);
+    assert_eq!((j.completed_tasks, j.num_completed_stages()), (24, 2));
+    assert!(a
+        .stages()
+        .all(|s| s.status != StageStatus::Active || s.job_ids == [1]));
+    let missed = a.job(7).expect("the missed job is filled in");
+    assert_eq!(missed.status, JobStatus::Failed);
+    let c = missed.connect.as_ref().expect("attributed from its tags");
+    assert_eq!(
+        (c.user_id.as_str(), c.tags.clone()),
+        ("bob", vec!["cell-9".to_owned()])
+    );
+    assert_eq!(a.job(1).map(|j| j.status), Some(JobStatus::Running));
+    assert!(!a.reconcile_wanted());
+    assert!(a
+        .notices()
+        .any(|n| n.message.contains("1 job(s) filled in")));
+    // Asking again changes nothing.
+    let again = a.reconcile(9_500, vec![spark(0, JobStatus::Succeeded, Vec::new())]);
+    assert_eq!(again.total(), 0);
+}
+
+#[test]
+fn a_snapshot_cut_off_changes_nothing() {
+    let mut a = app();
+    feed(&mut a, &[hello()]);
+    feed(&mut a, &two_stage_job_half_done());
+    let mut cut = snapshot(vec![]);
+    cut.pop();
+    feed(&mut a, &cut);
+    a.listener_disconnected(10, false);
+    feed(
+        &mut a,
+        &[json!({"Event": "SparkscopeSnapshotEnd", "time": 51})],
+    );
+    assert_eq!(a.job(0).map(|j| j.status), Some(JobStatus::Running));
+    assert_eq!(a.stats().resyncs, 0);
+}
+
+#[test]
+fn drops_reported_by_the_listener_or_sparks_bus_ask_for_reconciliation() {
+    let mut a = app();
+    let stats = |dropped: u64, bus: u64| {
+        json!({"Event": "SparkscopeListenerStats", "time": 5, "dropped": dropped,
+               "busDropped": {"shared": bus, "appStatus": 0}})
+    };
+    feed(&mut a, &[stats(0, 0)]);
+    assert!(!a.reconcile_wanted());
+    feed(&mut a, &[stats(0, 3)]);
+    assert!(a.reconcile_wanted());
+    assert_eq!(a.stats().bus_dropped, 3);
+    assert!(a.notices().any(|n| n.message.contains("dropped 3")));
+}
+
+#[test]
+fn jobs_that_ran_through_a_gap_are_asked_about_until_spark_reports_them_ended() {
+    use sparkscope::model::reconcile::SparkJob;
+    let mut a = app();
+    feed(&mut a, &[hello()]);
+    feed(&mut a, &two_stage_job_half_done());
+    let drop = json!({"Event": "SparkscopeListenerStats", "time": 1_000, "dropped": 0,
+                      "busDropped": {"shared": 7}});
+    feed(&mut a, &[drop]);
+    assert!(
+        !a.reconcile_due(1_200, 500, 2_000),
+        "Spark's store gets its moment"
+    );
+    assert!(a.reconcile_due(1_500, 500, 2_000));
+    let spark = |status: JobStatus, completed: i32| SparkJob {
+        job_id: 0,
+        name: "collect".into(),
+        description: None,
+        submission_time: Some(1000),
+        completion_time: (status != JobStatus::Running).then_some(3000),
+        stage_ids: vec![0, 1],
+        job_group: None,
+        job_tags: Vec::new(),
+        status,
+        num_tasks: 24,
+        num_active_tasks: 0,
+        num_completed_tasks: completed,
+        num_skipped_tasks: 0,
+        num_failed_tasks: 0,
+        num_killed_tasks: 0,
+        num_active_stages: 0,
+        num_completed_stages: 2,
+        num_skipped_stages: 0,
+        num_failed_stages: 0,
+    };
+    // Still running in Spark: nothing to correct yet, but the job stays suspect.
+    assert_eq!(
+        a.reconcile(1_500, vec![spark(JobStatus::Running, 12)])
+            .total(),
+        0
+    );
+    assert!(!a.reconcile_due(2_000, 500, 2_000));
+    // The listener's end arrives, with the counts the drops left it.
+    feed(&mut a, &finish_second_stage());
+    assert!(
+        a.reconcile_due(3_500, 500, 2_000),
+        "asked again while it is suspect"
+    );
+    let done = a.reconcile(3_500, vec![spark(JobStatus::Succeeded, 30)]);
+    assert_eq!(done.corrected, 1);
+    assert_eq!(a.job(0).map(|j| j.completed_tasks), Some(30));
+    assert!(
+        !a.reconcile_due(10_000, 500, 2_000),
+        "nothing left to ask about"
+    );
+}

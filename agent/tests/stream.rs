@@ -27,7 +27,11 @@ struct Agent {
 }
 
 async fn start() -> Agent {
-    let running = common::start(common::config()).await;
+    start_with(common::config()).await
+}
+
+async fn start_with(cfg: sparkscope::agent::Config) -> Agent {
+    let running = common::start(cfg).await;
     let addrs = running.addrs();
     Agent {
         store: running.store().clone(),
@@ -387,19 +391,51 @@ async fn a_job_cancel_reaches_the_listener_of_its_application() {
     let mut ws = connect(&agent, "sub").await.expect("connect");
     subscribe(&mut ws, S_ALICE, "alice").await;
     next_update(&mut ws).await;
-    let r = cancel(&mut ws, &format!(r#"{{"requestId":"j","sessionId":"{S_ALICE}","userId":"alice","jobId":1,"reason":"stop it"}}"#)).await;
-    assert!(r.ok, "{r:?}");
-    assert_eq!(r.cancelled_job_ids, vec![1]);
-    line.clear();
-    tokio::time::timeout(Duration::from_secs(3), sock.read_line(&mut line))
-        .await
-        .expect("in time")
-        .expect("read");
-    let cmd: serde_json::Value = serde_json::from_str(&line).expect("json");
-    assert_eq!(
-        cmd,
-        serde_json::json!({"cmd": "cancelJob", "jobId": 1, "reason": "stop it"})
-    );
+    // The cancel is done when the listener says so: first a yes, then a no.
+    for (answer, want) in [
+        (r#""ok":true"#, ""),
+        (
+            r#""ok":false,"error":"job 1 is not running (SUCCEEDED)""#,
+            "finished",
+        ),
+    ] {
+        let frame = format!(
+            r#"{{"cancel":{{"requestId":"j","sessionId":"{S_ALICE}","userId":"alice","jobId":1,"reason":"stop it"}}}}"#
+        );
+        ws.send(Message::Text(frame.into())).await.expect("send");
+        line.clear();
+        tokio::time::timeout(Duration::from_secs(3), sock.read_line(&mut line))
+            .await
+            .expect("in time")
+            .expect("read");
+        let mut cmd: serde_json::Value = serde_json::from_str(&line).expect("json");
+        let id = cmd["id"].as_str().expect("a command id").to_owned();
+        cmd.as_object_mut().expect("object").remove("id");
+        assert_eq!(
+            cmd,
+            serde_json::json!({"cmd": "cancelJob", "jobId": 1, "reason": "stop it"})
+        );
+        let result =
+            format!("{{\"Event\":\"SparkscopeCommandResult\",\"id\":\"{id}\",{answer}}}\n");
+        sock.get_mut()
+            .write_all(result.as_bytes())
+            .await
+            .expect("answer");
+        let r = loop {
+            if let Some(pb::server_message::Kind::CancelResult(r)) =
+                next_message(&mut ws).await.kind
+            {
+                break r;
+            }
+        };
+        assert_eq!(r.code, want, "{r:?}");
+        if want.is_empty() {
+            assert!(r.ok, "{r:?}");
+            assert_eq!(r.cancelled_job_ids, vec![1]);
+        } else {
+            assert!(r.message.contains("not running"), "{r:?}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -456,4 +492,81 @@ async fn operators_cancel_over_http_with_the_admin_token_only() {
         .await
         .expect("send");
     assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn subscribers_past_the_bound_are_refused_until_a_place_frees() {
+    use sparkscope_proto::sparkscope::v1::monitor_client::MonitorClient;
+    let mut cfg = common::config();
+    cfg.stream.max_subscribers = 1;
+    let agent = start_with(cfg).await;
+    let first = connect(&agent, "sub").await.expect("the first is admitted");
+    let err = connect(&agent, "sub")
+        .await
+        .expect_err("the second is refused");
+    assert!(err.to_string().contains("503"), "{err}");
+    let mut client = MonitorClient::connect(format!("http://{}", agent.grpc))
+        .await
+        .expect("connect");
+    let mut req = tonic::Request::new(pb::SubscribeRequest {
+        sessions: vec![pb::SessionKey {
+            session_id: S_ALICE.into(),
+            user_id: "alice".into(),
+        }],
+    });
+    req.metadata_mut()
+        .insert("authorization", "Bearer sub".parse().expect("metadata"));
+    let status = client
+        .subscribe(req)
+        .await
+        .expect_err("refused over gRPC too");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    drop(first);
+    let mut admitted = false;
+    for _ in 0..100 {
+        if connect(&agent, "sub").await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "the place of the first subscriber was given back");
+}
+
+#[tokio::test]
+async fn cancels_past_the_bound_are_answered_unavailable() {
+    // Spark Connect's address accepts and never answers: the first cancel stays in flight.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut cfg = common::config();
+    cfg.control.spark_connect = Some(format!("http://{}", silent.local_addr().expect("addr")));
+    cfg.control.max_in_flight = 1;
+    let agent = start_with(cfg).await;
+    workload(&agent);
+    let mut ws = connect(&agent, "sub").await.expect("connect");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    next_update(&mut ws).await;
+    let cancel = |id: &str| {
+        format!(
+            r#"{{"cancel":{{"requestId":"{id}","sessionId":"{S_ALICE}","userId":"alice","tag":"cell-a"}}}}"#
+        )
+    };
+    ws.send(Message::Text(cancel("r1").into()))
+        .await
+        .expect("send");
+    let _held = tokio::time::timeout(Duration::from_secs(3), silent.accept())
+        .await
+        .expect("the first cancel reaches Spark Connect's address");
+    ws.send(Message::Text(cancel("r2").into()))
+        .await
+        .expect("send");
+    let result = loop {
+        if let Some(pb::server_message::Kind::CancelResult(r)) = next_message(&mut ws).await.kind {
+            break r;
+        }
+    };
+    assert_eq!(result.request_id, "r2");
+    assert_eq!(result.code, "unavailable");
+    assert!(result.message.contains("too many"), "{}", result.message);
 }

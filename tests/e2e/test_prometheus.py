@@ -733,10 +733,16 @@ PER_APPLICATION_FIXED = {
     "sparkscope_tasks_started_total": 1,
     "sparkscope_tasks_finished_total": 3,
     "sparkscope_connect_operations_total": 3,
-    "sparkscope_ingest_lines_total": 23,
+    "sparkscope_ingest_lines_total": 25,
     "sparkscope_ingest_malformed_lines_total": 1,
     "sparkscope_ingest_unknown_events_total": 1,
     "sparkscope_listener_dropped_lines_total": 1,
+    "sparkscope_spark_bus_dropped_events_total": 1,
+    "sparkscope_listener_evictions_total": 1,
+    "sparkscope_listener_resyncs_total": 1,
+    "sparkscope_listener_connection_failures_total": 1,
+    "sparkscope_reconciliations_total": 2,
+    "sparkscope_reconcile_corrections_total": 3,
 }
 DURATION_SERIES_PER_USER = 13 + 1 + 2
 PER_APPLICATION_AND_USER = (

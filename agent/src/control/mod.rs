@@ -12,8 +12,10 @@ use crate::ingest::connections::Listeners;
 use crate::model::jobs::JobStatus;
 use crate::model::{lock, Store};
 use crate::shutdown::Shutdown;
+use crate::telemetry::{self, Limit};
 use interrupt::{InterruptClient, Target};
 use sparkscope_proto::sparkscope::v1 as pb;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,13 +95,25 @@ pub const CANCEL_TARGETS: [&str; 3] = ["tag", "operation", "job"];
 const SHUTDOWN_ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// Where and how to reach the Spark Connect server for interrupts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ControlConfig {
     /// `http://host:port` of Spark Connect's gRPC endpoint; by default the address the server
     /// announced in its `ConnectServiceStarted` event.
     pub spark_connect: Option<String>,
     /// Sent as `Authorization: Bearer` when the server sets `spark.connect.authenticate.token`.
     pub spark_connect_token: Option<Secret>,
+    /// Requests carried out at once; more are answered `unavailable`.
+    pub max_in_flight: usize,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            spark_connect: None,
+            spark_connect_token: None,
+            max_in_flight: 64,
+        }
+    }
 }
 
 pub struct Control {
@@ -108,6 +122,7 @@ pub struct Control {
     cfg: ControlConfig,
     interrupts: InterruptClient,
     shutdown: Shutdown,
+    in_flight: AtomicUsize,
 }
 
 type Refusal = (CancelOutcome, String);
@@ -140,6 +155,7 @@ impl Control {
             cfg,
             interrupts,
             shutdown,
+            in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -148,6 +164,14 @@ impl Control {
     /// in from the session. A request still under way when the agent shuts down is answered
     /// (`unavailable`) rather than dropped.
     pub async fn cancel(&self, req: &pb::CancelRequest, trusted: bool) -> pb::CancelResult {
+        let _in_flight = match InFlight::enter(&self.in_flight, self.cfg.max_in_flight) {
+            Some(slot) => slot,
+            None => {
+                telemetry::limit_hit(Limit::CancelsInFlight, 1);
+                let why = "too many cancel requests at once; try again".to_owned();
+                return self.refuse(req, CancelOutcome::Unavailable, why);
+            }
+        };
         let mut shutdown = self.shutdown.clone();
         let result = tokio::select! {
             r = self.carry_out(req, trusted) => r,
@@ -160,7 +184,7 @@ impl Control {
                 "the agent is shutting down; the request may not have reached Spark".to_owned(),
             ),
         };
-        crate::telemetry::cancel_request(target_kind(req), CancelOutcome::of(&result).label());
+        telemetry::cancel_request(target_kind(req), CancelOutcome::of(&result).label());
         result
     }
 
@@ -171,7 +195,7 @@ impl Control {
         outcome: CancelOutcome,
         message: String,
     ) -> pb::CancelResult {
-        crate::telemetry::cancel_request(target_kind(req), outcome.label());
+        telemetry::cancel_request(target_kind(req), outcome.label());
         answer(req, outcome, message)
     }
 
@@ -210,12 +234,12 @@ impl Control {
                 }
             }
             Plan::CancelJob { app_id, job_id } => {
-                match backchannel::cancel_job(&self.listeners, &app_id, job_id, reason) {
+                match backchannel::cancel_job(&self.listeners, &app_id, job_id, reason).await {
                     Ok(()) => {
-                        result.message = format!("asked Spark to cancel job {job_id}");
+                        result.message = format!("Spark cancelled job {job_id}");
                         result.cancelled_job_ids = vec![job_id];
                     }
-                    Err(e) => return answer(req, CancelOutcome::Unavailable, e.to_string()),
+                    Err((outcome, why)) => return answer(req, outcome, why),
                 }
             }
         }
@@ -346,6 +370,22 @@ impl Control {
                 req.session_id, req.user_id
             ),
         ))
+    }
+}
+
+/// One request being carried out, counted while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize, max: usize) -> Option<InFlight<'a>> {
+        let slot = InFlight(count);
+        (count.fetch_add(1, Ordering::AcqRel) < max).then_some(slot)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

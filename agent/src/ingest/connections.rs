@@ -1,11 +1,15 @@
-//! The open listener connections, by application: each one's queue of commands (one JSON line
-//! each) for the agent → listener direction, written by that connection's task. Control puts
-//! commands here; ingest owns the connections.
+//! The open listener connections, by application: each one's queue of commands for the agent →
+//! listener direction (written by that connection's task), and the commands still waiting for
+//! the listener's answer. Control puts commands here; ingest owns the connections and hands
+//! the answers back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Commands waiting for an answer, per connection.
+const MAX_PENDING: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -15,10 +19,24 @@ pub enum CommandError {
     Busy(String),
 }
 
+/// How the listener answered a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandResult {
+    pub ok: bool,
+    /// Why not, when not ok.
+    pub error: String,
+}
+
+struct Link {
+    id: u64,
+    commands: mpsc::Sender<String>,
+    pending: HashMap<String, oneshot::Sender<CommandResult>>,
+}
+
 /// The connected listeners, by application id.
 #[derive(Default)]
 pub struct Listeners {
-    inner: Mutex<HashMap<String, (u64, mpsc::Sender<String>)>>,
+    inner: Mutex<HashMap<String, Link>>,
     next_id: AtomicU64,
 }
 
@@ -32,30 +50,64 @@ impl Listeners {
     /// The connection now serving `app_id` (a reconnect replaces the previous one).
     pub fn register(&self, app_id: &str) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(64);
-        self.lock().insert(app_id.to_owned(), (id, tx));
+        let (tx, rx) = mpsc::channel(MAX_PENDING);
+        let link = Link {
+            id,
+            commands: tx,
+            pending: HashMap::new(),
+        };
+        self.lock().insert(app_id.to_owned(), link);
         Registration { id, commands: rx }
     }
 
+    /// The connection is gone; commands it never answered fail with it.
     pub fn unregister(&self, app_id: &str, id: u64) {
         let mut map = self.lock();
-        if map.get(app_id).is_some_and(|(current, _)| *current == id) {
+        if map.get(app_id).is_some_and(|l| l.id == id) {
             map.remove(app_id);
         }
     }
 
-    pub fn send(&self, app_id: &str, line: String) -> Result<(), CommandError> {
-        let map = self.lock();
-        let (_, tx) = map
-            .get(app_id)
+    /// Queues a command (a JSON object; its `id` is set here) and returns where the answer
+    /// will come.
+    pub fn command(
+        &self,
+        app_id: &str,
+        mut cmd: serde_json::Value,
+    ) -> Result<oneshot::Receiver<CommandResult>, CommandError> {
+        let mut map = self.lock();
+        let link = map
+            .get_mut(app_id)
             .ok_or_else(|| CommandError::NotConnected(app_id.to_owned()))?;
-        tx.try_send(line).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => CommandError::Busy(app_id.to_owned()),
-            mpsc::error::TrySendError::Closed(_) => CommandError::NotConnected(app_id.to_owned()),
-        })
+        if link.pending.len() >= MAX_PENDING {
+            return Err(CommandError::Busy(app_id.to_owned()));
+        }
+        let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        cmd["id"] = serde_json::Value::from(id.clone());
+        link.commands
+            .try_send(cmd.to_string())
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => CommandError::Busy(app_id.to_owned()),
+                mpsc::error::TrySendError::Closed(_) => {
+                    CommandError::NotConnected(app_id.to_owned())
+                }
+            })?;
+        let (tx, rx) = oneshot::channel();
+        link.pending.insert(id, tx);
+        Ok(rx)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, mpsc::Sender<String>)>> {
+    /// The listener of connection `registration` answered command `id`.
+    pub fn answered(&self, app_id: &str, registration: u64, id: &str, result: CommandResult) {
+        let mut map = self.lock();
+        if let Some(link) = map.get_mut(app_id).filter(|l| l.id == registration) {
+            if let Some(tx) = link.pending.remove(id) {
+                let _ = tx.send(result);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Link>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

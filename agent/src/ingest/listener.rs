@@ -4,18 +4,22 @@
 
 use super::connections::Listeners;
 use super::ingest_line_at;
-use super::parse::parse_hello;
+use super::parse::{parse_command_result, parse_hello};
 use crate::auth::{self, Secret};
 use crate::clock::now_ms;
-use crate::model::{lock, SharedApp, Store};
+use crate::model::retention::LiveBound;
+use crate::model::{lock, AppState, SharedApp, Store};
 use crate::shutdown::Shutdown;
+use crate::telemetry::{self, Limit, Refusal};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -25,7 +29,12 @@ pub struct IngestConfig {
     pub token: Option<Secret>,
     /// Longer lines are counted as malformed and skipped.
     pub max_line_bytes: usize,
+    /// A connection that sends no hello in this time is closed.
     pub hello_timeout: Duration,
+    /// Listener connections past their hello (one per Spark application, normally).
+    pub max_connections: usize,
+    /// Connections still waiting for their hello; past this, the oldest is closed.
+    pub max_pending: usize,
 }
 
 impl Default for IngestConfig {
@@ -33,9 +42,28 @@ impl Default for IngestConfig {
         IngestConfig {
             token: None,
             max_line_bytes: 32 << 20,
-            hello_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            max_pending: 64,
         }
     }
+}
+
+/// The longest hello line; a connection holds no more than this before its token is checked.
+const MAX_HELLO_BYTES: usize = 16 * 1024;
+/// The read buffer of an accepted listener: a whole burst of lines is parsed under one lock.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// What the accept loop and the connections share.
+struct Shared {
+    store: Arc<Store>,
+    listeners: Arc<Listeners>,
+    cfg: IngestConfig,
+    /// Connections past their hello.
+    accepted: AtomicUsize,
+    /// Connections waiting for their hello, oldest first, each with the means to close it.
+    pending: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
+    next_id: AtomicU64,
 }
 
 /// Accepts listener connections until shutdown; each connection ends at shutdown too.
@@ -43,20 +71,28 @@ pub async fn serve(
     listener: TcpListener,
     store: Arc<Store>,
     listeners: Arc<Listeners>,
-    cfg: Arc<IngestConfig>,
+    cfg: IngestConfig,
     mut shutdown: Shutdown,
 ) {
+    let shared = Arc::new(Shared {
+        store,
+        listeners,
+        cfg,
+        accepted: AtomicUsize::new(0),
+        pending: Mutex::default(),
+        next_id: AtomicU64::new(0),
+    });
     loop {
         tokio::select! {
             _ = shutdown.requested() => break,
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
-                    let (store, cfg, shutdown) = (store.clone(), cfg.clone(), shutdown.clone());
-                    let listeners = listeners.clone();
+                    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                    let evicted = shared.wait_for_hello(id);
+                    let (shared, shutdown) = (shared.clone(), shutdown.clone());
                     tokio::spawn(async move {
-                        if let Err(e) =
-                            connection(sock, peer, store, listeners, cfg, shutdown).await {
-                            tracing::info!(%peer, error = %e, "listener connection ended");
+                        if let Err(e) = connection(sock, peer, id, evicted, &shared, shutdown).await {
+                            tracing::debug!(%peer, error = %e, "listener connection ended");
                         }
                     });
                 }
@@ -69,6 +105,33 @@ pub async fn serve(
     }
 }
 
+impl Shared {
+    /// Registers a connection that has yet to say hello; closes the oldest such one when there
+    /// are too many, so a flood of silent connections cannot keep a real listener out.
+    fn wait_for_hello(&self, id: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.insert(id, tx);
+        let mut evicted = 0;
+        while pending.len() > self.cfg.max_pending.max(1) {
+            if let Some((_, oldest)) = pending.pop_first() {
+                let _ = oldest.send(());
+                evicted += 1;
+            }
+        }
+        drop(pending);
+        telemetry::limit_hit(Limit::PendingListeners, evicted);
+        rx
+    }
+
+    fn said_hello(&self, id: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
     #[error("i/o: {0}")]
@@ -77,70 +140,160 @@ enum ConnError {
     Refused(String),
 }
 
+/// Reads the hello with a small buffer: at most [`MAX_HELLO_BYTES`] before the token is
+/// checked. Returns the line and whatever followed it in the same reads.
+async fn read_hello(rd: &mut OwnedReadHalf) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = rd.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let seen = buf.len();
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = memchr::memchr(b'\n', &buf[seen..]) {
+            let rest = buf.split_off(seen + pos + 1);
+            return Ok(Some((buf, rest)));
+        }
+        if buf.len() > MAX_HELLO_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "hello longer than its limit",
+            ));
+        }
+    }
+}
+
 async fn connection(
     sock: TcpStream,
     peer: SocketAddr,
-    store: Arc<Store>,
-    listeners: Arc<Listeners>,
-    cfg: Arc<IngestConfig>,
+    id: u64,
+    evicted: oneshot::Receiver<()>,
+    shared: &Shared,
     mut shutdown: Shutdown,
 ) -> Result<(), ConnError> {
     sock.set_nodelay(true)?;
-    let (rd, mut wr) = sock.into_split();
-    let mut reader = BufReader::with_capacity(256 * 1024, rd);
-
-    let mut first = Vec::new();
-    let read = tokio::time::timeout(cfg.hello_timeout, async {
-        let mut limited = (&mut reader).take(64 * 1024);
-        limited.read_until(b'\n', &mut first).await
-    })
-    .await;
-    let hello = match read {
-        Ok(Ok(n)) if n > 0 => match parse_hello(first.trim_ascii()) {
-            Ok(h) => h,
-            Err(_) => return refuse(&mut wr, "the first line must be a SparkscopeHello").await,
-        },
-        Ok(Ok(_)) => return Ok(()),
-        Ok(Err(e)) => return Err(e.into()),
-        Err(_) => return refuse(&mut wr, "no hello within the timeout").await,
+    let (mut rd, mut wr) = sock.into_split();
+    let cfg = &shared.cfg;
+    let read = tokio::select! {
+        r = tokio::time::timeout(cfg.hello_timeout, read_hello(&mut rd)) => Some(r),
+        _ = evicted => None,
+        _ = shutdown.requested() => {
+            shared.said_hello(id);
+            return Ok(());
+        }
+    };
+    shared.said_hello(id);
+    let (first, leftover) = match read {
+        None => return refuse(&mut wr, None, "too many connections without a hello").await,
+        Some(Ok(Ok(Some(hello)))) => hello,
+        Some(Ok(Ok(None))) => return Ok(()),
+        Some(Ok(Err(e))) => {
+            let why = format!("no hello line: {e}");
+            return refuse(&mut wr, Some(Refusal::Hello), &why).await;
+        }
+        Some(Err(_)) => {
+            return refuse(
+                &mut wr,
+                Some(Refusal::Timeout),
+                "no hello within the timeout",
+            )
+            .await
+        }
+    };
+    let hello = match parse_hello(first.trim_ascii()) {
+        Ok(h) => h,
+        Err(_) => {
+            let why = "the first line must be a SparkscopeHello";
+            return refuse(&mut wr, Some(Refusal::Hello), why).await;
+        }
     };
     if hello.protocol != PROTOCOL_VERSION {
         let msg = format!(
             "protocol {} is not supported (this agent speaks {PROTOCOL_VERSION})",
             hello.protocol
         );
-        return refuse(&mut wr, &msg).await;
+        return refuse(&mut wr, Some(Refusal::Protocol), &msg).await;
     }
     if !auth::allows(cfg.token.as_ref(), Some(&hello.token)) {
-        tracing::warn!(%peer, app = %hello.app_id, "refused a listener with a wrong token");
-        return refuse(&mut wr, "wrong or missing token").await;
+        tracing::warn!(%peer, "refused a listener with a wrong token");
+        return refuse(&mut wr, Some(Refusal::Token), "wrong or missing token").await;
     }
     if hello.app_id.is_empty() {
-        return refuse(&mut wr, "the hello names no appId").await;
+        return refuse(&mut wr, Some(Refusal::Hello), "the hello names no appId").await;
+    }
+    if shared.accepted.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections {
+        shared.accepted.fetch_sub(1, Ordering::AcqRel);
+        telemetry::limit_hit(Limit::ListenerConnections, 1);
+        return refuse(&mut wr, None, "too many listener connections").await;
     }
     let ack = format!(
         "{{\"ok\":true,\"agent\":\"sparkscope {}\"}}\n",
         env!("CARGO_PKG_VERSION")
     );
-    wr.write_all(ack.as_bytes()).await?;
-
     let app_id = hello.app_id.clone();
-    let shared = store.app(&app_id);
-    lock(&shared).listener_connected(now_ms(), hello.info());
+    let app = shared.store.app(&app_id);
+    lock(&app).listener_connected(now_ms(), hello.info());
+    let mut registration = shared.listeners.register(&app_id);
+    // From here on, however the connection ends (an error, shutdown, or a panic), the guard
+    // gives back what it holds.
+    let _open = Open {
+        shared,
+        app: app.clone(),
+        app_id: app_id.clone(),
+        registration: registration.id,
+        peer,
+    };
     tracing::info!(%peer, app = %app_id, "listener connected");
-    store.notify();
-    let mut registration = listeners.register(&app_id);
+    shared.store.notify();
+    wr.write_all(ack.as_bytes()).await?;
+    let mut lines = Lines {
+        app: &app,
+        store: &shared.store,
+        answers: Answers {
+            listeners: &shared.listeners,
+            app_id: &app_id,
+            registration: registration.id,
+        },
+        max_line: cfg.max_line_bytes,
+        partial: Vec::new(),
+        oversized: false,
+    };
+    lines.consume(&leftover);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, rd);
     let link = Link {
         reader: &mut reader,
         writer: &mut wr,
         commands: &mut registration.commands,
     };
-    let result = read_events(link, &shared, &store, cfg.max_line_bytes, &mut shutdown).await;
-    listeners.unregister(&app_id, registration.id);
-    lock(&shared).listener_disconnected(now_ms());
-    store.notify();
-    tracing::info!(%peer, app = %app_id, "listener disconnected");
-    result
+    read_events(link, &mut lines, &mut shutdown).await
+}
+
+/// What an accepted connection holds, given back when it ends.
+struct Open<'a> {
+    shared: &'a Shared,
+    app: SharedApp,
+    app_id: String,
+    registration: u64,
+    peer: SocketAddr,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .listeners
+            .unregister(&self.app_id, self.registration);
+        self.shared.accepted.fetch_sub(1, Ordering::AcqRel);
+        let failed = std::thread::panicking();
+        lock(&self.app).listener_disconnected(now_ms(), failed);
+        self.shared.store.notify();
+        if failed {
+            tracing::error!(peer = %self.peer, app = %self.app_id, "a listener connection failed; its application may be missing events");
+        } else {
+            tracing::info!(peer = %self.peer, app = %self.app_id, "listener disconnected");
+        }
+    }
 }
 
 /// Both directions of one listener connection.
@@ -151,17 +304,11 @@ struct Link<'a> {
 }
 
 /// Reads lines until EOF or shutdown, and writes the commands queued for this listener.
-/// Complete lines are parsed where they lie in the read buffer, a whole buffer's worth under one
-/// lock; only a line split across reads is copied.
 async fn read_events(
     link: Link<'_>,
-    shared: &SharedApp,
-    store: &Store,
-    max_line: usize,
+    lines: &mut Lines<'_>,
     shutdown: &mut Shutdown,
 ) -> Result<(), ConnError> {
-    let mut partial: Vec<u8> = Vec::new();
-    let mut oversized = false;
     loop {
         let buf = tokio::select! {
             _ = shutdown.requested() => return Ok(()),
@@ -180,44 +327,156 @@ async fn read_events(
             return Ok(());
         }
         let len = buf.len();
-        {
+        lines.consume(buf);
+        link.reader.consume(len);
+    }
+}
+
+/// Splits what a listener sends into lines and applies them. Complete lines are parsed where
+/// they lie in the read buffer, a whole buffer's worth under one lock; only a line split across
+/// reads is copied, and one longer than the limit is skipped without being kept.
+struct Lines<'a> {
+    app: &'a SharedApp,
+    store: &'a Store,
+    answers: Answers<'a>,
+    max_line: usize,
+    partial: Vec<u8>,
+    oversized: bool,
+}
+
+impl Lines<'_> {
+    fn consume(&mut self, buf: &[u8]) {
+        if buf.is_empty() {
+            return;
+        }
+        let evictions = {
             let now = now_ms();
-            let mut app = lock(shared);
+            let mut app = lock(self.app);
             app.seen(now);
             let mut rest = buf;
             while let Some(pos) = memchr::memchr(b'\n', rest) {
                 let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
-                if oversized {
-                    oversized = false;
+                if self.oversized {
+                    self.oversized = false;
                     app.malformed_line();
-                    tracing::warn!(app = %app.id(), max_line, "skipped a line longer than the limit");
-                } else if partial.is_empty() {
-                    ingest_line_at(&mut app, line, Some(now));
+                    tracing::warn!(app = %app.id(), max_line = self.max_line, "skipped a line longer than the limit");
+                } else if self.partial.is_empty() {
+                    self.answers.or_ingest(&mut app, line, now);
                 } else {
-                    partial.extend_from_slice(line);
-                    ingest_line_at(&mut app, &partial, Some(now));
-                    partial.clear();
+                    self.partial.extend_from_slice(line);
+                    self.answers.or_ingest(&mut app, &self.partial, now);
+                    self.partial.clear();
                 }
                 rest = tail;
             }
-            if !oversized {
-                if partial.len() + rest.len() > max_line {
-                    oversized = true;
-                    partial = Vec::new();
+            if !self.oversized {
+                if self.partial.len() + rest.len() > self.max_line {
+                    self.oversized = true;
+                    self.partial = Vec::new();
                 } else {
-                    partial.extend_from_slice(rest);
+                    self.partial.extend_from_slice(rest);
                 }
             }
+            app.take_evictions()
+        };
+        for bound in LiveBound::ALL {
+            telemetry::limit_hit(limit_of(bound), evictions.of(bound));
         }
-        link.reader.consume(len);
-        store.notify();
+        self.store.notify();
     }
 }
 
-async fn refuse(wr: &mut OwnedWriteHalf, why: &str) -> Result<(), ConnError> {
+/// Where a listener's answers to commands go: back to whoever sent the command, not into the
+/// model.
+struct Answers<'a> {
+    listeners: &'a Listeners,
+    app_id: &'a str,
+    registration: u64,
+}
+
+impl Answers<'_> {
+    fn or_ingest(&self, app: &mut AppState, line: &[u8], now: i64) {
+        if !line.starts_with(COMMAND_RESULT) {
+            return ingest_line_at(app, line, Some(now));
+        }
+        match parse_command_result(line) {
+            Ok((id, result)) => {
+                self.listeners
+                    .answered(self.app_id, self.registration, &id, result)
+            }
+            Err(_) => {
+                app.malformed_line();
+            }
+        }
+    }
+}
+
+const COMMAND_RESULT: &[u8] = br#"{"Event":"SparkscopeCommandResult""#;
+
+fn limit_of(bound: LiveBound) -> Limit {
+    match bound {
+        LiveBound::RunningJobs => Limit::RunningJobs,
+        LiveBound::LiveStages => Limit::LiveStages,
+        LiveBound::OpenSessions => Limit::OpenSessions,
+        LiveBound::UnclosedOperations => Limit::UnclosedOperations,
+        LiveBound::Executors => Limit::Executors,
+    }
+}
+
+async fn refuse(
+    wr: &mut OwnedWriteHalf,
+    reason: Option<Refusal>,
+    why: &str,
+) -> Result<(), ConnError> {
+    if let Some(r) = reason {
+        telemetry::listener_refused(r);
+    }
     let line = serde_json::json!({ "ok": false, "error": why }).to_string() + "\n";
     // The peer may already be gone; the refusal is what matters.
     let _ = wr.write_all(line.as_bytes()).await;
     let _ = wr.shutdown().await;
     Err(ConnError::Refused(why.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing reachable from input is known to panic; if something ever does, the connection's
+    /// bookkeeping is given back and its application is marked.
+    #[test]
+    fn a_panicking_connection_gives_back_what_it_held() {
+        let shared = Shared {
+            store: Arc::new(Store::default()),
+            listeners: Arc::new(Listeners::default()),
+            cfg: IngestConfig::default(),
+            accepted: AtomicUsize::new(1),
+            pending: Mutex::default(),
+            next_id: AtomicU64::new(0),
+        };
+        let app = shared.store.app("local-p");
+        lock(&app).listener_connected(1, crate::model::event::ListenerInfo::default());
+        let registration = shared.listeners.register("local-p");
+        let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _open = Open {
+                shared: &shared,
+                app: app.clone(),
+                app_id: "local-p".into(),
+                registration: registration.id,
+                peer,
+            };
+            let _held = lock(&app);
+            panic!("a bug while applying a line");
+        }));
+        assert!(result.is_err());
+        let a = lock(&app);
+        assert!(!a.is_live());
+        assert_eq!(a.stats().failed_connections, 1);
+        assert_eq!(shared.accepted.load(Ordering::Relaxed), 0);
+        assert!(shared
+            .listeners
+            .command("local-p", serde_json::json!({}))
+            .is_err());
+    }
 }

@@ -5,7 +5,9 @@ pub mod connections;
 pub mod eventlog;
 pub mod listener;
 pub mod parse;
+pub mod reconcile;
 pub mod replay;
+pub mod validate;
 
 use crate::model::AppState;
 

@@ -5,6 +5,8 @@
 //! names are Spark's `JsonProtocol` ones (3.5 and 4.x); Connect and SQL events use their Scala
 //! field names.
 
+use super::connections::CommandResult;
+use super::validate::{self, OutOfRange};
 use crate::model::event::{
     ApplicationStart, Event, JobEnd, JobStart, ListenerInfo, ListenerStats, OpTransition,
     OperationStarted, SqlExecutionStart, StageInfo, StageProgress, TaskEnd, TaskMetricSums,
@@ -21,6 +23,8 @@ pub enum ParseError {
     NoEventName,
     #[error("the first line must be a SparkscopeHello")]
     NotHello,
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
 }
 
 const SQL: &str = "org.apache.spark.sql.execution.ui.";
@@ -29,7 +33,9 @@ const CONNECT: &str = "org.apache.spark.sql.connect.service.SparkListenerConnect
 /// Parses one line. Leading and trailing white space is ignored.
 pub fn parse_line(line: &[u8]) -> Result<Event, ParseError> {
     let name = event_name(line)?;
-    parse_named(&name, line)
+    let ev = parse_named(&name, line)?;
+    validate::check(&ev)?;
+    Ok(ev)
 }
 
 /// The `Event` value. Spark writes it first, so the fast path reads it without parsing the line;
@@ -129,8 +135,19 @@ fn parse_named(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 sent: r.sent,
                 dropped: r.dropped,
                 reconnects: r.reconnects,
+                bus_dropped: r
+                    .bus_dropped
+                    .values()
+                    .fold(0u64, |n, d| n.saturating_add(*d)),
+                evicted: r.live_evicted.saturating_add(r.untracked_task_events),
             })
         }
+        "SparkscopeSnapshotStart" => Event::SnapshotStart {
+            time: serde_json::from_slice::<RawTime>(line)?.time,
+        },
+        "SparkscopeSnapshotEnd" => Event::SnapshotEnd {
+            time: serde_json::from_slice::<RawTime>(line)?.time,
+        },
         n if n.starts_with(SQL) => match &n[SQL.len()..] {
             "SparkListenerSQLExecutionStart" => {
                 let r: RawSqlStart = serde_json::from_slice(line)?;
@@ -596,6 +613,8 @@ pub struct Hello {
     pub spark_user: String,
     #[serde(default)]
     pub task_events: String,
+    #[serde(default)]
+    pub ui_url: String,
 }
 
 impl Hello {
@@ -608,8 +627,28 @@ impl Hello {
             spark_user: self.spark_user.clone(),
             start_time: self.start_time,
             coalesced_tasks: self.task_events == "coalesced",
+            ui_url: self.ui_url.clone(),
         }
     }
+}
+
+/// Parses a listener's answer to a command: the command's id and how it went.
+pub fn parse_command_result(line: &[u8]) -> Result<(String, CommandResult), ParseError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        id: String,
+        ok: bool,
+        #[serde(default)]
+        error: String,
+    }
+    let r: Raw = serde_json::from_slice(line)?;
+    Ok((
+        r.id,
+        CommandResult {
+            ok: r.ok,
+            error: r.error,
+        },
+    ))
 }
 
 /// Parses a hello line.
@@ -682,6 +721,19 @@ struct RawListenerStats {
     dropped: u64,
     #[serde(default)]
     reconnects: u64,
+    /// Spark's listener-bus drops, by queue.
+    #[serde(default)]
+    bus_dropped: HashMap<String, u64>,
+    #[serde(default)]
+    live_evicted: u64,
+    #[serde(default)]
+    untracked_task_events: u64,
+}
+
+#[derive(Deserialize)]
+struct RawTime {
+    #[serde(default)]
+    time: i64,
 }
 
 #[derive(Deserialize)]

@@ -7,10 +7,10 @@
 //! readers may see. This file routes each event to them.
 
 use super::connect::{ClosedOperation, Connect};
-use super::event::{Event, ListenerInfo, KINDS};
+use super::event::{Event, ListenerInfo, ListenerStats, KINDS};
 use super::jobs::Jobs;
-use super::retention::Retention;
-use std::collections::BTreeMap;
+use super::retention::{Evictions, LiveBound, Retention};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Who the application is, as its events and its listener tell.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,8 @@ pub struct AppInfo {
     pub end_time: Option<i64>,
     /// The Spark Connect server's gRPC endpoint (host, port), from its start event.
     pub connect_endpoint: Option<(String, u16)>,
+    /// Where Spark's UI and REST API answer, as the listener announced it; empty if unknown.
+    pub ui_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +46,21 @@ pub struct IngestStats {
     pub listener_dropped: u64,
     pub listener_sent: u64,
     pub listener_reconnects: u64,
+    /// Events Spark's own listener bus dropped, as the listener last reported.
+    pub bus_dropped: u64,
+    /// What the listener evicted at its own bounds, as it last reported.
+    pub listener_evicted: u64,
+    /// Listener connections that broke off inside the agent.
+    pub failed_connections: u64,
+    /// Snapshots that replaced the live state (listener reconnects, agent restarts).
+    pub resyncs: u64,
+    /// Times Spark's REST API was asked, and times it could not be.
+    pub reconciliations: u64,
+    pub reconcile_failures: u64,
+    /// What reconciliation changed, in total.
+    pub jobs_filled: u64,
+    pub jobs_ended: u64,
+    pub jobs_corrected: u64,
 }
 
 pub struct AppState {
@@ -59,8 +76,49 @@ pub struct AppState {
     /// Increases with every event; entities remember the generation of their last change.
     pub(super) generation: u64,
     pub(super) executors: BTreeMap<String, Executor>,
+    executor_evictions: Evictions,
     pub(super) jobs: Jobs,
     pub(super) connect: Connect,
+    /// While the listener resends its live state: the state it describes, built apart and
+    /// merged at its end (`resync`).
+    pub(super) snapshot: Option<Box<AppState>>,
+    /// Recent gaps in what the agent saw, and what was done about them, newest last.
+    pub(super) notices: VecDeque<Notice>,
+    /// The generation of the newest notice.
+    pub(super) notices_updated: u64,
+    /// Spark's REST API should be asked for the truth (after a gap), since this time (epoch ms).
+    pub(super) reconcile_wanted: Option<i64>,
+    /// Jobs that were running through a gap: their counts may be off until Spark's REST API has
+    /// confirmed how they ended, so reconciliation is repeated while any is left.
+    pub(super) suspects: BTreeSet<i32>,
+    /// When Spark's REST API was last asked (epoch ms).
+    pub(super) last_reconcile_ms: i64,
+}
+
+/// At most this many notices are kept per application.
+const MAX_NOTICES: usize = 8;
+
+/// A gap in what the agent saw of an application, or what was done about one: what notebooks
+/// are told so that they never show wrong numbers silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    /// When the agent noticed (its clock, epoch ms).
+    pub at_ms: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// The listener (re)connected with work under way: live state restored from its snapshot.
+    Resync,
+    /// Events were dropped before they reached the agent (listener queue, agent away, Spark's
+    /// own listener bus).
+    Dropped,
+    /// Counts were corrected from Spark's REST API.
+    Reconciled,
+    /// Spark's REST API could not be asked; counts may be off.
+    Unreconciled,
 }
 
 impl AppState {
@@ -79,6 +137,13 @@ impl AppState {
             retention,
             generation: 0,
             executors: BTreeMap::new(),
+            executor_evictions: Evictions::default(),
+            snapshot: None,
+            notices: VecDeque::new(),
+            notices_updated: 0,
+            reconcile_wanted: None,
+            suspects: BTreeSet::new(),
+            last_reconcile_ms: 0,
         }
     }
 
@@ -89,10 +154,38 @@ impl AppState {
         self.hello(hello);
     }
 
-    /// A listener connection of this application ended.
-    pub fn listener_disconnected(&mut self, now_ms: i64) {
+    /// A listener connection of this application ended; `failed` when it broke off in the
+    /// middle of its work (the agent's fault, not the listener's), so events may be missing.
+    pub fn listener_disconnected(&mut self, now_ms: i64, failed: bool) {
         self.connections = self.connections.saturating_sub(1);
         self.last_seen_ms = now_ms;
+        // A snapshot cut off is no snapshot: what it had built is dropped, the live state stays.
+        self.snapshot = None;
+        if failed {
+            self.stats.failed_connections += 1;
+            self.notice(
+                now_ms,
+                NoticeKind::Dropped,
+                "the agent lost part of the listener's events".to_owned(),
+            );
+        }
+    }
+
+    /// Records a gap, or what was done about one; a gap also asks for reconciliation.
+    pub fn notice(&mut self, at_ms: i64, kind: NoticeKind, message: String) {
+        self.generation += 1;
+        if matches!(kind, NoticeKind::Resync | NoticeKind::Dropped) {
+            self.want_reconcile(at_ms);
+        }
+        if self.notices.len() >= MAX_NOTICES {
+            self.notices.pop_front();
+        }
+        self.notices.push_back(Notice {
+            kind,
+            at_ms,
+            message,
+        });
+        self.notices_updated = self.generation;
     }
 
     /// A listener sent something.
@@ -113,6 +206,19 @@ impl AppState {
     pub fn apply(&mut self, event: Event) {
         self.stats.lines += 1;
         self.stats.by_kind[event.kind_index()] += 1;
+        match event {
+            Event::SnapshotStart { .. } => self.begin_snapshot(),
+            Event::SnapshotEnd { time } => self.end_snapshot(time),
+            Event::ListenerStats(s) => self.listener_stats(s),
+            ev => match &mut self.snapshot {
+                Some(shadow) => shadow.apply_event(ev),
+                None => self.apply_event(ev),
+            },
+        }
+    }
+
+    /// Applies one event to this state (a live one, or a snapshot's shadow).
+    fn apply_event(&mut self, event: Event) {
         self.generation += 1;
         let g = self.generation;
         match event {
@@ -134,15 +240,25 @@ impl AppState {
                 host,
                 cores,
             } => {
-                self.executors.insert(
-                    id.clone(),
-                    Executor {
-                        id,
-                        host,
-                        cores,
-                        add_time: time,
-                    },
-                );
+                let executor = Executor {
+                    id: id.clone(),
+                    host,
+                    cores,
+                    add_time: time,
+                };
+                self.executors.insert(id, executor);
+                if self.executors.len() > self.retention.live.executors {
+                    // Past the bound, the executor added first goes (its removal was lost).
+                    let oldest = self
+                        .executors
+                        .values()
+                        .min_by_key(|e| (e.add_time, e.id.clone()))
+                        .map(|e| e.id.clone());
+                    if let Some(k) = oldest {
+                        self.executors.remove(&k);
+                        self.executor_evictions.add(LiveBound::Executors);
+                    }
+                }
             }
             Event::ExecutorRemoved { id, .. } => {
                 self.executors.remove(&id);
@@ -185,11 +301,7 @@ impl AppState {
                 .connect
                 .operation_state(g, operation_id, job_tag, time, state),
             Event::Hello(h) => self.hello(h),
-            Event::ListenerStats(s) => {
-                self.stats.listener_dropped = s.dropped;
-                self.stats.listener_sent = s.sent;
-                self.stats.listener_reconnects = s.reconnects;
-            }
+            Event::ListenerStats(_) | Event::SnapshotStart { .. } | Event::SnapshotEnd { .. } => {}
             Event::Ignored => {}
             Event::Unknown => self.stats.unknown_events += 1,
         }
@@ -212,18 +324,70 @@ impl AppState {
             self.info.start_time = h.start_time;
         }
         self.coalesced_tasks = h.coalesced_tasks;
+        if !h.ui_url.is_empty() {
+            self.info.ui_url = h.ui_url;
+        }
+    }
+
+    /// Asks for Spark's REST API: every job running now went through a gap.
+    pub(super) fn want_reconcile(&mut self, at_ms: i64) {
+        self.reconcile_wanted.get_or_insert(at_ms);
+        let running = self.jobs.running_ids();
+        self.suspects.extend(running);
+    }
+
+    /// The listener's own counts. A drop since the last report means the agent's view has a gap.
+    fn listener_stats(&mut self, s: ListenerStats) {
+        self.generation += 1;
+        let new_drops = s.dropped.saturating_sub(self.stats.listener_dropped)
+            + s.bus_dropped.saturating_sub(self.stats.bus_dropped);
+        // Counters start afresh when a new listener (a restarted driver) reports.
+        let restarted =
+            s.dropped < self.stats.listener_dropped || s.bus_dropped < self.stats.bus_dropped;
+        self.stats.listener_dropped = s.dropped;
+        self.stats.listener_sent = s.sent;
+        self.stats.listener_reconnects = s.reconnects;
+        self.stats.bus_dropped = s.bus_dropped;
+        self.stats.listener_evicted = s.evicted;
+        if new_drops > 0 && !restarted {
+            let what = if s.bus_dropped > 0 {
+                "Spark's listener bus or the listener"
+            } else {
+                "the listener"
+            };
+            self.notice(
+                s.time,
+                NoticeKind::Dropped,
+                format!("{what} dropped {new_drops} event(s)"),
+            );
+        }
     }
 
     /// Drops finished work older than the age limit, measured against `now_ms`.
     pub fn prune_older_than(&mut self, now_ms: i64) {
         if let Some(age) = self.retention.max_age_ms {
-            self.jobs.prune_ended_before(now_ms - age);
-            self.connect.prune_ended_before(now_ms - age);
+            self.jobs.prune_ended_before(now_ms.saturating_sub(age));
+            self.connect.prune_ended_before(now_ms.saturating_sub(age));
         }
     }
 
     /// Closed operations since the last call, oldest first: the exporter's backlog.
     pub fn take_closed_operations(&mut self) -> Vec<ClosedOperation> {
         self.connect.take_closed_operations()
+    }
+
+    /// What the live bounds evicted since the last call.
+    pub fn take_evictions(&mut self) -> Evictions {
+        let mut all = std::mem::take(&mut self.executor_evictions);
+        let parts = [
+            std::mem::take(&mut self.jobs.evictions),
+            std::mem::take(&mut self.connect.evictions),
+        ];
+        for part in parts {
+            for (total, n) in all.0.iter_mut().zip(part.0) {
+                *total = total.saturating_add(n);
+            }
+        }
+        all
     }
 }

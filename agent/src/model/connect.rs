@@ -4,7 +4,7 @@
 //! was not seen.
 
 use super::event::{OpTransition, OperationStarted, SqlExecutionStart};
-use super::retention::Retention;
+use super::retention::{Evictions, LiveBound, Retention};
 use super::tags::{is_operation_tag, parse_operation_tag, parse_session_tag};
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -76,6 +76,36 @@ pub struct Operation {
     pub updated: u64,
 }
 
+impl Operation {
+    fn started(
+        g: u64,
+        operation_id: String,
+        job_tag: String,
+        session_id: String,
+        user_id: String,
+        time: i64,
+    ) -> Operation {
+        Operation {
+            operation_id,
+            job_tag,
+            session_id,
+            user_id,
+            tags: Vec::new(),
+            state: OpState::Started,
+            final_state: None,
+            start_time: time,
+            end_time: None,
+            close_time: None,
+            statement: String::new(),
+            error: None,
+            produced_rows: None,
+            job_ids: Vec::new(),
+            sql_execution_ids: Vec::new(),
+            updated: g,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Session {
     pub session_id: String,
@@ -111,6 +141,7 @@ pub struct Connect {
     /// Closed operations waiting for the exporter's duration histogram.
     closed_operations: VecDeque<ClosedOperation>,
     pub(super) counters: OperationCounters,
+    pub(super) evictions: Evictions,
     retention: Retention,
 }
 
@@ -148,6 +179,9 @@ impl Connect {
 
     /// The session, created as starting at `time` if unknown, marked as changed in `g`.
     fn session(&mut self, g: u64, session_id: String, user_id: &str, time: i64) -> &mut Session {
+        if !self.sessions.contains_key(&session_id) {
+            self.bound_open_sessions(g, time);
+        }
         let s = self
             .sessions
             .entry(session_id.clone())
@@ -229,38 +263,64 @@ impl Connect {
         }
         let mut statement = o.statement;
         truncate_utf8(&mut statement, MAX_STATEMENT_BYTES);
-        self.sessions
-            .entry(o.session_id.clone())
-            .or_insert_with(|| Session {
-                session_id: o.session_id.clone(),
-                user_id: o.user_id.clone(),
-                start_time: o.time,
-                end_time: None,
-                updated: g,
-            });
-        self.op_by_job_tag
-            .insert(o.job_tag.clone(), o.operation_id.clone());
-        self.operations.insert(
-            o.operation_id.clone(),
-            Operation {
-                operation_id: o.operation_id,
-                job_tag: o.job_tag,
-                session_id: o.session_id,
-                user_id: o.user_id,
-                tags: o.tags,
-                state: OpState::Started,
-                final_state: None,
-                start_time: o.time,
-                end_time: None,
-                close_time: None,
-                statement,
-                error: None,
-                produced_rows: None,
-                job_ids: Vec::new(),
-                sql_execution_ids: Vec::new(),
-                updated: g,
-            },
+        if !self.sessions.contains_key(&o.session_id) {
+            self.session(g, o.session_id.clone(), &o.user_id, o.time);
+        }
+        let mut op = Operation::started(
+            g,
+            o.operation_id,
+            o.job_tag,
+            o.session_id,
+            o.user_id,
+            o.time,
         );
+        op.tags = o.tags;
+        op.statement = statement;
+        self.insert_operation(g, o.time, op);
+    }
+
+    /// Makes room for one more open session: past the bound, the oldest open one is closed (its
+    /// end was lost).
+    fn bound_open_sessions(&mut self, g: u64, time: i64) {
+        let open = || self.sessions.values().filter(|s| s.end_time.is_none());
+        if open().count() < self.retention.live.open_sessions {
+            return;
+        }
+        let oldest = open()
+            .min_by_key(|s| (s.start_time, s.session_id.clone()))
+            .map(|s| s.session_id.clone());
+        if let Some(s) = oldest.and_then(|k| self.sessions.get_mut(&k)) {
+            s.end_time = Some(time);
+            s.updated = g;
+            self.evictions.add(LiveBound::OpenSessions);
+        }
+    }
+
+    /// Adds an operation; past the bound, the oldest unclosed one is closed (its end was lost).
+    fn insert_operation(&mut self, g: u64, time: i64, op: Operation) {
+        self.op_by_job_tag
+            .insert(op.job_tag.clone(), op.operation_id.clone());
+        let id = op.operation_id.clone();
+        self.operations.insert(id.clone(), op);
+        let unclosed = || {
+            self.operations
+                .values()
+                .filter(|o| o.state != OpState::Closed)
+        };
+        if unclosed().count() <= self.retention.live.unclosed_operations {
+            return;
+        }
+        let oldest = unclosed()
+            .filter(|o| o.operation_id != id)
+            .min_by_key(|o| (o.start_time, o.operation_id.clone()))
+            .map(|o| o.operation_id.clone());
+        if let Some(op) = oldest.and_then(|k| self.operations.get_mut(&k)) {
+            op.state = OpState::Closed;
+            op.end_time.get_or_insert(time);
+            op.close_time = Some(time);
+            op.updated = g;
+            self.evictions.add(LiveBound::UnclosedOperations);
+        }
     }
 
     pub(super) fn operation_state(
@@ -271,34 +331,17 @@ impl Connect {
         time: i64,
         t: OpTransition,
     ) {
-        let op = match self.operations.get_mut(&id) {
-            Some(op) => op,
-            None => {
-                // Started before we were listening: rebuild what the tag tells.
-                let Some(p) = parse_operation_tag(&job_tag) else {
-                    return;
-                };
-                let op = Operation {
-                    operation_id: id.clone(),
-                    job_tag: job_tag.clone(),
-                    session_id: p.session_id.to_owned(),
-                    user_id: p.user_id.to_owned(),
-                    tags: Vec::new(),
-                    state: OpState::Started,
-                    final_state: None,
-                    start_time: time,
-                    end_time: None,
-                    close_time: None,
-                    statement: String::new(),
-                    error: None,
-                    produced_rows: None,
-                    job_ids: Vec::new(),
-                    sql_execution_ids: Vec::new(),
-                    updated: g,
-                };
-                self.op_by_job_tag.insert(job_tag, id.clone());
-                self.operations.entry(id).or_insert(op)
-            }
+        if !self.operations.contains_key(&id) {
+            // Started before we were listening: rebuild what the tag tells.
+            let Some(p) = parse_operation_tag(&job_tag) else {
+                return;
+            };
+            let (session_id, user_id) = (p.session_id.to_owned(), p.user_id.to_owned());
+            let op = Operation::started(g, id.clone(), job_tag, session_id, user_id, time);
+            self.insert_operation(g, time, op);
+        }
+        let Some(op) = self.operations.get_mut(&id) else {
+            return;
         };
         op.updated = g;
         match t {
@@ -342,11 +385,65 @@ impl Connect {
                 self.closed_operations.push_back(ClosedOperation {
                     user_id: op.user_id.clone(),
                     state,
-                    seconds: (end - op.start_time).max(0) as f64 / 1000.0,
+                    seconds: end.saturating_sub(op.start_time).max(0) as f64 / 1000.0,
                 });
                 self.prune_operations();
             }
         }
+    }
+
+    /// Replaces the open sessions and running operations with a snapshot's (`other`). What is
+    /// open here but absent there ended while the listener was away, at an unknown moment: it is
+    /// closed at the snapshot's `time`, and not counted by final state (which is unknown).
+    /// Returns how many things were ended that way.
+    pub(super) fn merge_snapshot(&mut self, g: u64, other: Connect, time: i64) -> usize {
+        let mut ended = 0;
+        for s in self.sessions.values_mut() {
+            if s.end_time.is_none() && !other.sessions.contains_key(&s.session_id) {
+                s.end_time = Some(time);
+                s.updated = g;
+                ended += 1;
+            }
+        }
+        for op in self.operations.values_mut() {
+            if !op.state.is_terminal() && !other.operations.contains_key(&op.operation_id) {
+                op.state = OpState::Closed;
+                op.end_time.get_or_insert(time);
+                op.close_time = Some(time);
+                op.updated = g;
+                ended += 1;
+            }
+        }
+        for (id, mut s) in other.sessions {
+            s.updated = g;
+            self.sessions.insert(id, s);
+        }
+        for (id, mut op) in other.operations {
+            if let Some(old) = self.operations.get(&id) {
+                // Jobs and SQL executions that ended before the snapshot are not in it.
+                for j in &old.job_ids {
+                    if !op.job_ids.contains(j) {
+                        op.job_ids.push(*j);
+                    }
+                }
+                for x in &old.sql_execution_ids {
+                    if !op.sql_execution_ids.contains(x) {
+                        op.sql_execution_ids.push(*x);
+                    }
+                }
+                op.job_ids.sort_unstable();
+                if op.statement.is_empty() {
+                    op.statement.clone_from(&old.statement);
+                }
+            }
+            op.updated = g;
+            self.op_by_job_tag
+                .insert(op.job_tag.clone(), op.operation_id.clone());
+            self.operations.insert(id, op);
+        }
+        self.prune_sessions();
+        self.prune_operations();
+        ended
     }
 
     /// Closed operations since the last call, oldest first.

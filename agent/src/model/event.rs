@@ -58,6 +58,14 @@ pub enum Event {
     },
     /// What a listener says of its application when it connects.
     Hello(ListenerInfo),
+    /// The listener's resend of everything live begins: until `SnapshotEnd`, lines describe
+    /// state, and the agent replaces what it holds as live with it.
+    SnapshotStart {
+        time: i64,
+    },
+    SnapshotEnd {
+        time: i64,
+    },
     StageProgress(StageProgress),
     ListenerStats(ListenerStats),
     /// A well-formed event this agent has no use for (block updates, environment, …).
@@ -67,7 +75,7 @@ pub enum Event {
 }
 
 /// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
-pub const KINDS: [&str; 23] = [
+pub const KINDS: [&str; 25] = [
     "log_start",
     "application_start",
     "application_end",
@@ -89,6 +97,8 @@ pub const KINDS: [&str; 23] = [
     "hello",
     "stage_progress",
     "listener_stats",
+    "snapshot_start",
+    "snapshot_end",
     "ignored",
     "unknown",
 ];
@@ -118,8 +128,10 @@ impl Event {
             Event::Hello(_) => 18,
             Event::StageProgress(_) => 19,
             Event::ListenerStats(_) => 20,
-            Event::Ignored => 21,
-            Event::Unknown => 22,
+            Event::SnapshotStart { .. } => 21,
+            Event::SnapshotEnd { .. } => 22,
+            Event::Ignored => 23,
+            Event::Unknown => 24,
         }
     }
 
@@ -138,7 +150,9 @@ impl Event {
             | Event::SessionStarted { time, .. }
             | Event::SessionClosed { time, .. }
             | Event::OperationState { time, .. }
-            | Event::SqlExecutionEnd { time } => Some(*time),
+            | Event::SqlExecutionEnd { time }
+            | Event::SnapshotStart { time }
+            | Event::SnapshotEnd { time } => Some(*time),
             Event::OperationStarted(o) => Some(o.time),
             Event::SqlExecutionStart(s) => Some(s.time),
             Event::JobStart(j) => j.time,
@@ -230,22 +244,38 @@ pub struct TaskMetricSums {
 
 impl TaskMetricSums {
     pub fn add(&mut self, o: &TaskMetricSums) {
-        self.executor_run_time_ms += o.executor_run_time_ms;
-        self.executor_cpu_time_ns += o.executor_cpu_time_ns;
-        self.input_bytes += o.input_bytes;
-        self.output_bytes += o.output_bytes;
-        self.shuffle_read_bytes += o.shuffle_read_bytes;
-        self.shuffle_write_bytes += o.shuffle_write_bytes;
+        self.executor_run_time_ms = self
+            .executor_run_time_ms
+            .saturating_add(o.executor_run_time_ms);
+        self.executor_cpu_time_ns = self
+            .executor_cpu_time_ns
+            .saturating_add(o.executor_cpu_time_ns);
+        self.input_bytes = self.input_bytes.saturating_add(o.input_bytes);
+        self.output_bytes = self.output_bytes.saturating_add(o.output_bytes);
+        self.shuffle_read_bytes = self.shuffle_read_bytes.saturating_add(o.shuffle_read_bytes);
+        self.shuffle_write_bytes = self
+            .shuffle_write_bytes
+            .saturating_add(o.shuffle_write_bytes);
     }
 
+    /// What was added since `o`, an earlier value of the same cumulative sums: never negative.
     pub fn sub(&self, o: &TaskMetricSums) -> TaskMetricSums {
         TaskMetricSums {
-            executor_run_time_ms: self.executor_run_time_ms - o.executor_run_time_ms,
-            executor_cpu_time_ns: self.executor_cpu_time_ns - o.executor_cpu_time_ns,
-            input_bytes: self.input_bytes - o.input_bytes,
-            output_bytes: self.output_bytes - o.output_bytes,
-            shuffle_read_bytes: self.shuffle_read_bytes - o.shuffle_read_bytes,
-            shuffle_write_bytes: self.shuffle_write_bytes - o.shuffle_write_bytes,
+            executor_run_time_ms: self
+                .executor_run_time_ms
+                .saturating_sub(o.executor_run_time_ms),
+            executor_cpu_time_ns: self
+                .executor_cpu_time_ns
+                .saturating_sub(o.executor_cpu_time_ns),
+            input_bytes: self.input_bytes.saturating_sub(o.input_bytes).max(0),
+            output_bytes: self.output_bytes.saturating_sub(o.output_bytes).max(0),
+            shuffle_read_bytes: self
+                .shuffle_read_bytes
+                .saturating_sub(o.shuffle_read_bytes)
+                .max(0),
+            shuffle_write_bytes: self
+                .shuffle_write_bytes
+                .saturating_sub(o.shuffle_write_bytes),
         }
     }
 }
@@ -289,6 +319,8 @@ pub struct ListenerInfo {
     pub start_time: i64,
     /// Task counts come as `SparkscopeStageProgress` lines rather than task events.
     pub coalesced_tasks: bool,
+    /// Where Spark's UI and REST API answer; empty when the UI is off.
+    pub ui_url: String,
 }
 
 /// Cumulative task counters of one stage attempt, as the listener coalesces them.
@@ -310,11 +342,17 @@ impl StageProgress {
     }
 }
 
-/// What the listener counts of itself.
+/// What the listener counts of itself, all cumulative for the listener's life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ListenerStats {
     pub time: i64,
     pub sent: u64,
+    /// Lines the listener dropped (its queue full, the agent away).
     pub dropped: u64,
     pub reconnects: u64,
+    /// Events Spark's own listener bus dropped, over all its queues.
+    pub bus_dropped: u64,
+    /// Live-state entries the listener evicted at its bound, and task events it could not
+    /// count (stage table full).
+    pub evicted: u64,
 }

@@ -7,7 +7,7 @@ use super::connect::ConnectRef;
 use super::event::{
     JobEnd, JobStart, StageInfo, StageKey, StageProgress, TaskEnd, TaskMetricSums, TaskOutcome,
 };
-use super::retention::Retention;
+use super::retention::{Evictions, LiveBound, Retention};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Progress lines for stages not yet submitted are held back, up to this many.
@@ -18,6 +18,8 @@ pub enum JobStatus {
     Running,
     Succeeded,
     Failed,
+    /// Its end was never seen (evicted past the live bound).
+    Unknown,
 }
 
 impl JobStatus {
@@ -26,6 +28,7 @@ impl JobStatus {
             JobStatus::Running => "RUNNING",
             JobStatus::Succeeded => "SUCCEEDED",
             JobStatus::Failed => "FAILED",
+            JobStatus::Unknown => "UNKNOWN",
         }
     }
 }
@@ -62,9 +65,30 @@ pub struct Job {
     pub completed_stages: BTreeSet<i32>,
     pub skipped_stages: BTreeSet<i32>,
     pub failed_stages: i32,
+    /// Spark's own counts of completed and skipped stages, once reconciled with its REST API
+    /// (which reports counts, not the stage ids behind them).
+    pub spark_stage_counts: Option<(i32, i32)>,
     pub connect: Option<ConnectRef>,
     /// The model generation of the last change.
     pub updated: u64,
+}
+
+impl Job {
+    /// Stages completed, as Spark counts them (`numCompletedStages`).
+    pub fn num_completed_stages(&self) -> i32 {
+        self.spark_stage_counts
+            .map_or_else(|| len(self.completed_stages.len()), |c| c.0)
+    }
+
+    /// Stages skipped, as Spark counts them (`numSkippedStages`).
+    pub fn num_skipped_stages(&self) -> i32 {
+        self.spark_stage_counts
+            .map_or_else(|| len(self.skipped_stages.len()), |c| c.1)
+    }
+}
+
+fn len(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +139,7 @@ pub struct Jobs {
     /// Progress lines for stages not yet submitted, held back.
     pending_progress: HashMap<StageKey, StageProgress>,
     pub(super) counters: JobCounters,
+    pub(super) evictions: Evictions,
     retention: Retention,
 }
 
@@ -140,6 +165,9 @@ impl Jobs {
     }
 
     fn get_or_create_stage(&mut self, g: u64, info: &StageInfo) -> &mut Stage {
+        if !self.live_stages.contains_key(&info.key()) {
+            self.bound_live_stages(info.key());
+        }
         let stage = self.live_stages.entry(info.key()).or_insert_with(|| Stage {
             stage_id: info.stage_id,
             attempt_id: info.attempt_id,
@@ -176,8 +204,7 @@ impl Jobs {
             .stages
             .iter()
             .filter(|s| s.completion_time.is_none())
-            .map(|s| s.num_tasks)
-            .sum();
+            .fold(0i32, |n, s| n.saturating_add(s.num_tasks));
         let name = js
             .stages
             .iter()
@@ -205,11 +232,13 @@ impl Jobs {
             completed_stages: BTreeSet::new(),
             skipped_stages: BTreeSet::new(),
             failed_stages: 0,
+            spark_stage_counts: None,
             connect,
             updated: g,
         };
         self.jobs.insert(js.job_id, job);
         self.counters.jobs_started += 1;
+        self.bound_running_jobs(g);
         for info in &js.stages {
             let stage = self.get_or_create_stage(g, info);
             stage.job_ids.push(js.job_id);
@@ -237,7 +266,7 @@ impl Jobs {
                 self.counters.stages_skipped += 1;
                 stage.updated = g;
                 job.skipped_stages.insert(stage.stage_id);
-                job.skipped_tasks += stage.num_tasks;
+                job.skipped_tasks = job.skipped_tasks.saturating_add(stage.num_tasks);
                 // A stage that never ran was never counted as active (Spark 4.3's History
                 // Server and REST API report 0 active stages for such jobs; Spark 2.x-3.x
                 // decremented here and went negative).
@@ -280,7 +309,7 @@ impl Jobs {
         for id in &live_jobs {
             if let Some(job) = self.jobs.get_mut(id) {
                 job.completed_stages.remove(&info.stage_id);
-                job.active_stages += 1;
+                job.active_stages = job.active_stages.saturating_add(1);
                 job.updated = g;
             }
         }
@@ -326,11 +355,11 @@ impl Jobs {
                     }
                     StageStatus::Skipped => {
                         job.skipped_stages.insert(info.stage_id);
-                        job.skipped_tasks += info.num_tasks;
+                        job.skipped_tasks = job.skipped_tasks.saturating_add(info.num_tasks);
                     }
-                    _ => job.failed_stages += 1,
+                    _ => job.failed_stages = job.failed_stages.saturating_add(1),
                 }
-                job.active_stages -= 1;
+                job.active_stages = (job.active_stages - 1).max(0);
                 job.updated = g;
             }
         }
@@ -362,16 +391,21 @@ impl Jobs {
         let Some(stage) = self.live_stages.get_mut(&key) else {
             return;
         };
-        let active = started - succeeded - failed - killed;
+        let active =
+            i64::from(started) - i64::from(succeeded) - i64::from(failed) - i64::from(killed);
         let c = &mut self.counters;
-        c.tasks_started += u64::try_from(started).unwrap_or(0);
-        c.tasks_succeeded += u64::try_from(succeeded).unwrap_or(0);
-        c.tasks_failed += u64::try_from(failed).unwrap_or(0);
-        c.tasks_killed += u64::try_from(killed).unwrap_or(0);
-        stage.active_tasks += active;
-        stage.completed_tasks += succeeded;
-        stage.failed_tasks += failed;
-        stage.killed_tasks += killed;
+        for (total, n) in [
+            (&mut c.tasks_started, started),
+            (&mut c.tasks_succeeded, succeeded),
+            (&mut c.tasks_failed, failed),
+            (&mut c.tasks_killed, killed),
+        ] {
+            *total = total.saturating_add(u64::try_from(n).unwrap_or(0));
+        }
+        stage.active_tasks = add(stage.active_tasks, active);
+        stage.completed_tasks = add(stage.completed_tasks, succeeded.into());
+        stage.failed_tasks = add(stage.failed_tasks, failed.into());
+        stage.killed_tasks = add(stage.killed_tasks, killed.into());
         stage.metrics.add(metrics);
         stage.updated = g;
         // Spark keeps a finished stage live until its last task ends (SPARK-24415).
@@ -379,10 +413,10 @@ impl Jobs {
             && matches!(stage.status, StageStatus::Complete | StageStatus::Failed);
         for id in &stage.job_ids {
             if let Some(job) = self.jobs.get_mut(id) {
-                job.active_tasks += active;
-                job.completed_tasks += succeeded;
-                job.failed_tasks += failed;
-                job.killed_tasks += killed;
+                job.active_tasks = add(job.active_tasks, active);
+                job.completed_tasks = add(job.completed_tasks, succeeded.into());
+                job.failed_tasks = add(job.failed_tasks, failed.into());
+                job.killed_tasks = add(job.killed_tasks, killed.into());
                 job.updated = g;
             }
         }
@@ -426,6 +460,191 @@ impl Jobs {
         );
     }
 
+    /// Past the bound, the oldest running job is ended as UNKNOWN: its end was lost.
+    fn bound_running_jobs(&mut self, g: u64) {
+        let running = || {
+            self.jobs
+                .values()
+                .filter(|j| j.status == JobStatus::Running)
+        };
+        if running().count() <= self.retention.live.running_jobs {
+            return;
+        }
+        if let Some(id) = running().map(|j| j.job_id).next() {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.status = JobStatus::Unknown;
+                job.updated = g;
+            }
+            self.evictions.add(LiveBound::RunningJobs);
+        }
+    }
+
+    /// Makes room for one more live stage attempt: past the bound, the oldest goes to the
+    /// finished ones as it stands.
+    fn bound_live_stages(&mut self, incoming: StageKey) {
+        if self.live_stages.len() < self.retention.live.live_stages {
+            return;
+        }
+        if let Some(oldest) = self
+            .live_stages
+            .keys()
+            .filter(|k| **k != incoming)
+            .min()
+            .copied()
+        {
+            self.retire_stage(oldest);
+            self.evictions.add(LiveBound::LiveStages);
+        }
+    }
+
+    /// Replaces what this part holds as live with what a snapshot (`other`, built from the
+    /// listener's resent live state) holds: its running jobs and their stage attempts, live or
+    /// completed, and the progress baselines that later progress lines count from. A job running
+    /// here but absent there ended while the listener was away: it becomes UNKNOWN until Spark's
+    /// REST API tells how it ended. Returns those jobs. Totals grow by what the snapshot adds.
+    pub(super) fn merge_snapshot(&mut self, g: u64, other: Jobs) -> Vec<i32> {
+        let Jobs {
+            jobs,
+            live_stages,
+            done_stages,
+            progress,
+            pending_progress,
+            ..
+        } = other;
+        let c = &mut self.counters;
+        for (key, stage) in live_stages.iter().chain(done_stages.iter()) {
+            let old = self
+                .live_stages
+                .get(key)
+                .or_else(|| self.done_stages.get(key));
+            let counts = |s: &Stage| {
+                [
+                    s.active_tasks,
+                    s.completed_tasks,
+                    s.failed_tasks,
+                    s.killed_tasks,
+                ]
+                .map(i64::from)
+            };
+            let now = counts(stage);
+            let then = old.map_or([0; 4], counts);
+            let grew = |a: i64, b: i64| u64::try_from(a - b).unwrap_or(0);
+            c.tasks_started += grew(now.iter().sum(), then.iter().sum());
+            c.tasks_succeeded += grew(now[1], then[1]);
+            c.tasks_failed += grew(now[2], then[2]);
+            c.tasks_killed += grew(now[3], then[3]);
+            let old_status = old.map(|s| s.status);
+            if stage.status != StageStatus::Pending
+                && matches!(old_status, None | Some(StageStatus::Pending))
+            {
+                c.stages_submitted += 1;
+            }
+            if old_status != Some(stage.status) {
+                match stage.status {
+                    StageStatus::Complete => c.stages_complete += 1,
+                    StageStatus::Failed => c.stages_failed += 1,
+                    StageStatus::Skipped => c.stages_skipped += 1,
+                    StageStatus::Pending | StageStatus::Active => {}
+                }
+            }
+        }
+        let mut ended = Vec::new();
+        for job in self.jobs.values_mut() {
+            if job.status == JobStatus::Running && !jobs.contains_key(&job.job_id) {
+                job.status = JobStatus::Unknown;
+                job.updated = g;
+                ended.push(job.job_id);
+            }
+        }
+        for (id, mut job) in jobs {
+            if !self.jobs.contains_key(&id) {
+                self.counters.jobs_started += 1;
+            }
+            job.updated = g;
+            self.jobs.insert(id, job);
+        }
+        // Live attempts the snapshot lacks are over: kept among the finished ones as they are.
+        let gone: Vec<StageKey> = self
+            .live_stages
+            .keys()
+            .filter(|k| !live_stages.contains_key(k))
+            .copied()
+            .collect();
+        for key in gone {
+            self.retire_stage(key);
+        }
+        for (key, mut stage) in live_stages {
+            stage.updated = g;
+            self.live_stages.insert(key, stage);
+            self.done_stages.remove(&key);
+        }
+        for (key, mut stage) in done_stages {
+            stage.updated = g;
+            self.done_stages.insert(key, stage);
+        }
+        self.progress = progress;
+        self.pending_progress.extend(pending_progress);
+        self.prune_stages();
+        self.prune_jobs();
+        ended
+    }
+
+    /// Totals for a job that was never seen running: counted as if it had been.
+    pub(super) fn count_missed(&mut self, job: &Job) {
+        let zero = [0; 11];
+        let mut now = zero;
+        now[1..6].copy_from_slice(&[
+            job.active_tasks,
+            job.completed_tasks,
+            job.skipped_tasks,
+            job.failed_tasks,
+            job.killed_tasks,
+        ]);
+        self.counters.jobs_started += 1;
+        let ended = (job.status != JobStatus::Running).then_some(job.status);
+        self.count_correction(&zero, &now, ended);
+    }
+
+    /// Totals after a job's counts were corrected from `before` to `after` (task counts at
+    /// 1..=5: active, completed, skipped, failed, killed), and its end if it just ended.
+    pub(super) fn count_correction(
+        &mut self,
+        before: &[i32],
+        after: &[i32],
+        ended: Option<JobStatus>,
+    ) {
+        let grew =
+            |i: usize| u64::try_from(i64::from(after[i]) - i64::from(before[i])).unwrap_or(0);
+        let started = |c: &[i32]| [1, 2, 4, 5].iter().map(|i| i64::from(c[*i])).sum::<i64>();
+        let c = &mut self.counters;
+        c.tasks_started += u64::try_from(started(after) - started(before)).unwrap_or(0);
+        c.tasks_succeeded += grew(2);
+        c.tasks_failed += grew(4);
+        c.tasks_killed += grew(5);
+        match ended {
+            Some(JobStatus::Succeeded) => c.jobs_succeeded += 1,
+            Some(JobStatus::Failed) => c.jobs_failed += 1,
+            _ => {}
+        }
+    }
+
+    /// Jobs running now.
+    pub(super) fn running_ids(&self) -> Vec<i32> {
+        self.jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running)
+            .map(|j| j.job_id)
+            .collect()
+    }
+
+    pub(super) fn retire(&mut self, key: StageKey) {
+        self.retire_stage(key);
+    }
+
+    pub(super) fn prune_after_reconcile(&mut self) {
+        self.prune_jobs();
+    }
+
     /// Drops finished jobs and stage attempts that ended before `cutoff` (epoch ms).
     pub(super) fn prune_ended_before(&mut self, cutoff: i64) {
         let old = |t: Option<i64>| t.is_some_and(|t| t < cutoff);
@@ -460,4 +679,10 @@ impl Jobs {
             self.done_stages.pop_first();
         }
     }
+}
+
+/// A count plus a change, kept within 0..=i32::MAX: hostile or inconsistent input may push a
+/// count out of range, never wrap it.
+fn add(count: i32, delta: i64) -> i32 {
+    i32::try_from((i64::from(count) + delta).clamp(0, i64::from(i32::MAX))).unwrap_or(i32::MAX)
 }

@@ -6,6 +6,8 @@ pub mod app;
 pub mod connect;
 pub mod event;
 pub mod jobs;
+pub mod reconcile;
+mod resync;
 pub mod retention;
 pub mod tags;
 pub mod views;
@@ -92,7 +94,7 @@ impl Store {
             let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
             apps.retain(|_, app| {
                 let a = app.lock().unwrap_or_else(|e| e.into_inner());
-                a.is_live() || a.last_seen_ms() >= now_ms - age
+                a.is_live() || a.last_seen_ms() >= now_ms.saturating_sub(age)
             });
         }
     }

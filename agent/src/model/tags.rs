@@ -42,11 +42,13 @@ pub fn is_uuid(s: &str) -> bool {
 pub fn parse_operation_tag(tag: &str) -> Option<OperationTag<'_>> {
     let rest = tag.strip_prefix(OP_PREFIX)?;
     // rest = <user>_Session_<uuid>_Operation_<uuid>
+    // Every split below is at a byte offset counted from ASCII anchors; `split_at_checked`
+    // refuses one that falls inside a multi-byte character, which no valid tag has there.
     const OP: &str = "_Operation_";
     if rest.len() < OP.len() + 36 {
         return None;
     }
-    let (head, op) = rest.split_at(rest.len() - 36);
+    let (head, op) = rest.split_at_checked(rest.len() - 36)?;
     let head = head.strip_suffix(OP)?;
     if !is_uuid(op) {
         return None;
@@ -54,8 +56,10 @@ pub fn parse_operation_tag(tag: &str) -> Option<OperationTag<'_>> {
     const SESSION: &str = "_Session_";
     // Spark 4: the session UUID is the last 36 characters of head.
     if head.len() >= SESSION.len() + 36 {
-        let (user_part, session) = head.split_at(head.len() - 36);
-        if is_uuid(session) {
+        if let Some((user_part, session)) = head
+            .split_at_checked(head.len() - 36)
+            .filter(|(_, s)| is_uuid(s))
+        {
             if let Some(user) = user_part.strip_suffix(SESSION) {
                 return Some(OperationTag {
                     user_id: user,
@@ -67,8 +71,7 @@ pub fn parse_operation_tag(tag: &str) -> Option<OperationTag<'_>> {
     }
     // Spark 3.5 swap: User_<session uuid>_Session_<user>
     if head.len() >= 36 + SESSION.len() {
-        let (session, after) = head.split_at(36);
-        if is_uuid(session) {
+        if let Some((session, after)) = head.split_at_checked(36).filter(|(s, _)| is_uuid(s)) {
             if let Some(user) = after.strip_prefix(SESSION) {
                 return Some(OperationTag {
                     user_id: user,
@@ -217,6 +220,38 @@ mod tests {
                 tag: "nb-cell-1"
             }
         );
+    }
+
+    #[test]
+    fn multi_byte_characters_where_the_parser_splits_are_refused_not_a_panic() {
+        // 'é' is two bytes: each tag puts one across an offset the parser counts to.
+        let op_cut = format!(
+            "SparkConnect_OperationTag_User_a_Session_{S}_Operation_é{}",
+            &O[1..]
+        );
+        assert!(parse_operation_tag(&op_cut).is_none());
+        let session_cut = format!(
+            "SparkConnect_OperationTag_User_a_Session_é{}_Operation_{O}",
+            &S[1..]
+        );
+        assert!(parse_operation_tag(&session_cut).is_none());
+        let swapped_cut = format!(
+            "SparkConnect_OperationTag_User_{}é_Session_carol_Operation_{O}",
+            &S[..35]
+        );
+        assert!(parse_operation_tag(&swapped_cut).is_none());
+        let user = format!("SparkConnect_OperationTag_User_jürgen_Session_{S}_Operation_{O}");
+        assert_eq!(
+            parse_operation_tag(&user).map(|p| p.user_id),
+            Some("jürgen")
+        );
+        for t in [
+            "SparkConnect_SessionTag_User_é_Session_é",
+            "SparkConnect_SessionTag_User_",
+        ] {
+            assert!(parse_session_tag(t, None).is_none());
+            assert!(parse_session_tag(t, Some(("é", S))).is_none());
+        }
     }
 
     #[test]

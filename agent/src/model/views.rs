@@ -1,7 +1,7 @@
 //! What readers of the model may see: read-only accessors, counts, and the slice of one Connect
 //! session that the streams send.
 
-use super::app::{AppInfo, AppState, Executor, IngestStats};
+use super::app::{AppInfo, AppState, Executor, IngestStats, Notice};
 use super::connect::{Operation, OperationCounters, Session};
 use super::event::StageKey;
 use super::jobs::{Job, JobCounters, JobStatus, Stage, StageStatus};
@@ -56,6 +56,16 @@ impl AppState {
     /// Operations closed since the agent first saw the application, by final state.
     pub fn operation_counters(&self) -> &OperationCounters {
         &self.connect.counters
+    }
+
+    /// Recent gaps and what was done about them, oldest first.
+    pub fn notices(&self) -> impl Iterator<Item = &Notice> {
+        self.notices.iter()
+    }
+
+    /// The generation of the newest notice.
+    pub fn notices_updated(&self) -> u64 {
+        self.notices_updated
     }
 
     /// Listener connections open now.
@@ -234,5 +244,65 @@ impl AppState {
             })
             .collect();
         slice
+    }
+
+    /// What can never be right, whatever the input: negative counts, or changes stamped with a
+    /// generation the model has not reached. Empty when the model is consistent; the property
+    /// tests check it after every input.
+    pub fn broken_invariants(&self) -> Vec<String> {
+        let mut broken = Vec::new();
+        let g = self.generation;
+        for j in self.jobs.jobs.values() {
+            let counts = [
+                j.num_tasks,
+                j.active_tasks,
+                j.completed_tasks,
+                j.failed_tasks,
+                j.killed_tasks,
+                j.skipped_tasks,
+                j.active_stages,
+                j.failed_stages,
+            ];
+            if counts.iter().any(|c| *c < 0) {
+                broken.push(format!("job {}: a negative count {counts:?}", j.job_id));
+            }
+            if j.updated > g {
+                broken.push(format!("job {}: updated in the future", j.job_id));
+            }
+        }
+        for s in self.stages() {
+            let counts = [
+                s.num_tasks,
+                s.active_tasks,
+                s.completed_tasks,
+                s.failed_tasks,
+                s.killed_tasks,
+            ];
+            if counts.iter().any(|c| *c < 0) {
+                broken.push(format!(
+                    "stage {}.{}: a negative count {counts:?}",
+                    s.stage_id, s.attempt_id
+                ));
+            }
+            let m = &s.metrics;
+            let sums = [
+                m.executor_run_time_ms,
+                m.executor_cpu_time_ns,
+                m.input_bytes,
+                m.output_bytes,
+                m.shuffle_read_bytes,
+                m.shuffle_write_bytes,
+            ];
+            if sums.iter().any(|v| *v < 0) {
+                broken.push(format!(
+                    "stage {}.{}: a negative metric {sums:?}",
+                    s.stage_id, s.attempt_id
+                ));
+            }
+        }
+        if self.connections > 1_000_000 {
+            broken.push(format!("{} connections: a count wrapped", self.connections));
+        }
+        broken
     }
 }

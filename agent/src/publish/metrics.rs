@@ -7,11 +7,12 @@ use crate::control::{CancelOutcome, CANCEL_TARGETS};
 use crate::model::event::KINDS;
 use crate::model::{lock, Store};
 use crate::telemetry::{
-    APPLICATIONS, BUSY_TASK_SLOTS, CANCELS, EXECUTORS, EXECUTOR_CORES, INGEST_ERRORS, INGEST_LINES,
-    INGEST_UNKNOWN, JOBS_FINISHED, JOBS_RUNNING, JOBS_STARTED, LISTENERS, LISTENER_DROPPED,
-    OPERATIONS_CLOSED, OPERATIONS_RUNNING, OPERATION_DURATION, RESYNCS, SESSIONS_ACTIVE,
-    SLOW_SUBSCRIBERS, STAGES_ACTIVE, STAGES_FINISHED, STAGES_SUBMITTED, SUBSCRIBERS,
-    TASKS_FINISHED, TASKS_STARTED,
+    Limit, Refusal, APPLICATIONS, BUSY_TASK_SLOTS, CANCELS, EXECUTORS, EXECUTOR_CORES,
+    FAILED_CONNECTIONS, INGEST_ERRORS, INGEST_LINES, INGEST_UNKNOWN, JOBS_FINISHED, JOBS_RUNNING,
+    JOBS_STARTED, LIMIT_HITS, LISTENERS, LISTENER_DROPPED, LISTENER_EVICTED, LISTENER_REFUSALS,
+    OPERATIONS_CLOSED, OPERATIONS_RUNNING, OPERATION_DURATION, RECONCILE_CORRECTIONS,
+    RECONCILIATIONS, RESYNCS, RESYNCS_APP, SESSIONS_ACTIVE, SLOW_SUBSCRIBERS, SPARK_BUS_DROPPED,
+    STAGES_ACTIVE, STAGES_FINISHED, STAGES_SUBMITTED, SUBSCRIBERS, TASKS_FINISHED, TASKS_STARTED,
 };
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -66,6 +67,12 @@ fn touch_fixed_series() {
         gauge!(SUBSCRIBERS, "transport" => t).increment(0.0);
         counter!(RESYNCS, "transport" => t).increment(0);
         counter!(SLOW_SUBSCRIBERS, "transport" => t).increment(0);
+    }
+    for limit in Limit::ALL {
+        counter!(LIMIT_HITS, "limit" => limit.label(), "action" => limit.action()).increment(0);
+    }
+    for why in Refusal::ALL {
+        counter!(LISTENER_REFUSALS, "reason" => why.label()).increment(0);
     }
     for target in CANCEL_TARGETS {
         for outcome in CancelOutcome::ALL {
@@ -148,14 +155,31 @@ fn export(store: &Store, users: &UserLabels) {
         ] {
             counter!(OPERATIONS_CLOSED, "application" => a.clone(), "state" => state).absolute(v);
         }
+        let st = app.stats().clone();
         for (i, kind) in KINDS.iter().enumerate() {
-            let n = app.stats().by_kind[i];
+            let n = st.by_kind[i];
             counter!(INGEST_LINES, "application" => a.clone(), "kind" => *kind).absolute(n);
         }
-        counter!(INGEST_ERRORS, "application" => a.clone()).absolute(app.stats().parse_errors);
-        counter!(INGEST_UNKNOWN, "application" => a.clone()).absolute(app.stats().unknown_events);
-        counter!(LISTENER_DROPPED, "application" => a.clone())
-            .absolute(app.stats().listener_dropped);
+        counter!(INGEST_ERRORS, "application" => a.clone()).absolute(st.parse_errors);
+        counter!(INGEST_UNKNOWN, "application" => a.clone()).absolute(st.unknown_events);
+        counter!(LISTENER_DROPPED, "application" => a.clone()).absolute(st.listener_dropped);
+        counter!(SPARK_BUS_DROPPED, "application" => a.clone()).absolute(st.bus_dropped);
+        counter!(RESYNCS_APP, "application" => a.clone()).absolute(st.resyncs);
+        counter!(LISTENER_EVICTED, "application" => a.clone()).absolute(st.listener_evicted);
+        counter!(FAILED_CONNECTIONS, "application" => a.clone()).absolute(st.failed_connections);
+        for (result, v) in [
+            ("ok", st.reconciliations),
+            ("failed", st.reconcile_failures),
+        ] {
+            counter!(RECONCILIATIONS, "application" => a.clone(), "result" => result).absolute(v);
+        }
+        for (kind, v) in [
+            ("filled", st.jobs_filled),
+            ("ended", st.jobs_ended),
+            ("corrected", st.jobs_corrected),
+        ] {
+            counter!(RECONCILE_CORRECTIONS, "application" => a.clone(), "kind" => kind).absolute(v);
+        }
         for op in app.take_closed_operations() {
             let user = users.label(&op.user_id);
             histogram!(OPERATION_DURATION, "application" => a.clone(), "user" => user)

@@ -1,5 +1,6 @@
 //! The model seen through the `sparkscope.v1` protobuf messages that clients receive.
 
+use crate::model::app::{Notice, NoticeKind};
 use crate::model::connect::{ConnectRef, OpState, Operation, Session};
 use crate::model::jobs::{Job, JobStatus, Stage, StageStatus};
 use crate::model::AppState;
@@ -20,6 +21,20 @@ pub fn application(app: &AppState) -> pb::Application {
             total_cores: app.executors().map(|e| e.cores).sum(),
             active_tasks: u32::try_from(app.active_tasks()).unwrap_or(u32::MAX),
         }),
+        notices: app.notices().map(notice).collect(),
+    }
+}
+
+fn notice(n: &Notice) -> pb::Notice {
+    pb::Notice {
+        kind: match n.kind {
+            NoticeKind::Resync => pb::NoticeKind::Resync,
+            NoticeKind::Dropped => pb::NoticeKind::Dropped,
+            NoticeKind::Reconciled => pb::NoticeKind::Reconciled,
+            NoticeKind::Unreconciled => pb::NoticeKind::Unreconciled,
+        } as i32,
+        at_ms: n.at_ms,
+        message: n.message.clone(),
     }
 }
 
@@ -33,6 +48,7 @@ pub fn job(app_id: &str, j: &Job) -> pb::Job {
             JobStatus::Running => pb::JobStatus::Running,
             JobStatus::Succeeded => pb::JobStatus::Succeeded,
             JobStatus::Failed => pb::JobStatus::Failed,
+            JobStatus::Unknown => pb::JobStatus::Unknown,
         } as i32,
         stage_ids: j.stage_ids.clone(),
         tasks: Some(pb::TaskCounts {
@@ -45,8 +61,8 @@ pub fn job(app_id: &str, j: &Job) -> pb::Job {
         }),
         stages: Some(pb::StageCounts {
             active: j.active_stages,
-            completed: len_i32(j.completed_stages.len()),
-            skipped: len_i32(j.skipped_stages.len()),
+            completed: j.num_completed_stages(),
+            skipped: j.num_skipped_stages(),
             failed: j.failed_stages,
         }),
         job_tags: j.job_tags.clone(),
@@ -138,8 +154,4 @@ pub fn session(app_id: &str, s: &Session) -> pb::Session {
         start_time_ms: s.start_time,
         end_time_ms: s.end_time,
     }
-}
-
-fn len_i32(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }

@@ -33,6 +33,20 @@ pub struct Ingest {
     pub listener_sent: u64,
     pub listener_dropped: u64,
     pub listener_reconnects: u64,
+    /// Listener connections that broke off inside the agent: events may be missing.
+    pub failed_connections: u64,
+    /// Events Spark's own listener bus dropped, as the listener reports.
+    pub spark_bus_dropped: u64,
+    /// What the listener evicted at its own bounds (live state, untracked task events).
+    pub listener_evicted: u64,
+    /// Snapshots of live state taken over from the listener (reconnects, agent restarts).
+    pub resyncs: u64,
+    /// Reconciliations with Spark's REST API: done, failed, and what they changed.
+    pub reconciliations: u64,
+    pub reconcile_failures: u64,
+    pub jobs_filled: u64,
+    pub jobs_ended: u64,
+    pub jobs_corrected: u64,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -58,8 +72,8 @@ pub struct JobData {
     pub num_failed_tasks: i32,
     pub num_killed_tasks: i32,
     pub num_active_stages: i32,
-    pub num_completed_stages: usize,
-    pub num_skipped_stages: usize,
+    pub num_completed_stages: i32,
+    pub num_skipped_stages: i32,
     pub num_failed_stages: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect: Option<Connect>,
@@ -90,6 +104,15 @@ pub fn application(app: &AppState) -> Application {
             listener_sent: stats.listener_sent,
             listener_dropped: stats.listener_dropped,
             listener_reconnects: stats.listener_reconnects,
+            failed_connections: stats.failed_connections,
+            spark_bus_dropped: stats.bus_dropped,
+            listener_evicted: stats.listener_evicted,
+            resyncs: stats.resyncs,
+            reconciliations: stats.reconciliations,
+            reconcile_failures: stats.reconcile_failures,
+            jobs_filled: stats.jobs_filled,
+            jobs_ended: stats.jobs_ended,
+            jobs_corrected: stats.jobs_corrected,
         },
         jobs: app.jobs().rev().map(job).collect(),
     }
@@ -113,8 +136,8 @@ pub fn job(j: &Job) -> JobData {
         num_failed_tasks: j.failed_tasks,
         num_killed_tasks: j.killed_tasks,
         num_active_stages: j.active_stages,
-        num_completed_stages: j.completed_stages.len(),
-        num_skipped_stages: j.skipped_stages.len(),
+        num_completed_stages: j.num_completed_stages(),
+        num_skipped_stages: j.num_skipped_stages(),
         num_failed_stages: j.failed_stages,
         connect: j.connect.as_ref().map(|c| Connect {
             user_id: c.user_id.clone(),

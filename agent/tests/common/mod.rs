@@ -22,7 +22,7 @@ pub fn config() -> Config {
         admin_token: Secret::new(Some(ADMIN_TOKEN)),
         control: ControlConfig {
             spark_connect: Some("http://127.0.0.1:9".into()),
-            spark_connect_token: None,
+            ..ControlConfig::default()
         },
         ..Config::default()
     };

@@ -73,6 +73,11 @@ impl Follower {
             .contains(&(session_id.to_owned(), user_id.to_owned()))
     }
 
+    /// How many sessions are followed.
+    pub fn followed(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn follows_anything(&self) -> bool {
         !self.sessions.is_empty()
     }
@@ -119,7 +124,13 @@ impl Follower {
                         session_id: sid.clone(),
                     }));
             }
-            if touched {
+            // A new notice reaches every subscriber with a session in this application.
+            let noticed = app.notices_updated() > since
+                && self
+                    .sessions
+                    .iter()
+                    .any(|(sid, uid)| app.knows_session(sid, uid));
+            if touched || noticed {
                 u.applications.push(proto::application(&app));
             }
         }

@@ -48,12 +48,17 @@ impl Monitor for MonitorService {
         follower
             .subscribe(&req.get_ref().sessions)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let admitted = self
+            .streams
+            .admit()
+            .ok_or_else(|| Status::resource_exhausted("too many subscribers; try again later"))?;
         // Room for one update: the subscriber loop coalesces the rest.
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(subscriber::serve(
             GrpcTransport { tx },
             follower,
             self.streams.clone(),
+            admitted,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

@@ -12,6 +12,8 @@ use crate::auth::Secret;
 use crate::control::Control;
 use crate::model::Store;
 use crate::shutdown::Shutdown;
+use crate::telemetry::{self, Limit};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ pub struct StreamConfig {
     /// A subscriber that does not take a frame within this time is disconnected.
     pub slow_timeout: Duration,
     pub max_sessions: usize,
+    /// Subscribers at once, WebSocket and gRPC together.
+    pub max_subscribers: usize,
 }
 
 impl Default for StreamConfig {
@@ -37,6 +41,7 @@ impl Default for StreamConfig {
             interval: Duration::from_millis(100),
             slow_timeout: Duration::from_secs(5),
             max_sessions: 64,
+            max_subscribers: 4096,
         }
     }
 }
@@ -50,4 +55,28 @@ pub struct Streams {
     pub cfg: StreamConfig,
     /// Subscribers are told when the agent shuts down, after their cancels are answered.
     pub shutdown: Shutdown,
+    /// Subscribers connected now.
+    pub subscribers: Arc<AtomicUsize>,
+}
+
+impl Streams {
+    /// A place for one more subscriber, or `None` at the bound (counted).
+    pub fn admit(&self) -> Option<Admitted> {
+        let before = self.subscribers.fetch_add(1, Ordering::AcqRel);
+        let slot = Admitted(self.subscribers.clone());
+        if before >= self.cfg.max_subscribers {
+            telemetry::limit_hit(Limit::Subscribers, 1);
+            return None; // dropping the slot gives it back
+        }
+        Some(slot)
+    }
+}
+
+/// One subscriber's place, given back when it is dropped.
+pub struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }

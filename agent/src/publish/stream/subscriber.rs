@@ -3,10 +3,10 @@
 //! ingest or anyone else), takes the client's frames, and at shutdown answers its cancels still
 //! under way before it says goodbye.
 
-use super::follow::Follower;
-use super::Streams;
+use super::follow::{FollowError, Follower};
+use super::{Admitted, Streams};
 use crate::control::CancelOutcome;
-use crate::telemetry;
+use crate::telemetry::{self, Limit};
 use sparkscope_proto::sparkscope::v1 as pb;
 use std::future::Future;
 use std::time::Duration;
@@ -54,7 +54,12 @@ enum SendError {
 }
 
 /// Serves one subscriber until it goes, is too slow, or the agent shuts down.
-pub async fn serve<T: Transport>(mut t: T, mut follower: Follower, streams: Streams) {
+pub async fn serve<T: Transport>(
+    mut t: T,
+    mut follower: Follower,
+    streams: Streams,
+    _admitted: Admitted,
+) {
     let cfg = streams.cfg.clone();
     let mut shutdown = streams.shutdown.clone();
     let mut changes = streams.store.changes();
@@ -93,9 +98,13 @@ pub async fn serve<T: Transport>(mut t: T, mut follower: Follower, streams: Stre
             incoming = t.recv() => match incoming {
                 None => return,
                 Some(Incoming::Bad(why)) => Some(error("bad_request", &why)),
-                Some(Incoming::Message(msg)) => match handle(&mut follower, msg, &streams) {
+                Some(Incoming::Message(msg)) => match interpret(&mut follower, msg) {
                     Handled::Done => None,
                     Handled::Reply(msg) => Some(msg),
+                    Handled::Forbidden(req, why) => {
+                        let result = streams.control.refuse(&req, CancelOutcome::Forbidden, why);
+                        Some(cancel_message(result))
+                    }
                     Handled::Cancel(req) => {
                         let (control, done) = (streams.control.clone(), results_tx.clone());
                         in_flight += 1;
@@ -144,39 +153,52 @@ pub async fn serve<T: Transport>(mut t: T, mut follower: Follower, streams: Stre
     t.close(Close::ShuttingDown).await;
 }
 
-enum Handled {
+/// What a client frame asks for, once checked against what the subscriber follows.
+#[derive(Debug)]
+pub enum Handled {
     Done,
     Reply(pb::ServerMessage),
     /// Allowed: the requester follows the session. Carry it out.
     Cancel(pb::CancelRequest),
+    /// Refused: the session is not one the requester follows.
+    Forbidden(pb::CancelRequest, String),
 }
 
-/// Applies a client frame.
-fn handle(follower: &mut Follower, msg: pb::ClientMessage, streams: &Streams) -> Handled {
+/// A text frame, read as a `ClientMessage`.
+pub fn parse_frame(text: &str) -> Incoming {
+    match serde_json::from_str(text) {
+        Ok(msg) => Incoming::Message(msg),
+        Err(e) => Incoming::Bad(format!("not a ClientMessage: {e}")),
+    }
+}
+
+/// Applies a client message to what the subscriber follows, and says what else it needs.
+pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
     use pb::client_message::Kind;
     match msg.kind {
         Some(Kind::Subscribe(req)) => match follower.subscribe(&req.sessions) {
             Ok(()) => Handled::Done,
-            Err(e) => Handled::Reply(error("bad_request", &e.to_string())),
+            Err(e) => {
+                if matches!(e, FollowError::TooManySessions(_)) {
+                    telemetry::limit_hit(Limit::SessionsPerSubscriber, 1);
+                }
+                Handled::Reply(error("bad_request", &e.to_string()))
+            }
         },
         Some(Kind::Unsubscribe(req)) => {
             follower.unsubscribe(&req.sessions);
             Handled::Done
         }
+        // A notebook may stop only the sessions it follows: the pair it knows.
+        Some(Kind::Cancel(req)) if follower.follows(&req.session_id, &req.user_id) => {
+            Handled::Cancel(req)
+        }
         Some(Kind::Cancel(req)) => {
-            if follower.follows(&req.session_id, &req.user_id) {
-                Handled::Cancel(req)
-            } else {
-                // A notebook may stop only the sessions it follows: the pair it knows.
-                let message = format!(
-                    "this subscriber does not follow session {} of user '{}'",
-                    req.session_id, req.user_id
-                );
-                let result = streams
-                    .control
-                    .refuse(&req, CancelOutcome::Forbidden, message);
-                Handled::Reply(cancel_message(result))
-            }
+            let message = format!(
+                "this subscriber does not follow session {} of user '{}'",
+                req.session_id, req.user_id
+            );
+            Handled::Forbidden(req, message)
         }
         None => Handled::Reply(error(
             "bad_request",

@@ -32,11 +32,16 @@ pub async fn handler(
         let body = axum::Json(serde_json::json!({"error": "missing or wrong subscriber token"}));
         return (StatusCode::UNAUTHORIZED, body).into_response();
     }
+    let Some(admitted) = streams.admit() else {
+        let body =
+            axum::Json(serde_json::json!({"error": "too many subscribers; try again later"}));
+        return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    };
     ws.max_message_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| {
             let (tx, rx) = socket.split();
             let follower = Follower::new(streams.cfg.max_sessions);
-            subscriber::serve(WsTransport { tx, rx }, follower, streams)
+            subscriber::serve(WsTransport { tx, rx }, follower, streams, admitted)
         })
         .into_response()
 }
@@ -60,10 +65,7 @@ impl Transport for WsTransport {
     async fn recv(&mut self) -> Option<Incoming> {
         loop {
             return match self.rx.next().await {
-                Some(Ok(Message::Text(text))) => Some(match serde_json::from_str(text.as_str()) {
-                    Ok(msg) => Incoming::Message(msg),
-                    Err(e) => Incoming::Bad(format!("not a ClientMessage: {e}")),
-                }),
+                Some(Ok(Message::Text(text))) => Some(subscriber::parse_frame(text.as_str())),
                 Some(Ok(Message::Binary(_))) => {
                     Some(Incoming::Bad("frames are JSON text".to_owned()))
                 }

@@ -1,0 +1,136 @@
+//! What a well-formed line may carry: ids, counts and times in the ranges Spark produces. A value
+//! outside them (a negative task count, a count that wrapped, a core count no machine has) makes
+//! the line malformed, so the model never adds up nonsense.
+
+use crate::model::event::{Event, StageInfo, StageKey, TaskMetricSums};
+
+/// Latest time accepted (epoch ms): the year 9999. Spark writes -1 for "not yet".
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+/// Cores of one executor.
+const MAX_CORES: u32 = 1 << 16;
+/// A metric sum (bytes, ms, ns); f64-exact, so exports never round.
+const MAX_METRIC: i64 = 1 << 53;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field} = {value} is out of range")]
+pub struct OutOfRange {
+    pub field: &'static str,
+    pub value: i64,
+}
+
+fn range(field: &'static str, value: i64, min: i64, max: i64) -> Result<(), OutOfRange> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(OutOfRange { field, value })
+    }
+}
+
+fn time(field: &'static str, t: i64) -> Result<(), OutOfRange> {
+    range(field, t, -1, MAX_TIME_MS)
+}
+
+fn id(field: &'static str, v: i64) -> Result<(), OutOfRange> {
+    range(field, v, 0, i64::MAX)
+}
+
+fn count(field: &'static str, v: i64) -> Result<(), OutOfRange> {
+    range(field, v, 0, i64::from(i32::MAX))
+}
+
+fn stage_key(k: StageKey) -> Result<(), OutOfRange> {
+    id("stage id", k.0.into())?;
+    id("stage attempt id", k.1.into())
+}
+
+fn stage(s: &StageInfo) -> Result<(), OutOfRange> {
+    stage_key(s.key())?;
+    count("number of tasks", s.num_tasks.into())?;
+    time("submission time", s.submission_time.unwrap_or(0))?;
+    time("completion time", s.completion_time.unwrap_or(0))
+}
+
+fn metrics(m: &TaskMetricSums) -> Result<(), OutOfRange> {
+    for (field, v) in [
+        ("executor run time", m.executor_run_time_ms),
+        ("executor CPU time", m.executor_cpu_time_ns),
+        ("input bytes", m.input_bytes),
+        ("output bytes", m.output_bytes),
+        ("shuffle read bytes", m.shuffle_read_bytes),
+        ("shuffle write bytes", m.shuffle_write_bytes),
+    ] {
+        range(field, v, 0, MAX_METRIC)?;
+    }
+    Ok(())
+}
+
+/// Checks every number of an event.
+pub fn check(ev: &Event) -> Result<(), OutOfRange> {
+    match ev {
+        Event::ApplicationStart(a) => time("timestamp", a.time),
+        Event::ApplicationEnd { time: t }
+        | Event::ExecutorRemoved { time: t, .. }
+        | Event::SqlExecutionEnd { time: t }
+        | Event::SessionStarted { time: t, .. }
+        | Event::SessionClosed { time: t, .. } => time("time", *t),
+        Event::ExecutorAdded { time: t, cores, .. } => {
+            time("timestamp", *t)?;
+            range("total cores", (*cores).into(), 0, MAX_CORES.into())
+        }
+        Event::JobStart(j) => {
+            id("job id", j.job_id.into())?;
+            time("submission time", j.time.unwrap_or(0))?;
+            for s in &j.stages {
+                stage(s)?;
+            }
+            for s in &j.stage_ids {
+                id("stage id", (*s).into())?;
+            }
+            id("SQL execution id", j.sql_execution_id.unwrap_or(0))
+        }
+        Event::JobEnd(j) => {
+            id("job id", j.job_id.into())?;
+            time("completion time", j.time.unwrap_or(0))
+        }
+        Event::StageSubmitted(s) | Event::StageCompleted(s) => stage(s),
+        Event::TaskStart { stage } => stage_key(*stage),
+        Event::TaskEnd(t) => {
+            stage_key(t.stage)?;
+            metrics(&t.metrics)
+        }
+        Event::SqlExecutionStart(s) => {
+            id("execution id", s.execution_id)?;
+            time("time", s.time)
+        }
+        Event::OperationStarted(o) => time("event time", o.time),
+        Event::OperationState { time: t, state, .. } => {
+            time("event time", *t)?;
+            match state {
+                crate::model::event::OpTransition::Finished {
+                    produced_rows: Some(n),
+                } => id("produced row count", *n),
+                _ => Ok(()),
+            }
+        }
+        Event::Hello(h) => time("start time", h.start_time),
+        Event::StageProgress(p) => {
+            stage_key(p.key())?;
+            time("time", p.time)?;
+            for (field, v) in [
+                ("started", p.started),
+                ("succeeded", p.succeeded),
+                ("failed", p.failed),
+                ("killed", p.killed),
+            ] {
+                count(field, v)?;
+            }
+            metrics(&p.metrics)
+        }
+        Event::ListenerStats(s) => time("time", s.time),
+        Event::SnapshotStart { time: t } | Event::SnapshotEnd { time: t } => time("time", *t),
+        Event::LogStart { .. }
+        | Event::ConnectServiceStarted { .. }
+        | Event::Ignored
+        | Event::Unknown => Ok(()),
+    }
+}

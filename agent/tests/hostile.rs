@@ -1,0 +1,216 @@
+//! Hostile input on the ingest port: huge lines, garbage, numbers that would wrap, tags with
+//! multi-byte characters where the parser splits, and floods of connections that never say
+//! hello. The agent stays up, counts every refusal, keeps its counts sane, and a real listener
+//! still gets in.
+
+mod common;
+
+use sparkscope::model::lock;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const S: &str = "39ed1fc5-ed53-4117-945b-fae9e26c0ce8";
+const O: &str = "95b7284b-ed00-4470-91a8-2e06100c9fd1";
+
+fn hello(app: &str) -> String {
+    format!(
+        "{{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"{app}\",\"token\":\"{}\",\
+         \"taskEvents\":\"coalesced\"}}\n",
+        common::LISTENER_TOKEN
+    )
+}
+
+async fn listener(addr: std::net::SocketAddr, app: &str) -> BufReader<TcpStream> {
+    let mut s = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+    s.get_mut()
+        .write_all(hello(app).as_bytes())
+        .await
+        .expect("hello");
+    let mut ack = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut ack))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    assert!(ack.contains("\"ok\":true"), "{ack}");
+    s
+}
+
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within 5 s");
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body")
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test]
+async fn hostile_lines_are_counted_and_skipped_and_the_connection_lives_on() {
+    let mut cfg = common::config();
+    cfg.ingest.max_line_bytes = 64 * 1024;
+    let agent = common::start(cfg).await;
+    let mut s = listener(agent.addrs().ingest, "local-h").await;
+    let op_tag_cut = format!(
+        "SparkConnect_OperationTag_User_a_Session_{S}_Operation_é{}",
+        &O[1..]
+    );
+    let session_cut = format!(
+        "SparkConnect_OperationTag_User_a_Session_é{}_Operation_{O}",
+        &S[1..]
+    );
+    let hostile = [
+        "x".repeat(200 * 1024),                                     // longer than the limit
+        "\u{0}\u{1}garbage{{{".to_owned(),                              // not JSON
+        "{\"Event\":\"SparkListenerJobStart\"}".to_owned(),           // a field missing
+        r#"{"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":1,"Stage Attempt ID":0,"Number of Tasks":-3}}"#.to_owned(),
+        r#"{"Event":"SparkscopeStageProgress","stageId":1,"stageAttemptId":0,"started":4,"succeeded":2147483447,"failed":-1}"#.to_owned(),
+        r#"{"Event":"SparkListenerExecutorAdded","Timestamp":1,"Executor ID":"e","Executor Info":{"Host":"h","Total Cores":4294967294}}"#.to_owned(),
+        r#"{"Event":"SparkListenerJobEnd","Job ID":-5,"Completion Time":1,"Job Result":{"Result":"JobSucceeded"}}"#.to_owned(),
+        r#"{"Event":"SparkListenerTaskEnd","Stage ID":1,"Stage Attempt ID":0,"Task End Reason":{"Reason":"Success"},"Task Metrics":{"Executor Run Time":-9223372036854775808}}"#.to_owned(),
+    ];
+    // Well-formed lines whose tags would have split a character: applied, attributed to nothing.
+    let odd_tags = [
+        format!(
+            r#"{{"Event":"SparkListenerJobStart","Job ID":1,"Submission Time":5,"Stage Infos":[{{"Stage ID":1,"Stage Attempt ID":0,"Number of Tasks":4}}],"Stage IDs":[1],"Properties":{{"spark.job.tags":"{op_tag_cut},{session_cut}"}}}}"#
+        ),
+        format!(
+            r#"{{"Event":"org.apache.spark.sql.connect.service.SparkListenerConnectOperationClosed","jobTag":"{op_tag_cut}","operationId":"x","eventTime":9}}"#
+        ),
+    ];
+    let valid = [
+        r#"{"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":1,"Stage Attempt ID":0,"Number of Tasks":4,"Submission Time":6},"Properties":{}}"#.to_owned(),
+        r#"{"Event":"SparkscopeStageProgress","stageId":1,"stageAttemptId":0,"started":3,"succeeded":1}"#.to_owned(),
+    ];
+    let mut all = Vec::new();
+    for l in hostile.iter().chain(&odd_tags).chain(&valid) {
+        all.extend_from_slice(l.as_bytes());
+        all.push(b'\n');
+    }
+    s.get_mut().write_all(&all).await.expect("write");
+
+    let app = agent.store().app("local-h");
+    eventually("the valid lines after the hostile ones apply", || {
+        lock(&app)
+            .job(1)
+            .is_some_and(|j| j.active_tasks == 2 && j.completed_tasks == 1)
+    })
+    .await;
+    let a = lock(&app);
+    assert_eq!(a.stats().parse_errors, hostile.len() as u64);
+    assert!(a.is_live());
+    assert_eq!(a.executors().count(), 0, "the absurd executor was refused");
+    assert!(a.job(1).is_some_and(|j| j.connect.is_none()));
+    assert_eq!(a.broken_invariants(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn silent_connections_are_bounded_and_a_real_listener_still_gets_in() {
+    let mut cfg = common::config();
+    cfg.ingest.max_pending = 8;
+    cfg.ingest.hello_timeout = Duration::from_secs(30);
+    let agent = common::start(cfg).await;
+    let addr = agent.addrs().ingest;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The real listener comes last and says hello at once: it gets in.
+    let _real = listener(addr, "local-real").await;
+    assert!(agent
+        .store()
+        .get("local-real")
+        .is_some_and(|a| lock(&a).is_live()));
+    // At most 8 silent connections are held; the others were closed, and counted.
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut said = Vec::new();
+        let read = tokio::time::timeout(Duration::from_millis(20), s.read_to_end(&mut said));
+        if let Ok(Ok(_)) = read.await {
+            assert!(String::from_utf8_lossy(&said).contains("without a hello"));
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 300 - 8,
+        "{closed} of 300 silent connections closed"
+    );
+    let text = scrape(agent.addrs().http).await;
+    let evicted = sample(
+        &text,
+        "sparkscope_limit_hits_total{limit=\"pending_listeners\",action=\"evicted\"}",
+    );
+    assert!(evicted >= 292.0, "{evicted}");
+}
+
+#[tokio::test]
+async fn refusals_are_answered_and_counted_by_reason() {
+    let mut cfg = common::config();
+    cfg.ingest.hello_timeout = Duration::from_millis(200);
+    cfg.ingest.max_connections = 1;
+    let agent = common::start(cfg).await;
+    let addr = agent.addrs().ingest;
+    let before = scrape(agent.addrs().http).await;
+    let count = |text: &str, reason: &str| {
+        sample(
+            text,
+            &format!("sparkscope_listener_refusals_total{{reason=\"{reason}\"}}"),
+        )
+    };
+
+    async fn answer(addr: std::net::SocketAddr, first: &[u8]) -> String {
+        let mut s = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+        s.get_mut().write_all(first).await.expect("write");
+        let mut line = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_line(&mut line)).await;
+        line
+    }
+    let wrong = hello("a").replace(common::LISTENER_TOKEN, "guess");
+    assert!(answer(addr, wrong.as_bytes()).await.contains("token"));
+    let old = hello("a").replace("\"protocol\":1", "\"protocol\":9");
+    assert!(answer(addr, old.as_bytes()).await.contains("protocol"));
+    assert!(answer(addr, b"{\"Event\":\"SparkListenerJobEnd\"}\n")
+        .await
+        .contains("SparkscopeHello"));
+    assert!(answer(addr, &vec![b'x'; 20 * 1024]).await.contains("hello"));
+    assert!(answer(addr, b"").await.contains("timeout"));
+    // The connection bound: one listener in, the second refused.
+    let _first = listener(addr, "one").await;
+    assert!(answer(addr, hello("two").as_bytes())
+        .await
+        .contains("too many"));
+
+    let after = scrape(agent.addrs().http).await;
+    for (reason, n) in [
+        ("token", 1.0),
+        ("protocol", 1.0),
+        ("hello", 2.0),
+        ("timeout", 1.0),
+    ] {
+        assert_eq!(
+            count(&after, reason) - count(&before, reason),
+            n,
+            "reason {reason}"
+        );
+    }
+    let limit = "sparkscope_limit_hits_total{limit=\"listener_connections\",action=\"refused\"}";
+    assert!(sample(&after, limit) - sample(&before, limit) >= 1.0);
+}
