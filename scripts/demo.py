@@ -168,9 +168,16 @@ def main() -> int:
             "SPARKSCOPE_URL": agent.stream_url,
             "SPARKSCOPE_TOKEN": agent.subscriber_token,
         }
+        # The JSON API's token in a file only this user can read, never on a command line.
+        token_file = work / "api-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(agent.api_token + "\n")
         with harness.JupyterLab(notebooks, work / "jupyter", env=env) as lab:
             print(f"\nJupyterLab with the example notebook:\n  {lab.notebook_url('demo.ipynb')}")
-            print(f"the agent's JSON:  curl -s {agent.url}/api/v1/applications")
+            print(
+                "the agent's JSON:  curl -s -H \"Authorization: Bearer $(cat "
+                f'{token_file.relative_to(ROOT)})" {agent.url}/api/v1/applications'
+            )
             print(f"its metrics:       curl -s {agent.url}/metrics")
             print("Ctrl-C to stop everything.")
             try:

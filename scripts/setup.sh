@@ -29,6 +29,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # The listener's unit tests run on JUnit 5.
 [ -f /usr/share/java/junit-platform-console-standalone.jar ] || need+=(junit5)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# JupyterHub's proxy comes from the npm registry.
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
   # The package enables a system Prometheus on :9090 where systemd runs; tests start their own.
@@ -51,6 +53,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   echo "up to date"
 fi
+
+log "JupyterHub's proxy (configurable-http-proxy, npm)"
+chp=.venv/chp/node_modules/.bin/configurable-http-proxy
+if [ ! -x "$chp" ]; then
+  npm install --silent --no-audit --no-fund --prefix .venv/chp configurable-http-proxy@5.3.0
+fi
+echo "installed"
 
 log "kernel extension (kernel-comm, editable)"
 if ! .venv/bin/python -c 'import sparkscope' >/dev/null 2>&1; then

@@ -100,6 +100,20 @@ def require_piece(request: pytest.FixtureRequest):
     return require
 
 
+@pytest.fixture(scope="session")
+def reporting_to(require_piece):
+    """`reporting_to(work_dir, agent, **kw)`: a Spark Connect server (a context manager) whose
+    listener reports to `agent` with its listener token; `kw` goes to SparkConnectServer."""
+
+    def start(work_dir: Path, agent: harness.Agent, **kw) -> harness.SparkConnectServer:
+        jar = require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
+        return harness.SparkConnectServer(
+            work_dir, listener_jar=jar, agent_addr=agent.ingest_addr, token=agent.token, **kw
+        )
+
+    return start
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield

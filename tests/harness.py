@@ -251,6 +251,37 @@ class _Service:
 # where the pieces under test live
 
 
+def handshake_proof(token: str, *parts: str) -> str:
+    """A proof of the listener handshake (docs/wire-protocol.md): HMAC-SHA256 over the parts,
+    each followed by a newline, in hex."""
+    import hashlib
+    import hmac
+
+    data = b"".join(p.encode() + b"\n" for p in parts)
+    return hmac.new(token.encode(), data, hashlib.sha256).hexdigest()
+
+
+def listener_handshake(sock: socket.socket, token: str, app_id: str, **hello: Any) -> dict:
+    """Says hello on `sock` as a listener of `app_id` would (protocol 2), checks the agent's
+    proof, answers with the listener's, and returns the agent's welcome (or its refusal)."""
+    import secrets
+
+    run_id, nonce = secrets.token_hex(8), secrets.token_hex(16)
+    first = {"Event": "SparkscopeHello", "protocol": 2, "appId": app_id, "runId": run_id}
+    first.update(nonce=nonce, taskEvents="coalesced", **hello)
+    reader = sock.makefile("rb")
+    sock.sendall((json.dumps(first) + "\n").encode())
+    challenge = json.loads(reader.readline())
+    if not challenge.get("ok"):
+        return challenge
+    theirs = challenge["nonce"]
+    expected = handshake_proof(token, "sparkscope-agent", app_id, run_id, nonce, theirs)
+    assert challenge.get("proof") == expected, "the agent did not prove it knows the token"
+    mine = handshake_proof(token, "sparkscope-listener", app_id, run_id, theirs, nonce)
+    sock.sendall((json.dumps({"Event": "SparkscopeProof", "proof": mine}) + "\n").encode())
+    return json.loads(reader.readline())
+
+
 def listener_jar() -> Path | None:
     """The listener jar built by listener-jar/build.sh (SPARKSCOPE_LISTENER_JAR overrides)."""
     env = os.environ.get("SPARKSCOPE_LISTENER_JAR")
@@ -403,8 +434,7 @@ class SparkConnectServer(_Service):
             conf["spark.extraListeners"] = LISTENER_CLASS
             if self.agent_addr:
                 conf["spark.sparkscope.agent"] = self.agent_addr
-            if self.token:
-                conf["spark.sparkscope.token"] = self.token
+
         conf.update(self.extra_conf)
         cmd = [
             str(spark_home() / "bin" / "spark-submit"),
@@ -436,7 +466,7 @@ class SparkConnectServer(_Service):
         self.grpc_port, self.ui_port = _free_ports(2)
 
     def _environment(self) -> dict[str, str]:
-        return {
+        env = {
             **os.environ,
             "SPARK_HOME": str(spark_home()),
             "SPARK_LOCAL_IP": LOOPBACK,
@@ -444,6 +474,11 @@ class SparkConnectServer(_Service):
             "SPARK_CONF_DIR": str(self.work_dir / "spark-conf"),
             "SPARK_LOG_DIR": str(self.work_dir),
         }
+        env.pop("SPARKSCOPE_LISTENER_TOKEN", None)
+        if self.listener_jar is not None and self.token:
+            # The driver's environment, never its command line (which `ps` shows to anyone).
+            env["SPARKSCOPE_LISTENER_TOKEN"] = self.token
+        return env
 
     def _ready(self) -> str | None:
         if not port_open(self.grpc_port):
@@ -509,18 +544,26 @@ class Agent(_Service):
         *,
         token: str | None = None,
         subscriber_token: str | None = None,
+        admin_token: str | None = None,
         extra_args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
         startup_timeout: float = 60.0,
         stop_timeout: float = 15.0,
     ) -> None:
         import secrets
 
+        # (certificate, key) in PEM: every socket of the agent speaks TLS with them.
+        self.tls = tls
         self.binary = Path(binary)
         self.work_dir = Path(work_dir)
         self.token = token
-        # What notebooks present on the stream (their SPARKSCOPE_TOKEN).
+        # What notebooks present on the stream (their SPARKSCOPE_TOKEN), when no other way of
+        # identifying users is configured through `env` or `extra_args`.
         self.subscriber_token = subscriber_token or secrets.token_hex(16)
+        # The JSON API's bearer token (an operator's view), and the operators' cancel token.
+        self.api_token = secrets.token_hex(16)
+        self.admin_token = admin_token
         self.grpc_port = 0
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
@@ -539,12 +582,19 @@ class Agent(_Service):
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{LOOPBACK}:{self.http_port}"
 
     @property
     def stream_url(self) -> str:
         """The WebSocket stream (a notebook's SPARKSCOPE_URL)."""
-        return f"ws://{LOOPBACK}:{self.http_port}/api/v1/stream"
+        scheme = "wss" if self.tls else "ws"
+        return f"{scheme}://{LOOPBACK}:{self.http_port}/api/v1/stream"
+
+    @property
+    def verify(self) -> str | bool:
+        """What `requests` should trust: the agent's own certificate when it has one."""
+        return str(self.tls[0]) if self.tls else True
 
     @property
     def grpc_addr(self) -> str:
@@ -560,11 +610,9 @@ class Agent(_Service):
             f"{LOOPBACK}:{self.http_port}",
             "--grpc",
             self.grpc_addr,
-            "--subscriber-token",
-            self.subscriber_token,
         ]
-        if self.token:
-            cmd += ["--listener-token", self.token]
+        if self.tls:
+            cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         return cmd + self.extra_args
 
     what = "sparkscope agent"
@@ -592,13 +640,32 @@ class Agent(_Service):
         return self
 
     def _environment(self) -> dict[str, str]:
-        return {**os.environ, "NO_COLOR": "1", **self.extra_env}
+        # Secrets go in the environment, never on the command line (which `ps` shows to anyone).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKSCOPE_")}
+        env.update(
+            NO_COLOR="1",
+            SPARKSCOPE_SUBSCRIBER_TOKEN=self.subscriber_token,
+            SPARKSCOPE_API_TOKEN=self.api_token,
+        )
+        if self.token:
+            env["SPARKSCOPE_LISTENER_TOKEN"] = self.token
+        if self.admin_token:
+            env["SPARKSCOPE_ADMIN_TOKEN"] = self.admin_token
+        env.update(self.extra_env)
+        return env
 
     def _ready(self) -> bool:
-        return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        return requests.get(f"{self.url}/healthz", timeout=2, verify=self.verify).status_code == 200
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        resp = requests.get(f"{self.url}/{path.lstrip('/')}", params=params, timeout=10)
+        """GET a JSON path of the agent with the API token (an operator's view)."""
+        resp = requests.get(
+            f"{self.url}/{path.lstrip('/')}",
+            params=params,
+            timeout=10,
+            headers={"Authorization": f"Bearer {self.api_token}"},
+            verify=self.verify,
+        )
         resp.raise_for_status()
         return resp.json()
 
@@ -1039,3 +1106,106 @@ class Prometheus(_Service):
             return wait_until(up, timeout, 0.3, f"prometheus to scrape job {job}")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; targets: {self.targets()}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# JupyterHub
+
+
+def configurable_http_proxy() -> Path | None:
+    """JupyterHub's proxy, installed from the npm registry by scripts/setup.sh."""
+    path = REPO_ROOT / ".venv" / "chp" / "node_modules" / ".bin" / "configurable-http-proxy"
+    return path if path.exists() else None
+
+
+class JupyterHub(_Service):
+    """A real JupyterHub (from PyPI) with its proxy (configurable-http-proxy, from npm) on free
+    loopback ports, its database and secrets under `work_dir`. Users log in with the dummy
+    authenticator; a `tests` service holds `service_token` with the scopes to create users and
+    tokens. `api_url` is what the agent's --jupyterhub-api-url takes."""
+
+    def __init__(self, work_dir: Path, startup_timeout: float = 90.0) -> None:
+        import secrets
+
+        self.work_dir = Path(work_dir)
+        self.startup_timeout = startup_timeout
+        self.service_token = secrets.token_hex(24)
+        self.proxy_port = self.hub_port = self.proxy_api_port = 0
+        self.log_path = self.work_dir / "jupyterhub.log"
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.hub_port}/hub/api"
+
+    what = "JupyterHub"
+
+    def start(self) -> Self:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._start_service()
+        return self
+
+    def _pick_ports(self) -> None:
+        self.proxy_port, self.hub_port, self.proxy_api_port = _free_ports(3)
+        chp = configurable_http_proxy()
+        if chp is None:
+            raise RuntimeError("configurable-http-proxy is not installed (make setup)")
+        w = self.work_dir
+        (w / "jupyterhub_config.py").write_text(
+            "c = get_config()  # noqa: F821\n"
+            f"c.JupyterHub.ip = {LOOPBACK!r}\n"
+            f"c.JupyterHub.port = {self.proxy_port}\n"
+            f"c.JupyterHub.hub_ip = {LOOPBACK!r}\n"
+            f"c.JupyterHub.hub_port = {self.hub_port}\n"
+            f"c.ConfigurableHTTPProxy.command = [{str(chp)!r}]\n"
+            f"c.ConfigurableHTTPProxy.api_url = 'http://{LOOPBACK}:{self.proxy_api_port}'\n"
+            "c.JupyterHub.authenticator_class = 'dummy'\n"
+            "c.Authenticator.allow_all = True\n"
+            "c.JupyterHub.spawner_class = 'simple'\n"
+            f"c.JupyterHub.db_url = 'sqlite:///{w / 'jupyterhub.sqlite'}'\n"
+            f"c.JupyterHub.cookie_secret_file = {str(w / 'cookie_secret')!r}\n"
+            f"c.JupyterHub.pid_file = {str(w / 'jupyterhub.pid')!r}\n"
+            "c.JupyterHub.services = [{'name': 'tests', 'api_token': "
+            f"{self.service_token!r}}}]\n"
+            "c.JupyterHub.load_roles = [{'name': 'tests', 'scopes': "
+            "['admin:users', 'tokens', 'read:users'], 'services': ['tests']}]\n"
+        )
+
+    def command(self) -> list[str]:
+        return [str(venv_bin() / "jupyterhub"), "-f", str(self.work_dir / "jupyterhub_config.py")]
+
+    def _environment(self) -> dict[str, str]:
+        # the proxy's auth token, in the environment as JupyterHub wants it
+        return {**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.service_token[:32]}
+
+    def _ready(self) -> bool:
+        return requests.get(f"{self.api_url}/", timeout=2).status_code == 200
+
+    def api(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        resp = requests.request(
+            method,
+            f"{self.api_url}/{path.lstrip('/')}",
+            json=body,
+            headers={"Authorization": f"token {self.service_token}"},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        return resp.json() if resp.content else None
+
+    def user_token(self, user: str, expires_in: int | None = None) -> str:
+        """A new API token owned by `user`, like the one JupyterHub gives its kernels."""
+        if not self._has_user(user):
+            self.api("POST", f"users/{user}")
+        body: dict[str, Any] = {"note": "sparkscope tests"}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        return self.api("POST", f"users/{user}/tokens", body)["token"]
+
+    def _has_user(self, user: str) -> bool:
+        resp = requests.get(
+            f"{self.api_url}/users/{user}",
+            headers={"Authorization": f"token {self.service_token}"},
+            timeout=10,
+        )
+        return resp.status_code == 200

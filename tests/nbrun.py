@@ -45,6 +45,9 @@ class NotebookRun:
     source: Path
     out_path: Path
     env: dict[str, str]
+    # Where the kernel keeps its input history (IPython's SQLite file); nbclient's default is
+    # none at all (":memory:"), a kernel in JupyterLab keeps one in its profile.
+    history_file: Path | None = None
     nb: Any = None  # nbformat.NotebookNode once executed
     error: BaseException | None = None
     started: float = 0.0
@@ -67,6 +70,7 @@ async def _execute(run: NotebookRun, timeout: float) -> None:
         timeout=timeout,
         kernel_name="python3",
         store_widget_state=True,
+        ipython_hist_file=str(run.history_file) if run.history_file else ":memory:",
         resources={"metadata": {"path": str(run.out_path.parent)}},
     )
     run.started = time.monotonic()

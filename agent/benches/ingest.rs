@@ -61,7 +61,7 @@ fn event_log_mix() -> Vec<String> {
 
 fn live_stream_mix() -> Vec<String> {
     let mut lines = vec![
-        r#"{"Event":"SparkscopeHello","protocol":1,"appId":"local-1","taskEvents":"coalesced"}"#
+        r#"{"Event":"SparkscopeHello","protocol":2,"appId":"local-1","taskEvents":"coalesced"}"#
             .to_owned(),
     ];
     for s in 0..STAGES {

@@ -2,7 +2,7 @@
 //! graceful shutdown. `sparkscope serve` and every integration test start it the same way:
 //! `Agent::build(config)`, then `spawn()`, then `shutdown()`.
 
-use crate::auth::Secret;
+use crate::auth::{Secret, SubscriberAuth};
 use crate::clock::now_ms;
 use crate::control::{Control, ControlConfig};
 use crate::ingest::connections::Listeners;
@@ -14,6 +14,7 @@ use crate::publish::stream::grpc::MonitorService;
 use crate::publish::stream::{StreamConfig, Streams};
 use crate::publish::{http, ApiState};
 use crate::shutdown::{Shutdown, Trigger};
+use crate::tls::{Loaded, TlsConfig, TlsError, TlsListener};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,10 +36,12 @@ pub struct Config {
     pub allow_anonymous_listeners: bool,
     /// Stream subscribers: token, pacing, limits.
     pub stream: StreamConfig,
-    /// Start without a subscriber token.
-    pub allow_anonymous_subscribers: bool,
-    /// Bearer token of the JSON API; `None` leaves it open.
+    /// Bearer token of the JSON API (operators' view of every application and session).
     pub api_token: Option<Secret>,
+    /// Serve the JSON API without a token.
+    pub allow_anonymous_api: bool,
+    /// Bearer token of `/metrics`; `None` leaves it open (it holds no session ids or tags).
+    pub metrics_token: Option<Secret>,
     /// Bearer token of operators' cancel; `None` turns that endpoint off.
     pub admin_token: Option<Secret>,
     /// Where interrupts go.
@@ -52,6 +55,8 @@ pub struct Config {
     pub prune_interval: Duration,
     /// How long connections, subscribers and cancels get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// TLS on every socket (listeners, HTTP and WebSocket, gRPC) with this certificate.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -64,8 +69,9 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             allow_anonymous_listeners: false,
             stream: StreamConfig::default(),
-            allow_anonymous_subscribers: false,
             api_token: None,
+            allow_anonymous_api: false,
+            metrics_token: None,
             admin_token: None,
             control: ControlConfig::default(),
             reconcile: ReconcileConfig::default(),
@@ -73,6 +79,7 @@ impl Default for Config {
             metrics_max_users: 50,
             prune_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -85,10 +92,18 @@ pub enum BuildError {
     )]
     NoListenerToken,
     #[error(
-        "no subscriber token: set --subscriber-token (or SPARKSCOPE_SUBSCRIBER_TOKEN) for the \
-         notebooks' SPARKSCOPE_TOKEN, or pass --allow-anonymous-subscribers"
+        "no way for notebooks to authenticate: set --subscriber-tokens-file (a token per user), \
+         --jupyterhub-api-url (JupyterHub users), or --subscriber-token (one token for a \
+         one-user machine), or pass --allow-anonymous-subscribers"
     )]
     NoSubscriberToken,
+    #[error(
+        "no API token: set --api-token (or SPARKSCOPE_API_TOKEN) for the JSON API, or pass \
+         --allow-anonymous-api"
+    )]
+    NoApiToken,
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("cannot serve {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -111,18 +126,22 @@ pub struct Agent {
     store: Arc<Store>,
     sockets: [TcpListener; 3],
     addrs: Addrs,
+    tls: Option<Loaded>,
     trigger: Trigger,
     shutdown: Shutdown,
 }
 
 impl Agent {
     /// Checks the configuration and binds the three sockets.
-    pub async fn build(cfg: Config) -> Result<Agent, BuildError> {
+    pub async fn build(mut cfg: Config) -> Result<Agent, BuildError> {
         if cfg.ingest.token.is_none() && !cfg.allow_anonymous_listeners {
             return Err(BuildError::NoListenerToken);
         }
-        if cfg.stream.token.is_none() && !cfg.allow_anonymous_subscribers {
+        if !cfg.stream.auth.any() {
             return Err(BuildError::NoSubscriberToken);
+        }
+        if cfg.api_token.is_none() && cfg.admin_token.is_none() && !cfg.allow_anonymous_api {
+            return Err(BuildError::NoApiToken);
         }
         let bind = |what: &'static str, addr: SocketAddr| async move {
             if !addr.ip().is_loopback() {
@@ -132,6 +151,8 @@ impl Agent {
                 .await
                 .map_err(|source| BuildError::Bind { what, addr, source })
         };
+        let tls = cfg.tls.as_ref().map(TlsConfig::load).transpose()?;
+        cfg.ingest.tls = tls.as_ref().map(|t| t.acceptor.clone());
         let ingest = bind("listeners", cfg.ingest_addr).await?;
         let web = bind("HTTP", cfg.http_addr).await?;
         let grpc = bind("gRPC", cfg.grpc_addr).await?;
@@ -150,6 +171,7 @@ impl Agent {
             cfg,
             sockets: [ingest, web, grpc],
             addrs,
+            tls,
             trigger,
             shutdown,
         })
@@ -170,6 +192,7 @@ impl Agent {
             store,
             sockets: [ingest, web, grpc],
             addrs,
+            tls,
             trigger,
             shutdown,
         } = self;
@@ -190,6 +213,7 @@ impl Agent {
             cfg: cfg.stream.clone(),
             shutdown: shutdown.clone(),
             subscribers: Arc::default(),
+            auth: Arc::new(SubscriberAuth::new(cfg.stream.auth.clone())),
         };
         let mut tasks = Vec::new();
 
@@ -208,7 +232,19 @@ impl Agent {
         )));
 
         let mut grpc_stop = shutdown.clone();
-        let grpc_server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(t) = &tls {
+            let identity = tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem);
+            let tls_config = tonic::transport::ServerTlsConfig::new().identity(identity);
+            builder = match tonic::transport::Server::builder().tls_config(tls_config) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "gRPC cannot use the certificate; it is off");
+                    builder
+                }
+            };
+        }
+        let grpc_server = builder
             .add_service(MonitorService::server(streams.clone()))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc),
@@ -224,15 +260,22 @@ impl Agent {
             store: store.clone(),
             api_token: cfg.api_token.clone(),
             admin_token: cfg.admin_token.clone(),
+            metrics_token: cfg.metrics_token.clone(),
             control,
             streams,
             metrics: Some(metrics),
         });
         let mut http_stop = shutdown.clone();
+        let https = tls.as_ref().map(|t| t.acceptor.clone());
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(web, api)
-                .with_graceful_shutdown(async move { http_stop.requested().await })
-                .await;
+            let stop = async move { http_stop.requested().await };
+            let served = match https {
+                None => axum::serve(web, api).with_graceful_shutdown(stop).await,
+                Some(acceptor) => match TlsListener::new(web, acceptor) {
+                    Ok(l) => axum::serve(l, api).with_graceful_shutdown(stop).await,
+                    Err(e) => Err(e),
+                },
+            };
             if let Err(e) = served {
                 tracing::warn!(error = %e, "the HTTP server stopped");
             }

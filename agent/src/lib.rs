@@ -15,3 +15,4 @@ pub mod model;
 pub mod publish;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;

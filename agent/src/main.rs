@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sparkscope::agent::{Agent, Config, Drained};
-use sparkscope::auth::Secret;
+use sparkscope::auth::{Secret, SubscriberAuthConfig};
 use sparkscope::control::ControlConfig;
 use sparkscope::ingest::listener::IngestConfig;
 use sparkscope::ingest::reconcile::ReconcileConfig;
@@ -12,6 +12,7 @@ use sparkscope::model::retention::LiveLimits;
 use sparkscope::model::Retention;
 use sparkscope::publish::rest;
 use sparkscope::publish::stream::StreamConfig;
+use sparkscope::tls::TlsConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -97,20 +98,46 @@ struct ServeArgs {
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:4740", env = "SPARKSCOPE_HTTP")]
     http: SocketAddr,
-    /// Token listeners must present (the listener's `spark.sparkscope.token`).
+    /// Token listeners must prove they know (the listener's SPARKSCOPE_LISTENER_TOKEN or
+    /// spark.sparkscope.tokenFile). Prefer the environment variable: a flag is visible to every
+    /// local user in the process list.
     #[arg(long, env = "SPARKSCOPE_LISTENER_TOKEN", hide_env_values = true)]
     listener_token: Option<String>,
     /// Accept listeners without a token. Only for a machine where every local user is trusted.
     #[arg(long, env = "SPARKSCOPE_ALLOW_ANONYMOUS_LISTENERS")]
     allow_anonymous_listeners: bool,
-    /// Bearer token required by the HTTP JSON API (not /healthz, not the stream). Unset: no
-    /// token needed.
+    /// Bearer token of the HTTP JSON API, an operator's view of every application and session
+    /// (the admin token works too). Required unless --allow-anonymous-api.
     #[arg(long, env = "SPARKSCOPE_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
-    /// Token subscribers of the WebSocket and gRPC streams must present.
+    /// Serve the JSON API without a token. Only for a machine where every local user is trusted.
+    #[arg(long, env = "SPARKSCOPE_ALLOW_ANONYMOUS_API")]
+    allow_anonymous_api: bool,
+    /// Bearer token of GET /metrics; unset leaves it open (it holds no session ids or tags).
+    #[arg(long, env = "SPARKSCOPE_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// One token for every stream subscriber, who may then follow any session it names by
+    /// session id and user id: for a one-user machine. Shared servers identify users with
+    /// --subscriber-tokens-file or --jupyterhub-api-url.
     #[arg(long, env = "SPARKSCOPE_SUBSCRIBER_TOKEN", hide_env_values = true)]
     subscriber_token: Option<String>,
-    /// Serve the streams without a token. Only for a machine where every local user is trusted.
+    /// A file of `<user> <token>` lines: a subscriber presenting a user's token follows and
+    /// cancels only that Spark Connect user's sessions. Read again when it changes.
+    #[arg(long, env = "SPARKSCOPE_SUBSCRIBER_TOKENS_FILE")]
+    subscriber_tokens_file: Option<PathBuf>,
+    /// JupyterHub's API URL (e.g. http://127.0.0.1:8081/hub/api): a subscriber presenting a
+    /// Hub user's API token (the kernel's JUPYTERHUB_API_TOKEN) is that user.
+    #[arg(long, env = "SPARKSCOPE_JUPYTERHUB_API_URL")]
+    jupyterhub_api_url: Option<String>,
+    /// How long JupyterHub's answer about a token is trusted, in seconds.
+    #[arg(
+        long,
+        default_value_t = 60,
+        env = "SPARKSCOPE_JUPYTERHUB_CACHE_SECONDS"
+    )]
+    jupyterhub_cache_seconds: u64,
+    /// Serve the streams without a credential. Only for a machine where every local user is
+    /// trusted.
     #[arg(long, env = "SPARKSCOPE_ALLOW_ANONYMOUS_SUBSCRIBERS")]
     allow_anonymous_subscribers: bool,
     /// Address of the gRPC stream (sparkscope.v1.Monitor).
@@ -195,6 +222,13 @@ struct ServeArgs {
     /// Cancel requests being carried out at once; more are answered `unavailable`.
     #[arg(long, default_value_t = 64, env = "SPARKSCOPE_MAX_CANCELS_IN_FLIGHT")]
     max_cancels_in_flight: usize,
+    /// TLS on every socket: the certificate (chain), PEM. Listeners check it against their
+    /// spark.sparkscope.tls.trustCert; notebooks against SPARKSCOPE_CA_FILE.
+    #[arg(long, env = "SPARKSCOPE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    #[arg(long, env = "SPARKSCOPE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// On SIGINT/SIGTERM, how long open connections get to finish.
     #[arg(long, default_value_t = 5, env = "SPARKSCOPE_SHUTDOWN_GRACE_SECONDS")]
     shutdown_grace_seconds: u64,
@@ -411,17 +445,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             hello_timeout: Duration::from_millis(args.listener_hello_timeout_ms),
             max_connections: args.max_listener_connections,
             max_pending: args.max_pending_listeners,
+            tls: None,
         },
         allow_anonymous_listeners: args.allow_anonymous_listeners,
         stream: StreamConfig {
-            token: Secret::new(args.subscriber_token),
+            auth: SubscriberAuthConfig {
+                shared: Secret::new(args.subscriber_token),
+                anonymous: args.allow_anonymous_subscribers,
+                tokens_file: args.subscriber_tokens_file,
+                jupyterhub_api: args.jupyterhub_api_url.filter(|u| !u.is_empty()),
+                jupyterhub_cache: Duration::from_secs(args.jupyterhub_cache_seconds),
+            },
             interval: Duration::from_millis(args.stream_interval_ms),
             slow_timeout: Duration::from_millis(args.slow_subscriber_timeout_ms),
             max_sessions: args.max_sessions_per_subscriber,
             max_subscribers: args.max_subscribers,
         },
-        allow_anonymous_subscribers: args.allow_anonymous_subscribers,
         api_token: Secret::new(args.api_token),
+        allow_anonymous_api: args.allow_anonymous_api,
+        metrics_token: Secret::new(args.metrics_token),
         admin_token: Secret::new(args.admin_token),
         control: ControlConfig {
             spark_connect: args.spark_connect.filter(|s| !s.is_empty()),
@@ -440,6 +482,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         metrics_max_users: args.metrics_max_users,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsConfig { cert, key }),
         ..Config::default()
     };
     let agent = Agent::build(cfg).await?.spawn();

@@ -116,7 +116,7 @@ catalog! {
     CANCELS = "sparkscope_cancel_requests_total", Counter, ["target", "outcome"],
         "Cancel requests, by target (tag, operation, job) and outcome (ok, not_found, finished, forbidden, unavailable, refused, bad_request).";
     LISTENER_REFUSALS = "sparkscope_listener_refusals_total", Counter, ["reason"],
-        "Listener connections refused before they were accepted, by reason: token, protocol, hello (no or a bad hello line), timeout (no hello in time).";
+        "Listener connections refused before they were accepted, by reason: token (no proof of it), protocol, hello (no or a bad hello line), timeout (no hello in time), taken (another driver holds the application), tls (a failed TLS handshake).";
     LIMIT_HITS = "sparkscope_limit_hits_total", Counter, ["limit", "action"],
         "Things a bound refused or evicted, by the bound (each has a flag of the same name) and action (refused or evicted).";
 }
@@ -222,14 +222,20 @@ pub enum Refusal {
     Protocol,
     Hello,
     Timeout,
+    /// Another driver holds the application's connection.
+    Taken,
+    /// The TLS handshake failed.
+    Tls,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 4] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::Token,
         Refusal::Protocol,
         Refusal::Hello,
         Refusal::Timeout,
+        Refusal::Taken,
+        Refusal::Tls,
     ];
 
     pub fn label(self) -> &'static str {
@@ -238,6 +244,8 @@ impl Refusal {
             Refusal::Protocol => "protocol",
             Refusal::Hello => "hello",
             Refusal::Timeout => "timeout",
+            Refusal::Taken => "taken",
+            Refusal::Tls => "tls",
         }
     }
 }

@@ -9,6 +9,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
+use sparkscope::auth::Principal;
 use sparkscope::ingest::ingest_line;
 use sparkscope::ingest::parse::{parse_hello, parse_line};
 use sparkscope::model::tags::{parse_operation_tag, parse_session_tag};
@@ -256,7 +257,7 @@ fn client_frames_are_answered_never_panic() {
     .prop_map(|v| v.to_string());
     let frames = prop::collection::vec(prop_oneof![frame, any::<String>()], 1..10);
     run("stream client frames", frames, |frames| {
-        let mut follower = Follower::new(4);
+        let mut follower = Follower::new(4, Principal::User("u".into()));
         for f in &frames {
             if let Incoming::Message(msg) = parse_frame(f) {
                 let _ = interpret(&mut follower, msg);

@@ -13,27 +13,10 @@ use tokio::net::TcpStream;
 const S: &str = "39ed1fc5-ed53-4117-945b-fae9e26c0ce8";
 const O: &str = "95b7284b-ed00-4470-91a8-2e06100c9fd1";
 
-fn hello(app: &str) -> String {
-    format!(
-        "{{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"{app}\",\"token\":\"{}\",\
-         \"taskEvents\":\"coalesced\"}}\n",
-        common::LISTENER_TOKEN
-    )
-}
-
 async fn listener(addr: std::net::SocketAddr, app: &str) -> BufReader<TcpStream> {
-    let mut s = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
-    s.get_mut()
-        .write_all(hello(app).as_bytes())
+    common::listener(addr, app, "run-1", common::LISTENER_TOKEN)
         .await
-        .expect("hello");
-    let mut ack = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut ack))
-        .await
-        .expect("an answer in time")
-        .expect("read");
-    assert!(ack.contains("\"ok\":true"), "{ack}");
-    s
+        .expect("the agent welcomes a listener that knows the token")
 }
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -183,9 +166,13 @@ async fn refusals_are_answered_and_counted_by_reason() {
         let _ = tokio::time::timeout(Duration::from_secs(3), s.read_line(&mut line)).await;
         line
     }
-    let wrong = hello("a").replace(common::LISTENER_TOKEN, "guess");
-    assert!(answer(addr, wrong.as_bytes()).await.contains("token"));
-    let old = hello("a").replace("\"protocol\":1", "\"protocol\":9");
+    // A listener with another token: the agent's proof does not convince it, and the agent
+    // refuses its proof.
+    let wrong = common::listener(addr, "a", "r", "guess").await;
+    assert!(wrong.expect_err("refused").contains("did not prove"));
+    let wrong = common::listener_unchecked(addr, "a", "r", "guess").await;
+    assert!(wrong.expect_err("refused").contains("token"));
+    let old = "{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"a\",\"token\":\"lt\"}\n";
     assert!(answer(addr, old.as_bytes()).await.contains("protocol"));
     assert!(answer(addr, b"{\"Event\":\"SparkListenerJobEnd\"}\n")
         .await
@@ -194,9 +181,8 @@ async fn refusals_are_answered_and_counted_by_reason() {
     assert!(answer(addr, b"").await.contains("timeout"));
     // The connection bound: one listener in, the second refused.
     let _first = listener(addr, "one").await;
-    assert!(answer(addr, hello("two").as_bytes())
-        .await
-        .contains("too many"));
+    let second = common::listener(addr, "two", "run-2", common::LISTENER_TOKEN).await;
+    assert!(second.expect_err("refused").contains("too many"));
 
     let after = scrape(agent.addrs().http).await;
     for (reason, n) in [
@@ -213,4 +199,15 @@ async fn refusals_are_answered_and_counted_by_reason() {
     }
     let limit = "sparkscope_limit_hits_total{limit=\"listener_connections\",action=\"refused\"}";
     assert!(sample(&after, limit) - sample(&before, limit) >= 1.0);
+}
+
+#[tokio::test]
+async fn a_second_driver_for_a_connected_application_is_refused() {
+    let agent = common::start(common::config()).await;
+    let addr = agent.addrs().ingest;
+    let _real = listener(addr, "local-x").await;
+    let impostor = common::listener(addr, "local-x", "another-run", common::LISTENER_TOKEN).await;
+    assert!(impostor.expect_err("refused").contains("another driver"));
+    // The same driver, reconnecting over a half-open connection, is welcome.
+    let _again = listener(addr, "local-x").await;
 }

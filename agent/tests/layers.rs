@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("telemetry", &["clock"]),
     ("clock", &[]),
     ("shutdown", &[]),
+    ("tls", &[]),
 ];
 
 type ModPath = Vec<String>;

@@ -30,36 +30,22 @@ async fn start(token: &str) -> Agent {
     }
 }
 
-fn hello(token: &str) -> String {
-    hello_for("local-7", token)
-}
-
-fn hello_for(app: &str, token: &str) -> String {
-    format!(
-        "{{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"{app}\",\"appName\":\"Spark Connect server\",\
-         \"sparkVersion\":\"4.3.0\",\"listenerVersion\":\"0.1.0\",\"token\":\"{token}\",\"startTime\":1,\
-         \"sparkUser\":\"spark\",\"taskEvents\":\"coalesced\"}}\n"
-    )
-}
-
-async fn handshake(addr: std::net::SocketAddr, token: &str) -> (BufReader<TcpStream>, String) {
-    handshake_line(addr, &hello(token)).await
-}
-
-async fn handshake_line(addr: std::net::SocketAddr, hello: &str) -> (BufReader<TcpStream>, String) {
-    let mut s = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
-    s.get_mut()
-        .write_all(hello.as_bytes())
-        .await
-        .expect("write");
-    let mut answer = String::new();
-    s.read_line(&mut answer).await.expect("read");
-    (s, answer)
+async fn handshake(
+    addr: std::net::SocketAddr,
+    app: &str,
+    token: &str,
+) -> Result<BufReader<TcpStream>, String> {
+    common::listener_unchecked(addr, app, "run-1", token).await
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    http_get_as(addr, path, Some(common::API_TOKEN)).await
+}
+
+async fn http_get_as(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut body = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut s, &mut body)
@@ -86,7 +72,9 @@ async fn eventually(mut f: impl FnMut() -> bool) {
 #[tokio::test]
 async fn a_wrong_token_is_refused_with_a_reason() {
     let agent = start("s3cret").await;
-    let (_s, answer) = handshake(agent.ingest, "guess").await;
+    let answer = handshake(agent.ingest, "local-7", "guess")
+        .await
+        .expect_err("refused");
     assert!(
         answer.contains("\"ok\":false") && answer.contains("token"),
         "{answer}"
@@ -97,8 +85,9 @@ async fn a_wrong_token_is_refused_with_a_reason() {
 #[tokio::test]
 async fn events_flow_from_the_socket_to_the_api() {
     let agent = start("s3cret").await;
-    let (mut s, answer) = handshake(agent.ingest, "s3cret").await;
-    assert!(answer.contains("\"ok\":true"), "{answer}");
+    let mut s = handshake(agent.ingest, "local-7", "s3cret")
+        .await
+        .expect("welcome");
     let lines = concat!(
         r#"{"Event":"SparkListenerJobStart","Job ID":4,"Submission Time":1795258404123,"Stage Infos":[{"Stage ID":9,"Stage Attempt ID":0,"Stage Name":"collect","Number of Tasks":3}],"Stage IDs":[9],"Properties":{"spark.job.tags":"b,a"}}"#,
         "\n",
@@ -138,6 +127,18 @@ async fn events_flow_from_the_socket_to_the_api() {
     assert_eq!(job["submissionTime"], "2026-11-21T10:53:24.123GMT");
     assert_eq!(job["status"], "RUNNING");
 
+    // An operator's view: without the API token (or the admin token), nothing.
+    for token in [None, Some("guess")] {
+        let (code, _) = http_get_as(agent.http, "/api/v1/applications", token).await;
+        assert_eq!(code, 401, "token {token:?}");
+    }
+    let (code, _) = http_get_as(
+        agent.http,
+        "/api/v1/applications",
+        Some(common::ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(code, 200, "the admin token is an operator's too");
     let (code, body) = http_get(agent.http, "/api/v1/applications/nope/jobs").await;
     assert_eq!(code, 404);
     assert!(body.contains("unknown application"), "{body}");
@@ -149,9 +150,12 @@ async fn events_flow_from_the_socket_to_the_api() {
 #[tokio::test]
 async fn each_application_has_its_own_connection_and_state() {
     let agent = start("t").await;
-    let (mut a, ok_a) = handshake_line(agent.ingest, &hello_for("app-a", "t")).await;
-    let (mut b, ok_b) = handshake_line(agent.ingest, &hello_for("app-b", "t")).await;
-    assert!(ok_a.contains("true") && ok_b.contains("true"));
+    let mut a = handshake(agent.ingest, "app-a", "t")
+        .await
+        .expect("welcome");
+    let mut b = handshake(agent.ingest, "app-b", "t")
+        .await
+        .expect("welcome");
     let job = |id: i32| {
         format!(
             "{{\"Event\":\"SparkListenerJobStart\",\"Job ID\":{id},\"Stage Infos\":[],\"Stage IDs\":[],\"Properties\":{{}}}}\n"
@@ -187,7 +191,13 @@ async fn each_application_has_its_own_connection_and_state() {
 #[tokio::test]
 async fn a_connection_must_start_with_a_hello() {
     let agent = start("t").await;
-    let (_s, answer) = handshake_line(agent.ingest, "{\"Event\":\"SparkListenerJobEnd\"}\n").await;
+    let mut s = BufReader::new(TcpStream::connect(agent.ingest).await.expect("connect"));
+    s.get_mut()
+        .write_all(b"{\"Event\":\"SparkListenerJobEnd\"}\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    s.read_line(&mut answer).await.expect("read");
     assert!(
         answer.contains("\"ok\":false") && answer.contains("SparkscopeHello"),
         "{answer}"

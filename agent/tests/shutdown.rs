@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use sparkscope::agent::Drained;
 use sparkscope_proto::sparkscope::v1 as pb;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -54,19 +54,9 @@ async fn shutdown_answers_cancels_tells_subscribers_and_closes_connections() {
     let addrs = agent.addrs();
 
     // A listener, with a running operation of alice's.
-    let mut listener = BufReader::new(TcpStream::connect(addrs.ingest).await.expect("connect"));
-    let hello = format!(
-        "{{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"local-1\",\"token\":\"{}\"}}\n",
-        common::LISTENER_TOKEN
-    );
-    listener
-        .get_mut()
-        .write_all(hello.as_bytes())
+    let mut listener = common::listener(addrs.ingest, "local-1", "run-1", common::LISTENER_TOKEN)
         .await
-        .expect("hello");
-    let mut ack = String::new();
-    listener.read_line(&mut ack).await.expect("ack");
-    assert!(ack.contains("\"ok\":true"), "{ack}");
+        .expect("welcome");
     listener
         .get_mut()
         .write_all(lines().as_bytes())

@@ -355,20 +355,12 @@ async fn a_subscriber_may_cancel_only_what_it_follows() {
 
 #[tokio::test]
 async fn a_job_cancel_reaches_the_listener_of_its_application() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let agent = start().await;
-    let mut sock = BufReader::new(
-        tokio::net::TcpStream::connect(agent.ingest)
-            .await
-            .expect("connect"),
-    );
-    sock.get_mut()
-        .write_all(b"{\"Event\":\"SparkscopeHello\",\"protocol\":1,\"appId\":\"local-1\",\"token\":\"lt\"}\n")
+    let mut sock = common::listener(agent.ingest, "local-1", "run-1", common::LISTENER_TOKEN)
         .await
-        .expect("hello");
+        .expect("welcome");
     let mut line = String::new();
-    sock.read_line(&mut line).await.expect("ack");
-    assert!(line.contains("true"), "{line}");
     let events = [
         operation("alice", S_ALICE, OP_A, "cell-a"),
         job(1, 10, "alice", S_ALICE, OP_A),
@@ -569,4 +561,101 @@ async fn cancels_past_the_bound_are_answered_unavailable() {
     assert_eq!(result.request_id, "r2");
     assert_eq!(result.code, "unavailable");
     assert!(result.message.contains("too many"), "{}", result.message);
+}
+
+/// Users identified by a token file: a user follows and cancels only its own sessions, on
+/// either transport; a token that is not in the file is refused.
+#[tokio::test]
+async fn a_user_sees_and_cancels_only_its_own_sessions() {
+    use sparkscope_proto::sparkscope::v1::monitor_client::MonitorClient;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, "alice alice-token\nbob_smith bob-token\n").expect("write");
+    let mut cfg = common::config();
+    cfg.stream.auth.shared = None;
+    cfg.stream.auth.tokens_file = Some(file.clone());
+    let file_again = file;
+    let agent = start_with(cfg).await;
+    workload(&agent);
+
+    let err = connect(&agent, "not-in-the-file")
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("401"), "{err}");
+
+    let mut alice = connect(&agent, "alice-token").await.expect("alice");
+    // Bob's session, named with its real ids: refused, and nothing of it is sent.
+    subscribe(&mut alice, S_BOB, "bob_smith").await;
+    match next_message(&mut alice).await.kind {
+        Some(pb::server_message::Kind::Error(e)) => {
+            assert_eq!(e.code, "forbidden", "{e:?}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let r = cancel(
+        &mut alice,
+        &format!(
+            r#"{{"requestId":"x","sessionId":"{S_BOB}","userId":"bob_smith","tag":"cell-b"}}"#
+        ),
+    )
+    .await;
+    assert_eq!(r.code, "forbidden");
+    // Her own session: followed, and only its jobs come.
+    subscribe(&mut alice, S_ALICE, "alice").await;
+    let snap = next_update(&mut alice).await;
+    assert!(snap
+        .jobs
+        .iter()
+        .all(|j| j.connect.as_ref().is_some_and(|c| c.user_id == "alice")));
+    assert_eq!(snap.jobs.len(), 1);
+
+    // gRPC: the same rules.
+    let mut client = MonitorClient::connect(format!("http://{}", agent.grpc))
+        .await
+        .expect("connect");
+    let req = |session: &str, user: &str, token: &str| {
+        let mut r = tonic::Request::new(pb::SubscribeRequest {
+            sessions: vec![pb::SessionKey {
+                session_id: session.into(),
+                user_id: user.into(),
+            }],
+        });
+        let value = format!("Bearer {token}").parse().expect("metadata");
+        r.metadata_mut().insert("authorization", value);
+        r
+    };
+    let denied = client
+        .subscribe(req(S_BOB, "bob_smith", "alice-token"))
+        .await
+        .expect_err("not hers");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let unknown = client
+        .subscribe(req(S_BOB, "bob_smith", "forged"))
+        .await
+        .expect_err("not a user");
+    assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
+    let mut own = client
+        .subscribe(req(S_BOB, "bob_smith", "bob-token"))
+        .await
+        .expect("his")
+        .into_inner();
+    let first = own.message().await.expect("update").expect("open");
+    assert!(first
+        .jobs
+        .iter()
+        .all(|j| j.connect.as_ref().is_some_and(|c| c.user_id == "bob_smith")));
+
+    // The file is read again when it changes: a revoked token stops working, a new one works.
+    std::fs::write(&file_again, "bob_smith bob-token-2\n").expect("rewrite");
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(&file_again)
+        .and_then(|f| f.set_modified(later))
+        .expect("mtime");
+    let err = connect(&agent, "alice-token").await.expect_err("revoked");
+    assert!(err.to_string().contains("401"), "{err}");
+    let mut bob = connect(&agent, "bob-token-2").await.expect("the new token");
+    subscribe(&mut bob, S_BOB, "bob_smith").await;
+    assert!(next_update(&mut bob).await.snapshot);
 }

@@ -292,10 +292,13 @@ def test_a_refused_token_is_said_as_such(shell, make_monitor, agent) -> None:
     _, widget = cell_with_jobs(shell, monitor, agent)
     monitor.reconfigure(token="not-the-token")  # reconnects, and the agent refuses it
     agent.wait_for(lambda: agent.refused)
-    agent.wait_for(lambda: "refused the subscriber token" in widget.agent_error)
+    agent.wait_for(lambda: "refused this notebook's credential" in widget.agent_error)
     click(widget, target="cell", requestId="r")
     result = outcome(agent, widget)
-    assert result["code"] == "unauthorized" and "refused the subscriber token" in result["message"]
+    assert (
+        result["code"] == "unauthorized"
+        and "refused this notebook's credential" in result["message"]
+    )
     assert "not-the-token" not in result["message"] + widget.agent_error
     assert agent.cancels() == []
 

@@ -259,7 +259,7 @@ def test_wrong_token_is_reported_as_such(shell, make_monitor, agent, capsys) -> 
     agent.wait_for(lambda: monitor._agent.status.failures)
     run(shell, "pass")
     err = capsys.readouterr().err
-    assert "refused the subscriber token" in err
+    assert "refused this notebook's credential" in err
     assert "not-the-token" not in err
     assert monitor._agent.status.unauthorized
 
@@ -365,16 +365,21 @@ def test_recorded_agent_stream_two_cells_settled(shell, make_monitor, agent) -> 
     assert "1 failed" in failing.summary
 
 
-def test_magic_shows_status_and_rejects_bad_options(shell, capsys, monkeypatch) -> None:
+def test_magic_shows_status_and_rejects_bad_options(shell, capsys, monkeypatch, tmp_path) -> None:
     from IPython.core.error import UsageError
 
     monkeypatch.setenv("SPARKSCOPE_URL", "ws://127.0.0.1:9/api/v1/stream")
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-from-a-file\n")
     shell.run_line_magic("load_ext", "sparkscope")
     try:
-        shell.run_line_magic("sparkscope", "--settle-ms 0 --token secret")
+        shell.run_line_magic("sparkscope", f"--settle-ms 0 --token-file {token_file}")
         out = capsys.readouterr().out
         assert "ws://127.0.0.1:9/api/v1/stream" in out
-        assert "settle 0 ms" in out and "token set" in out and "secret" not in out
+        assert "settle 0 ms" in out and "token set" in out and "s3cret" not in out
+        assert sparkscope._monitor.config.token == "s3cret-from-a-file"
+        with pytest.raises(UsageError):
+            shell.run_line_magic("sparkscope", "--token s3cret")  # never in a cell
         with pytest.raises(UsageError):
             shell.run_line_magic("sparkscope", "--no-such-option")
     finally:
@@ -435,3 +440,19 @@ def test_gaps_the_cells_numbers_went_through_are_shown_not_hidden(
         ]
     )
     assert final
+
+
+def test_the_credential_is_found_without_configuration(monkeypatch, tmp_path) -> None:
+    from sparkscope.extension import default_token
+
+    for name in ("SPARKSCOPE_TOKEN", "SPARKSCOPE_TOKEN_FILE", "JUPYTERHUB_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert default_token() is None
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token")
+    assert default_token() == "hub-token"  # inside JupyterHub: the Hub says who we are
+    path = tmp_path / "t"
+    path.write_text("file-token\n")
+    monkeypatch.setenv("SPARKSCOPE_TOKEN_FILE", str(path))
+    assert default_token() == "file-token"
+    monkeypatch.setenv("SPARKSCOPE_TOKEN", "env-token")
+    assert default_token() == "env-token"

@@ -1,4 +1,5 @@
-"""Fake sparkscope agent for benchmarks: acks every hello, reads and discards the lines.
+"""Fake sparkscope agent for benchmarks: takes every listener that has no token (the handshake's
+proofs are empty then), reads and discards the lines.
 
 Usage: sink_agent.py PORT STATUS_FILE. Once a second it rewrites STATUS_FILE with
 "connections=N lines=N bytes=N" so the bench can report what actually arrived.
@@ -9,7 +10,10 @@ import sys
 import threading
 import time
 
-ACK = b'{"ok":true,"agent":"sparkscope-bench-sink"}\n'
+CHALLENGE = (
+    b'{"ok":true,"agent":"sparkscope-bench-sink","nonce":"00000000000000000000000000000000"}\n'
+)
+WELCOME = b'{"ok":true,"welcome":true}\n'
 
 
 def main() -> None:
@@ -21,7 +25,10 @@ def main() -> None:
         with conn, conn.makefile("rb") as f:
             if not f.readline():
                 return
-            conn.sendall(ACK)
+            conn.sendall(CHALLENGE)
+            if not f.readline():  # the listener's (empty) proof
+                return
+            conn.sendall(WELCOME)
             for line in f:
                 with lock:
                     totals["lines"] += 1

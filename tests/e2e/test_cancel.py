@@ -12,6 +12,7 @@ the agent's WebSocket (what the notebook widget uses) and its operator endpoint:
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -42,18 +43,13 @@ def admin_token() -> str:
 def agent(work: Path, admin_token: str, require_piece):
     binary = require_piece(harness.agent_binary(), "sparkscope binary", "cargo build")
     token = secrets.token_hex(8)
-    with harness.Agent(
-        binary, work / "agent", token=token, extra_args=["--admin-token", admin_token]
-    ) as a:
+    with harness.Agent(binary, work / "agent", token=token, admin_token=admin_token) as a:
         yield a
 
 
 @pytest.fixture(scope="module")
-def server(work: Path, agent: harness.Agent, require_piece):
-    jar = require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
-    with harness.SparkConnectServer(
-        work / "server", listener_jar=jar, agent_addr=agent.ingest_addr, token=agent.token
-    ) as s:
+def server(work: Path, agent: harness.Agent, reporting_to):
+    with reporting_to(work / "server", agent) as s:
         yield s
 
 
@@ -275,16 +271,18 @@ def test_operator_cancel_from_the_command_line(agent, server, alice, admin_token
     q.start()
     (job,) = wait_running(agent, server, alice, tag)
     cmd = [str(agent.binary), "cancel", "--agent", agent.url, "--session", alice.session_id]
+
+    def env(token: str) -> dict[str, str]:
+        # the admin token comes from the environment, never the command line
+        return {**os.environ, "SPARKSCOPE_ADMIN_TOKEN": token}
+
     refused = subprocess.run(
-        [*cmd, "--admin-token", "nope", "--tag", tag], capture_output=True, text=True, check=False
+        [*cmd, "--tag", tag], capture_output=True, text=True, check=False, env=env("nope")
     )
     assert refused.returncode != 0 and "admin token" in refused.stderr, refused.stderr
     t0 = time.monotonic()
     ok = subprocess.run(
-        [*cmd, "--admin-token", admin_token, "--tag", tag],
-        capture_output=True,
-        text=True,
-        check=False,
+        [*cmd, "--tag", tag], capture_output=True, text=True, check=False, env=env(admin_token)
     )
     assert ok.returncode == 0, ok.stderr
     assert "interrupted" in ok.stdout, ok.stdout
@@ -292,10 +290,7 @@ def test_operator_cancel_from_the_command_line(agent, server, alice, admin_token
     q.join(30)
     assert q.error is not None
     again = subprocess.run(
-        [*cmd, "--admin-token", admin_token, "--tag", tag],
-        capture_output=True,
-        text=True,
-        check=False,
+        [*cmd, "--tag", tag], capture_output=True, text=True, check=False, env=env(admin_token)
     )
     assert again.returncode != 0 and "finished" in again.stderr, (again.stdout, again.stderr)
     assert time.monotonic() - t0 < 60

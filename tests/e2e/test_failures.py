@@ -50,11 +50,8 @@ def agent(work: Path, require_piece):
 
 
 @pytest.fixture(scope="module")
-def server(work: Path, agent: harness.Agent, require_piece):
-    jar = require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
-    with harness.SparkConnectServer(
-        work / "server", listener_jar=jar, agent_addr=agent.ingest_addr, token=agent.token
-    ) as s:
+def server(work: Path, agent: harness.Agent, reporting_to):
+    with reporting_to(work / "server", agent) as s:
         yield s
 
 
@@ -294,13 +291,6 @@ def test_hostile_input_on_the_ingest_port_is_refused_and_counted(agent, server, 
         with socket.create_connection(addr, timeout=5) as s:
             s.sendall(junk)
     # A connection with the right token that then sends nonsense, under an application of its own.
-    hello = {
-        "Event": "SparkscopeHello",
-        "protocol": 1,
-        "appId": "hostile-app",
-        "token": agent.token,
-        "taskEvents": "coalesced",
-    }
     op = "95b7284b-ed00-4470-91a8-2e06100c9fd1"
     hostile = [
         "{" * 100_000,
@@ -340,8 +330,8 @@ def test_hostile_input_on_the_ingest_port_is_refused_and_counted(agent, server, 
         ),
     ]
     with socket.create_connection(addr, timeout=5) as s:
-        s.sendall((json.dumps(hello) + "\n").encode())
-        assert b'"ok":true' in s.recv(4096)
+        welcome = harness.listener_handshake(s, agent.token, "hostile-app")
+        assert welcome.get("welcome") is True, welcome
         s.sendall(("\n".join(hostile) + "\n").encode())
         harness.wait_until(
             lambda: (a := agent.application("hostile-app")) and a["ingest"]["malformedLines"] >= 4,

@@ -278,16 +278,15 @@ impl Control {
                 if let Some(url) = &self.cfg.spark_connect {
                     return Ok(url.clone());
                 }
-                match &app.info().connect_endpoint {
-                    Some((host, port)) => {
-                        let host = if host.is_empty() || host == "0.0.0.0" {
-                            "127.0.0.1"
-                        } else {
-                            host
-                        };
-                        Ok(format!("http://{host}:{port}"))
-                    }
-                    None => Err((
+                // The port the server announced, on the host its listener connects from: an
+                // announcement cannot send interrupts (and the Connect token) anywhere else.
+                let info = app.info();
+                match (&info.connect_endpoint, info.listener_ip) {
+                    (Some((_, port)), Some(ip)) => Ok(match ip {
+                        std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
+                        v4 => format!("http://{v4}:{port}"),
+                    }),
+                    _ => Err((
                         CancelOutcome::Unavailable,
                         "the Spark Connect server's address is unknown; start the agent with \
                          --spark-connect"

@@ -11,6 +11,11 @@ use tokio::sync::{mpsc, oneshot};
 /// Commands waiting for an answer, per connection.
 const MAX_PENDING: usize = 64;
 
+/// Another driver holds the application's connection.
+#[derive(Debug, thiserror::Error)]
+#[error("application {0} is connected from another driver")]
+pub struct Taken(pub String);
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     #[error("no listener of application {0} is connected")]
@@ -29,6 +34,7 @@ pub struct CommandResult {
 
 struct Link {
     id: u64,
+    run_id: String,
     commands: mpsc::Sender<String>,
     pending: HashMap<String, oneshot::Sender<CommandResult>>,
 }
@@ -47,17 +53,23 @@ pub struct Registration {
 }
 
 impl Listeners {
-    /// The connection now serving `app_id` (a reconnect replaces the previous one).
-    pub fn register(&self, app_id: &str) -> Registration {
+    /// The connection now serving `app_id`. A reconnect of the same driver (`run_id`) replaces
+    /// the previous connection; another driver is refused while one is connected.
+    pub fn register(&self, app_id: &str, run_id: &str) -> Result<Registration, Taken> {
+        let mut map = self.lock();
+        if map.get(app_id).is_some_and(|l| l.run_id != run_id) {
+            return Err(Taken(app_id.to_owned()));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(MAX_PENDING);
         let link = Link {
             id,
+            run_id: run_id.to_owned(),
             commands: tx,
             pending: HashMap::new(),
         };
-        self.lock().insert(app_id.to_owned(), link);
-        Registration { id, commands: rx }
+        map.insert(app_id.to_owned(), link);
+        Ok(Registration { id, commands: rx })
     }
 
     /// The connection is gone; commands it never answered fail with it.

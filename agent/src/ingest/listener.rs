@@ -4,7 +4,7 @@
 
 use super::connections::Listeners;
 use super::ingest_line_at;
-use super::parse::{parse_command_result, parse_hello};
+use super::parse::{parse_command_result, parse_hello, parse_proof};
 use crate::auth::{self, Secret};
 use crate::clock::now_ms;
 use crate::model::retention::LiveBound;
@@ -17,13 +17,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: the listener and the agent each prove they know the token (HMAC over both sides'
+/// nonces) and the token never crosses the wire.
+pub const PROTOCOL_VERSION: u32 = 2;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IngestConfig {
     /// The token listeners must present; `None` accepts any listener.
     pub token: Option<Secret>,
@@ -35,6 +37,21 @@ pub struct IngestConfig {
     pub max_connections: usize,
     /// Connections still waiting for their hello; past this, the oldest is closed.
     pub max_pending: usize,
+    /// TLS on this port, when set.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for IngestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestConfig")
+            .field("token", &self.token)
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("hello_timeout", &self.hello_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_pending", &self.max_pending)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Default for IngestConfig {
@@ -45,6 +62,7 @@ impl Default for IngestConfig {
             hello_timeout: Duration::from_secs(5),
             max_connections: 1024,
             max_pending: 64,
+            tls: None,
         }
     }
 }
@@ -140,10 +158,17 @@ enum ConnError {
     Refused(String),
 }
 
-/// Reads the hello with a small buffer: at most [`MAX_HELLO_BYTES`] before the token is
-/// checked. Returns the line and whatever followed it in the same reads.
-async fn read_hello(rd: &mut OwnedReadHalf) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
-    let mut buf = Vec::with_capacity(1024);
+/// Reads one handshake line with a small buffer: at most [`MAX_HELLO_BYTES`] before the token is
+/// checked. `buf` holds what earlier reads brought beyond the previous line. Returns the line and
+/// whatever followed it.
+async fn read_small_line(
+    rd: &mut ReadHalf<Box<dyn Io>>,
+    mut buf: Vec<u8>,
+) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    if let Some(pos) = memchr::memchr(b'\n', &buf) {
+        let rest = buf.split_off(pos + 1);
+        return Ok(Some((buf, rest)));
+    }
     let mut chunk = [0u8; 1024];
     loop {
         let n = rd.read(&mut chunk).await?;
@@ -165,20 +190,55 @@ async fn read_hello(rd: &mut OwnedReadHalf) -> std::io::Result<Option<(Vec<u8>, 
     }
 }
 
+/// A listener's connection: plain TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 async fn connection(
     sock: TcpStream,
     peer: SocketAddr,
     id: u64,
-    evicted: oneshot::Receiver<()>,
+    mut evicted: oneshot::Receiver<()>,
     shared: &Shared,
     mut shutdown: Shutdown,
 ) -> Result<(), ConnError> {
     sock.set_nodelay(true)?;
-    let (mut rd, mut wr) = sock.into_split();
     let cfg = &shared.cfg;
+    // The TLS handshake, when TLS is on, is part of saying hello: within the same time.
+    let started = tokio::time::Instant::now();
+    let stream: Box<dyn Io> = match &cfg.tls {
+        None => Box::new(sock),
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(cfg.hello_timeout, acceptor.accept(sock));
+            let done = tokio::select! {
+                r = handshake => Some(r),
+                _ = &mut evicted => None,
+                _ = shutdown.requested() => None,
+            };
+            match done {
+                Some(Ok(Ok(tls))) => Box::new(tls),
+                Some(Ok(Err(e))) => {
+                    shared.said_hello(id);
+                    telemetry::listener_refused(Refusal::Tls);
+                    return Err(ConnError::Refused(format!("TLS handshake: {e}")));
+                }
+                Some(Err(_)) => {
+                    shared.said_hello(id);
+                    telemetry::listener_refused(Refusal::Timeout);
+                    return Err(ConnError::Refused("no TLS handshake in time".into()));
+                }
+                None => {
+                    shared.said_hello(id);
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let left = cfg.hello_timeout.saturating_sub(started.elapsed());
     let read = tokio::select! {
-        r = tokio::time::timeout(cfg.hello_timeout, read_hello(&mut rd)) => Some(r),
-        _ = evicted => None,
+        r = tokio::time::timeout(left, read_small_line(&mut rd, Vec::new())) => Some(r),
+        _ = &mut evicted => None,
         _ = shutdown.requested() => {
             shared.said_hello(id);
             return Ok(());
@@ -211,31 +271,85 @@ async fn connection(
     };
     if hello.protocol != PROTOCOL_VERSION {
         let msg = format!(
-            "protocol {} is not supported (this agent speaks {PROTOCOL_VERSION})",
+            "protocol {} is not supported (this agent speaks {PROTOCOL_VERSION}, in which the \
+             token never crosses the wire): use the listener of this agent's release",
             hello.protocol
         );
         return refuse(&mut wr, Some(Refusal::Protocol), &msg).await;
     }
-    if !auth::allows(cfg.token.as_ref(), Some(&hello.token)) {
-        tracing::warn!(%peer, "refused a listener with a wrong token");
-        return refuse(&mut wr, Some(Refusal::Token), "wrong or missing token").await;
+    if hello.app_id.is_empty() || hello.run_id.is_empty() || hello.nonce.len() < 16 {
+        let why = "the hello needs an appId, a runId and a nonce";
+        return refuse(&mut wr, Some(Refusal::Hello), why).await;
     }
-    if hello.app_id.is_empty() {
-        return refuse(&mut wr, Some(Refusal::Hello), "the hello names no appId").await;
+    // The agent proves it knows the token first: a listener never talks to an impostor agent.
+    let agent_nonce = new_nonce();
+    let mut challenge = serde_json::json!({
+        "ok": true,
+        "agent": format!("sparkscope {}", env!("CARGO_PKG_VERSION")),
+        "nonce": agent_nonce,
+    });
+    if let Some(token) = &cfg.token {
+        let proof = auth::hmac_hex(
+            token,
+            &[
+                "sparkscope-agent",
+                &hello.app_id,
+                &hello.run_id,
+                &hello.nonce,
+                &agent_nonce,
+            ],
+        );
+        challenge["proof"] = serde_json::Value::from(proof);
+    }
+    wr.write_all((challenge.to_string() + "\n").as_bytes())
+        .await?;
+    let read = tokio::time::timeout(cfg.hello_timeout, read_small_line(&mut rd, leftover)).await;
+    let (proof_line, leftover) = match read {
+        Ok(Ok(Some(line))) => line,
+        Ok(Ok(None)) => return Ok(()), // the listener did not trust us, or went away
+        Ok(Err(e)) => {
+            let why = format!("no proof line: {e}");
+            return refuse(&mut wr, Some(Refusal::Hello), &why).await;
+        }
+        Err(_) => {
+            let why = "no proof within the timeout";
+            return refuse(&mut wr, Some(Refusal::Timeout), why).await;
+        }
+    };
+    if let Some(token) = &cfg.token {
+        let expected = auth::hmac_hex(
+            token,
+            &[
+                "sparkscope-listener",
+                &hello.app_id,
+                &hello.run_id,
+                &agent_nonce,
+                &hello.nonce,
+            ],
+        );
+        let given = parse_proof(proof_line.trim_ascii()).unwrap_or_default();
+        if !auth::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+            tracing::warn!(%peer, "refused a listener that does not know the token");
+            return refuse(&mut wr, Some(Refusal::Token), "wrong or missing token").await;
+        }
     }
     if shared.accepted.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections {
         shared.accepted.fetch_sub(1, Ordering::AcqRel);
         telemetry::limit_hit(Limit::ListenerConnections, 1);
         return refuse(&mut wr, None, "too many listener connections").await;
     }
-    let ack = format!(
-        "{{\"ok\":true,\"agent\":\"sparkscope {}\"}}\n",
-        env!("CARGO_PKG_VERSION")
-    );
+    let mut registration = match shared.listeners.register(&hello.app_id, &hello.run_id) {
+        Ok(r) => r,
+        Err(taken) => {
+            shared.accepted.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(%peer, app = %hello.app_id, "refused a second driver for a connected application");
+            return refuse(&mut wr, Some(Refusal::Taken), &taken.to_string()).await;
+        }
+    };
+    let ack = "{\"ok\":true,\"welcome\":true}\n";
     let app_id = hello.app_id.clone();
     let app = shared.store.app(&app_id);
-    lock(&app).listener_connected(now_ms(), hello.info());
-    let mut registration = shared.listeners.register(&app_id);
+    lock(&app).listener_connected(now_ms(), hello.info(), peer.ip());
     // From here on, however the connection ends (an error, shutdown, or a panic), the guard
     // gives back what it holds.
     let _open = Open {
@@ -298,8 +412,8 @@ impl Drop for Open<'_> {
 
 /// Both directions of one listener connection.
 struct Link<'a> {
-    reader: &'a mut BufReader<OwnedReadHalf>,
-    writer: &'a mut OwnedWriteHalf,
+    reader: &'a mut BufReader<ReadHalf<Box<dyn Io>>>,
+    writer: &'a mut WriteHalf<Box<dyn Io>>,
     commands: &'a mut mpsc::Receiver<String>,
 }
 
@@ -423,8 +537,24 @@ fn limit_of(bound: LiveBound) -> Limit {
     }
 }
 
+/// 16 random bytes, hex: the agent's half of a handshake.
+fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No system randomness: the clock still makes each nonce one of its kind.
+        bytes[..16].copy_from_slice(
+            &std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 async fn refuse(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut WriteHalf<Box<dyn Io>>,
     reason: Option<Refusal>,
     why: &str,
 ) -> Result<(), ConnError> {
@@ -455,9 +585,12 @@ mod tests {
             next_id: AtomicU64::new(0),
         };
         let app = shared.store.app("local-p");
-        lock(&app).listener_connected(1, crate::model::event::ListenerInfo::default());
-        let registration = shared.listeners.register("local-p");
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+        lock(&app).listener_connected(1, crate::model::event::ListenerInfo::default(), peer.ip());
+        let registration = shared
+            .listeners
+            .register("local-p", "run-1")
+            .expect("a first driver is welcome");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _open = Open {
                 shared: &shared,

@@ -605,8 +605,12 @@ pub struct Hello {
     pub app_name: String,
     #[serde(default)]
     pub spark_version: String,
+    /// This run of the driver: a reconnect carries the same one, another driver not.
     #[serde(default)]
-    pub token: String,
+    pub run_id: String,
+    /// The listener's half of the handshake.
+    #[serde(default)]
+    pub nonce: String,
     #[serde(default)]
     pub start_time: i64,
     #[serde(default)]
@@ -649,6 +653,22 @@ pub fn parse_command_result(line: &[u8]) -> Result<(String, CommandResult), Pars
             error: r.error,
         },
     ))
+}
+
+/// Reads the listener's proof line (`{"Event":"SparkscopeProof","proof":"<hex>"}`).
+pub fn parse_proof(line: &[u8]) -> Result<String, ParseError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(rename = "Event")]
+        event: String,
+        #[serde(default)]
+        proof: String,
+    }
+    let r: Raw = serde_json::from_slice(line)?;
+    if r.event != "SparkscopeProof" {
+        return Err(ParseError::NotHello);
+    }
+    Ok(r.proof)
 }
 
 /// Parses a hello line.

@@ -25,6 +25,9 @@ pub struct AppInfo {
     pub connect_endpoint: Option<(String, u16)>,
     /// Where Spark's UI and REST API answer, as the listener announced it; empty if unknown.
     pub ui_url: String,
+    /// The address the listener connected from: the driver's host, where interrupts go (an
+    /// announced address could point anywhere).
+    pub listener_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,10 +150,11 @@ impl AppState {
         }
     }
 
-    /// A listener connected for this application and said who it is.
-    pub fn listener_connected(&mut self, now_ms: i64, hello: ListenerInfo) {
+    /// A listener connected from `ip` for this application and said who it is.
+    pub fn listener_connected(&mut self, now_ms: i64, hello: ListenerInfo, ip: std::net::IpAddr) {
         self.connections += 1;
         self.last_seen_ms = now_ms;
+        self.info.listener_ip = Some(ip);
         self.hello(hello);
     }
 

@@ -56,9 +56,12 @@ async fn jobs(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
     }
 }
 
-/// The Prometheus exposition (text format 0.0.4). Needs no token, like /healthz: it carries no
-/// session ids, statement text or tags.
-async fn prometheus(State(st): State<ApiState>) -> Response {
+/// The Prometheus exposition (text format 0.0.4). Open unless `--metrics-token` is set: it
+/// carries no session ids, statement text or tags.
+async fn prometheus(State(st): State<ApiState>, headers: HeaderMap) -> Response {
+    if !auth::allows(st.metrics_token.as_ref(), auth::bearer_in(&headers)) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong metrics token");
+    }
     match &st.metrics {
         Some(m) => (
             [(
@@ -99,9 +102,19 @@ async fn cancel(State(st): State<ApiState>, headers: HeaderMap, body: String) ->
     (status, Json(result)).into_response()
 }
 
+/// The JSON API is an operator's view: the API token or the admin token.
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
-    if !auth::allows(st.api_token.as_ref(), auth::bearer_in(req.headers())) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    let given = auth::bearer_in(req.headers());
+    let open = st.api_token.is_none() && st.admin_token.is_none();
+    let known = [&st.api_token, &st.admin_token].iter().any(|t| {
+        t.as_ref()
+            .is_some_and(|s| given.is_some_and(|g| s.matches(g)))
+    });
+    if !open && !known {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (the JSON API takes the API or the admin token)",
+        );
     }
     next.run(req).await
 }

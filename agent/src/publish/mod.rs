@@ -17,10 +17,13 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
-    /// When set, every JSON request needs `Authorization: Bearer <token>`.
+    /// The JSON API (every application and session: an operator's view) needs this token or the
+    /// admin token; with neither set it is open (`--allow-anonymous-api`).
     pub api_token: Option<Secret>,
     /// Required by `POST /api/v1/cancel` (operators); unset disables that endpoint.
     pub admin_token: Option<Secret>,
+    /// `GET /metrics` needs this token when set.
+    pub metrics_token: Option<Secret>,
     pub control: Arc<Control>,
     /// The WebSocket stream, with its own (subscriber) token.
     pub streams: stream::Streams,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import select
 import socket
@@ -29,7 +30,7 @@ CANCEL_TIMEOUT = 20.0  # seconds to wait for the agent's CancelResult
 # CancelResult codes the client gives itself when the agent could not answer (the agent's own are
 # not_found, finished, forbidden, unavailable, refused, bad_request).
 NO_AGENT = "no_agent"  # not connected to the agent
-UNAUTHORIZED = "unauthorized"  # the agent refused the subscriber token
+UNAUTHORIZED = "unauthorized"  # the agent refused this notebook's credential
 NO_ANSWER = "no_answer"  # sent, but the connection was lost or the agent did not answer in time
 
 
@@ -134,8 +135,8 @@ class AgentClient:
                 return NO_AGENT, "sparkscope's connection to the agent is stopped"
             if s.unauthorized:
                 message = (
-                    f"the agent at {redact(self.url)} refused the subscriber token "
-                    "(SPARKSCOPE_TOKEN or %sparkscope --token)"
+                    f"the agent at {redact(self.url)} refused this notebook's credential "
+                    "(SPARKSCOPE_TOKEN, SPARKSCOPE_TOKEN_FILE, or JupyterHub's API token)"
                 )
                 return UNAUTHORIZED, message
             why = s.last_error or ("connecting" if not s.ever_connected else "reconnecting")
@@ -259,12 +260,17 @@ class AgentClient:
         import websocket  # lazy: only once there is a session to follow
 
         headers = [f"Authorization: Bearer {self.token}"] if self.token else []
+        # wss:// to an agent with TLS: its certificate, or the CA that signed it, may come from
+        # SPARKSCOPE_CA_FILE; otherwise the system's trust store decides.
+        ca_file = os.environ.get("SPARKSCOPE_CA_FILE")
+        sslopt = {"ca_certs": ca_file} if ca_file and self.url.startswith("wss:") else None
         ws = websocket.create_connection(
             self.url,
             timeout=self.connect_timeout,
             header=headers,
             enable_multithread=True,
             suppress_origin=True,
+            sslopt=sslopt,
         )
         ws.settimeout(self.connect_timeout)  # for the rest of a frame once one started
         self._ws = ws
@@ -443,7 +449,7 @@ def close_reason(data: bytes) -> str:
 def describe(exc: BaseException) -> str:
     code = getattr(exc, "status_code", None)
     if code in (401, 403):
-        return f"HTTP {code}: the agent refused the subscriber token (SPARKSCOPE_TOKEN)"
+        return f"HTTP {code}: the agent refused this notebook's credential"
     if code is not None:
         return f"HTTP {code} on the WebSocket upgrade"
     text = str(exc) or type(exc).__name__

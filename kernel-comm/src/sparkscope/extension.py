@@ -44,6 +44,30 @@ def new_tag() -> str:
     return TAG_PREFIX + secrets.token_hex(6)
 
 
+def read_token_file(path: str) -> str | None:
+    """The token in a file (first line, trimmed); None when it cannot be read."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            return f.readline().strip() or None
+    except OSError as e:
+        log.warning("sparkscope: cannot read the token file %s: %s", path, e)
+        return None
+
+
+def default_token() -> str | None:
+    """The credential for the agent, found without configuration: SPARKSCOPE_TOKEN, else the
+    file SPARKSCOPE_TOKEN_FILE names, else (inside JupyterHub) the kernel's own
+    JUPYTERHUB_API_TOKEN, which tells the agent which Hub user this notebook belongs to. Never
+    from a notebook cell: a token there ends up in the notebook file and its history."""
+    token = os.environ.get("SPARKSCOPE_TOKEN")
+    if token:
+        return token
+    path = os.environ.get("SPARKSCOPE_TOKEN_FILE")
+    if path:
+        return read_token_file(path)
+    return os.environ.get("JUPYTERHUB_API_TOKEN") or None
+
+
 def _env_int(name: str, default: int) -> int:
     try:
         return int(os.environ[name])
@@ -57,7 +81,7 @@ class Config:
     `SPARKSCOPE_URL`, `SPARKSCOPE_TOKEN`, `SPARKSCOPE_THROTTLE_MS`, `SPARKSCOPE_SETTLE_MS`."""
 
     url: str = field(default_factory=lambda: os.environ.get("SPARKSCOPE_URL") or DEFAULT_URL)
-    token: str | None = field(default_factory=lambda: os.environ.get("SPARKSCOPE_TOKEN") or None)
+    token: str | None = field(default_factory=lambda: default_token())
     # at most one widget update per cell per this many ms (the agent itself sends <= 10/s)
     throttle_ms: int = field(default_factory=lambda: _env_int("SPARKSCOPE_THROTTLE_MS", 100))
     # after a cell that ran Spark operations, wait at most this long for the agent to report
@@ -358,8 +382,9 @@ class Monitor:
         print(
             f"sparkscope: cannot reach the agent at {redact(self.config.url)} "
             f"({agent.status.last_error}). Spark progress will not be shown; cells run as "
-            "usual and sparkscope keeps retrying in the background. Set SPARKSCOPE_URL / "
-            "SPARKSCOPE_TOKEN or run `%sparkscope --url … --token …`. (shown once)",
+            "usual and sparkscope keeps retrying in the background. Set SPARKSCOPE_URL and "
+            "SPARKSCOPE_TOKEN (or SPARKSCOPE_TOKEN_FILE) in the kernel's environment, or run "
+            "`%sparkscope --url … --token-file …`. (shown once)",
             file=sys.stderr,
         )
 

@@ -13,11 +13,13 @@ if TYPE_CHECKING:
 
     from .extension import Monitor
 
-USAGE = """%sparkscope [--url URL] [--token TOKEN] [--throttle-ms N] [--settle-ms N] [--on|--off]
+USAGE = """%sparkscope [--url URL] [--token-file PATH] [--throttle-ms N] [--settle-ms N] [--on|--off]
 
 Without options: the agent connection, the followed Spark Connect sessions and the settings.
-  --url URL        the agent's stream (default $SPARKSCOPE_URL or ws://127.0.0.1:4740/api/v1/stream)
-  --token TOKEN    the agent's subscriber token (default $SPARKSCOPE_TOKEN)
+  --url URL          the agent's stream (default $SPARKSCOPE_URL or ws://127.0.0.1:4740/api/v1/stream)
+  --token-file PATH  a file holding this notebook's credential for the agent (default
+                     $SPARKSCOPE_TOKEN, $SPARKSCOPE_TOKEN_FILE, or JupyterHub's API token); a
+                     token typed into a cell would be saved in the notebook and its history
   --throttle-ms N  at most one widget update per cell every N ms
   --settle-ms N    wait up to N ms after a Spark cell for its final state (0: never)
   --off / --on     stop / resume tagging cells and following the agent
@@ -32,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="%sparkscope", add_help=False)
     p.add_argument("--url")
-    p.add_argument("--token")
+    p.add_argument("--token-file")
     p.add_argument("--throttle-ms", type=int)
     p.add_argument("--settle-ms", type=int)
     p.add_argument("--on", action="store_true")
@@ -50,10 +52,17 @@ def register_magic(shell: InteractiveShell, monitor: Monitor) -> None:
         if args.on and args.off:
             raise UsageError("%sparkscope: --on or --off, not both")
         changes: dict[str, Any] = {}
-        for name in ("url", "token", "throttle_ms", "settle_ms"):
+        for name in ("url", "throttle_ms", "settle_ms"):
             value = getattr(args, name)
             if value is not None:
                 changes[name] = value
+        if args.token_file is not None:
+            from .extension import read_token_file
+
+            token = read_token_file(args.token_file)
+            if token is None:
+                raise UsageError(f"%sparkscope: no token in {args.token_file}")
+            changes["token"] = token
         if args.on or args.off:
             changes["enabled"] = bool(args.on)
         if changes:

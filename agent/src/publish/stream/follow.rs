@@ -1,6 +1,7 @@
 //! What a subscriber follows and what it has seen: builds the snapshot, then the deltas, of a set
 //! of Connect sessions as `sparkscope.v1.Update`s.
 
+use crate::auth::Principal;
 use crate::clock::now_ms;
 use crate::model::{lock, Store};
 use crate::publish::proto;
@@ -16,10 +17,14 @@ pub enum FollowError {
     MissingSessionId,
     #[error("at most {0} sessions per subscriber")]
     TooManySessions(usize),
+    #[error("the sessions of user '{0}' are not this subscriber's to follow")]
+    Forbidden(String),
 }
 
 #[derive(Debug)]
 pub struct Follower {
+    /// Who follows: a user may follow only sessions of that Connect user id.
+    principal: Principal,
     sessions: BTreeSet<SessionKey>,
     max_sessions: usize,
     /// Per application, the generation up to which this subscriber has been sent everything.
@@ -29,8 +34,9 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn new(max_sessions: usize) -> Self {
+    pub fn new(max_sessions: usize, principal: Principal) -> Self {
         Follower {
+            principal,
             sessions: BTreeSet::new(),
             max_sessions,
             seen: HashMap::new(),
@@ -45,6 +51,9 @@ impl Follower {
         for k in keys {
             if k.session_id.is_empty() {
                 return Err(FollowError::MissingSessionId);
+            }
+            if !self.principal.may_follow(&k.user_id) {
+                return Err(FollowError::Forbidden(k.user_id.clone()));
             }
             next.insert((k.session_id.clone(), k.user_id.clone()));
         }

@@ -2,10 +2,10 @@
 //! same snapshot-then-coalesced-deltas rules as the WebSocket. Its clients send nothing after the
 //! request.
 
-use super::follow::Follower;
+use super::follow::{FollowError, Follower};
 use super::subscriber::{self, Close, Gone, Incoming, Transport};
 use super::Streams;
-use crate::auth;
+use crate::auth::{self, AuthError};
 use sparkscope_proto::sparkscope::v1 as pb;
 use sparkscope_proto::sparkscope::v1::monitor_server::{Monitor, MonitorServer};
 use std::pin::Pin;
@@ -41,13 +41,20 @@ impl Monitor for MonitorService {
                 .get("authorization")
                 .and_then(|v| v.to_str().ok()),
         );
-        if !auth::allows(self.streams.cfg.token.as_ref(), given) {
-            return Err(Status::unauthenticated("missing or wrong subscriber token"));
-        }
-        let mut follower = Follower::new(self.streams.cfg.max_sessions);
+        let principal = match self.streams.auth.identify(given).await {
+            Ok(p) => p,
+            Err(e @ AuthError::Unavailable(_)) => {
+                return Err(Status::unavailable(format!("subscriber: {e}")))
+            }
+            Err(e) => return Err(Status::unauthenticated(format!("subscriber: {e}"))),
+        };
+        let mut follower = Follower::new(self.streams.cfg.max_sessions, principal);
         follower
             .subscribe(&req.get_ref().sessions)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| match e {
+                FollowError::Forbidden(_) => Status::permission_denied(e.to_string()),
+                _ => Status::invalid_argument(e.to_string()),
+            })?;
         let admitted = self
             .streams
             .admit()

@@ -8,7 +8,7 @@ pub mod grpc;
 pub mod subscriber;
 pub mod ws;
 
-use crate::auth::Secret;
+use crate::auth::{SubscriberAuth, SubscriberAuthConfig};
 use crate::control::Control;
 use crate::model::Store;
 use crate::shutdown::Shutdown;
@@ -23,8 +23,8 @@ pub const TRANSPORTS: [&str; 2] = [ws::TRANSPORT, grpc::TRANSPORT];
 /// How subscribers are served.
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
-    /// Required from subscribers; `None` lets anyone subscribe.
-    pub token: Option<Secret>,
+    /// How subscribers prove who they are.
+    pub auth: SubscriberAuthConfig,
     /// At most one update per subscriber per interval.
     pub interval: Duration,
     /// A subscriber that does not take a frame within this time is disconnected.
@@ -37,7 +37,7 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
-            token: None,
+            auth: SubscriberAuthConfig::default(),
             interval: Duration::from_millis(100),
             slow_timeout: Duration::from_secs(5),
             max_sessions: 64,
@@ -57,6 +57,8 @@ pub struct Streams {
     pub shutdown: Shutdown,
     /// Subscribers connected now.
     pub subscribers: Arc<AtomicUsize>,
+    /// Who a subscriber's credential belongs to.
+    pub auth: Arc<SubscriberAuth>,
 }
 
 impl Streams {

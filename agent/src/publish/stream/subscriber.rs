@@ -179,10 +179,15 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
         Some(Kind::Subscribe(req)) => match follower.subscribe(&req.sessions) {
             Ok(()) => Handled::Done,
             Err(e) => {
-                if matches!(e, FollowError::TooManySessions(_)) {
-                    telemetry::limit_hit(Limit::SessionsPerSubscriber, 1);
-                }
-                Handled::Reply(error("bad_request", &e.to_string()))
+                let code = match e {
+                    FollowError::TooManySessions(_) => {
+                        telemetry::limit_hit(Limit::SessionsPerSubscriber, 1);
+                        "bad_request"
+                    }
+                    FollowError::Forbidden(_) => "forbidden",
+                    FollowError::MissingSessionId => "bad_request",
+                };
+                Handled::Reply(error(code, &e.to_string()))
             }
         },
         Some(Kind::Unsubscribe(req)) => {

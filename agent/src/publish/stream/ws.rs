@@ -4,7 +4,7 @@
 use super::follow::Follower;
 use super::subscriber::{self, Close, Gone, Incoming, Transport};
 use super::Streams;
-use crate::auth;
+use crate::auth::{self, AuthError};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -28,10 +28,17 @@ pub async fn handler(
 ) -> Response {
     // Browsers cannot set headers on a WebSocket: the token may come in the query instead.
     let token = auth::bearer_in(&headers).or(q.get("token").map(String::as_str));
-    if !auth::allows(streams.cfg.token.as_ref(), token) {
-        let body = axum::Json(serde_json::json!({"error": "missing or wrong subscriber token"}));
-        return (StatusCode::UNAUTHORIZED, body).into_response();
-    }
+    let principal = match streams.auth.identify(token).await {
+        Ok(p) => p,
+        Err(e) => {
+            let status = match e {
+                AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let body = axum::Json(serde_json::json!({"error": format!("subscriber: {e}")}));
+            return (status, body).into_response();
+        }
+    };
     let Some(admitted) = streams.admit() else {
         let body =
             axum::Json(serde_json::json!({"error": "too many subscribers; try again later"}));
@@ -40,7 +47,7 @@ pub async fn handler(
     ws.max_message_size(MAX_CLIENT_FRAME)
         .on_upgrade(move |socket| {
             let (tx, rx) = socket.split();
-            let follower = Follower::new(streams.cfg.max_sessions);
+            let follower = Follower::new(streams.cfg.max_sessions, principal);
             subscriber::serve(WsTransport { tx, rx }, follower, streams, admitted)
         })
         .into_response()

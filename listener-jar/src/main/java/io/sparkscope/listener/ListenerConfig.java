@@ -13,12 +13,14 @@ import org.slf4j.LoggerFactory;
 final class ListenerConfig {
     static final String AGENT = "spark.sparkscope.agent";
     static final String TOKEN = "spark.sparkscope.token";
+    static final String TOKEN_FILE = "spark.sparkscope.tokenFile";
     static final String TOKEN_ENV = "SPARKSCOPE_LISTENER_TOKEN";
     static final String FLUSH_INTERVAL_MS = "spark.sparkscope.flushIntervalMs";
     static final String QUEUE_CAPACITY = "spark.sparkscope.queueCapacity";
     static final String MAX_LIVE_ENTITIES = "spark.sparkscope.maxLiveEntities";
     static final String WRITE_TIMEOUT_MS = "spark.sparkscope.writeTimeoutMs";
     static final String UI_URL = "spark.sparkscope.uiUrl";
+    static final String TLS_TRUST = "spark.sparkscope.tls.trustCert";
 
     static final String DEFAULT_AGENT = "127.0.0.1:4741";
 
@@ -31,9 +33,11 @@ final class ListenerConfig {
     final int queueCapacity;
     final int maxLiveEntities;
     final long writeTimeoutMs;
+    /** A PEM file of the agent's certificate (or its CA): TLS to the agent when set. */
+    final String tlsTrust;
 
     private ListenerConfig(String agentHost, int agentPort, String token, long flushIntervalMs,
-            int queueCapacity, int maxLiveEntities, long writeTimeoutMs) {
+            int queueCapacity, int maxLiveEntities, long writeTimeoutMs, String tlsTrust) {
         this.agentHost = agentHost;
         this.agentPort = agentPort;
         this.token = token;
@@ -41,6 +45,7 @@ final class ListenerConfig {
         this.queueCapacity = queueCapacity;
         this.maxLiveEntities = maxLiveEntities;
         this.writeTimeoutMs = writeTimeoutMs;
+        this.tlsTrust = tlsTrust;
     }
 
     static ListenerConfig from(SparkConf conf) {
@@ -62,16 +67,45 @@ final class ListenerConfig {
             host = "127.0.0.1";
             port = 4741;
         }
-        String token = conf.get(TOKEN, "");
-        if (token.isEmpty()) {
-            String env = System.getenv(TOKEN_ENV);
-            token = env == null ? "" : env;
-        }
+        String token = token(conf);
         return new ListenerConfig(host, port, token,
                 positive(conf, FLUSH_INTERVAL_MS, 100),
                 (int) positive(conf, QUEUE_CAPACITY, 10_000),
                 (int) positive(conf, MAX_LIVE_ENTITIES, 10_000),
-                positive(conf, WRITE_TIMEOUT_MS, 10_000));
+                positive(conf, WRITE_TIMEOUT_MS, 10_000),
+                conf.get(TLS_TRUST, "").trim());
+    }
+
+    /**
+     * The token, from the first of: the file named by {@code spark.sparkscope.tokenFile}, the
+     * driver's environment variable {@code SPARKSCOPE_LISTENER_TOKEN}, the conf
+     * {@code spark.sparkscope.token}. A conf given on the command line is visible to every local
+     * user in the process list, so it is taken with a warning.
+     */
+    static String token(SparkConf conf) {
+        String file = conf.get(TOKEN_FILE, "").trim();
+        if (!file.isEmpty()) {
+            try {
+                String t = java.nio.file.Files.readString(java.nio.file.Path.of(file)).trim();
+                if (!t.isEmpty()) {
+                    return t;
+                }
+                LOG.warn("sparkscope: {} ({}) is empty", TOKEN_FILE, file);
+            } catch (java.io.IOException | RuntimeException e) {
+                LOG.warn("sparkscope: cannot read {} ({}): {}", TOKEN_FILE, file, e.toString());
+            }
+        }
+        String env = System.getenv(TOKEN_ENV);
+        if (env != null && !env.trim().isEmpty()) {
+            return env.trim();
+        }
+        String plain = conf.get(TOKEN, "").trim();
+        if (!plain.isEmpty()) {
+            LOG.warn("sparkscope: the token comes from {}, which a command line shows to every "
+                    + "local user; prefer the environment variable {} or {}", TOKEN, TOKEN_ENV,
+                    TOKEN_FILE);
+        }
+        return plain;
     }
 
     InetSocketAddress agentAddress() {

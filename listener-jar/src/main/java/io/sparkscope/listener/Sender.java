@@ -5,6 +5,7 @@ import java.io.ByteArrayOutputStream;
 import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
+import java.net.Socket;
 import java.io.OutputStream;
 import java.lang.reflect.Constructor;
 import java.lang.reflect.Method;
@@ -16,6 +17,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -46,7 +48,7 @@ import org.slf4j.LoggerFactory;
 final class Sender implements Runnable {
     private static final Logger LOG = LoggerFactory.getLogger(Sender.class);
 
-    static final int PROTOCOL = 1;
+    static final int PROTOCOL = 2;
     private static final int CONNECT_TIMEOUT_MS = 1_000;
     private static final int HELLO_TIMEOUT_MS = 5_000;
     private static final int MAX_ANSWER_BYTES = 64 * 1024;
@@ -67,6 +69,19 @@ final class Sender implements Runnable {
     };
 
     private static final String SQL_UI = "org.apache.spark.sql.execution.ui.";
+    /** Free text (a statement, an error) is cut to this many characters before it leaves. */
+    static final int MAX_TEXT = 4096;
+    /**
+     * The only fields of these events that leave the driver: SQL events lose the session's
+     * modified confs and the plans, Connect events their free-form extra tags.
+     */
+    static final Map<String, Set<String>> KEPT_FIELDS = Map.of(
+            SQL_UI + "SparkListenerSQLExecutionStart",
+            Set.of("Event", "executionId", "rootExecutionId", "description", "time", "jobTags",
+                    "jobGroupId", "queryId"),
+            SQL_UI + "SparkListenerSQLExecutionEnd",
+            Set.of("Event", "executionId", "time", "errorMessage", "queryId"));
+    static final Set<String> CONNECT_DROPPED_FIELDS = Set.of("extraTags");
     private static final String CONNECT = "org.apache.spark.sql.connect.service.SparkListenerConnect";
 
     private final ListenerConfig config;
@@ -77,6 +92,8 @@ final class Sender implements Runnable {
     private final AtomicLong untrackedTaskEvents;
     private final Thread thread;
     private final long createdAt = System.currentTimeMillis();
+    /** This run of the driver: reconnects carry it, so the agent tells them from a second driver. */
+    private final String runId = java.util.UUID.randomUUID().toString();
     private final long flushNanos;
     private final long pollNanos;
 
@@ -87,14 +104,12 @@ final class Sender implements Runnable {
     private final List<StageCounters> tracked = new ArrayList<>();
     private final long[] snap = new long[StageCounters.SNAPSHOT_SIZE];
     private final Map<String, Method> accessors = new HashMap<>();
-    private final ByteBuffer probeBuffer = ByteBuffer.allocate(4096);
-    /** Bytes of an agent command line not yet ended by a newline. */
-    private final ByteArrayOutputStream commandLine = new ByteArrayOutputStream();
-    private static final int MAX_COMMAND_BYTES = 64 * 1024;
     private final ObjectMapper mapper = new ObjectMapper();
     private Constructor<?> jobStartCtor;
 
-    private SocketChannel channel;
+    private AgentLink link;
+    /** TLS to the agent, when spark.sparkscope.tls.trustCert names what to trust. */
+    private final AgentTls tls;
     private OutputStream out;
     private long connectedAtNanos;
     private long nextConnectNanos;
@@ -129,6 +144,18 @@ final class Sender implements Runnable {
         this.queueDropped = queueDropped;
         this.untrackedTaskEvents = untrackedTaskEvents;
         this.live = new LiveState(config.maxLiveEntities);
+        AgentTls t = null;
+        if (!config.tlsTrust.isEmpty()) {
+            try {
+                t = new AgentTls(config.tlsTrust);
+            } catch (IOException | java.security.GeneralSecurityException e) {
+                // Never fall back to plain text when TLS was asked for: nothing is sent then.
+                LOG.error("sparkscope: cannot use {} ({}); the listener will not connect",
+                        ListenerConfig.TLS_TRUST, e.toString());
+                stopping = true;
+            }
+        }
+        this.tls = t;
         this.flushNanos = TimeUnit.MILLISECONDS.toNanos(config.flushIntervalMs);
         // Drain the ring ten times per flush interval, so bursts do not fill it and job and stage
         // changes pass on quickly: a notebook's progress view waits on them.
@@ -170,7 +197,7 @@ final class Sender implements Runnable {
             // Read before draining, so everything offered before stop() is still sent.
             boolean last = stopping;
             long now = System.nanoTime();
-            if (channel == null && !last && now - nextConnectNanos >= 0) {
+            if (link == null && !last && now - nextConnectNanos >= 0) {
                 connect();
             }
             // Commands (job cancel) are read every poll, not once per flush interval.
@@ -409,7 +436,7 @@ final class Sender implements Runnable {
         // Spark mutates StageInfo & co. on its own threads; a second try usually succeeds.
         for (int attempt = 0; attempt < 2; attempt++) {
             try {
-                return JsonProtocol.sparkEventToJsonString(e);
+                return trim(e.getClass().getName(), JsonProtocol.sparkEventToJsonString(e));
             } catch (Throwable t) {
                 failure = t;
             }
@@ -419,6 +446,31 @@ final class Sender implements Runnable {
                     e.getClass().getName(), failure);
         }
         return null;
+    }
+
+    /**
+     * What of an SQL or Connect event may leave the driver (docs/wire-protocol.md § What leaves
+     * the driver): only the kept fields, and free text cut to {@link #MAX_TEXT}. Other events
+     * are returned as they are.
+     */
+    String trim(String className, String json) throws java.io.IOException {
+        Set<String> kept = KEPT_FIELDS.get(className);
+        boolean connect = className.startsWith(CONNECT);
+        if (kept == null && !connect) {
+            return json;
+        }
+        com.fasterxml.jackson.databind.node.ObjectNode node =
+                (com.fasterxml.jackson.databind.node.ObjectNode) mapper.readTree(json);
+        java.util.Iterator<Map.Entry<String, JsonNode>> fields = node.properties().iterator();
+        while (fields.hasNext()) {
+            Map.Entry<String, JsonNode> f = fields.next();
+            if (kept != null ? !kept.contains(f.getKey()) : CONNECT_DROPPED_FIELDS.contains(f.getKey())) {
+                fields.remove();
+            } else if (f.getValue().isTextual() && f.getValue().asText().length() > MAX_TEXT) {
+                f.setValue(node.textNode(f.getValue().asText().substring(0, MAX_TEXT) + "…"));
+            }
+        }
+        return mapper.writeValueAsString(node);
     }
 
     private String key(SparkListenerEvent e, String accessor) {
@@ -562,34 +614,62 @@ final class Sender implements Runnable {
     // ---- connection ----
 
     private void connect() {
+        Socket sock = null;
         SocketChannel ch = null;
         try {
-            ch = SocketChannel.open();
-            ch.socket().connect(config.agentAddress(), CONNECT_TIMEOUT_MS);
-            ch.socket().setTcpNoDelay(true);
-            ch.socket().setSoTimeout(HELLO_TIMEOUT_MS);
-            OutputStream o = new BufferedOutputStream(ch.socket().getOutputStream(), WRITE_BUFFER);
-            o.write(hello().getBytes(StandardCharsets.UTF_8));
+            if (tls != null) {
+                sock = tls.connect(config.agentAddress(), config.agentHost, CONNECT_TIMEOUT_MS,
+                        HELLO_TIMEOUT_MS);
+            } else {
+                ch = SocketChannel.open();
+                ch.socket().connect(config.agentAddress(), CONNECT_TIMEOUT_MS);
+                ch.socket().setTcpNoDelay(true);
+                ch.socket().setSoTimeout(HELLO_TIMEOUT_MS);
+                sock = ch.socket();
+            }
+            OutputStream o = new BufferedOutputStream(sock.getOutputStream(), 4096);
+            InputStream in = sock.getInputStream();
+            String nonce = Handshake.nonce();
+            String appId = appId();
+            o.write(hello(appId, nonce).getBytes(StandardCharsets.UTF_8));
             o.write('\n');
             o.flush();
-            String answer = readLine(ch.socket().getInputStream());
-            JsonNode node = mapper.readTree(answer);
-            if (node == null || !node.path("ok").asBoolean(false)) {
-                String error = node == null ? "empty answer" : node.path("error").asText(answer);
-                if (!error.equals(lastRefusal)) {
-                    lastRefusal = error;
-                    LOG.warn("sparkscope: agent {} refused the listener: {} (retrying with backoff)",
-                            config.agentString(), error);
-                }
-                closeQuietly(ch);
-                backOff();
+            JsonNode challenge = mapper.readTree(readLine(in));
+            if (refused(challenge, sock)) {
                 return;
             }
+            String agentNonce = challenge.path("nonce").asText("");
+            if (!config.token.isEmpty()) {
+                // The agent proves it knows the token before anything is said: an impostor on
+                // the agent's port learns nothing and can send no command.
+                String proof = challenge.path("proof").asText("");
+                if (!Handshake.agentProved(config.token, appId, runId, nonce, agentNonce, proof)) {
+                    String why = "it could not prove it knows the token: not an agent of ours";
+                    if (!why.equals(lastRefusal)) {
+                        lastRefusal = why;
+                        LOG.error("sparkscope: the peer at {} is refused: {}; retrying with "
+                                + "backoff", config.agentString(), why);
+                    }
+                    closeQuietly(sock);
+                    backOff();
+                    return;
+                }
+            }
+            String mine = config.token.isEmpty() ? ""
+                    : Handshake.listenerProof(config.token, appId, runId, nonce, agentNonce);
+            o.write(new Json("SparkscopeProof").field("proof", mine).end()
+                    .getBytes(StandardCharsets.UTF_8));
+            o.write('\n');
             o.flush();
-            ch.configureBlocking(false);
-            channel = ch;
-            out = new BufferedOutputStream(new ChannelOutput(ch, config.writeTimeoutMs),
-                    WRITE_BUFFER);
+            JsonNode node = mapper.readTree(readLine(in));
+            if (refused(node, sock)) {
+                return;
+            }
+            link = tls != null
+                    ? new AgentLink.Tls((javax.net.ssl.SSLSocket) sock, config.writeTimeoutMs,
+                            WRITE_BUFFER)
+                    : new AgentLink.Plain(ch, config.writeTimeoutMs, WRITE_BUFFER);
+            out = link.out();
             connectedAtNanos = System.nanoTime();
             if (everConnected) {
                 reconnects++;
@@ -597,12 +677,12 @@ final class Sender implements Runnable {
             everConnected = true;
             unavailableLogged = false;
             lastRefusal = null;
-            LOG.info("sparkscope: connected to agent {} ({})", config.agentString(),
-                    node.path("agent").asText("?"));
+            LOG.info("sparkscope: connected to agent {}{} ({})", config.agentString(),
+                    tls != null ? " over TLS" : "", challenge.path("agent").asText("?"));
             sent++; // the hello
             resend();
         } catch (IOException | RuntimeException e) {
-            closeQuietly(ch);
+            closeQuietly(sock);
             if (!unavailableLogged) {
                 unavailableLogged = true;
                 LOG.warn("sparkscope: agent {} unavailable ({}); retrying with backoff up to {} s, "
@@ -611,6 +691,22 @@ final class Sender implements Runnable {
             }
             backOff();
         }
+    }
+
+    /** Whether the agent said no (logged once per distinct reason); the connection is closed. */
+    private boolean refused(JsonNode node, Socket ch) {
+        if (node != null && node.path("ok").asBoolean(false)) {
+            return false;
+        }
+        String error = node == null ? "empty answer" : node.path("error").asText("no reason given");
+        if (!error.equals(lastRefusal)) {
+            lastRefusal = error;
+            LOG.warn("sparkscope: agent {} refused the listener: {} (retrying with backoff)",
+                    config.agentString(), error);
+        }
+        closeQuietly(ch);
+        backOff();
+        return true;
     }
 
     /**
@@ -633,8 +729,11 @@ final class Sender implements Runnable {
         backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
     }
 
-    private String hello() {
-        String appId = conf.get("spark.app.id", appIdFromEvent == null ? "" : appIdFromEvent);
+    private String appId() {
+        return conf.get("spark.app.id", appIdFromEvent == null ? "" : appIdFromEvent);
+    }
+
+    private String hello(String appId, String nonce) {
         long startTime;
         try {
             startTime = Long.parseLong(conf.get("spark.app.startTime", ""));
@@ -647,7 +746,8 @@ final class Sender implements Runnable {
                 .field("appName", conf.get("spark.app.name", ""))
                 .field("sparkVersion", sparkVersion())
                 .field("listenerVersion", SparkscopeListener.VERSION)
-                .field("token", config.token)
+                .field("runId", runId)
+                .field("nonce", nonce)
                 .field("startTime", startTime)
                 .field("sparkUser", sparkUser())
                 .field("taskEvents", "coalesced")
@@ -714,27 +814,12 @@ final class Sender implements Runnable {
      * us from writing a batch into a dead socket.
      */
     private void probe() {
-        if (channel == null) {
+        if (link == null) {
             return;
         }
         try {
-            int n;
-            do {
-                probeBuffer.clear();
-                n = channel.read(probeBuffer);
-                for (int i = 0; i < Math.max(n, 0); i++) {
-                    byte b = probeBuffer.get(i);
-                    if (b == '\n') {
-                        String line = commandLine.toString(StandardCharsets.UTF_8);
-                        commandLine.reset();
-                        command(line);
-                    } else if (commandLine.size() < MAX_COMMAND_BYTES) {
-                        commandLine.write(b);
-                    }
-                }
-            } while (n > 0);
-            if (n < 0) {
-                connectionLost(new EOFException("agent closed the connection"));
+            for (String line : link.poll()) {
+                command(line);
             }
         } catch (IOException | RuntimeException e) {
             connectionLost(e);
@@ -839,14 +924,20 @@ final class Sender implements Runnable {
         localDropped += pendingLines; // zero after a successful flush
         pendingLines = 0;
         out = null;
-        closeQuietly(channel);
-        channel = null;
+        if (link != null) {
+            try {
+                link.close();
+            } catch (IOException ignored) {
+                // nothing useful to do
+            }
+        }
+        link = null;
     }
 
-    private static void closeQuietly(SocketChannel ch) {
-        if (ch != null) {
+    private static void closeQuietly(java.io.Closeable c) {
+        if (c != null) {
             try {
-                ch.close();
+                c.close();
             } catch (IOException ignored) {
                 // nothing useful to do
             }

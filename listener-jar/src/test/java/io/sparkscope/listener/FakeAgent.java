@@ -15,6 +15,8 @@ import java.util.function.Predicate;
 
 /** The agent's side of the wire protocol, as little as the tests need. */
 final class FakeAgent implements AutoCloseable {
+    static final String TOKEN = "test-token";
+
     private final ServerSocket server;
     private Socket socket;
     private BufferedReader in;
@@ -25,24 +27,97 @@ final class FakeAgent implements AutoCloseable {
         server.setSoTimeout(10_000);
     }
 
+    /** An agent serving TLS with the certificate in the PKCS#12 keystore {@code p12}. */
+    FakeAgent(java.nio.file.Path p12) throws Exception {
+        java.security.KeyStore ks = java.security.KeyStore.getInstance("PKCS12");
+        try (java.io.InputStream in = java.nio.file.Files.newInputStream(p12)) {
+            ks.load(in, "changeit".toCharArray());
+        }
+        javax.net.ssl.KeyManagerFactory kmf = javax.net.ssl.KeyManagerFactory.getInstance(
+                javax.net.ssl.KeyManagerFactory.getDefaultAlgorithm());
+        kmf.init(ks, "changeit".toCharArray());
+        javax.net.ssl.SSLContext ctx = javax.net.ssl.SSLContext.getInstance("TLS");
+        ctx.init(kmf.getKeyManagers(), null, null);
+        server = ctx.getServerSocketFactory().createServerSocket(0, 50,
+                InetAddress.getLoopbackAddress());
+        server.setSoTimeout(10_000);
+    }
+
     int port() {
         return server.getLocalPort();
     }
 
     /** Takes the next connection and its hello, and answers it; returns the hello. */
     String accept(String answer) throws IOException {
+        String hello = take();
+        send(answer);
+        return hello;
+    }
+
+    /** The whole handshake, as the real agent with {@link #TOKEN} does it; returns the hello. */
+    String accept() throws IOException {
+        String hello = take();
+        String appId = field(hello, "appId");
+        String runId = field(hello, "runId");
+        String nonce = field(hello, "nonce");
+        String mine = Handshake.nonce();
+        String proof = Handshake.proof(TOKEN, "sparkscope-agent", appId, runId, nonce, mine);
+        send("{\"ok\":true,\"agent\":\"fake\",\"nonce\":\"" + mine + "\",\"proof\":\"" + proof
+                + "\"}");
+        String theirs = readLine();
+        String expected = Handshake.listenerProof(TOKEN, appId, runId, nonce, mine);
+        if (!theirs.contains("\"proof\":\"" + expected + "\"")) {
+            throw new IOException("the listener's proof is wrong: " + theirs);
+        }
+        send("{\"ok\":true,\"welcome\":true}");
+        return hello;
+    }
+
+    /** An agent that does not know the token: a challenge with a made-up proof. */
+    String acceptAsImpostor() throws IOException {
+        String hello = take();
+        send("{\"ok\":true,\"agent\":\"impostor\",\"nonce\":\"" + Handshake.nonce()
+                + "\",\"proof\":\"" + "0".repeat(64) + "\"}");
+        return hello;
+    }
+
+    private String take() throws IOException {
         socket = server.accept();
         socket.setSoTimeout(10_000);
         in = new BufferedReader(new InputStreamReader(socket.getInputStream(),
                 StandardCharsets.UTF_8));
         out = socket.getOutputStream();
-        String hello = in.readLine();
-        send(answer);
-        return hello;
+        return readLine();
     }
 
-    String accept() throws IOException {
-        return accept("{\"ok\":true,\"agent\":\"fake\"}");
+    /** A string field of a flat JSON line. */
+    static String field(String line, String name) {
+        String key = "\"" + name + "\":\"";
+        int at = line.indexOf(key);
+        if (at < 0) {
+            return "";
+        }
+        int start = at + key.length();
+        return line.substring(start, line.indexOf('"', start));
+    }
+
+    /**
+     * Everything the listener sends until it closes the connection (a reset, when it closed with
+     * our last line unread, is a close too).
+     */
+    String readToEnd() throws IOException {
+        StringBuilder all = new StringBuilder();
+        try {
+            String l;
+            while ((l = in.readLine()) != null) {
+                all.append(l).append('\n');
+            }
+        } catch (java.net.SocketException e) {
+            if (!String.valueOf(e.getMessage()).contains("reset")) {
+                throw e;
+            }
+        }
+        return all.toString();
     }
 
     void send(String line) throws IOException {

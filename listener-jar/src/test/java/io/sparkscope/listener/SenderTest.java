@@ -25,9 +25,13 @@ class SenderTest {
     private final EventRing ring = new EventRing(10_000);
     private final ConcurrentLinkedQueue<StageCounters> newStages = new ConcurrentLinkedQueue<>();
 
-    private Sender sender(FakeAgent agent, String... extra) {
+    private Sender sender(FakeAgent agent, String... extra) throws java.io.IOException {
+        java.nio.file.Path tokenFile = java.nio.file.Files.createTempFile("sparkscope", ".token");
+        java.nio.file.Files.writeString(tokenFile, FakeAgent.TOKEN + "\n");
+        tokenFile.toFile().deleteOnExit();
         SparkConf conf = new SparkConf(false)
                 .set("spark.sparkscope.agent", "127.0.0.1:" + agent.port())
+                .set("spark.sparkscope.tokenFile", tokenFile.toString())
                 .set("spark.app.id", "app-test")
                 .set("spark.sparkscope.flushIntervalMs", "20");
         for (int i = 0; i + 1 < extra.length; i += 2) {
@@ -129,6 +133,49 @@ class SenderTest {
             String answer = agent.readUntil(l -> l.contains("SparkscopeCommandResult"));
             assertTrue(answer.contains("\"id\":\"c1\"") && answer.contains("\"ok\":false")
                     && answer.contains("no active SparkContext"), answer);
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void overTlsTheListenerTalksOnlyToTheCertificateItTrusts() throws Exception {
+        java.nio.file.Path dir = java.nio.file.Path.of(System.getProperty("sparkscope.test.tls"));
+        try (FakeAgent agent = new FakeAgent(dir.resolve("agent.p12"))) {
+            Sender s = sender(agent, "spark.sparkscope.tls.trustCert",
+                    dir.resolve("agent.pem").toString());
+            assertTrue(agent.accept().contains("\"appId\":\"app-test\""));
+            assertTrue(agent.readSnapshot().isEmpty());
+            s.stop(3_000);
+        }
+        try (FakeAgent agent = new FakeAgent(dir.resolve("agent.p12"))) {
+            Sender s = sender(agent, "spark.sparkscope.tls.trustCert",
+                    dir.resolve("other.pem").toString());
+            // The handshake fails on the listener's side: no hello ever arrives.
+            for (int i = 0; i < 2; i++) {
+                try {
+                    agent.accept();
+                    throw new AssertionError("a listener talked to a certificate it does not trust");
+                } catch (java.io.IOException expected) {
+                    // the TLS handshake was refused
+                }
+            }
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void anImpostorAgentLearnsNoTokenAndCanCommandNothing() throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            Sender s = sender(agent);
+            String hello = agent.acceptAsImpostor();
+            assertFalse(hello.contains(FakeAgent.TOKEN), "the hello carries no token");
+            assertTrue(hello.contains("\"protocol\":2") && hello.contains("\"nonce\":\""), hello);
+            agent.send("{\"cmd\":\"cancelJob\",\"id\":\"c1\",\"jobId\":1}");
+            String rest = agent.readToEnd();
+            assertEquals("", rest, "the listener said nothing more and closed");
+            // The genuine agent on the same port is then accepted.
+            assertTrue(agent.accept().contains("\"appId\":\"app-test\""));
+            agent.readSnapshot();
             s.stop(3_000);
         }
     }

@@ -1,0 +1,139 @@
+//! Optional TLS on every socket of the agent (rustls): the listeners' port, the HTTP API with its
+//! WebSocket stream, and the gRPC stream all present the same certificate.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Where the agent's certificate (chain) and private key are, both PEM.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {why}")]
+    Read { path: PathBuf, why: String },
+    #[error("{0} holds no certificate")]
+    NoCertificate(PathBuf),
+    #[error("the certificate and key do not go together: {0}")]
+    Config(String),
+}
+
+impl TlsConfig {
+    fn read_err(path: &Path) -> impl Fn(rustls_pki_types::pem::Error) -> TlsError + '_ {
+        move |e| TlsError::Read {
+            path: path.to_owned(),
+            why: e.to_string(),
+        }
+    }
+
+    /// The PEM files, read.
+    pub fn load(&self) -> Result<Loaded, TlsError> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
+            .map_err(Self::read_err(&self.cert))?
+            .collect::<Result<_, _>>()
+            .map_err(Self::read_err(&self.cert))?;
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate(self.cert.clone()));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(Self::read_err(&self.key))?;
+        let cert_pem = std::fs::read(&self.cert).map_err(|e| TlsError::Read {
+            path: self.cert.clone(),
+            why: e.to_string(),
+        })?;
+        let key_pem = std::fs::read(&self.key).map_err(|e| TlsError::Read {
+            path: self.key.clone(),
+            why: e.to_string(),
+        })?;
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+        Ok(Loaded {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            cert_pem,
+            key_pem,
+        })
+    }
+}
+
+/// A loaded certificate: the acceptor for the listeners' and HTTP sockets, and the PEM for
+/// tonic's own TLS set-up.
+#[derive(Clone)]
+pub struct Loaded {
+    pub acceptor: TlsAcceptor,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// How long a client gets for its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A TCP listener whose connections have done their TLS handshake. Handshakes run as their own
+/// tasks, so a client that never finishes one holds up nobody else.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (sock, peer) = match tcp.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, ready) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = ready.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accepting task only ends when this listener is gone.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

@@ -1,0 +1,124 @@
+//! TLS on every socket of the agent: a listener's handshake, the HTTP API and the gRPC stream
+//! all go over TLS with the agent's certificate, and a client that speaks plain text is refused.
+
+mod common;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use sparkscope::tls::TlsConfig;
+use sparkscope_proto::sparkscope::v1 as pb;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Cert {
+    _dir: tempfile::TempDir,
+    tls: TlsConfig,
+    pem: String,
+}
+
+fn self_signed() -> Cert {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("a certificate");
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let pem = cert.cert.pem();
+    std::fs::write(&cert_path, &pem).expect("write");
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).expect("write");
+    Cert {
+        _dir: dir,
+        tls: TlsConfig {
+            cert: cert_path,
+            key: key_path,
+        },
+        pem,
+    }
+}
+
+fn connector(pem: &str) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+#[tokio::test]
+async fn every_socket_speaks_tls_and_plain_text_is_refused() {
+    let cert = self_signed();
+    let mut cfg = common::config();
+    cfg.tls = Some(cert.tls.clone());
+    let agent = common::start(cfg).await;
+    let addrs = agent.addrs();
+    let tls = connector(&cert.pem);
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+
+    // A listener's handshake over TLS.
+    let sock = TcpStream::connect(addrs.ingest).await.expect("connect");
+    let mut s = tls
+        .connect(name.clone(), sock)
+        .await
+        .expect("TLS to the ingest port");
+    let hello = "{\"Event\":\"SparkscopeHello\",\"protocol\":2,\"appId\":\"tls-app\",\"runId\":\"r\",\"nonce\":\"0123456789abcdef0123\"}\n";
+    s.write_all(hello.as_bytes()).await.expect("hello");
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("in time")
+        .expect("read");
+    let challenge = String::from_utf8_lossy(&buf[..n]);
+    assert!(challenge.contains("\"proof\""), "{challenge}");
+
+    // Plain text on the same port: the handshake fails, counted as such.
+    let mut plain = TcpStream::connect(addrs.ingest).await.expect("connect");
+    plain.write_all(hello.as_bytes()).await.expect("write");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut rest)).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("\"ok\":true"),
+        "plain text got an answer"
+    );
+
+    // The HTTP API over TLS.
+    let sock = TcpStream::connect(addrs.http).await.expect("connect");
+    let mut https = tls.connect(name.clone(), sock).await.expect("TLS to HTTP");
+    https
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = String::new();
+    https.read_to_string(&mut answer).await.expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The gRPC stream over TLS.
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{}", addrs.grpc))
+        .expect("endpoint")
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&cert.pem))
+                .domain_name("127.0.0.1"),
+        )
+        .expect("tls config");
+    let channel = endpoint.connect().await.expect("gRPC over TLS");
+    let mut client = pb::monitor_client::MonitorClient::new(channel);
+    let mut req = tonic::Request::new(pb::SubscribeRequest {
+        sessions: vec![pb::SessionKey {
+            session_id: "39ed1fc5-ed53-4117-945b-fae9e26c0ce8".into(),
+            user_id: "alice".into(),
+        }],
+    });
+    let bearer = format!("Bearer {}", common::SUBSCRIBER_TOKEN);
+    req.metadata_mut()
+        .insert("authorization", bearer.parse().expect("metadata"));
+    let mut updates = client.subscribe(req).await.expect("subscribe").into_inner();
+    let first = updates.message().await.expect("update").expect("open");
+    assert!(first.snapshot);
+}

@@ -1,0 +1,168 @@
+"""Real identities for the people on a shared server, through a real JupyterHub (from PyPI) and
+its proxy (configurable-http-proxy, from npm).
+
+Each notebook's kernel holds only what JupyterHub gives every kernel it spawns, its user's API
+token (JUPYTERHUB_API_TOKEN), plus the stream's URL: no sparkscope credential of its own. The
+extension sends that token and the agent asks the Hub whose it is (`--jupyterhub-api-url`).
+Each user then sees and cancels only their own Spark Connect sessions, on every surface; a
+forged, an expired, or a service's token is refused. The kernels run under nbclient with that
+environment rather than inside Hub-spawned servers: what the extension and the agent see is the
+same.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+import harness
+import nbformat
+import nbrun
+import pytest
+import websocket
+
+USERS = ("alice", "bob")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("jupyterhub")
+
+
+@pytest.fixture(scope="module")
+def hub(work: Path):
+    if harness.configurable_http_proxy() is None:
+        pytest.fail("configurable-http-proxy is not installed (make setup)")
+    with harness.JupyterHub(work / "hub") as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def agent(work: Path, hub: harness.JupyterHub, require_piece):
+    binary = require_piece(harness.agent_binary(), "sparkscope binary", "cargo build")
+    env = {
+        # no shared subscriber token: every subscriber is a Hub user
+        "SPARKSCOPE_SUBSCRIBER_TOKEN": "",
+        "SPARKSCOPE_JUPYTERHUB_API_URL": hub.api_url,
+    }
+    with harness.Agent(binary, work / "agent", token=secrets.token_hex(8), env=env) as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def server(work: Path, agent: harness.Agent, reporting_to):
+    with reporting_to(work / "server", agent) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def tokens(hub: harness.JupyterHub) -> dict[str, str]:
+    return {u: hub.user_token(u) for u in USERS}
+
+
+def notebook(path: Path) -> None:
+    setup = (
+        "%load_ext sparkscope\n"
+        "import os, warnings\n"
+        'warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")\n'
+        "from pyspark.sql import SparkSession\n"
+        'spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).create()\n'
+        "print(spark.client._session_id)"
+    )
+    work = 'spark.range(0, 20_000, 1, 4).selectExpr("id % 13 AS k").groupBy("k").count().collect()'
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (setup, work, "import time; time.sleep(2)")]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def executed(work: Path, agent, server, tokens) -> dict[str, nbrun.NotebookRun]:
+    runs = {}
+    for user in USERS:
+        source = work / f"{user}.ipynb"
+        notebook(source)
+        env = nbrun.kernel_env(
+            work / user,
+            {
+                "JUPYTERHUB_API_TOKEN": tokens[user],
+                "JUPYTERHUB_USER": user,
+                "SPARKSCOPE_URL": agent.stream_url,
+                "SPARK_REMOTE": server.remote_url(user_id=user),
+            },
+        )
+        for name in ("SPARKSCOPE_TOKEN", "SPARKSCOPE_TOKEN_FILE"):
+            env.pop(name, None)
+        runs[user] = nbrun.NotebookRun(user, source, work / f"{user}.out.ipynb", env)
+    nbrun.execute_concurrently(list(runs.values()), timeout=300)
+    for run in runs.values():
+        assert run.error is None, run.error
+    return runs
+
+
+def session_of(run: nbrun.NotebookRun) -> str:
+    return nbrun.stdout(run.nb, 0).strip().splitlines()[-1]
+
+
+def stream(agent: harness.Agent, token: str) -> websocket.WebSocket:
+    return websocket.create_connection(
+        agent.stream_url, header=[f"Authorization: Bearer {token}"], timeout=15
+    )
+
+
+def test_each_users_notebook_shows_only_its_own_work_with_no_configuration(executed) -> None:
+    for user, run in executed.items():
+        ((model_id, _),) = nbrun.cell_widgets(run.nb, 1)
+        state = nbrun.widget_states(run.nb)[model_id]["state"]
+        jobs = state["jobs"]
+        assert jobs, f"{user}'s widget shows no jobs: the Hub token did not get it in"
+        owners = {(j["userId"], j["sessionId"]) for j in jobs}
+        assert owners == {(user, session_of(run))}, owners
+        assert state["state"] == "done"
+
+
+def test_a_user_cannot_follow_or_cancel_another_users_session(agent, executed, tokens) -> None:
+    alice, bob = (session_of(executed[u]) for u in USERS)
+    ws = stream(agent, tokens["alice"])
+    try:
+        ws.send(json.dumps({"subscribe": {"sessions": [{"sessionId": bob, "userId": "bob"}]}}))
+        answer = json.loads(ws.recv())
+        assert answer.get("error", {}).get("code") == "forbidden", answer
+        rid = uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {"cancel": {"requestId": rid, "sessionId": bob, "userId": "bob", "tag": "anything"}}
+            )
+        )
+        result = json.loads(ws.recv())["cancelResult"]
+        assert result["requestId"] == rid and result["code"] == "forbidden", result
+        # her own session, named as the server knows it, is hers to follow
+        ws.send(json.dumps({"subscribe": {"sessions": [{"sessionId": alice, "userId": "alice"}]}}))
+        update = json.loads(ws.recv())["update"]
+        assert update["snapshot"] and all(
+            j["connect"]["userId"] == "alice" for j in update.get("jobs", [])
+        )
+    finally:
+        ws.close()
+
+
+def test_forged_expired_and_service_tokens_are_refused(agent, hub) -> None:
+    expiring = hub.user_token("alice", expires_in=1)
+    time.sleep(2.5)
+    for what, token in (
+        ("forged", secrets.token_hex(16)),
+        ("expired", expiring),
+        ("a service's", hub.service_token),
+    ):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            stream(agent, token)
+        assert refused.value.status_code == 401, what
+    # and the JSON API, an operator's view, takes none of the users' credentials
+    resp = harness.requests.get(
+        f"{agent.url}/api/v1/applications",
+        headers={"Authorization": f"Bearer {hub.user_token('bob')}"},
+        timeout=10,
+    )
+    assert resp.status_code == 401

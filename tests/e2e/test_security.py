@@ -1,0 +1,234 @@
+"""Security, each test a refusal that must happen, against a real Spark Connect server and the
+real listener: what leaves the driver (no session confs, no plans, no token), and an impostor on
+the agent's port, which learns no token and can cancel nothing.
+
+The agents here are stand-ins written for the test, on purpose: one records every line the
+listener sends (the real agent would parse them away), the other is the impostor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+
+import harness
+import pytest
+
+SECRET_CONF = ("spark.sparkscope.test.password", "hunter2-s3cret-value")
+SLEEPY = "reflect('java.lang.Thread', 'sleep', cast({ms} as bigint))"
+
+
+def proof(token: str, *parts: str) -> str:
+    """The handshake's HMAC-SHA256 (docs/wire-protocol.md): every part ends with a newline."""
+    data = b"".join(p.encode() + b"\n" for p in parts)
+    return hmac.new(token.encode(), data, hashlib.sha256).hexdigest()
+
+
+class StandInAgent:
+    """The agent's side of the listener protocol on a fixed loopback port: with `token` it
+    proves itself and records every line; without it, it is an impostor that makes up a proof,
+    then sends a cancel command anyway."""
+
+    def __init__(self, port: int, token: str | None) -> None:
+        self.token = token
+        self.lines: list[str] = []
+        self.hellos: list[dict] = []
+        self.after_refusal: list[str] = []
+        # the impostor's target: a running job it tries to cancel
+        self.cancel_job_id: int | None = None
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind((harness.LOOPBACK, port))
+        self.srv.listen(8)
+        self.stopped = False
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as f:
+            hello_line = f.readline()
+            if not hello_line:
+                return
+            hello = json.loads(hello_line)
+            self.hellos.append(hello)
+            mine = secrets.token_hex(16)
+            if self.token is None:
+                challenge = {"ok": True, "agent": "impostor", "nonce": mine, "proof": "0" * 64}
+                f.write((json.dumps(challenge) + "\n").encode())
+                if self.cancel_job_id is not None:
+                    cmd = {"cmd": "cancelJob", "id": "c1", "jobId": self.cancel_job_id}
+                    f.write((json.dumps(cmd) + "\n").encode())
+                f.flush()
+                try:
+                    self.after_refusal.extend(line.decode() for line in f)
+                except ConnectionResetError:
+                    pass  # the listener closed with our command unread: a close too
+                return
+            app, run, nonce = hello["appId"], hello["runId"], hello["nonce"]
+            challenge = {
+                "ok": True,
+                "agent": "recorder",
+                "nonce": mine,
+                "proof": proof(self.token, "sparkscope-agent", app, run, nonce, mine),
+            }
+            f.write((json.dumps(challenge) + "\n").encode())
+            f.flush()
+            theirs = json.loads(f.readline())
+            want = proof(self.token, "sparkscope-listener", app, run, mine, nonce)
+            if not hmac.compare_digest(theirs.get("proof", ""), want):
+                return
+            f.write(b'{"ok":true,"welcome":true}\n')
+            f.flush()
+            for line in f:
+                self.lines.append(line.decode())
+
+    def stop(self) -> None:
+        """Closes the port and every connection, as an agent that goes away does."""
+        self.stopped = True
+        for sock in [self.srv, *self.conns]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("security")
+
+
+@pytest.fixture(scope="module")
+def token() -> str:
+    return secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def agent_port() -> int:
+    return harness.free_port()
+
+
+@pytest.fixture(scope="module")
+def recorder(agent_port: int, token: str):
+    agent = StandInAgent(agent_port, token)
+    yield agent
+    agent.stop()
+
+
+@pytest.fixture(scope="module")
+def server(work: Path, recorder: StandInAgent, agent_port: int, token: str, require_piece):
+    jar = require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
+    with harness.SparkConnectServer(
+        work / "server",
+        listener_jar=jar,
+        agent_addr=f"{harness.LOOPBACK}:{agent_port}",
+        token=token,
+    ) as s:
+        yield s
+
+
+def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
+    spark = harness.connect_session(server.remote_url(user_id="alice"))
+    try:
+        spark.conf.set(*SECRET_CONF)
+        spark.sql("SELECT 1 AS x").collect()
+        df = spark.range(0, 1000, numPartitions=4).selectExpr("id % 7 AS k")
+        df.groupBy("k").count().collect()
+    finally:
+        spark.stop()
+    harness.wait_until(
+        lambda: any("SparkListenerSQLExecutionEnd" in line for line in recorder.lines),
+        30,
+        0.2,
+        "the SQL executions to reach the recorder",
+    )
+    time.sleep(1)
+    text = "".join(recorder.lines)
+    assert SECRET_CONF[1] not in text, "a session conf left the driver"
+    assert token not in text and all(token not in json.dumps(h) for h in recorder.hellos)
+    for field in ("modifiedConfigs", "physicalPlanDescription", "sparkPlanInfo", "extraTags"):
+        assert f'"{field}"' not in text, f"{field} left the driver"
+    starts = [json.loads(line) for line in recorder.lines if "SQLExecutionStart" in line]
+    assert starts and all(
+        set(s)
+        <= {
+            "Event",
+            "executionId",
+            "rootExecutionId",
+            "description",
+            "time",
+            "jobTags",
+            "jobGroupId",
+            "queryId",
+        }
+        for s in starts
+    )
+    assert any(s.get("jobTags") for s in starts), "what the agent needs still leaves"
+    for line in recorder.lines:
+        event = json.loads(line)
+        for value in event.values():
+            assert not (isinstance(value, str) and len(value) > 4097), (event["Event"], len(value))
+    props = [json.loads(line)["Properties"] for line in recorder.lines if "JobStart" in line]
+    allowed = {
+        "spark.job.tags",
+        "spark.job.description",
+        "callSite.short",
+        "spark.sql.execution.id",
+        "spark.sql.execution.root.id",
+        "spark.jobGroup.id",
+        "spark.scheduler.pool",
+    }
+    assert props and all(set(p) <= allowed for p in props)
+
+
+def test_an_impostor_on_the_agents_port_learns_no_token_and_cancels_nothing(
+    server, recorder, agent_port, token
+) -> None:
+    recorder.stop()
+    # The listener notices the recorder is gone when it next writes; the impostor takes the port.
+    impostor = StandInAgent(agent_port, None)
+    spark = harness.connect_session(server.remote_url(user_id="alice"))
+    done = threading.Event()
+
+    def sleepy() -> None:
+        spark.range(0, 2, numPartitions=2).selectExpr(SLEEPY.format(ms=6000)).collect()
+        done.set()
+
+    try:
+        query = threading.Thread(target=sleepy, daemon=True)
+        query.start()
+        running = harness.wait_until(
+            lambda: server.jobs("running"), 60, 0.2, "the sleepy job to run"
+        )
+        impostor.cancel_job_id = running[0]["jobId"]
+        seen = len(impostor.hellos)
+        # The listener keeps trying (every second at most); each time the impostor commands.
+        harness.wait_until(
+            lambda: len(impostor.hellos) >= seen + 2, 15, 0.2, "the listener to try the impostor"
+        )
+        query.join(60)
+        assert done.is_set(), "the query did not end"
+        assert server.rest(f"jobs/{impostor.cancel_job_id}")["status"] == "SUCCEEDED"
+        assert impostor.hellos and all(token not in json.dumps(h) for h in impostor.hellos)
+        assert all("token" not in h for h in impostor.hellos)
+        assert impostor.after_refusal == [], "the listener said something to an impostor"
+        log = (server.work_dir / "spark-connect-server.log").read_text(errors="replace")
+        assert "could not prove it knows the token" in log
+    finally:
+        spark.stop()
+        impostor.stop()
