@@ -858,6 +858,10 @@ class JupyterLab(_Service):
         """The JupyterLab page that opens `path` (relative to root_dir), token included."""
         return f"{self.url}/lab/tree/{path}?token={self.token}"
 
+    def notebook7_url(self, path: str) -> str:
+        """The same notebook in Notebook 7's page."""
+        return f"{self.url}/notebooks/{path}?token={self.token}"
+
     def command(self) -> list[str]:
         cmd = [
             str(venv_bin() / "jupyter"),
@@ -871,6 +875,9 @@ class JupyterLab(_Service):
             f"--LabApp.user_settings_dir={self.home / 'lab-settings'}",
             f"--LabApp.workspaces_dir={self.home / 'lab-workspaces'}",
             "--LabApp.expose_app_in_browser=True",
+            # Notebook 7 (the `notebook` package, served by the same server under /tree and
+            # /notebooks) exposes its app the same way
+            "--JupyterNotebookApp.expose_app_in_browser=True",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             # no PyPI queries from the extension manager, no shell in the browser

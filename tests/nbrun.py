@@ -19,6 +19,15 @@ from typing import Any
 import harness
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
+# A notebook's first Spark lines: a Connect session of its own for the kernel's SPARK_REMOTE.
+CONNECT = (
+    "import os, warnings\n"
+    'warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")\n'
+    "from pyspark.sql import SparkSession\n"
+    'spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).create()'
+)
+# The same after loading the extension, printing the session id (the cell's last line).
+SETUP = "%load_ext sparkscope\n" + CONNECT + "\nprint(spark.client._session_id)"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 

@@ -4,10 +4,12 @@
 
 use crate::auth::{Secret, SubscriberAuth};
 use crate::clock::now_ms;
+use crate::control::tasks::{TaskListConfig, TaskLister};
 use crate::control::{Control, ControlConfig};
 use crate::ingest::connections::Listeners;
 use crate::ingest::listener::{self, IngestConfig};
 use crate::ingest::reconcile::{self, ReconcileConfig};
+use crate::ingest::sampler;
 use crate::model::{Retention, Store};
 use crate::publish::metrics::{MetricsExport, UserLabels};
 use crate::publish::stream::grpc::MonitorService;
@@ -48,6 +50,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// When and where Spark's REST API is asked after a gap.
     pub reconcile: ReconcileConfig,
+    /// How a stage's tasks are listed for the notebook's timeline (Spark's REST API).
+    pub tasks: TaskListConfig,
     pub retention: Retention,
     /// Users that get their own label value in `/metrics`.
     pub metrics_max_users: usize,
@@ -75,6 +79,7 @@ impl Default for Config {
             admin_token: None,
             control: ControlConfig::default(),
             reconcile: ReconcileConfig::default(),
+            tasks: TaskListConfig::default(),
             retention: Retention::default(),
             metrics_max_users: 50,
             prune_interval: Duration::from_secs(10),
@@ -210,6 +215,7 @@ impl Agent {
         let streams = Streams {
             store: store.clone(),
             control: control.clone(),
+            tasks: Arc::new(TaskLister::new(store.clone(), cfg.tasks.clone())),
             cfg: cfg.stream.clone(),
             shutdown: shutdown.clone(),
             subscribers: Arc::default(),
@@ -228,6 +234,12 @@ impl Agent {
         tasks.push(tokio::spawn(reconcile::run(
             store.clone(),
             cfg.reconcile.clone(),
+            shutdown.clone(),
+        )));
+
+        tasks.push(tokio::spawn(sampler::run(
+            store.clone(),
+            cfg.stream.interval,
             shutdown.clone(),
         )));
 

@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sparkscope::agent::{Agent, Config, Drained};
 use sparkscope::auth::{Secret, SubscriberAuthConfig};
+use sparkscope::control::tasks::TaskListConfig;
 use sparkscope::control::ControlConfig;
 use sparkscope::ingest::listener::IngestConfig;
 use sparkscope::ingest::reconcile::ReconcileConfig;
@@ -161,6 +162,23 @@ struct ServeArgs {
     /// every application; by default the address each listener announces.
     #[arg(long, env = "SPARKSCOPE_SPARK_UI")]
     spark_ui: Option<String>,
+    /// Spark UI address people open from the notebook, when it is not the one the driver
+    /// announces (a proxy): `{host}`, `{port}` and `{app}` are filled in from the announced
+    /// address, `{user}` with the Connect user of the session shown
+    /// (e.g. https://hub.example/user/{user}/proxy/{port}).
+    #[arg(long, env = "SPARKSCOPE_SPARK_UI_LINK_TEMPLATE")]
+    spark_ui_link_template: Option<String>,
+    /// Busy-slots samples kept per application for the notebook's Tasks view (one per stream
+    /// interval at most, only when the value changed); past it the oldest goes.
+    #[arg(long, default_value_t = 6000, env = "SPARKSCOPE_TASK_SAMPLES")]
+    task_samples: usize,
+    /// When a notebook opens a stage, at most this many of its longest tasks (and as many
+    /// failed ones) are listed from Spark's REST API.
+    #[arg(long, default_value_t = 200, env = "SPARKSCOPE_TASK_LIST_MAX")]
+    task_list_max: usize,
+    /// Task-list requests to Spark's REST API at once; more are answered `unavailable`.
+    #[arg(long, default_value_t = 8, env = "SPARKSCOPE_MAX_TASK_LISTS_IN_FLIGHT")]
+    max_task_lists_in_flight: usize,
     /// While jobs run, also reconcile with Spark's REST API this often (seconds); 0: only after
     /// a gap (a listener reconnect, dropped events).
     #[arg(
@@ -295,6 +313,7 @@ impl RetentionArgs {
             operations: self.retain_operations,
             sessions: self.retain_sessions,
             max_age_ms: max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ..Retention::default()
         }
     }
 }
@@ -460,6 +479,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             slow_timeout: Duration::from_millis(args.slow_subscriber_timeout_ms),
             max_sessions: args.max_sessions_per_subscriber,
             max_subscribers: args.max_subscribers,
+            ui_link_template: args.spark_ui_link_template.filter(|s| !s.is_empty()),
         },
         api_token: Secret::new(args.api_token),
         allow_anonymous_api: args.allow_anonymous_api,
@@ -470,16 +490,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             spark_connect_token: Secret::new(args.spark_connect_token),
             max_in_flight: args.max_cancels_in_flight,
         },
+        tasks: TaskListConfig {
+            spark_ui: args.spark_ui.clone().filter(|s| !s.is_empty()),
+            max_tasks: args.task_list_max,
+            max_in_flight: args.max_task_lists_in_flight,
+            ..TaskListConfig::default()
+        },
         reconcile: ReconcileConfig {
             spark_ui: args.spark_ui.filter(|s| !s.is_empty()),
             interval: (args.reconcile_interval_seconds > 0)
                 .then(|| Duration::from_secs(args.reconcile_interval_seconds)),
             ..ReconcileConfig::default()
         },
-        retention: args.retention.retention(
-            Some(Duration::from_secs(args.retain_seconds)),
-            args.live.limits(),
-        ),
+        retention: Retention {
+            task_samples: args.task_samples,
+            ..args.retention.retention(
+                Some(Duration::from_secs(args.retain_seconds)),
+                args.live.limits(),
+            )
+        },
         metrics_max_users: args.metrics_max_users,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         tls: args

@@ -139,10 +139,14 @@ pub enum Limit {
     OpenSessions,
     UnclosedOperations,
     Executors,
+    /// Busy-slots samples per application (the Tasks view's window); the oldest goes.
+    TaskSamples,
+    /// Task-list requests to Spark's REST API at once; more are answered `unavailable`.
+    TaskListsInFlight,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 12] = [
         Limit::ListenerConnections,
         Limit::PendingListeners,
         Limit::Subscribers,
@@ -153,6 +157,8 @@ impl Limit {
         Limit::OpenSessions,
         Limit::UnclosedOperations,
         Limit::Executors,
+        Limit::TaskSamples,
+        Limit::TaskListsInFlight,
     ];
 
     pub fn label(self) -> &'static str {
@@ -167,6 +173,8 @@ impl Limit {
             Limit::OpenSessions => "open_sessions",
             Limit::UnclosedOperations => "unclosed_operations",
             Limit::Executors => "executors",
+            Limit::TaskSamples => "task_samples",
+            Limit::TaskListsInFlight => "task_lists_in_flight",
         }
     }
 
@@ -176,7 +184,8 @@ impl Limit {
             Limit::ListenerConnections
             | Limit::Subscribers
             | Limit::SessionsPerSubscriber
-            | Limit::CancelsInFlight => "refused",
+            | Limit::CancelsInFlight
+            | Limit::TaskListsInFlight => "refused",
             _ => "evicted",
         }
     }

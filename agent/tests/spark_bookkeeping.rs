@@ -244,6 +244,19 @@ fn killed_and_failed_tasks_and_a_failed_job() {
     let s = a.stage((5, 0)).expect("stage");
     assert_eq!(s.metrics.input_bytes, 400);
     assert_eq!(s.metrics.shuffle_read_bytes, 12);
+    // From the task ends of an event log: the run times of the successful task, and the
+    // first failure with where it ran.
+    let d = s.durations.expect("durations");
+    assert_eq!((d.min_ms, d.median_ms, d.max_ms), (10, 10, 10));
+    let f = s.failure.as_deref().expect("failure");
+    assert_eq!(
+        (f.exception_class.as_str(), f.message.as_str()),
+        ("java.lang.RuntimeException", "bad")
+    );
+    assert!(
+        s.histogram.is_none(),
+        "a finished stage keeps only its summary"
+    );
 }
 
 #[test]

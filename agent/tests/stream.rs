@@ -659,3 +659,186 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
     subscribe(&mut bob, S_BOB, "bob_smith").await;
     assert!(next_update(&mut bob).await.snapshot);
 }
+
+/// Spark's REST task list for one stage, as a stand-in: the longest tasks for
+/// `sortBy=-runtime`, the failed ones for `status=failed`.
+async fn fake_spark_rest() -> std::net::SocketAddr {
+    use axum::extract::{Path, RawQuery};
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/api/v1/applications/{app}/stages/{stage}/{attempt}/taskList",
+        get(
+            |Path((app, stage, attempt)): Path<(String, i32, i32)>, RawQuery(q): RawQuery| async move {
+                assert_eq!((app.as_str(), stage, attempt), ("local-1", 10, 0));
+                let q = q.unwrap_or_default();
+                let task = |id: i64, launch: &str, duration: i64, status: &str| {
+                    serde_json::json!({"taskId": id, "index": id, "attempt": 0,
+                        "launchTime": launch, "duration": duration, "executorId": "1",
+                        "host": "10.0.0.9", "status": status, "speculative": false,
+                        "schedulerDelay": 3, "gettingResultTime": 0,
+                        "taskMetrics": {"executorDeserializeTime": 7}})
+                };
+                let body = if q.contains("status=failed") {
+                    serde_json::json!([task(3, "2026-11-21T10:53:24.500GMT", 100, "FAILED")])
+                } else {
+                    assert!(q.contains("sortBy=-runtime") && q.contains("length=200"), "{q}");
+                    serde_json::json!([
+                        task(2, "2026-11-21T10:53:24.200GMT", 900, "SUCCESS"),
+                        task(1, "2026-11-21T10:53:24.100GMT", 500, "SUCCESS"),
+                    ])
+                };
+                axum::Json(body)
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn the_notebook_view_gets_context_samples_hints_failures_and_tasks() {
+    use sparkscope::ingest::sampler::sample_all;
+    use sparkscope::model::event::ListenerInfo;
+    let rest = fake_spark_rest().await;
+    let mut cfg = common::config();
+    cfg.stream.ui_link_template = Some("https://hub.example/user/{user}/proxy/{port}".into());
+    cfg.tasks.spark_ui = Some(format!("http://{rest}"));
+    let agent = start_with(cfg).await;
+    {
+        let app = agent.store.app("local-1");
+        let hello = ListenerInfo {
+            app_id: "local-1".into(),
+            coalesced_tasks: true,
+            ui_url: "http://10.1.2.3:4041".into(),
+            master: "local-cluster[2,2,1024]".into(),
+            ..ListenerInfo::default()
+        };
+        lock(&app).listener_connected(1, hello, [127, 0, 0, 1].into());
+    }
+    workload(&agent);
+    feed(
+        &agent,
+        &[
+            r#"{"Event":"SparkListenerExecutorAdded","Timestamp":1,"Executor ID":"1","Executor Info":{"Host":"10.0.0.9","Total Cores":2}}"#.into(),
+            r#"{"Event":"SparkListenerExecutorAdded","Timestamp":1,"Executor ID":"2","Executor Info":{"Host":"10.0.0.8","Total Cores":2}}"#.into(),
+            r#"{"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":10,"Stage Attempt ID":0,"Stage Name":"s","Number of Tasks":4,"Submission Time":6}}"#.into(),
+            r#"{"Event":"SparkscopeStageProgress","time":7,"stageId":10,"stageAttemptId":0,"started":4,"succeeded":1,"failed":1,"executorRunTime":600,"jvmGcTime":60,"memoryBytesSpilled":1024,"diskBytesSpilled":512,"durationMinMs":500,"durationMedianMs":500,"durationMaxMs":500}"#.into(),
+            r#"{"Event":"SparkListenerTaskEnd","Stage ID":10,"Stage Attempt ID":0,"Task End Reason":{"Reason":"ExceptionFailure","Class Name":"java.lang.ArithmeticException","Description":"/ by zero","Stack Trace":[],"Full Stack Trace":"java.lang.ArithmeticException: / by zero\n\tat Foo.bar(Foo.java:1)"},"Task Info":{"Task ID":3,"Index":3,"Attempt":0,"Executor ID":"1","Host":"10.0.0.9","Finish Time":8}}"#.into(),
+        ],
+    );
+    // The agent samples busy slots every stream interval, when they changed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !sample_all(&agent.store, i64::MAX),
+        "nothing changed since: no sample"
+    );
+
+    let mut ws = connect(&agent, common::SUBSCRIBER_TOKEN).await.expect("ws");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    let snap = next_update(&mut ws).await;
+    let app = &snap.applications[0];
+    assert_eq!(app.master, "local-cluster[2,2,1024]");
+    assert_eq!(app.ui_link, "https://hub.example/user/{user}/proxy/4041");
+    let samples = app.task_samples.as_ref().expect("samples");
+    let first_at = samples.start_ms;
+    assert_eq!(
+        (
+            samples.active_tasks.last(),
+            samples.total_cores.last(),
+            samples.executors.last()
+        ),
+        (Some(&2), Some(&4), Some(&2))
+    );
+    let stage = snap
+        .stages
+        .iter()
+        .find(|s| s.stage_id == 10)
+        .expect("stage 10");
+    assert_eq!(
+        (
+            stage.gc_time_ms,
+            stage.memory_spilled_bytes,
+            stage.disk_spilled_bytes
+        ),
+        (60, 1024, 512)
+    );
+    assert_eq!(stage.task_durations.expect("durations").median_ms, 500);
+    let f = stage.first_failure.as_ref().expect("the failure");
+    assert_eq!(
+        (
+            f.exception_class.as_str(),
+            f.message.as_str(),
+            f.executor_id.as_str(),
+            f.index
+        ),
+        ("java.lang.ArithmeticException", "/ by zero", "1", 3)
+    );
+
+    // Only new samples follow in a delta.
+    feed(
+        &agent,
+        &[r#"{"Event":"SparkscopeStageProgress","time":9,"stageId":10,"stageAttemptId":0,"started":4,"succeeded":3,"failed":1}"#.into()],
+    );
+    let mut samples = None;
+    for _ in 0..20 {
+        let delta = next_update(&mut ws).await;
+        if let Some(s) = delta
+            .applications
+            .first()
+            .and_then(|a| a.task_samples.clone())
+        {
+            samples = Some(s);
+            break;
+        }
+    }
+    let samples = samples.expect("a delta with the new sample");
+    assert!(samples.start_ms > first_at, "only samples not sent before");
+    assert_eq!(&samples.active_tasks[..], &[0][..]);
+
+    // The stage's tasks, from Spark's REST API: the longest and the failed, by launch.
+    let ask = |session: &str, user: &str, stage: i32| {
+        format!(
+            r#"{{"tasks":{{"requestId":"t1","appId":"local-1","stageId":{stage},"attemptId":0,"sessionId":"{session}","userId":"{user}"}}}}"#
+        )
+    };
+    let answer = |m: pb::ServerMessage| match m.kind {
+        Some(pb::server_message::Kind::Tasks(t)) => Some(t),
+        _ => None,
+    };
+    ws.send(Message::Text(ask(S_ALICE, "alice", 10).into()))
+        .await
+        .expect("send");
+    let list = loop {
+        if let Some(t) = answer(next_message(&mut ws).await) {
+            break t;
+        }
+    };
+    assert!(list.ok, "{list:?}");
+    assert_eq!(list.total, 4);
+    let ids: Vec<i64> = list.tasks.iter().map(|t| t.task_id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(list.tasks[1].compute_ms, 900 - 3 - 7);
+    // Bob's session is not followed; Bob's stage is not in Alice's session.
+    ws.send(Message::Text(ask(S_BOB, "bob_smith", 20).into()))
+        .await
+        .expect("send");
+    let refused = loop {
+        if let Some(t) = answer(next_message(&mut ws).await) {
+            break t;
+        }
+    };
+    assert_eq!(refused.code, "forbidden");
+    ws.send(Message::Text(ask(S_ALICE, "alice", 20).into()))
+        .await
+        .expect("send");
+    let missing = loop {
+        if let Some(t) = answer(next_message(&mut ws).await) {
+            break t;
+        }
+    };
+    assert_eq!(missing.code, "not_found");
+}

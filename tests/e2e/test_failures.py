@@ -441,13 +441,7 @@ def test_a_cells_widget_ends_with_sparks_numbers_after_the_agent_was_killed(agen
     import nbformat
     import nbrun
 
-    setup = (
-        "%load_ext sparkscope\n"
-        "import os, warnings\n"
-        'warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")\n'
-        "from pyspark.sql import SparkSession\n"
-        'spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).create()'
-    )
+    setup = "%load_ext sparkscope\n" + nbrun.CONNECT
     sleep = SLEEPY.format(ms=700)
     long_cell = (
         f'rows = spark.range(0, 12, 1, 12).selectExpr("id", "{sleep} AS s")'

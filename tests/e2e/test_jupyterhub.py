@@ -64,14 +64,7 @@ def tokens(hub: harness.JupyterHub) -> dict[str, str]:
 
 
 def notebook(path: Path) -> None:
-    setup = (
-        "%load_ext sparkscope\n"
-        "import os, warnings\n"
-        'warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")\n'
-        "from pyspark.sql import SparkSession\n"
-        'spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).create()\n'
-        "print(spark.client._session_id)"
-    )
+    setup = nbrun.SETUP
     work = 'spark.range(0, 20_000, 1, 4).selectExpr("id % 13 AS k").groupBy("k").count().collect()'
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in (setup, work, "import time; time.sleep(2)")]

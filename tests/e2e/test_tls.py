@@ -102,12 +102,7 @@ def notebook(path: Path, token_file: Path) -> None:
     cells = [
         # the credential comes from a file: nothing secret is typed into a cell
         f"%load_ext sparkscope\n%sparkscope --token-file {token_file}",
-        (
-            "import os, warnings\n"
-            'warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")\n'
-            "from pyspark.sql import SparkSession\n"
-            'spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).create()'
-        ),
+        nbrun.CONNECT,
         'spark.range(0, 20_000, 1, 4).selectExpr("id % 7 AS k").groupBy("k").count().collect()',
         "import time; time.sleep(2)",
     ]

@@ -6,6 +6,7 @@
 
 pub mod backchannel;
 pub mod interrupt;
+pub mod tasks;
 
 use crate::auth::Secret;
 use crate::ingest::connections::Listeners;

@@ -7,6 +7,7 @@ pub mod listener;
 pub mod parse;
 pub mod reconcile;
 pub mod replay;
+pub mod sampler;
 pub mod validate;
 
 use crate::model::AppState;

@@ -8,10 +8,11 @@
 use super::connections::CommandResult;
 use super::validate::{self, OutOfRange};
 use crate::model::event::{
-    ApplicationStart, Event, JobEnd, JobStart, ListenerInfo, ListenerStats, OpTransition,
-    OperationStarted, SqlExecutionStart, StageInfo, StageProgress, TaskEnd, TaskMetricSums,
-    TaskOutcome,
+    ApplicationStart, DurationSummary, Event, JobEnd, JobStart, ListenerInfo, ListenerStats,
+    OpTransition, OperationStarted, SqlExecutionStart, StageInfo, StageProgress, TaskEnd,
+    TaskFailure, TaskMetricSums, TaskOutcome,
 };
+use crate::model::truncate_utf8;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -320,14 +321,68 @@ fn metric_sums(m: RawTaskMetrics) -> TaskMetricSums {
         output_bytes: m.output.map_or(0, |o| o.bytes_written),
         shuffle_read_bytes: m.shuffle_read.map_or(0, |s| s.remote + s.local),
         shuffle_write_bytes: m.shuffle_write.map_or(0, |s| s.bytes_written),
+        memory_spilled_bytes: m.memory_spilled,
+        disk_spilled_bytes: m.disk_spilled,
+        gc_time_ms: m.gc_time,
     }
 }
 
+/// A failed task's stack trace is kept up to this many bytes.
+const MAX_STACK_TRACE: usize = 16 * 1024;
+/// And its message.
+const MAX_FAILURE_MESSAGE: usize = 4 * 1024;
+
 fn task_end(r: RawTaskEnd) -> Event {
+    let outcome = outcome(&r.reason.reason);
+    let failure = (outcome == TaskOutcome::Failed).then(|| {
+        let info = r.info.unwrap_or_default();
+        let why = r.reason;
+        // an exception's own message; other reasons say what happened in their own fields
+        let mut message = why
+            .description
+            .or(why.message)
+            .or(why.loss_reason)
+            .unwrap_or_default();
+        if message.is_empty() && why.reason == "ExecutorLostFailure" {
+            message = format!("executor {} was lost", why.executor_id.unwrap_or_default());
+        }
+        let mut stack_trace = why.full_stack_trace.unwrap_or_default();
+        if stack_trace.is_empty() {
+            stack_trace = why
+                .stack_trace
+                .iter()
+                .map(|f| {
+                    format!(
+                        "\tat {}.{}({}:{})",
+                        f.class.as_deref().unwrap_or("?"),
+                        f.method.as_deref().unwrap_or("?"),
+                        f.file.as_deref().unwrap_or("Unknown Source"),
+                        f.line.unwrap_or(-1)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        truncate_utf8(&mut message, MAX_FAILURE_MESSAGE);
+        truncate_utf8(&mut stack_trace, MAX_STACK_TRACE);
+        Box::new(TaskFailure {
+            task_id: info.task_id,
+            index: info.index,
+            attempt: info.attempt,
+            executor_id: info.executor_id,
+            host: info.host,
+            reason: why.reason,
+            exception_class: why.class_name.unwrap_or_default(),
+            message,
+            stack_trace,
+            time: info.finish_time,
+        })
+    });
     Event::TaskEnd(TaskEnd {
         stage: (r.stage_id, r.stage_attempt_id),
-        outcome: outcome(&r.reason.reason),
+        outcome,
         metrics: metric_sums(r.metrics.unwrap_or_default()),
+        failure,
     })
 }
 
@@ -336,7 +391,9 @@ fn task_end(r: RawTaskEnd) -> Event {
 /// the task info and executor metrics in between are never parsed. Any surprise returns `None`
 /// and the line takes the general path, which also reports malformed lines.
 mod fast {
-    use super::{metric_sums, outcome, Event, RawTaskMetrics, TaskEnd, TaskMetricSums};
+    use super::{
+        metric_sums, outcome, Event, RawTaskMetrics, TaskEnd, TaskMetricSums, TaskOutcome,
+    };
     use memchr::memmem;
     use serde::Deserialize;
 
@@ -366,6 +423,10 @@ mod fast {
             return None;
         }
         let reason = std::str::from_utf8(&rest[at..at + reason_len]).ok()?;
+        let outcome = outcome(reason);
+        if outcome == TaskOutcome::Failed {
+            return None; // rare, and its reason and task info are wanted: the full parse
+        }
         const METRICS: &[u8] = br#","Task Metrics":"#;
         let body = line.strip_suffix(b"}")?;
         let metrics = match memmem::rfind(body, METRICS) {
@@ -379,8 +440,9 @@ mod fast {
         };
         Some(Event::TaskEnd(TaskEnd {
             stage: (stage, attempt),
-            outcome: outcome(reason),
+            outcome,
             metrics,
+            failure: None,
         }))
     }
 
@@ -542,6 +604,8 @@ struct RawTaskEnd {
     stage_attempt_id: i32,
     #[serde(rename = "Task End Reason")]
     reason: RawReason,
+    #[serde(rename = "Task Info")]
+    info: Option<RawTaskInfo>,
     #[serde(rename = "Task Metrics")]
     metrics: Option<RawTaskMetrics>,
 }
@@ -550,6 +614,51 @@ struct RawTaskEnd {
 struct RawReason {
     #[serde(rename = "Reason")]
     reason: String,
+    #[serde(rename = "Class Name")]
+    class_name: Option<String>,
+    #[serde(rename = "Description")]
+    description: Option<String>,
+    #[serde(rename = "Full Stack Trace")]
+    full_stack_trace: Option<String>,
+    #[serde(rename = "Stack Trace", default)]
+    stack_trace: Vec<RawStackFrame>,
+    /// FetchFailed and others
+    #[serde(rename = "Message")]
+    message: Option<String>,
+    /// ExecutorLostFailure
+    #[serde(rename = "Loss Reason")]
+    loss_reason: Option<String>,
+    #[serde(rename = "Executor ID")]
+    executor_id: Option<String>,
+}
+
+/// One frame of Spark's `"Stack Trace"`; generated code has no file name (null).
+#[derive(Deserialize)]
+struct RawStackFrame {
+    #[serde(rename = "Declaring Class", default)]
+    class: Option<String>,
+    #[serde(rename = "Method Name", default)]
+    method: Option<String>,
+    #[serde(rename = "File Name", default)]
+    file: Option<String>,
+    #[serde(rename = "Line Number", default)]
+    line: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTaskInfo {
+    #[serde(rename = "Task ID", default)]
+    task_id: i64,
+    #[serde(rename = "Index", default)]
+    index: i32,
+    #[serde(rename = "Attempt", default)]
+    attempt: i32,
+    #[serde(rename = "Executor ID", default)]
+    executor_id: String,
+    #[serde(rename = "Host", default)]
+    host: String,
+    #[serde(rename = "Finish Time", default)]
+    finish_time: i64,
 }
 
 #[derive(Deserialize, Default)]
@@ -566,6 +675,12 @@ struct RawTaskMetrics {
     shuffle_read: Option<RawShuffleRead>,
     #[serde(rename = "Shuffle Write Metrics")]
     shuffle_write: Option<RawShuffleWrite>,
+    #[serde(rename = "Memory Bytes Spilled", default)]
+    memory_spilled: i64,
+    #[serde(rename = "Disk Bytes Spilled", default)]
+    disk_spilled: i64,
+    #[serde(rename = "JVM GC Time", default)]
+    gc_time: i64,
 }
 
 #[derive(Deserialize)]
@@ -619,6 +734,8 @@ pub struct Hello {
     pub task_events: String,
     #[serde(default)]
     pub ui_url: String,
+    #[serde(default)]
+    pub master: String,
 }
 
 impl Hello {
@@ -632,6 +749,7 @@ impl Hello {
             start_time: self.start_time,
             coalesced_tasks: self.task_events == "coalesced",
             ui_url: self.ui_url.clone(),
+            master: self.master.clone(),
         }
     }
 }
@@ -706,6 +824,15 @@ struct RawStageProgress {
     shuffle_read_bytes: i64,
     #[serde(default)]
     shuffle_write_bytes: i64,
+    #[serde(default)]
+    memory_bytes_spilled: i64,
+    #[serde(default)]
+    disk_bytes_spilled: i64,
+    #[serde(default)]
+    jvm_gc_time: i64,
+    duration_min_ms: Option<i64>,
+    duration_median_ms: Option<i64>,
+    duration_max_ms: Option<i64>,
 }
 
 impl From<RawStageProgress> for StageProgress {
@@ -725,6 +852,17 @@ impl From<RawStageProgress> for StageProgress {
                 output_bytes: r.output_bytes,
                 shuffle_read_bytes: r.shuffle_read_bytes,
                 shuffle_write_bytes: r.shuffle_write_bytes,
+                memory_spilled_bytes: r.memory_bytes_spilled,
+                disk_spilled_bytes: r.disk_bytes_spilled,
+                gc_time_ms: r.jvm_gc_time,
+            },
+            durations: match (r.duration_min_ms, r.duration_median_ms, r.duration_max_ms) {
+                (Some(min_ms), Some(median_ms), Some(max_ms)) => Some(DurationSummary {
+                    min_ms,
+                    median_ms,
+                    max_ms,
+                }),
+                _ => None,
             },
         }
     }
@@ -853,16 +991,61 @@ mod tests {
         assert!(
             matches!(parse_line(reordered.as_bytes()), Ok(Event::TaskEnd(t)) if t.stage == (2, 0))
         );
-        let no_metrics = r#"{"Event":"SparkListenerTaskEnd","Stage ID":2,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"Resubmitted"},"Task Info":{}}"#;
+        let no_metrics = r#"{"Event":"SparkListenerTaskEnd","Stage ID":2,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"TaskKilled"},"Task Info":{}}"#;
         let ev = fast::task_end(no_metrics.as_bytes()).expect("fast");
         assert!(
-            matches!(ev, Event::TaskEnd(t) if t.outcome == TaskOutcome::Failed && t.metrics == TaskMetricSums::default())
+            matches!(ev, Event::TaskEnd(t) if t.outcome == TaskOutcome::Killed && t.metrics == TaskMetricSums::default())
         );
+        // A failure takes the general path, for its reason and where it ran.
+        let failed = no_metrics.replace("TaskKilled", "Resubmitted");
+        assert!(fast::task_end(failed.as_bytes()).is_none());
+        assert!(matches!(
+            parse_line(failed.as_bytes()),
+            Ok(Event::TaskEnd(t)) if t.outcome == TaskOutcome::Failed && t.failure.is_some()
+        ));
         let start = r#"{"Event":"SparkListenerTaskStart","Stage ID":-1,"Stage Attempt ID":0,"Task Info":{"Index":1}}"#;
         assert_eq!(
             fast::task_start(start.as_bytes()),
             Some(Event::TaskStart { stage: (-1, 0) })
         );
         assert!(fast::task_start(&start.as_bytes()[..start.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn a_failed_task_says_why_and_where() {
+        let line = r#"{"Event":"SparkListenerTaskEnd","Stage ID":4,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"ExceptionFailure","Class Name":"org.apache.spark.api.python.PythonException","Description":"ZeroDivisionError: division by zero","Stack Trace":[{"Declaring Class":"org.apache.spark.api.python.BasePythonRunner","Method Name":"read","File Name":"PythonRunner.scala","Line Number":572},{"Declaring Class":"GeneratedClass","Method Name":"processNext","File Name":null,"Line Number":-1}],"Full Stack Trace":"org.apache.spark.api.python.PythonException: ZeroDivisionError\n\tat x","Accumulator Updates":[]},"Task Info":{"Task ID":41,"Index":3,"Attempt":2,"Partition ID":3,"Launch Time":1795258404000,"Executor ID":"1","Host":"10.0.0.7","Locality":"PROCESS_LOCAL","Speculative":false,"Getting Result Time":0,"Finish Time":1795258405000,"Failed":true,"Killed":false,"Accumulables":[]},"Task Metrics":{"Executor Run Time":900,"JVM GC Time":12,"Memory Bytes Spilled":5,"Disk Bytes Spilled":6}}"#;
+        let Ok(Event::TaskEnd(t)) = parse_line(line.as_bytes()) else {
+            panic!("a task end");
+        };
+        assert_eq!(t.outcome, TaskOutcome::Failed);
+        assert_eq!(
+            (
+                t.metrics.gc_time_ms,
+                t.metrics.memory_spilled_bytes,
+                t.metrics.disk_spilled_bytes
+            ),
+            (12, 5, 6)
+        );
+        let f = t.failure.expect("failure");
+        assert_eq!(
+            f.exception_class,
+            "org.apache.spark.api.python.PythonException"
+        );
+        assert_eq!(f.message, "ZeroDivisionError: division by zero");
+        assert!(f
+            .stack_trace
+            .starts_with("org.apache.spark.api.python.PythonException"));
+        assert_eq!((f.task_id, f.index, f.attempt), (41, 3, 2));
+        assert_eq!((f.executor_id.as_str(), f.host.as_str()), ("1", "10.0.0.7"));
+        assert_eq!(f.time, 1_795_258_405_000);
+        // executor lost: no exception, the loss reason instead
+        let lost = r#"{"Event":"SparkListenerTaskEnd","Stage ID":4,"Stage Attempt ID":0,"Task End Reason":{"Reason":"ExecutorLostFailure","Executor ID":"2","Exit Caused By App":true,"Loss Reason":"Command exited with code 137"},"Task Info":{"Task ID":42,"Executor ID":"2","Host":"h"}}"#;
+        let Ok(Event::TaskEnd(t)) = parse_line(lost.as_bytes()) else {
+            panic!("a task end");
+        };
+        let f = t.failure.expect("failure");
+        assert_eq!(f.reason, "ExecutorLostFailure");
+        assert_eq!(f.message, "Command exited with code 137");
+        assert!(f.exception_class.is_empty());
     }
 }

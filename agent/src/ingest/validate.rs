@@ -58,6 +58,9 @@ fn metrics(m: &TaskMetricSums) -> Result<(), OutOfRange> {
         ("output bytes", m.output_bytes),
         ("shuffle read bytes", m.shuffle_read_bytes),
         ("shuffle write bytes", m.shuffle_write_bytes),
+        ("memory bytes spilled", m.memory_spilled_bytes),
+        ("disk bytes spilled", m.disk_spilled_bytes),
+        ("JVM GC time", m.gc_time_ms),
     ] {
         range(field, v, 0, MAX_METRIC)?;
     }
@@ -96,6 +99,12 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
         Event::TaskStart { stage } => stage_key(*stage),
         Event::TaskEnd(t) => {
             stage_key(t.stage)?;
+            if let Some(f) = &t.failure {
+                id("task id", f.task_id)?;
+                count("task index", f.index.into())?;
+                count("task attempt", f.attempt.into())?;
+                time("finish time", f.time)?;
+            }
             metrics(&t.metrics)
         }
         Event::SqlExecutionStart(s) => {
@@ -123,6 +132,21 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
                 ("killed", p.killed),
             ] {
                 count(field, v)?;
+            }
+            if let Some(d) = p.durations {
+                for (field, v) in [
+                    ("shortest task", d.min_ms),
+                    ("median task", d.median_ms),
+                    ("longest task", d.max_ms),
+                ] {
+                    range(field, v, 0, MAX_METRIC)?;
+                }
+                if !(d.min_ms <= d.median_ms && d.median_ms <= d.max_ms) {
+                    return Err(OutOfRange {
+                        field: "median task",
+                        value: d.median_ms,
+                    });
+                }
             }
             metrics(&p.metrics)
         }

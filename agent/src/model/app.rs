@@ -7,7 +7,7 @@
 //! readers may see. This file routes each event to them.
 
 use super::connect::{ClosedOperation, Connect};
-use super::event::{Event, ListenerInfo, ListenerStats, KINDS};
+use super::event::{Event, ListenerInfo, ListenerStats, TaskEnd, KINDS};
 use super::jobs::Jobs;
 use super::retention::{Evictions, LiveBound, Retention};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -28,6 +28,18 @@ pub struct AppInfo {
     /// The address the listener connected from: the driver's host, where interrupts go (an
     /// announced address could point anywhere).
     pub listener_ip: Option<std::net::IpAddr>,
+    /// `spark.master`, as the listener announced it.
+    pub master: String,
+}
+
+/// Busy task slots at one moment: the value holds until the next sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskSample {
+    /// The agent's clock, epoch ms.
+    pub at_ms: i64,
+    pub active_tasks: u32,
+    pub total_cores: u32,
+    pub executors: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +108,10 @@ pub struct AppState {
     pub(super) suspects: BTreeSet<i32>,
     /// When Spark's REST API was last asked (epoch ms).
     pub(super) last_reconcile_ms: i64,
+    /// Busy task slots over time, oldest first, at most `retention.task_samples`.
+    pub(super) samples: VecDeque<TaskSample>,
+    /// The generation of the newest sample.
+    pub(super) samples_updated: u64,
 }
 
 /// At most this many notices are kept per application.
@@ -147,7 +163,40 @@ impl AppState {
             reconcile_wanted: None,
             suspects: BTreeSet::new(),
             last_reconcile_ms: 0,
+            samples: VecDeque::new(),
+            samples_updated: 0,
         }
+    }
+
+    /// Records busy task slots now if they changed since the last sample (only while a
+    /// listener is connected). Returns whether a sample was taken, and how many old samples
+    /// left the window to make room.
+    pub fn sample(&mut self, now_ms: i64) -> (bool, usize) {
+        if !self.is_live() || self.retention.task_samples == 0 {
+            return (false, 0);
+        }
+        let sample = TaskSample {
+            at_ms: now_ms,
+            active_tasks: u32::try_from(self.active_tasks()).unwrap_or(u32::MAX),
+            total_cores: self.executors.values().map(|e| e.cores).sum(),
+            executors: u32::try_from(self.executors.len()).unwrap_or(u32::MAX),
+        };
+        let same = |s: &TaskSample| {
+            (s.active_tasks, s.total_cores, s.executors)
+                == (sample.active_tasks, sample.total_cores, sample.executors)
+        };
+        if self.samples.back().is_some_and(same) {
+            return (false, 0);
+        }
+        self.samples.push_back(sample);
+        let mut evicted = 0;
+        while self.samples.len() > self.retention.task_samples {
+            self.samples.pop_front();
+            evicted += 1;
+        }
+        self.generation += 1;
+        self.samples_updated = self.generation;
+        (true, evicted)
     }
 
     /// A listener connected from `ip` for this application and said who it is.
@@ -278,6 +327,11 @@ impl AppState {
             // ends arrive for their error only.
             Event::TaskStart { stage } if !self.coalesced_tasks => self.jobs.task_started(g, stage),
             Event::TaskEnd(te) if !self.coalesced_tasks => self.jobs.task_ended(g, te),
+            Event::TaskEnd(TaskEnd {
+                stage,
+                failure: Some(failure),
+                ..
+            }) => self.jobs.task_failed(g, stage, failure),
             Event::TaskStart { .. } | Event::TaskEnd(_) => {}
             Event::StageProgress(p) => self.jobs.stage_progress(g, p),
             Event::SqlExecutionStart(s) => self.connect.sql_execution_started(g, &s),
@@ -330,6 +384,9 @@ impl AppState {
         self.coalesced_tasks = h.coalesced_tasks;
         if !h.ui_url.is_empty() {
             self.info.ui_url = h.ui_url;
+        }
+        if !h.master.is_empty() {
+            self.info.master = h.master;
         }
     }
 

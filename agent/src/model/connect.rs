@@ -262,7 +262,7 @@ impl Connect {
             return;
         }
         let mut statement = o.statement;
-        truncate_utf8(&mut statement, MAX_STATEMENT_BYTES);
+        super::truncate_utf8(&mut statement, MAX_STATEMENT_BYTES);
         if !self.sessions.contains_key(&o.session_id) {
             self.session(g, o.session_id.clone(), &o.user_id, o.time);
         }
@@ -514,16 +514,5 @@ impl Connect {
         for (_, id) in by_end.into_iter().take(closed - self.retention.sessions) {
             self.sessions.remove(&id);
         }
-    }
-}
-
-fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
     }
 }

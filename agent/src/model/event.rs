@@ -229,6 +229,28 @@ pub struct TaskEnd {
     pub stage: StageKey,
     pub outcome: TaskOutcome,
     pub metrics: TaskMetricSums,
+    /// Why a failed task failed, with where it ran; `None` for other outcomes.
+    pub failure: Option<Box<TaskFailure>>,
+}
+
+/// A failed task: the root cause a notebook shows for its stage and job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFailure {
+    pub task_id: i64,
+    /// The task's partition index in its stage, and which attempt of it failed.
+    pub index: i32,
+    pub attempt: i32,
+    pub executor_id: String,
+    pub host: String,
+    /// Spark's `TaskEndReason`: `ExceptionFailure`, `FetchFailed`, `ExecutorLostFailure`, …
+    pub reason: String,
+    /// For an exception: its class, and its message.
+    pub exception_class: String,
+    pub message: String,
+    /// Spark's full stack trace text (bounded).
+    pub stack_trace: String,
+    /// When the task ended (Spark's clock).
+    pub time: i64,
 }
 
 /// Sums of the task metrics the agent reports per stage.
@@ -240,6 +262,9 @@ pub struct TaskMetricSums {
     pub output_bytes: i64,
     pub shuffle_read_bytes: i64,
     pub shuffle_write_bytes: i64,
+    pub memory_spilled_bytes: i64,
+    pub disk_spilled_bytes: i64,
+    pub gc_time_ms: i64,
 }
 
 impl TaskMetricSums {
@@ -256,6 +281,11 @@ impl TaskMetricSums {
         self.shuffle_write_bytes = self
             .shuffle_write_bytes
             .saturating_add(o.shuffle_write_bytes);
+        self.memory_spilled_bytes = self
+            .memory_spilled_bytes
+            .saturating_add(o.memory_spilled_bytes);
+        self.disk_spilled_bytes = self.disk_spilled_bytes.saturating_add(o.disk_spilled_bytes);
+        self.gc_time_ms = self.gc_time_ms.saturating_add(o.gc_time_ms);
     }
 
     /// What was added since `o`, an earlier value of the same cumulative sums: never negative.
@@ -276,6 +306,15 @@ impl TaskMetricSums {
             shuffle_write_bytes: self
                 .shuffle_write_bytes
                 .saturating_sub(o.shuffle_write_bytes),
+            memory_spilled_bytes: self
+                .memory_spilled_bytes
+                .saturating_sub(o.memory_spilled_bytes)
+                .max(0),
+            disk_spilled_bytes: self
+                .disk_spilled_bytes
+                .saturating_sub(o.disk_spilled_bytes)
+                .max(0),
+            gc_time_ms: self.gc_time_ms.saturating_sub(o.gc_time_ms).max(0),
         }
     }
 }
@@ -321,6 +360,8 @@ pub struct ListenerInfo {
     pub coalesced_tasks: bool,
     /// Where Spark's UI and REST API answer; empty when the UI is off.
     pub ui_url: String,
+    /// `spark.master` of the application.
+    pub master: String,
 }
 
 /// Cumulative task counters of one stage attempt, as the listener coalesces them.
@@ -334,6 +375,17 @@ pub struct StageProgress {
     pub failed: i64,
     pub killed: i64,
     pub metrics: TaskMetricSums,
+    /// Run time of the successful tasks so far, as the listener summarizes it.
+    pub durations: Option<DurationSummary>,
+}
+
+/// Shortest, median and longest run time (ms) of a stage attempt's successful tasks. The
+/// median is approximate: the middle of its `durations` bucket (within an eighth).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DurationSummary {
+    pub min_ms: i64,
+    pub median_ms: i64,
+    pub max_ms: i64,
 }
 
 impl StageProgress {

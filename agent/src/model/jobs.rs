@@ -4,8 +4,10 @@
 //! REST API and History Server.
 
 use super::connect::ConnectRef;
+use super::durations::Histogram;
 use super::event::{
-    JobEnd, JobStart, StageInfo, StageKey, StageProgress, TaskEnd, TaskMetricSums, TaskOutcome,
+    DurationSummary, JobEnd, JobStart, StageInfo, StageKey, StageProgress, TaskEnd, TaskFailure,
+    TaskMetricSums, TaskOutcome,
 };
 use super::retention::{Evictions, LiveBound, Retention};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -107,6 +109,12 @@ pub struct Stage {
     pub failed_tasks: i32,
     pub killed_tasks: i32,
     pub metrics: TaskMetricSums,
+    /// Run time of its successful tasks: shortest, median, longest.
+    pub durations: Option<DurationSummary>,
+    /// The run times themselves, when task ends come one by one (event logs).
+    pub histogram: Option<Box<Histogram>>,
+    /// The first task that failed: the root cause shown for the stage and its jobs.
+    pub failure: Option<Box<TaskFailure>>,
     pub updated: u64,
 }
 
@@ -161,7 +169,38 @@ impl Jobs {
             TaskOutcome::Failed => (0, 1, 0),
             TaskOutcome::Killed => (0, 0, 1),
         };
+        if te.outcome == TaskOutcome::Succeeded {
+            if let Some(stage) = self.live_stages.get_mut(&te.stage) {
+                let h = stage.histogram.get_or_insert_with(Box::default);
+                h.add(te.metrics.executor_run_time_ms);
+                stage.durations = h.summary();
+            }
+        }
+        if let Some(failure) = te.failure {
+            self.task_failed(g, te.stage, failure);
+        }
         self.task_delta(g, te.stage, 0, s, f, k, &te.metrics);
+    }
+
+    /// Keeps the first failure of a stage attempt (a live listener sends failed task ends whole
+    /// for this, and counts them in its progress lines).
+    pub(super) fn task_failed(&mut self, g: u64, key: StageKey, failure: Box<TaskFailure>) {
+        let stage = match self.live_stages.get_mut(&key) {
+            Some(s) => s,
+            None => match self.done_stages.get_mut(&key) {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        if stage.failure.is_none() {
+            stage.failure = Some(failure);
+            stage.updated = g;
+            for id in stage.job_ids.clone() {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.updated = g;
+                }
+            }
+        }
     }
 
     fn get_or_create_stage(&mut self, g: u64, info: &StageInfo) -> &mut Stage {
@@ -183,6 +222,9 @@ impl Jobs {
             failed_tasks: 0,
             killed_tasks: 0,
             metrics: TaskMetricSums::default(),
+            durations: None,
+            histogram: None,
+            failure: None,
             updated: g,
         });
         stage.name.clone_from(&info.name);
@@ -369,7 +411,8 @@ impl Jobs {
     }
 
     fn retire_stage(&mut self, key: StageKey) {
-        if let Some(stage) = self.live_stages.remove(&key) {
+        if let Some(mut stage) = self.live_stages.remove(&key) {
+            stage.histogram = None; // its summary is kept
             self.progress.remove(&key);
             self.done_stages.insert(key, stage);
             self.prune_stages();
@@ -448,6 +491,9 @@ impl Jobs {
             prev
         };
         self.progress.insert(key, p);
+        if let (Some(d), Some(stage)) = (p.durations, self.live_stages.get_mut(&key)) {
+            stage.durations = Some(d);
+        }
         let d = |a: i64, b: i64| i32::try_from(a - b).unwrap_or(i32::MAX);
         self.task_delta(
             g,

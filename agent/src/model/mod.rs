@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod connect;
+pub mod durations;
 pub mod event;
 pub mod jobs;
 pub mod reconcile;
@@ -97,6 +98,19 @@ impl Store {
                 a.is_live() || a.last_seen_ms() >= now_ms.saturating_sub(age)
             });
         }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary, marking the cut with `…`: free text
+/// (statements, errors, stack traces) is bounded wherever it enters.
+pub fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
     }
 }
 

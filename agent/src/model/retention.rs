@@ -17,6 +17,9 @@ pub struct Retention {
     pub max_age_ms: Option<i64>,
     /// Live things, per application: past these, the oldest is ended (evicted) and counted.
     pub live: LiveLimits,
+    /// Samples of busy task slots kept per application (the notebook's Tasks view): a sample
+    /// is taken only when the value changed, at most once per stream interval.
+    pub task_samples: usize,
 }
 
 /// Bounds of live state per application. Spark ends what it starts, so these are reached only
@@ -87,6 +90,7 @@ impl Default for Retention {
             sessions: 1000,
             max_age_ms: None,
             live: LiveLimits::default(),
+            task_samples: 6000,
         }
     }
 }

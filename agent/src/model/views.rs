@@ -68,6 +68,34 @@ impl AppState {
         self.notices_updated
     }
 
+    /// The generation of the newest busy-slots sample.
+    pub fn samples_updated(&self) -> u64 {
+        self.samples_updated
+    }
+
+    /// Busy task slots over time, oldest first.
+    pub fn samples(&self) -> impl DoubleEndedIterator<Item = &super::app::TaskSample> {
+        self.samples.iter()
+    }
+
+    /// Whether a stage attempt ran for a job of this Connect session (both ids must match).
+    pub fn stage_in_session(&self, key: StageKey, session_id: &str, user_id: &str) -> bool {
+        let stage = self
+            .jobs
+            .live_stages
+            .get(&key)
+            .or_else(|| self.jobs.done_stages.get(&key));
+        stage.is_some_and(|s| {
+            s.job_ids.iter().any(|id| {
+                self.jobs
+                    .jobs
+                    .get(id)
+                    .and_then(|j| j.connect.as_ref())
+                    .is_some_and(|c| c.session_id == session_id && c.user_id == user_id)
+            })
+        })
+    }
+
     /// Listener connections open now.
     pub fn connections(&self) -> u32 {
         self.connections

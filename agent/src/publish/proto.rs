@@ -1,13 +1,30 @@
 //! The model seen through the `sparkscope.v1` protobuf messages that clients receive.
 
-use crate::model::app::{Notice, NoticeKind};
+use crate::model::app::{AppInfo, Notice, NoticeKind};
 use crate::model::connect::{ConnectRef, OpState, Operation, Session};
 use crate::model::jobs::{Job, JobStatus, Stage, StageStatus};
 use crate::model::AppState;
 use sparkscope_proto::sparkscope::v1 as pb;
 
-pub fn application(app: &AppState) -> pb::Application {
+/// An application as subscribers see it, with the busy-slots samples taken after
+/// `samples_after` (epoch ms; `i64::MIN` for all) and Spark UI links made from `ui_template`.
+pub fn application(
+    app: &AppState,
+    samples_after: i64,
+    ui_template: Option<&str>,
+) -> pb::Application {
     let info = app.info();
+    let mut samples = pb::TaskSamples::default();
+    for s in app.samples().filter(|s| s.at_ms > samples_after) {
+        if samples.offset_ms.is_empty() {
+            samples.start_ms = s.at_ms;
+        }
+        let offset = u32::try_from(s.at_ms.saturating_sub(samples.start_ms)).unwrap_or(u32::MAX);
+        samples.offset_ms.push(offset);
+        samples.active_tasks.push(s.active_tasks);
+        samples.total_cores.push(s.total_cores);
+        samples.executors.push(s.executors);
+    }
     pb::Application {
         id: info.id.clone(),
         name: info.name.clone(),
@@ -22,7 +39,42 @@ pub fn application(app: &AppState) -> pb::Application {
             active_tasks: u32::try_from(app.active_tasks()).unwrap_or(u32::MAX),
         }),
         notices: app.notices().map(notice).collect(),
+        master: info.master.clone(),
+        ui_link: ui_link(info, ui_template),
+        connect_address: info
+            .connect_endpoint
+            .as_ref()
+            .map(|(h, p)| format!("{h}:{p}"))
+            .unwrap_or_default(),
+        task_samples: (!samples.offset_ms.is_empty()).then_some(samples),
     }
+}
+
+/// Where people open the application's Spark UI: the announced address, or the operator's
+/// template with `{host}`, `{port}` and `{app}` filled in from it (`{user}` is left for the
+/// client). Empty when the UI address is unknown.
+pub fn ui_link(info: &AppInfo, template: Option<&str>) -> String {
+    let url = info.ui_url.trim_end_matches('/');
+    let Some(template) = template else {
+        return url.to_owned();
+    };
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or("");
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, p),
+        _ => (authority, ""),
+    };
+    if (template.contains("{host}") && host.is_empty())
+        || (template.contains("{port}") && port.is_empty())
+    {
+        return String::new();
+    }
+    template
+        .replace("{host}", host)
+        .replace("{port}", port)
+        .replace("{app}", &info.id)
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 fn notice(n: &Notice) -> pb::Notice {
@@ -110,6 +162,26 @@ pub fn stage(app_id: &str, s: &Stage) -> pb::Stage {
         output_bytes: s.metrics.output_bytes,
         shuffle_read_bytes: s.metrics.shuffle_read_bytes,
         shuffle_write_bytes: s.metrics.shuffle_write_bytes,
+        memory_spilled_bytes: s.metrics.memory_spilled_bytes,
+        disk_spilled_bytes: s.metrics.disk_spilled_bytes,
+        gc_time_ms: s.metrics.gc_time_ms,
+        task_durations: s.durations.map(|d| pb::DurationSummary {
+            min_ms: d.min_ms,
+            median_ms: d.median_ms,
+            max_ms: d.max_ms,
+        }),
+        first_failure: s.failure.as_deref().map(|f| pb::TaskFailure {
+            task_id: f.task_id,
+            index: f.index,
+            attempt: f.attempt,
+            executor_id: f.executor_id.clone(),
+            host: f.host.clone(),
+            reason: f.reason.clone(),
+            exception_class: f.exception_class.clone(),
+            message: f.message.clone(),
+            stack_trace: f.stack_trace.clone(),
+            time_ms: f.time,
+        }),
     }
 }
 

@@ -40,6 +40,8 @@ class _PendingCancel:
     on_result: Callable[[dict[str, Any]], None]
     deadline: float
     sent: bool = False
+    # "cancel" (answered with a CancelResult) or "tasks" (a TaskList)
+    kind: str = "cancel"
 
 
 @dataclass
@@ -170,6 +172,41 @@ class AgentClient:
                 )
         if why is not None:
             _call(on_result, cancel_result(rid, code=why[0], message=why[1]))
+            return rid
+        self._wake()
+        return rid
+
+    def request_tasks(
+        self,
+        session: SessionKey,
+        app_id: str,
+        stage_id: int,
+        attempt_id: int,
+        on_result: Callable[[dict[str, Any]], None],
+    ) -> str:
+        """Ask the agent for the tasks of one stage attempt of a followed session (it reads them
+        from Spark's REST API). `on_result(list)` gets the agent's `TaskList`
+        (`normalize_task_list`), or one this client makes with code `no_agent` or `no_answer`.
+        Returns the request id."""
+        rid = uuid.uuid4().hex
+        body = {
+            "requestId": rid,
+            "appId": app_id,
+            "stageId": stage_id,
+            "attemptId": attempt_id,
+            **session.to_json(),
+        }
+        with self._lock:
+            why = self.unavailable()
+            if why is None:
+                self._cancels[rid] = _PendingCancel(
+                    json.dumps({"tasks": body}),
+                    on_result,
+                    time.monotonic() + self.cancel_timeout,
+                    kind="tasks",
+                )
+        if why is not None:
+            _call(on_result, task_list(rid, code=why[0], message=why[1]))
             return rid
         self._wake()
         return rid
@@ -329,14 +366,8 @@ class AgentClient:
             expired = [(rid, self._cancels.pop(rid)) for rid in late]
             nearest = min((c.deadline for c in self._cancels.values()), default=None)
         for rid, c in expired:
-            _call(
-                c.on_result,
-                cancel_result(
-                    rid,
-                    code=NO_ANSWER,
-                    message=f"the agent did not answer within {self.cancel_timeout:.0f} s",
-                ),
-            )
+            message = f"the agent did not answer within {self.cancel_timeout:.0f} s"
+            _call(c.on_result, _failure(c.kind, rid, NO_ANSWER, message))
         return float("inf") if nearest is None else max(nearest - now, 0.0)
 
     def _fail_cancels(self, message: str) -> None:
@@ -344,7 +375,7 @@ class AgentClient:
             failed = list(self._cancels.items())
             self._cancels.clear()
         for rid, c in failed:
-            _call(c.on_result, cancel_result(rid, code=NO_ANSWER, message=message))
+            _call(c.on_result, _failure(c.kind, rid, NO_ANSWER, message))
 
     def _handle(self, text: str) -> None:
         try:
@@ -367,6 +398,12 @@ class AgentClient:
                 log.info("sparkscope: an answer to no pending cancel (%s)", result["requestId"])
             else:
                 _call(pending.on_result, result)
+        elif isinstance(msg.get("tasks"), dict):
+            answer = normalize_task_list(msg["tasks"])
+            with self._lock:
+                pending = self._cancels.pop(answer["requestId"], None)
+            if pending is not None:
+                _call(pending.on_result, answer)
         elif isinstance(msg.get("error"), dict):
             err = msg["error"]
             log.warning("sparkscope: agent error %s: %s", err.get("code"), err.get("message"))
@@ -428,6 +465,66 @@ def normalize_cancel_result(raw: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(jobs, list)
         else [],
     }
+
+
+def task_list(request_id: str, **fields: Any) -> dict[str, Any]:
+    """A `TaskList` with every field present (what `normalize_task_list` returns)."""
+    return normalize_task_list({"requestId": request_id, **fields})
+
+
+_TASK_INTS = (
+    "index",
+    "attempt",
+    "launchTimeMs",
+    "durationMs",
+    "schedulerDelayMs",
+    "deserializeMs",
+    "shuffleReadMs",
+    "computeMs",
+    "shuffleWriteMs",
+    "serializeMs",
+    "gettingResultMs",
+    "gcMs",
+)
+
+
+def normalize_task_list(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's `TaskList` (proto3 JSON leaves defaults out) with every field present."""
+
+    def num(value: Any) -> int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return 0
+
+    tasks = []
+    for t in raw.get("tasks") or []:
+        if not isinstance(t, dict):
+            continue
+        task = {k: num(t.get(k)) for k in _TASK_INTS}
+        task["taskId"] = num(t.get("taskId"))
+        for k in ("executorId", "host", "status"):
+            task[k] = str(t.get(k) or "")
+        task["speculative"] = t.get("speculative") is True
+        task["error"] = t.get("error") if isinstance(t.get("error"), str) else None
+        tasks.append(task)
+    return {
+        "requestId": str(raw.get("requestId") or ""),
+        "appId": str(raw.get("appId") or ""),
+        "stageId": num(raw.get("stageId")),
+        "attemptId": num(raw.get("attemptId")),
+        "ok": raw.get("ok") is True,
+        "code": str(raw.get("code") or ""),
+        "message": str(raw.get("message") or ""),
+        "tasks": tasks,
+        "total": num(raw.get("total")),
+    }
+
+
+def _failure(kind: str, rid: str, code: str, message: str) -> dict[str, Any]:
+    if kind == "tasks":
+        return task_list(rid, code=code, message=message)
+    return cancel_result(rid, code=code, message=message)
 
 
 def _call(callback: Callable[[dict[str, Any]], None], result: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .agent import DEFAULT_URL, NO_AGENT, AgentClient, redact
+from .agent import DEFAULT_URL, NO_AGENT, AgentClient, redact, task_list
 from .sessions import SessionKey, SessionTracker
 from .state import JOB_TERMINAL, JobKey, OperationKey, StageKey, StreamState, operation_finished
 
@@ -36,6 +36,7 @@ log = logging.getLogger("sparkscope")
 TAG_PREFIX = "sparkscope-cell-"
 CANCEL_REASON = "cancelled from the notebook (sparkscope widget)"  # Spark shows it as the reason
 MAX_CELL_RUNS = 200  # cell runs whose widgets still get updates
+MAX_TASK_LISTS = 8  # opened stages' task lists kept per cell run
 SETTLE_GIVE_UP = 3  # settle timeouts in a row before settling is switched off
 
 
@@ -122,6 +123,13 @@ class CellRun:
     # the gaps (reconnects, drops, corrections) its numbers went through
     started_ms: int = 0
     notices: list[dict[str, Any]] = field(default_factory=list)
+    # stages whose tasks the user opened: "<app>/<stage>/<attempt>" → the agent's TaskList
+    task_lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the cluster and busy-slot samples last shown (a change redraws)
+    shown_samples: int = 0
+
+    def app_ids(self) -> set[str]:
+        return {app for app, _ in self.jobs} | {app for app, _ in self.operations}
 
     def jobs_done(self) -> bool:
         # A failed or cancelled job ends before its last tasks do (Spark keeps their stage live
@@ -234,6 +242,7 @@ class Monitor:
         self._warned = False
         self._clock_offset_ms = 0.0  # agent clock minus ours, from sentAtMs
         self._settle_timeouts = 0
+        self._hidden = False  # every widget hidden (Hide all, %sparkscope off)
 
     # -- lifecycle
 
@@ -425,6 +434,11 @@ class Monitor:
             # a notice (a reconnect, drops, corrections) concerns every run of its application
             if any(_list_of(a.get("notices")) for a in _list_of(update.get("applications"))):
                 tags = self._runs.keys()
+            # busy slots and the cluster: every run still shown live, at the throttle's pace
+            apps = {a.get("id") for a in _list_of(update.get("applications"))}
+            for run in self._runs.values():
+                if run.widget is not None and not run.final_sent and apps & run.app_ids():
+                    self._mark(run)
             for tag in list(tags):
                 run = self._runs[tag]
                 view = self.state.view(tag)
@@ -611,6 +625,7 @@ class Monitor:
     def _flush(self, run: CellRun) -> None:
         """Bring the cell's widget (creating and displaying it on its first job) up to date.
         Called with the lock held, on the ui thread or the shell thread."""
+        from . import view
         from .widget import (
             CellWidget,
             plan_label,
@@ -622,7 +637,13 @@ class Monitor:
 
         run.dirty = run.urgent = False
         run.last_flush = time.monotonic()
-        if self.publisher is None or (not run.jobs and run.widget is None):
+        # a cell shows a widget once it has a job, or a Connect operation that failed (an
+        # analysis error has no job)
+        if self.publisher is None or (
+            not run.jobs
+            and run.widget is None
+            and not view.operation_errors(run.operations.values())
+        ):
             return
         try:
             for (_, op_id), op in run.operations.items():
@@ -640,6 +661,22 @@ class Monitor:
                 state = "cancelled"
             else:
                 state = ("cancelled" if run.cancelled() else "done") if done else "running"
+            app_id = next(iter(sorted(run.app_ids())), "")
+            app = self.state.applications.get(app_id)
+            sessions = run.sessions()
+            session = sessions[0] if sessions else None
+            context = view.context(
+                app,
+                app_id,
+                session.session_id if session else "",
+                session.user_id if session else "",
+            )
+            end_ms = now_ms
+            if done:
+                ends = [j["completionTimeMs"] for j in jobs if j["completionTimeMs"]]
+                end_ms = max(ends, default=now_ms)
+            samples = view.window(self.state.samples.get(app_id, []), run.started_ms, end_ms)
+            errors = view.operation_errors(run.operations.values())
             traits = {
                 "jobs": jobs,
                 "stages": stages,
@@ -653,28 +690,115 @@ class Monitor:
                 "cancelled_jobs": sorted(run.cancelled_jobs),
                 "agent_error": self._agent_error(),
                 "notices": [dict(n) for n in run.notices],
+                "context": context,
+                "cluster": view.cluster(app),
+                "samples": samples,
+                "errors": errors,
+                "task_lists": {k: dict(v) for k, v in run.task_lists.items()},
+                "hidden": self._hidden,
             }
+
+            def final_bundle() -> tuple[dict, dict, str]:
+                text = text_report(
+                    run.tag,
+                    jobs,
+                    now_ms,
+                    state=state,
+                    notices=run.notices,
+                    stages=stages,
+                    errors=errors,
+                )
+                data, metadata = self._bundle(run.widget, text)
+                if done:
+                    from .report import html_report
+
+                    data["text/html"] = html_report(
+                        run.tag,
+                        jobs,
+                        stages,
+                        now_ms,
+                        context=context,
+                        errors=errors,
+                        state=state,
+                        notices=run.notices,
+                    )
+                return data, metadata, text
+
             if run.widget is None:
                 run.widget = CellWidget(tag=run.tag, **traits)
                 run.widget.on_cancel(partial(self.cancel, run.tag))
-                text = text_report(run.tag, jobs, now_ms, state=state, notices=run.notices)
-                data, metadata = self._bundle(run.widget, text)
+                run.widget.on_tasks(partial(self.request_tasks, run.tag))
+                run.widget.on_hide_all(self.set_hidden)
+                data, metadata, text = final_bundle()
                 self.publisher.display(run.parent, run.display_id, data, metadata)
                 run.final_sent = done
                 run.final_text = text if done else ""
                 return
             with run.widget.hold_sync():
                 for name, value in traits.items():
-                    setattr(run.widget, name, value)
+                    if getattr(run.widget, name) != value:
+                        setattr(run.widget, name, value)
             if done:
-                text = text_report(run.tag, jobs, now_ms, state=state, notices=run.notices)
+                data, metadata, text = final_bundle()
                 if text != run.final_text:
-                    data, metadata = self._bundle(run.widget, text)
                     self.publisher.update(run.display_id, data, metadata)
                     run.final_text = text
             run.final_sent = done
         except Exception:
             log.exception("sparkscope: updating the widget of %s failed", run.tag)
+
+    # -- tasks and hiding, from a widget (a kernel subshell's thread); never block
+
+    def request_tasks(self, tag: str, app_id: str, stage_id: int, attempt_id: int) -> None:
+        """Ask the agent for a stage attempt's tasks (Spark's REST API); the answer goes to the
+        widget's `task_lists`."""
+        key = f"{app_id}/{stage_id}/{attempt_id}"
+        with self._cond:
+            run = self._runs.get(tag)
+            if run is None:
+                return
+            stage = run.stages.get((app_id, stage_id, attempt_id))
+            job = next(
+                (
+                    j
+                    for (app, _), j in run.jobs.items()
+                    if app == app_id and stage is not None and stage_id in j["stageIds"]
+                ),
+                None,
+            )
+            sessions = run.sessions(job) if job is not None else []
+            run.task_lists[key] = {"status": "pending", "ok": False, "code": "", "message": ""}
+            run.urgent = True
+            self._mark(run)
+            agent = self._agent
+
+        def answered(result: dict[str, Any]) -> None:
+            with self._cond:
+                r = self._runs.get(tag)
+                if r is None:
+                    return
+                r.task_lists[key] = {"status": "done", **result}
+                # only the newest few lists are kept: a long timeline is opened a few at a time
+                while len(r.task_lists) > MAX_TASK_LISTS:
+                    del r.task_lists[next(iter(r.task_lists))]
+                r.urgent = True
+                self._mark(r)
+
+        if not sessions:
+            answered(task_list(key, code="not_found", message="not a stage of this cell's jobs"))
+        elif agent is None:
+            answered(task_list(key, code=NO_AGENT, message="not connected to the sparkscope agent"))
+        else:
+            agent.request_tasks(sessions[0], app_id, stage_id, attempt_id, answered)
+
+    def set_hidden(self, hidden: bool) -> None:
+        """Hide (or show again) every sparkscope widget of this kernel."""
+        with self._cond:
+            self._hidden = hidden
+            for run in self._runs.values():
+                if run.widget is not None:
+                    run.urgent = True
+                    self._mark(run)
 
     def _agent_error(self) -> str:
         """Why a Cancel button cannot reach the agent now ("" when it can)."""

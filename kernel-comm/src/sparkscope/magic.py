@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from .extension import Monitor
 
-USAGE = """%sparkscope [--url URL] [--token-file PATH] [--throttle-ms N] [--settle-ms N] [--on|--off]
+USAGE = """%sparkscope [on|off] [--url URL] [--token-file PATH] [--throttle-ms N] [--settle-ms N]
 
 Without options: the agent connection, the followed Spark Connect sessions and the settings.
   --url URL          the agent's stream (default $SPARKSCOPE_URL or ws://127.0.0.1:4740/api/v1/stream)
@@ -22,7 +22,8 @@ Without options: the agent connection, the followed Spark Connect sessions and t
                      token typed into a cell would be saved in the notebook and its history
   --throttle-ms N  at most one widget update per cell every N ms
   --settle-ms N    wait up to N ms after a Spark cell for its final state (0: never)
-  --off / --on     stop / resume tagging cells and following the agent
+  off / on         hide every sparkscope widget and stop tagging cells and following the
+                   agent / show them again and resume (also --off / --on)
 """
 
 
@@ -33,6 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="%sparkscope", add_help=False)
+    p.add_argument("switch", nargs="?", choices=("on", "off"))
     p.add_argument("--url")
     p.add_argument("--token-file")
     p.add_argument("--throttle-ms", type=int)
@@ -49,6 +51,8 @@ def register_magic(shell: InteractiveShell, monitor: Monitor) -> None:
         if args.help:
             print(USAGE)
             return
+        args.on = args.on or args.switch == "on"
+        args.off = args.off or args.switch == "off"
         if args.on and args.off:
             raise UsageError("%sparkscope: --on or --off, not both")
         changes: dict[str, Any] = {}
@@ -65,6 +69,7 @@ def register_magic(shell: InteractiveShell, monitor: Monitor) -> None:
             changes["token"] = token
         if args.on or args.off:
             changes["enabled"] = bool(args.on)
+            monitor.set_hidden(bool(args.off))
         if changes:
             monitor.reconfigure(**changes)
         c = monitor.config

@@ -13,6 +13,9 @@ JobKey = tuple[str, int]  # appId, jobId
 StageKey = tuple[str, int, int]  # appId, stageId, attemptId
 OperationKey = tuple[str, str]  # appId, operationId
 
+# busy-slots samples kept per application (the agent keeps at most its --task-samples)
+MAX_SAMPLES = 20_000
+
 JOB_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "UNKNOWN"})
 OPERATION_TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELED", "CLOSED"})
 
@@ -112,6 +115,35 @@ def normalize_stage(raw: Mapping[str, Any]) -> dict[str, Any]:
         "outputBytes": _int(raw.get("outputBytes")),
         "shuffleReadBytes": _int(raw.get("shuffleReadBytes")),
         "shuffleWriteBytes": _int(raw.get("shuffleWriteBytes")),
+        "memorySpilledBytes": _int(raw.get("memorySpilledBytes")),
+        "diskSpilledBytes": _int(raw.get("diskSpilledBytes")),
+        "gcTimeMs": _int(raw.get("gcTimeMs")),
+        "taskDurations": _durations(raw.get("taskDurations")),
+        "firstFailure": _failure(raw.get("firstFailure")),
+    }
+
+
+def _durations(raw: Any) -> dict[str, int] | None:
+    if not isinstance(raw, dict):
+        return None
+    return {k: _int(raw.get(k)) for k in ("minMs", "medianMs", "maxMs")}
+
+
+def _failure(raw: Any) -> dict[str, Any] | None:
+    """A stage attempt's first failed task (`sparkscope.v1.TaskFailure`)."""
+    if not isinstance(raw, dict):
+        return None
+    return {
+        "taskId": _int(raw.get("taskId")),
+        "index": _int(raw.get("index")),
+        "attempt": _int(raw.get("attempt")),
+        "executorId": _str(raw.get("executorId")),
+        "host": _str(raw.get("host")),
+        "reason": _str(raw.get("reason")),
+        "exceptionClass": _str(raw.get("exceptionClass")),
+        "message": _str(raw.get("message")),
+        "stackTrace": _str(raw.get("stackTrace")),
+        "timeMs": _int(raw.get("timeMs")),
     }
 
 
@@ -162,7 +194,27 @@ def normalize_application(raw: Mapping[str, Any]) -> dict[str, Any]:
         "notices": [
             normalize_notice(n) for n in _list(raw.get("notices")) if isinstance(n, Mapping)
         ],
+        "master": _str(raw.get("master")),
+        "uiLink": _str(raw.get("uiLink")),
+        "connectAddress": _str(raw.get("connectAddress")),
+        "taskSamples": normalize_samples(_dict(raw.get("taskSamples"))),
     }
+
+
+Sample = tuple[int, int, int, int]  # atMs, activeTasks, totalCores, executors
+
+
+def normalize_samples(raw: Mapping[str, Any]) -> list[Sample]:
+    """`sparkscope.v1.TaskSamples` (columns, times as offsets) as (atMs, active, cores,
+    executors) rows, oldest first."""
+    start = _int(raw.get("startMs"))
+    offsets = _ints(raw.get("offsetMs"))
+    columns = [_ints(raw.get(k)) for k in ("activeTasks", "totalCores", "executors")]
+    rows = []
+    for i, off in enumerate(offsets):
+        a, c, e = (col[i] if i < len(col) else 0 for col in columns)
+        rows.append((start + off, a, c, e))
+    return rows
 
 
 def normalize_notice(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,6 +263,9 @@ class StreamState:
         self.jobs: dict[JobKey, dict[str, Any]] = {}
         self.stages: dict[StageKey, dict[str, Any]] = {}
         self.tag_groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # busy task slots per application, oldest first: a snapshot sends them all, a delta
+        # the new ones
+        self.samples: dict[str, list[Sample]] = {}
         # indexes kept in step with the maps above
         self._stage_attempts: dict[tuple[str, int], set[int]] = {}
 
@@ -230,6 +285,11 @@ class StreamState:
         for raw in _list(update.get("applications")):
             app = normalize_application(raw)
             self.applications[app["id"]] = app
+            new = app.pop("taskSamples")
+            if new:
+                kept = self.samples.setdefault(app["id"], [])
+                kept.extend(s for s in new if not kept or s[0] > kept[-1][0])
+                del kept[: max(0, len(kept) - MAX_SAMPLES)]
         for raw in _list(update.get("sessions")):
             sess = normalize_session(raw)
             self.sessions[(sess["appId"], sess["sessionId"])] = sess

@@ -31,6 +31,24 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   (at most 3): `kind` (`resync`: the listener reconnected and live state was restored from Spark;
   `dropped`: events were dropped on the way; `reconciled`: counts were corrected from Spark's
   REST API; `unreconciled`: Spark's REST API could not be asked), `atMs`, `message`.
+- `context` (dict): the cell's application and session: `appId, appName, sparkVersion, master,
+  connectAddress, userId, sessionId, live, uiLink` (Spark's UI for people, "" when unknown).
+- `cluster` (dict): `executors, cores, busy` (tasks running now on the application).
+- `samples` (list of `[atMs, activeTasks, totalCores]`): the application's busy task slots over
+  the cell's run (agent clock), each value holding until the next; at most 400.
+- `errors` (list of dict): the cell's Connect operations that failed, `operationId, message`
+  (an analysis error has no job to show it).
+- `task_lists` (dict): per opened stage attempt, `"<appId>/<stageId>/<attemptId>"` →
+  `{status: pending|done, ok, code, message, total, tasks: [TaskDetail as in
+  docs/streaming-api.md]}`.
+- `view` (str): the view the user chose, `jobs|tasks|timeline`; set by the browser, saved with
+  the notebook.
+- `hidden` (bool): every sparkscope widget of the notebook is hidden (the widget's "Hide all",
+  `%sparkscope off`).
+
+Stages also carry `executorRunTimeMs, memorySpilledBytes, diskSpilledBytes, gcTimeMs`,
+`taskDurations` {`minMs, medianMs, maxMs`} of their successful tasks, and `firstFailure` {`taskId,
+index, attempt, executorId, host, reason, exceptionClass, message, stackTrace, timeMs`}.
 
 Kernel-side traits, not sent to the browser (it draws from the jobs it has):
 
@@ -39,7 +57,8 @@ Kernel-side traits, not sent to the browser (it draws from the jobs it has):
 - `summary` (str): the one-line summary, also the display's `text/plain`.
 
 Cancel reaches the kernel as a custom comm message `{"kind": "cancel", "target": "cell"|"job",
-"jobId", "appId", "requestId"}`. JupyterLab (>= 4.4, `commsOverSubshells`) sends widget comm
+"jobId", "appId", "requestId"}`; opening a stage's tasks as `{"kind": "tasks", "appId", "stageId",
+"attemptId"}`; Hide all / Show as `{"kind": "hide_all"}` / `{"kind": "show_all"}`. JupyterLab (>= 4.4, `commsOverSubshells`) sends widget comm
 messages on a kernel subshell, so a kernel busy with the cell could take them on the subshell's
 thread — but ipykernel 7.4 re-routes each comm message to the subshell its comm last published
 from (`BaseComm._reply_subshell_for`), and this widget publishes from a background thread whose
@@ -76,6 +95,7 @@ JOB_FIELDS = (
     "submissionTimeMs",
     "completionTimeMs",
     "error",
+    "sqlExecutionId",
 )
 STAGE_FIELDS = (
     "appId",
@@ -92,6 +112,12 @@ STAGE_FIELDS = (
     "submissionTimeMs",
     "completionTimeMs",
     "failureReason",
+    "executorRunTimeMs",
+    "memorySpilledBytes",
+    "diskSpilledBytes",
+    "gcTimeMs",
+    "taskDurations",
+    "firstFailure",
 )
 
 
@@ -114,10 +140,19 @@ class CellWidget(anywidget.AnyWidget):
     cancelled_jobs = traitlets.List(traitlets.Int()).tag(sync=True)
     agent_error = traitlets.Unicode("").tag(sync=True)
     notices = traitlets.List(traitlets.Dict()).tag(sync=True)
+    context = traitlets.Dict().tag(sync=True)
+    cluster = traitlets.Dict().tag(sync=True)
+    samples = traitlets.List(traitlets.List()).tag(sync=True)
+    errors = traitlets.List(traitlets.Dict()).tag(sync=True)
+    task_lists = traitlets.Dict().tag(sync=True)
+    view = traitlets.Unicode("jobs").tag(sync=True)
+    hidden = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._cancel_handler: Callable[..., Any] | None = None
+        self._tasks_handler: Callable[..., Any] | None = None
+        self._hide_handler: Callable[[bool], Any] | None = None
         self.on_msg(self._on_custom_msg)
         _route_to_sender(self.comm)
 
@@ -126,8 +161,27 @@ class CellWidget(anywidget.AnyWidget):
         called on the thread that received the comm message, so it must not block."""
         self._cancel_handler = handler
 
+    def on_tasks(self, handler: Callable[..., Any]) -> None:
+        """`handler(app_id=str, stage_id=int, attempt_id=int)` when a user opens a stage's
+        tasks; must not block."""
+        self._tasks_handler = handler
+
+    def on_hide_all(self, handler: Callable[[bool], Any]) -> None:
+        """`handler(hidden)` when a user hides (or shows again) every sparkscope widget."""
+        self._hide_handler = handler
+
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         try:
+            kind = content.get("kind") if isinstance(content, Mapping) else None
+            if kind == "tasks":
+                request = parse_tasks(content)
+                if request is not None and self._tasks_handler is not None:
+                    self._tasks_handler(**request)
+                return
+            if kind in ("hide_all", "show_all"):
+                if self._hide_handler is not None:
+                    self._hide_handler(kind == "hide_all")
+                return
             request = parse_cancel(content)
             if request is None or self._cancel_handler is None:
                 return
@@ -156,6 +210,15 @@ def parse_cancel(content: Any) -> dict[str, Any] | None:
         return None
     app_id = content.get("appId")
     return {**request, "job_id": job_id, "app_id": app_id if isinstance(app_id, str) else None}
+
+
+def parse_tasks(content: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The keyword arguments for `Monitor.request_tasks` from a widget's message, or None."""
+    app_id, stage_id, attempt_id = (content.get(k) for k in ("appId", "stageId", "attemptId"))
+    ints = [v for v in (stage_id, attempt_id) if isinstance(v, int) and not isinstance(v, bool)]
+    if not isinstance(app_id, str) or len(ints) != 2 or min(ints) < 0:
+        return None
+    return {"app_id": app_id, "stage_id": stage_id, "attempt_id": attempt_id}
 
 
 def _route_to_sender(comm: Any) -> None:
@@ -305,6 +368,17 @@ def summarize(jobs: list[Mapping[str, Any]], now_ms: int) -> str:
     )
 
 
+def failure_text(f: Mapping[str, Any]) -> str:
+    """`java.lang.ArithmeticException: / by zero`; the reason when there is no exception."""
+    what = f["exceptionClass"] or f["reason"]
+    return f"{what}: {f['message']}" if f["message"] else what
+
+
+def _short(text: str, limit: int) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
 def _rank(order: tuple[str, ...], status: str) -> int:
     return order.index(status) if status in order else len(order)
 
@@ -316,12 +390,27 @@ def text_report(
     max_jobs: int = 20,
     state: str = "",
     notices: list[Mapping[str, Any]] | None = None,
+    stages: list[Mapping[str, Any]] | None = None,
+    errors: list[Mapping[str, Any]] | None = None,
 ) -> str:
-    """The display's text/plain: the summary, the gaps its numbers went through, and one line
-    per job (nbconvert, terminals)."""
+    """The display's text/plain: the summary, the gaps its numbers went through, the root cause
+    of each failure (shortened), and one line per job (nbconvert, terminals)."""
+    from .view import root_cause
+
     note = " · cancelled" if state == "cancelled" else ""
     lines = [f"sparkscope: {summarize(jobs, now_ms)}{note}  [{tag}]"]
     lines.extend(f"  note: {n['message']}" for n in notices or [])
+    for e in errors or []:
+        lines.append(f"  error: {_short(e['message'], 200)}")
+    for job in jobs:
+        stage = root_cause(job, stages or []) if job["status"] == "FAILED" else None
+        if stage is not None:
+            f = stage["firstFailure"]
+            lines.append(
+                f"  error: job {job['jobId']}, stage {stage['stageId']}: "
+                f"{_short(failure_text(f), 200)} (task {f['index']} attempt {f['attempt']} on "
+                f"executor {f['executorId']}, {f['host']})"
+            )
     for job in jobs[:max_jobs]:
         t = job["tasks"]
         done = job["completionTimeMs"] or now_ms

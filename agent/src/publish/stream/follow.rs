@@ -29,6 +29,8 @@ pub struct Follower {
     max_sessions: usize,
     /// Per application, the generation up to which this subscriber has been sent everything.
     seen: HashMap<String, u64>,
+    /// Per application, the time of the newest busy-slots sample sent.
+    samples_sent: HashMap<String, i64>,
     generation: u64,
     needs_snapshot: bool,
 }
@@ -40,6 +42,7 @@ impl Follower {
             sessions: BTreeSet::new(),
             max_sessions,
             seen: HashMap::new(),
+            samples_sent: HashMap::new(),
             generation: 0,
             needs_snapshot: false,
         }
@@ -93,10 +96,11 @@ impl Follower {
 
     /// What changed since the last update (everything, for a snapshot); `None` when nothing
     /// did. Locks each application briefly, one at a time.
-    pub fn next_update(&mut self, store: &Store) -> Option<pb::Update> {
+    pub fn next_update(&mut self, store: &Store, ui_template: Option<&str>) -> Option<pb::Update> {
         let snapshot = std::mem::take(&mut self.needs_snapshot);
         if snapshot {
             self.seen.clear();
+            self.samples_sent.clear();
         }
         let mut u = pb::Update {
             snapshot,
@@ -133,14 +137,20 @@ impl Follower {
                         session_id: sid.clone(),
                     }));
             }
-            // A new notice reaches every subscriber with a session in this application.
-            let noticed = app.notices_updated() > since
+            // A new notice, or new busy-slots samples, reach every subscriber with a session in
+            // this application.
+            let noticed = (app.notices_updated() > since || app.samples_updated() > since)
                 && self
                     .sessions
                     .iter()
                     .any(|(sid, uid)| app.knows_session(sid, uid));
             if touched || noticed {
-                u.applications.push(proto::application(&app));
+                let after = self.samples_sent.get(app.id()).copied().unwrap_or(i64::MIN);
+                let a = proto::application(&app, after, ui_template);
+                if let Some(last) = app.samples().next_back() {
+                    self.samples_sent.insert(app.id().to_owned(), last.at_ms);
+                }
+                u.applications.push(a);
             }
         }
         if !snapshot && u.applications.is_empty() {

@@ -5,7 +5,7 @@
 use super::follow::{FollowError, Follower};
 use super::subscriber::{self, Close, Gone, Incoming, Transport};
 use super::Streams;
-use crate::auth::{self, AuthError};
+use crate::auth::{self, AuthError, Principal};
 use sparkscope_proto::sparkscope::v1 as pb;
 use sparkscope_proto::sparkscope::v1::monitor_server::{Monitor, MonitorServer};
 use std::pin::Pin;
@@ -36,18 +36,7 @@ impl Monitor for MonitorService {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<UpdateStream>, Status> {
-        let given = auth::bearer(
-            req.metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok()),
-        );
-        let principal = match self.streams.auth.identify(given).await {
-            Ok(p) => p,
-            Err(e @ AuthError::Unavailable(_)) => {
-                return Err(Status::unavailable(format!("subscriber: {e}")))
-            }
-            Err(e) => return Err(Status::unauthenticated(format!("subscriber: {e}"))),
-        };
+        let principal = self.identify(req.metadata()).await?;
         let mut follower = Follower::new(self.streams.cfg.max_sessions, principal);
         follower
             .subscribe(&req.get_ref().sessions)
@@ -69,6 +58,35 @@ impl Monitor for MonitorService {
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    async fn tasks(
+        &self,
+        req: Request<pb::TaskListRequest>,
+    ) -> Result<Response<pb::TaskList>, Status> {
+        let principal = self.identify(req.metadata()).await?;
+        let req = req.into_inner();
+        if !principal.may_follow(&req.user_id) {
+            return Err(Status::permission_denied(format!(
+                "the sessions of user '{}' are not this subscriber's to see",
+                req.user_id
+            )));
+        }
+        Ok(Response::new(self.streams.tasks.list(&req).await))
+    }
+}
+
+impl MonitorService {
+    /// Who the call's `authorization` metadata says the caller is.
+    async fn identify(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
+        let given = auth::bearer(metadata.get("authorization").and_then(|v| v.to_str().ok()));
+        match self.streams.auth.identify(given).await {
+            Ok(p) => Ok(p),
+            Err(e @ AuthError::Unavailable(_)) => {
+                Err(Status::unavailable(format!("subscriber: {e}")))
+            }
+            Err(e) => Err(Status::unauthenticated(format!("subscriber: {e}"))),
+        }
+    }
 }
 
 struct GrpcTransport {
@@ -83,8 +101,8 @@ impl Transport for GrpcTransport {
         let item = match msg.kind {
             Some(Kind::Update(u)) => Ok(u),
             Some(Kind::Error(e)) => Err(Status::invalid_argument(e.message)),
-            // Nothing a gRPC client sends leads to these.
-            Some(Kind::CancelResult(_)) | None => return Ok(()),
+            // Nothing a gRPC client sends on the stream leads to these.
+            Some(Kind::CancelResult(_) | Kind::Tasks(_)) | None => return Ok(()),
         };
         self.tx.send(item).await.map_err(|_| Gone)
     }

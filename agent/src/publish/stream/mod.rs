@@ -9,6 +9,7 @@ pub mod subscriber;
 pub mod ws;
 
 use crate::auth::{SubscriberAuth, SubscriberAuthConfig};
+use crate::control::tasks::TaskLister;
 use crate::control::Control;
 use crate::model::Store;
 use crate::shutdown::Shutdown;
@@ -32,6 +33,8 @@ pub struct StreamConfig {
     pub max_sessions: usize,
     /// Subscribers at once, WebSocket and gRPC together.
     pub max_subscribers: usize,
+    /// The operator's Spark UI address for people (`--spark-ui-link-template`).
+    pub ui_link_template: Option<String>,
 }
 
 impl Default for StreamConfig {
@@ -42,6 +45,7 @@ impl Default for StreamConfig {
             slow_timeout: Duration::from_secs(5),
             max_sessions: 64,
             max_subscribers: 4096,
+            ui_link_template: None,
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct Streams {
     pub store: Arc<Store>,
     /// Where subscribers' cancel requests go.
     pub control: Arc<Control>,
+    /// Where their requests for a stage's tasks go.
+    pub tasks: Arc<TaskLister>,
     pub cfg: StreamConfig,
     /// Subscribers are told when the agent shuts down, after their cancels are answered.
     pub shutdown: Shutdown,

@@ -63,8 +63,9 @@ pub async fn serve<T: Transport>(
     let cfg = streams.cfg.clone();
     let mut shutdown = streams.shutdown.clone();
     let mut changes = streams.store.changes();
-    // Cancels run as their own tasks so updates keep flowing; results come back here.
-    let (results_tx, mut results) = mpsc::channel::<pb::CancelResult>(16);
+    // Cancels and task lists run as their own tasks so updates keep flowing; their answers come
+    // back here.
+    let (results_tx, mut results) = mpsc::channel::<pb::ServerMessage>(16);
     let mut in_flight = 0usize;
     let mut dirty = false;
     let mut last_sent: Option<Instant> = None;
@@ -76,7 +77,9 @@ pub async fn serve<T: Transport>(
         let wants = follower.follows_anything() && (dirty || follower.needs_snapshot());
         if wants && Instant::now() >= due {
             dirty = false;
-            if let Some(update) = follower.next_update(&streams.store) {
+            if let Some(update) =
+                follower.next_update(&streams.store, cfg.ui_link_template.as_deref())
+            {
                 if update.snapshot && update.generation > 1 {
                     telemetry::resync(T::NAME);
                 }
@@ -109,15 +112,25 @@ pub async fn serve<T: Transport>(
                         let (control, done) = (streams.control.clone(), results_tx.clone());
                         in_flight += 1;
                         tokio::spawn(async move {
-                            let _ = done.send(control.cancel(&req, false).await).await;
+                            let result = control.cancel(&req, false).await;
+                            let _ = done.send(cancel_message(result)).await;
+                        });
+                        None
+                    }
+                    Handled::Tasks(req) => {
+                        let (tasks, done) = (streams.tasks.clone(), results_tx.clone());
+                        in_flight += 1;
+                        tokio::spawn(async move {
+                            let list = tasks.list(&req).await;
+                            let _ = done.send(tasks_message(list)).await;
                         });
                         None
                     }
                 },
             },
-            Some(result) = results.recv() => {
+            Some(answer) = results.recv() => {
                 in_flight -= 1;
-                Some(cancel_message(result))
+                Some(answer)
             }
             changed = changes.changed() => {
                 if changed.is_err() {
@@ -138,12 +151,9 @@ pub async fn serve<T: Transport>(
     // grace), then the client is told.
     while in_flight > 0 {
         match tokio::time::timeout(cfg.slow_timeout, results.recv()).await {
-            Ok(Some(result)) => {
+            Ok(Some(answer)) => {
                 in_flight -= 1;
-                if send(&mut t, cancel_message(result), cfg.slow_timeout)
-                    .await
-                    .is_err()
-                {
+                if send(&mut t, answer, cfg.slow_timeout).await.is_err() {
                     return;
                 }
             }
@@ -162,6 +172,8 @@ pub enum Handled {
     Cancel(pb::CancelRequest),
     /// Refused: the session is not one the requester follows.
     Forbidden(pb::CancelRequest, String),
+    /// Allowed: list the tasks of a stage of a followed session.
+    Tasks(pb::TaskListRequest),
 }
 
 /// A text frame, read as a `ClientMessage`.
@@ -205,9 +217,27 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
             );
             Handled::Forbidden(req, message)
         }
+        Some(Kind::Tasks(req)) if follower.follows(&req.session_id, &req.user_id) => {
+            Handled::Tasks(req)
+        }
+        Some(Kind::Tasks(req)) => {
+            let message = format!(
+                "this subscriber does not follow session {} of user '{}'",
+                req.session_id, req.user_id
+            );
+            Handled::Reply(tasks_message(pb::TaskList {
+                request_id: req.request_id,
+                app_id: req.app_id,
+                stage_id: req.stage_id,
+                attempt_id: req.attempt_id,
+                code: "forbidden".to_owned(),
+                message,
+                ..Default::default()
+            }))
+        }
         None => Handled::Reply(error(
             "bad_request",
-            "empty ClientMessage: expected subscribe, unsubscribe or cancel",
+            "empty ClientMessage: expected subscribe, unsubscribe, cancel or tasks",
         )),
     }
 }
@@ -227,6 +257,12 @@ async fn send<T: Transport>(
 fn update_message(update: pb::Update) -> pb::ServerMessage {
     pb::ServerMessage {
         kind: Some(pb::server_message::Kind::Update(update)),
+    }
+}
+
+fn tasks_message(list: pb::TaskList) -> pb::ServerMessage {
+    pb::ServerMessage {
+        kind: Some(pb::server_message::Kind::Tasks(list)),
     }
 }
 

@@ -103,6 +103,7 @@ final class Sender implements Runnable {
     private final LiveState live;
     private final List<StageCounters> tracked = new ArrayList<>();
     private final long[] snap = new long[StageCounters.SNAPSHOT_SIZE];
+    private final int[] snapDurations = new int[Durations.BUCKETS];
     private final Map<String, Method> accessors = new HashMap<>();
     private final ObjectMapper mapper = new ObjectMapper();
     private Constructor<?> jobStartCtor;
@@ -544,7 +545,7 @@ final class Sender implements Runnable {
         for (int i = 0; i < tracked.size(); i++) {
             StageCounters c = tracked.get(i);
             boolean retired = c.retired; // read first: a retired attempt's snapshot is final
-            long seq = c.snapshot(snap);
+            long seq = c.snapshot(snap, snapDurations);
             if (seq >= 0 && (all || seq != c.sentSeq)) {
                 c.sentSeq = seq;
                 String line = progressLine(c, now);
@@ -561,7 +562,7 @@ final class Sender implements Runnable {
     }
 
     private String progressLine(StageCounters c, long now) {
-        return new Json("SparkscopeStageProgress")
+        Json line = new Json("SparkscopeStageProgress")
                 .field("time", now)
                 .field("stageId", c.stageId)
                 .field("stageAttemptId", c.attemptId)
@@ -575,7 +576,17 @@ final class Sender implements Runnable {
                 .field("outputBytes", snap[StageCounters.OUTPUT_BYTES])
                 .field("shuffleReadBytes", snap[StageCounters.SHUFFLE_READ_BYTES])
                 .field("shuffleWriteBytes", snap[StageCounters.SHUFFLE_WRITE_BYTES])
-                .end();
+                .field("memoryBytesSpilled", snap[StageCounters.MEMORY_SPILLED])
+                .field("diskBytesSpilled", snap[StageCounters.DISK_SPILLED])
+                .field("jvmGcTime", snap[StageCounters.GC_TIME]);
+        long min = snap[StageCounters.DURATION_MIN];
+        long max = snap[StageCounters.DURATION_MAX];
+        if (min >= 0) {
+            line.field("durationMinMs", min)
+                    .field("durationMedianMs", Durations.quantile(snapDurations, 0.5, min, max))
+                    .field("durationMaxMs", max);
+        }
+        return line.end();
     }
 
     private long dropped() {
@@ -750,6 +761,7 @@ final class Sender implements Runnable {
                 .field("nonce", nonce)
                 .field("startTime", startTime)
                 .field("sparkUser", sparkUser())
+                .field("master", conf.get("spark.master", ""))
                 .field("taskEvents", "coalesced")
                 .field("uiUrl", uiUrl())
                 .end();

@@ -184,7 +184,8 @@ public class SparkscopeListener extends SparkListener {
                 c.taskEnded(outcome, extraStart, m.executorRunTime(), m.executorCpuTime(),
                         m.inputMetrics().bytesRead(), m.outputMetrics().bytesWritten(),
                         m.shuffleReadMetrics().totalBytesRead(),
-                        m.shuffleWriteMetrics().bytesWritten());
+                        m.shuffleWriteMetrics().bytesWritten(), m.memoryBytesSpilled(),
+                        m.diskBytesSpilled(), m.jvmGCTime());
             } else {
                 c.taskEnded(outcome, extraStart, 0, 0, 0, 0, 0, 0);
             }

@@ -20,7 +20,13 @@ final class StageCounters {
     static final int SHUFFLE_READ_BYTES = 8;
     static final int SHUFFLE_WRITE_BYTES = 9;
     static final int COMPLETED = 10;
-    static final int SNAPSHOT_SIZE = 11;
+    static final int MEMORY_SPILLED = 11;
+    static final int DISK_SPILLED = 12;
+    static final int GC_TIME = 13;
+    /** Shortest and longest run time of a successful task; -1 before the first. */
+    static final int DURATION_MIN = 14;
+    static final int DURATION_MAX = 15;
+    static final int SNAPSHOT_SIZE = 16;
 
     private static final VarHandle SEQ;
 
@@ -47,6 +53,13 @@ final class StageCounters {
     private long outputBytes;
     private long shuffleReadBytes;
     private long shuffleWriteBytes;
+    private long memorySpilled;
+    private long diskSpilled;
+    private long gcTime;
+    private long durationMin = -1;
+    private long durationMax = -1;
+    /** Run times of successful tasks (Durations buckets): the stage's median, for skew hints. */
+    private final int[] durations = new int[Durations.BUCKETS];
     private boolean completed;
 
     /** Set by the bus thread after its last write; the sender then sends a final line and forgets it. */
@@ -85,11 +98,24 @@ final class StageCounters {
      */
     void taskEnded(int outcome, int extraStart, long run, long cpu, long in, long out, long shRead,
             long shWrite) {
+        taskEnded(outcome, extraStart, run, cpu, in, out, shRead, shWrite, 0, 0, 0);
+    }
+
+    /** The same, with the spill and GC time of the task. */
+    void taskEnded(int outcome, int extraStart, long run, long cpu, long in, long out, long shRead,
+            long shWrite, long memSpill, long diskSpill, long gc) {
         long next = beginWrite();
         started += extraStart;
         switch (outcome) {
             case SUCCEEDED:
                 succeeded++;
+                durations[Durations.bucket(run)]++;
+                if (durationMin < 0 || run < durationMin) {
+                    durationMin = run;
+                }
+                if (run > durationMax) {
+                    durationMax = run;
+                }
                 break;
             case KILLED:
                 killed++;
@@ -104,6 +130,9 @@ final class StageCounters {
         outputBytes += out;
         shuffleReadBytes += shRead;
         shuffleWriteBytes += shWrite;
+        memorySpilled += memSpill;
+        diskSpilled += diskSpill;
+        gcTime += gc;
         endWrite(next);
     }
 
@@ -125,6 +154,11 @@ final class StageCounters {
      * kept the lock through every retry (the caller simply tries again next flush).
      */
     long snapshot(long[] out) {
+        return snapshot(out, null);
+    }
+
+    /** The same, also copying the duration histogram into {@code hist} when it is not null. */
+    long snapshot(long[] out, int[] hist) {
         for (int attempt = 0; attempt < 64; attempt++) {
             long s1 = (long) SEQ.getAcquire(this);
             if ((s1 & 1) != 0) {
@@ -142,6 +176,14 @@ final class StageCounters {
             out[SHUFFLE_READ_BYTES] = shuffleReadBytes;
             out[SHUFFLE_WRITE_BYTES] = shuffleWriteBytes;
             out[COMPLETED] = completed ? 1 : 0;
+            out[MEMORY_SPILLED] = memorySpilled;
+            out[DISK_SPILLED] = diskSpilled;
+            out[GC_TIME] = gcTime;
+            out[DURATION_MIN] = durationMin;
+            out[DURATION_MAX] = durationMax;
+            if (hist != null) {
+                System.arraycopy(durations, 0, hist, 0, Durations.BUCKETS);
+            }
             VarHandle.loadLoadFence();
             if ((long) SEQ.getOpaque(this) == s1) {
                 return s1;

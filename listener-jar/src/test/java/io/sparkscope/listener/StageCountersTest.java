@@ -39,4 +39,42 @@ class StageCountersTest {
         c.snapshot(snap);
         assertEquals(1, snap[StageCounters.COMPLETED]);
     }
+
+    @Test
+    void successfulRunTimesGiveMinMedianMaxAndSpillAndGcAddUp() {
+        StageCounters c = new StageCounters(1, 0);
+        long[] snap = new long[StageCounters.SNAPSHOT_SIZE];
+        int[] hist = new int[Durations.BUCKETS];
+        c.snapshot(snap, hist);
+        assertEquals(-1, snap[StageCounters.DURATION_MIN], "no successful task yet");
+        // nine tasks of about 100 ms and one straggler of 5 s
+        for (int i = 0; i < 9; i++) {
+            c.taskEnded(StageCounters.SUCCEEDED, 0, 95 + i, 0, 0, 0, 0, 0, 1000, 10, 5);
+        }
+        c.taskEnded(StageCounters.SUCCEEDED, 0, 5000, 0, 0, 0, 0, 0, 0, 0, 50);
+        c.taskEnded(StageCounters.FAILED, 0, 99999, 0, 0, 0, 0, 0, 0, 0, 0); // not a duration
+        c.snapshot(snap, hist);
+        assertEquals(95, snap[StageCounters.DURATION_MIN]);
+        assertEquals(5000, snap[StageCounters.DURATION_MAX]);
+        long median = Durations.quantile(hist, 0.5, 95, 5000);
+        assertTrue(median >= 80 && median <= 112, "median " + median);
+        assertEquals(9000, snap[StageCounters.MEMORY_SPILLED]);
+        assertEquals(90, snap[StageCounters.DISK_SPILLED]);
+        assertEquals(95, snap[StageCounters.GC_TIME]);
+    }
+
+    @Test
+    void durationBucketsCoverEveryValueWithinAQuarter() {
+        int last = -1;
+        for (long ms = 0; ms < 1L << 22; ms = ms < 64 ? ms + 1 : ms + ms / 7) {
+            int b = Durations.bucket(ms);
+            assertTrue(b >= last, "buckets grow with the value");
+            last = b;
+            long lo = Durations.lower(b);
+            assertTrue(lo <= ms && ms < Durations.lower(b + 1), ms + " in bucket " + b);
+            assertTrue(ms - lo <= Math.max(1, ms / 4), ms + " is far from " + lo);
+        }
+        assertEquals(Durations.BUCKETS - 1, Durations.bucket(Long.MAX_VALUE));
+        assertEquals(-1, Durations.quantile(new int[Durations.BUCKETS], 0.5, 0, 0));
+    }
 }
