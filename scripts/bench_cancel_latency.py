@@ -175,7 +175,7 @@ def run(args: argparse.Namespace, work: Path) -> list[dict]:
     binary = harness.agent_binary()
     jar = harness.listener_jar()
     if binary is None or jar is None:
-        sys.exit("build the agent (cargo build --release) and the listener (listener-jar/build.sh)")
+        sys.exit("build and install sparkscope first: make setup")
     if browser.chromium_path() is None or not browser.playwright_available():
         sys.exit("needs Debian's chromium (/usr/bin/chromium) and the playwright Python package")
     root = work / "lab-root"

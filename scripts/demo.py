@@ -10,13 +10,14 @@ stops right after the workload).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import secrets
 import shutil
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def workload(spark, user: str, errors: list[str]) -> None:
         try:
             run()
         except PySparkException as e:  # the failing cell is part of the show
-            errors.append(f"{user} {tag}: {type(e).__name__}")
+            first = str(e).splitlines()[0] if str(e) else ""
+            first = first if len(first) <= 100 else first[:99] + "…"
+            errors.append(f"{user} {tag}: {type(e).__name__}: {first}")
         finally:
             if tag:
                 spark.removeTag(f"{user}-{tag}")
@@ -112,27 +115,24 @@ def main() -> int:
     ap.add_argument("--exit", action="store_true", help="stop right after the workload")
     args = ap.parse_args()
     interactive = sys.stdin.isatty() and not args.exit
+    # pyspark's Connect client logs every failed query with its whole JVM stack trace, as pages
+    # of JSON; the demo's failures are expected and shown as one line each instead.
+    logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
 
     work = ROOT / ".demo"
     binary = harness.agent_binary()
-    jar = harness.listener_jar()
-    if binary is None or jar is None:
+    if binary is None:
         print("build first: make setup", file=sys.stderr)
         return 2
-    token = secrets.token_hex(16)
-
-    with (
-        harness.Agent(binary, work, token=token) as agent,
-        harness.SparkConnectServer(
-            work,
-            listener_jar=jar,
-            agent_addr=agent.ingest_addr,
-            token=token,
-            event_log_dir=work / "spark-events",
-        ) as server,
-    ):
-        print(f"Spark Connect server  {server.grpc_url}   (Spark UI {server.ui_url})")
-        print(f"sparkscope agent      {agent.url}/api/v1/applications")
+    # `sparkscope server`, as a user runs it: Spark Connect with the listener, the agent beside
+    # it, credentials for the run in <home> (SPARKSCOPE_HOME), where notebooks find them.
+    home = work / "home"
+    events = work / "spark-events"
+    events.mkdir(parents=True, exist_ok=True)
+    conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": events.resolve().as_uri()}
+    with harness.SparkscopeServer(binary, work, home, conf=conf) as server:
+        print(server.banner)
         sessions = {u: harness.connect_session(server.remote_url(user_id=u)) for u in USERS}
         errors: list[str] = []
         threads = [
@@ -144,7 +144,7 @@ def main() -> int:
         clear = "\033[H\033[J" if sys.stdout.isatty() else ""
         shown = ""
         while any(t.is_alive() for t in threads):
-            view = render(agent.applications())
+            view = render(server.applications())
             if view != shown:  # a terminal redraws; a log gets each new state once
                 print(clear + view, flush=True)
                 shown = view
@@ -152,8 +152,10 @@ def main() -> int:
         for t in threads:
             t.join()
         time.sleep(0.5)
-        print(clear + render(agent.applications()))
-        print("\nexpected failures:", "; ".join(errors) or "none")
+        print(clear + render(server.applications()))
+        print("\nexpected failures:")
+        for line in errors or ["none"]:
+            print("  " + line)
         for s in sessions.values():
             s.stop()
         if not interactive:
@@ -163,22 +165,19 @@ def main() -> int:
         example = notebooks / "demo.ipynb"
         if not example.exists():  # keep the user's edits across demo runs
             shutil.copy(ROOT / "kernel-comm" / "examples" / "demo.ipynb", example)
+        # Nothing sparkscope-specific for the kernels but where the server left the token: the
+        # stream's URL comes from the Connect server (spark.sparkscope.streamUrl).
         env = {
             "SPARK_REMOTE": server.remote_url(user_id=os.environ.get("USER", "demo")),
-            "SPARKSCOPE_URL": agent.stream_url,
-            "SPARKSCOPE_TOKEN": agent.subscriber_token,
+            "SPARKSCOPE_HOME": str(home),
         }
-        # The JSON API's token in a file only this user can read, never on a command line.
-        token_file = work / "api-token"
-        token_file.touch(mode=0o600)
-        token_file.write_text(agent.api_token + "\n")
         with harness.JupyterLab(notebooks, work / "jupyter", env=env) as lab:
             print(f"\nJupyterLab with the example notebook:\n  {lab.notebook_url('demo.ipynb')}")
             print(
                 "the agent's JSON:  curl -s -H \"Authorization: Bearer $(cat "
-                f'{token_file.relative_to(ROOT)})" {agent.url}/api/v1/applications'
+                f'{(home / "api-token").relative_to(ROOT)})" {server.url}/api/v1/applications'
             )
-            print(f"its metrics:       curl -s {agent.url}/metrics")
+            print(f"its metrics:       curl -s {server.url}/metrics")
             print("Ctrl-C to stop everything.")
             try:
                 while True:

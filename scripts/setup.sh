@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything sparkscope's demo and tests need, from the package registries only:
 # Debian packages (Java 17, Chromium), a Python venv with pyspark[connect], JupyterLab and the
-# kernel extension from PyPI and the repo, the listener jar
-# (compiled against that pyspark's Spark jars) and the agent (cargo, from crates.io).
+# kernel extension's dependencies from PyPI, and sparkscope's own wheel (the agent built by
+# maturin from crates.io sources, the kernel extension, the listener jar compiled against that
+# pyspark's Spark jars), installed into the venv with pip.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,17 +62,18 @@ if [ ! -x "$chp" ]; then
 fi
 echo "installed"
 
-log "kernel extension (kernel-comm, editable)"
-if ! .venv/bin/python -c 'import sparkscope' >/dev/null 2>&1; then
-  .venv/bin/pip install -q --no-deps -e kernel-comm
+log "sparkscope's wheel (the agent, the kernel extension and the listener jar), installed as a user would"
+# Rebuilt when a source it packs changed; the stamp is the hash of those sources.
+sources=$( { git ls-files -co --exclude-standard Cargo.toml Cargo.lock agent proto kernel-comm/pyproject.toml \
+    kernel-comm/README.md kernel-comm/src listener-jar/src listener-jar/build.sh; } | grep -v '/jars/' | sort)
+want=$(cat $sources | sha256sum | cut -d' ' -f1)
+stamp=.venv/.wheel.sha
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/sparkscope listener-jar >/dev/null 2>&1; then
+  wheel=$(bash scripts/wheel.sh | tail -1)
+  .venv/bin/pip uninstall -q -y sparkscope >/dev/null 2>&1 || true
+  .venv/bin/pip install -q "$wheel"
+  echo "$want" > "$stamp"
+  echo "installed $wheel ($(du -h "$wheel" | cut -f1))"
 else
-  echo "installed"
+  echo "up to date"
 fi
-
-log "listener jar"
-SPARK_HOME=$(.venv/bin/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))') \
-  bash listener-jar/build.sh
-
-log "agent (cargo build --release)"
-cargo build --release --locked -q
-echo "built target/release/sparkscope"

@@ -17,7 +17,14 @@ log "rust tests (property tests: 2,000 cases each; scripts/fuzz.sh runs a millio
 cargo test --workspace --locked -q
 log "listener unit tests (JUnit 5)"
 bash listener-jar/test.sh
+# From here on, what is tested is the installed wheel (as a user gets it), not the source tree.
+log "the installed wheel"
+.venv/bin/python - <<'PY'
+import sparkscope, sparkscope.install as i
+assert "site-packages" in sparkscope.__file__, f"sparkscope imported from {sparkscope.__file__}"
+print("package", sparkscope.__file__, "| agent", i.binary(), "| listener", i.listener_jar())
+PY
 log "kernel extension tests (in-process IPython, a recorded agent stream, one real notebook run)"
-SPARKSCOPE_BIN="$PWD/target/release/sparkscope" .venv/bin/python -m pytest kernel-comm/tests -q
+SPARKSCOPE_E2E_STRICT=1 .venv/bin/python -m pytest kernel-comm/tests -q
 log "end-to-end tests (real Spark Connect server, JupyterLab in Chromium, Prometheus)"
-SPARKSCOPE_BIN="$PWD/target/release/sparkscope" .venv/bin/python -m pytest tests -q -rA "$@"
+SPARKSCOPE_E2E_STRICT=1 .venv/bin/python -m pytest tests -q -rA "$@"

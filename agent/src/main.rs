@@ -1,5 +1,5 @@
-//! The `sparkscope` command: `serve` runs the agent beside a Spark Connect server, `replay`
-//! reads Spark event logs through the same pipeline.
+//! The `sparkscope` command: `serve` runs the agent beside a Spark Connect server, `server` runs
+//! both on this machine, `replay` reads Spark event logs through the same pipeline.
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -48,8 +48,45 @@ enum Command {
     Replay(ReplayArgs),
     /// Stop a Connect session's work through a running agent (operators; needs the admin token).
     Cancel(CancelArgs),
+    /// Run a local Spark Connect server (the installed pyspark's Spark) with the listener
+    /// attached, and the agent beside it; Ctrl-C stops both. Credentials are made for the run and
+    /// written to ~/.sparkscope (SPARKSCOPE_HOME), where notebooks on this machine find them.
+    Server(Box<ServerArgs>),
+    /// Print the path of the listener jar installed with this binary (for --jars).
+    ListenerJar,
     /// Print the catalog of Prometheus metrics (Markdown), as kept in docs/metrics.md.
     MetricsCatalog,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Spark master of the server.
+    #[arg(long, default_value = "local[*]", env = "SPARKSCOPE_SPARK_MASTER")]
+    master: String,
+    /// Spark Connect's port (bound to 127.0.0.1).
+    #[arg(long, default_value_t = 15002, env = "SPARKSCOPE_CONNECT_PORT")]
+    connect_port: u16,
+    /// Spark's home; by default SPARK_HOME, else the pyspark installed beside sparkscope.
+    #[arg(long)]
+    spark_home: Option<PathBuf>,
+    /// A Spark conf for the server, `key=value`; repeatable.
+    #[arg(long = "conf", value_name = "KEY=VALUE", value_parser = parse_conf)]
+    confs: Vec<(String, String)>,
+    /// Seconds the server gets to start listening.
+    #[arg(long, default_value_t = 180)]
+    startup_timeout_seconds: u64,
+    /// Seconds Spark gets to stop on Ctrl-C before it is killed.
+    #[arg(long, default_value_t = 60)]
+    stop_timeout_seconds: u64,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+fn parse_conf(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
 }
 
 #[derive(Args)]
@@ -250,6 +287,14 @@ struct ServeArgs {
     /// On SIGINT/SIGTERM, how long open connections get to finish.
     #[arg(long, default_value_t = 5, env = "SPARKSCOPE_SHUTDOWN_GRACE_SECONDS")]
     shutdown_grace_seconds: u64,
+    /// Once listening, write the bound addresses to this file as JSON (`ingest`, `http`,
+    /// `grpc`): with port 0 in an address the system picks a free port.
+    #[arg(long, env = "SPARKSCOPE_ADDRESSES_FILE")]
+    addresses_file: Option<PathBuf>,
+    /// Stop when the process with this id is no longer this one's parent (a notebook kernel's
+    /// private agent stops with its kernel, however the kernel ends).
+    #[arg(long, env = "SPARKSCOPE_PARENT_PID")]
+    parent_pid: Option<u32>,
 }
 
 #[derive(Args)]
@@ -358,6 +403,17 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(serve(*args))
         }
+        Command::Server(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("sparkscope")
+                .build()?;
+            rt.block_on(server(*args))
+        }
+        Command::ListenerJar => {
+            println!("{}", sparkscope::install::listener_jar()?.display());
+            Ok(())
+        }
     }
 }
 
@@ -454,7 +510,77 @@ async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = Config {
+    let (addresses_file, parent) = (args.addresses_file.clone(), args.parent_pid);
+    let agent = Agent::build(config(args)).await?;
+    if let Some(path) = addresses_file {
+        let a = agent.addrs();
+        let json = serde_json::json!({
+            "ingest": a.ingest.to_string(),
+            "http": a.http.to_string(),
+            "grpc": a.grpc.to_string(),
+        });
+        // Whole or not at all: the reader polls for the file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let agent = agent.spawn();
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = parent_gone(parent) => tracing::info!("parent process gone"),
+    }
+    tracing::info!("shutting down");
+    if agent.shutdown().await == Drained::TimedOut {
+        tracing::warn!("grace period over; exiting with connections still open");
+    }
+    Ok(())
+}
+
+async fn server(mut args: ServerArgs) -> anyhow::Result<()> {
+    use sparkscope::local::{new_token, Credentials, SparkOptions};
+    let serve = &mut args.serve;
+    let listener = match &serve.listener_token {
+        Some(t) => t.clone(),
+        None => new_token()?,
+    };
+    serve.listener_token = Some(listener.clone());
+    // The stream's token for notebooks on this machine, unless subscribers are identified
+    // another way.
+    let identified = serve.subscriber_tokens_file.is_some()
+        || serve.jupyterhub_api_url.is_some()
+        || serve.allow_anonymous_subscribers;
+    let subscriber = match &serve.subscriber_token {
+        Some(t) => Some(t.clone()),
+        None if identified => None,
+        None => Some(new_token()?),
+    };
+    serve.subscriber_token = subscriber.clone();
+    let api = match (&serve.api_token, serve.allow_anonymous_api) {
+        (Some(t), _) => Some(t.clone()),
+        (None, true) => None,
+        (None, false) => Some(new_token()?),
+    };
+    serve.api_token = api.clone();
+    let spark = SparkOptions {
+        spark_home: args.spark_home,
+        master: args.master,
+        connect_port: args.connect_port,
+        confs: args.confs,
+        startup_timeout: Duration::from_secs(args.startup_timeout_seconds),
+        stop_timeout: Duration::from_secs(args.stop_timeout_seconds),
+    };
+    let creds = Credentials {
+        listener,
+        subscriber,
+        api,
+    };
+    sparkscope::local::run(config(args.serve), spark, creds, shutdown_signal()).await
+}
+
+/// The agent's configuration from its flags.
+fn config(args: ServeArgs) -> Config {
+    Config {
         ingest_addr: args.ingest,
         http_addr: args.http,
         grpc_addr: args.grpc,
@@ -516,14 +642,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .zip(args.tls_key)
             .map(|(cert, key)| TlsConfig { cert, key }),
         ..Config::default()
-    };
-    let agent = Agent::build(cfg).await?.spawn();
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    if agent.shutdown().await == Drained::TimedOut {
-        tracing::warn!("grace period over; exiting with connections still open");
     }
-    Ok(())
+}
+
+/// Resolves once `pid` is no longer this process's parent; never without a pid.
+async fn parent_gone(pid: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(pid) = pid {
+        loop {
+            if std::os::unix::process::parent_id() != pid {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 async fn shutdown_signal() {

@@ -27,6 +27,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("clock", &[]),
     ("shutdown", &[]),
     ("tls", &[]),
+    ("install", &[]),
+    ("local", &["agent", "install"]),
 ];
 
 type ModPath = Vec<String>;

@@ -827,3 +827,68 @@ fn jobs_that_ran_through_a_gap_are_asked_about_until_spark_reports_them_ended() 
         "nothing left to ask about"
     );
 }
+
+#[test]
+fn a_classic_session_is_its_application_and_job_tags_are_its_cells() {
+    use sparkscope::model::event::ListenerInfo;
+    let hello = |classic_session| ListenerInfo {
+        app_id: "local-1".into(),
+        spark_user: "ana".into(),
+        classic_session,
+        ..ListenerInfo::default()
+    };
+    let mut classic = app();
+    classic.listener_connected(1, hello(true), [127, 0, 0, 1].into());
+    // followable before its first job
+    assert!(classic.knows_session("local-1", "ana"));
+    assert!(!classic.knows_session("local-1", "bob"));
+    feed(
+        &mut classic,
+        &[job_start(
+            0,
+            &[stage_info(0, 0, 2, false, false)],
+            "sparkscope-cell-b,sparkscope-cell-a",
+        )],
+    );
+    let job = classic.job(0).expect("job 0");
+    assert_eq!(
+        job.connect,
+        Some(ConnectRef {
+            user_id: "ana".into(),
+            session_id: "local-1".into(),
+            operation_id: String::new(),
+            tags: vec!["sparkscope-cell-a".into(), "sparkscope-cell-b".into()],
+        })
+    );
+    // what a subscriber following the session gets: the job, and one group per job tag
+    let slice = classic.session_slice("local-1", "ana", 0);
+    assert_eq!(slice.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), [0]);
+    assert_eq!(slice.stages.len(), 1);
+    let groups: Vec<_> = slice
+        .tag_groups
+        .iter()
+        .map(|g| (g.tag, g.job_ids.clone()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("sparkscope-cell-a", vec![0]),
+            ("sparkscope-cell-b", vec![0])
+        ]
+    );
+    assert!(classic.session_slice("local-1", "bob", 0).jobs.is_empty());
+
+    // the same job on a Connect server (no classic session) belongs to no session
+    let mut shared = app();
+    shared.listener_connected(1, hello(false), [127, 0, 0, 1].into());
+    feed(
+        &mut shared,
+        &[job_start(
+            0,
+            &[stage_info(0, 0, 2, false, false)],
+            "sparkscope-cell-a",
+        )],
+    );
+    assert_eq!(shared.job(0).expect("job 0").connect, None);
+    assert!(!shared.knows_session("local-1", "ana"));
+}

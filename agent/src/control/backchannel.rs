@@ -1,5 +1,5 @@
 //! Commands for a listener, written on its connection: the one way the agent reaches into the
-//! Spark driver (`SparkContext.cancelJob`). A command is done when the listener says so.
+//! Spark driver (`SparkContext.cancelJob`, `cancelJobsWithTag`). A command is done when the listener says so.
 //! See docs/wire-protocol.md.
 
 use super::CancelOutcome;
@@ -17,6 +17,26 @@ pub async fn cancel_job(
     reason: &str,
 ) -> Result<(), (CancelOutcome, String)> {
     let cmd = serde_json::json!({"cmd": "cancelJob", "jobId": job_id, "reason": reason});
+    run(listeners, app_id, cmd).await
+}
+
+/// Asks the listener of `app_id` to cancel every job with a job tag (a classic session's cell
+/// run, `SparkContext.cancelJobsWithTag`) and waits for its answer.
+pub async fn cancel_tag(
+    listeners: &Listeners,
+    app_id: &str,
+    tag: &str,
+    reason: &str,
+) -> Result<(), (CancelOutcome, String)> {
+    let cmd = serde_json::json!({"cmd": "cancelJobsWithTag", "tag": tag, "reason": reason});
+    run(listeners, app_id, cmd).await
+}
+
+async fn run(
+    listeners: &Listeners,
+    app_id: &str,
+    cmd: serde_json::Value,
+) -> Result<(), (CancelOutcome, String)> {
     let answer = listeners
         .command(app_id, cmd)
         .map_err(|e| (CancelOutcome::Unavailable, e.to_string()))?;

@@ -140,6 +140,12 @@ enum Plan {
         app_id: String,
         job_id: i32,
     },
+    /// A classic session's cell run: its job tag, through the listener.
+    CancelTag {
+        app_id: String,
+        tag: String,
+        job_ids: Vec<i32>,
+    },
 }
 
 impl Control {
@@ -234,6 +240,17 @@ impl Control {
                     Err(e) => return answer(req, e.outcome(), e.to_string()),
                 }
             }
+            Plan::CancelTag {
+                app_id,
+                tag,
+                job_ids,
+            } => match backchannel::cancel_tag(&self.listeners, &app_id, &tag, reason).await {
+                Ok(()) => {
+                    result.message = format!("Spark cancelled the jobs tagged '{tag}'");
+                    result.cancelled_job_ids = job_ids;
+                }
+                Err((outcome, why)) => return answer(req, outcome, why),
+            },
             Plan::CancelJob { app_id, job_id } => {
                 match backchannel::cancel_job(&self.listeners, &app_id, job_id, reason).await {
                     Ok(()) => {
@@ -300,6 +317,35 @@ impl Control {
                     .filter(|o| &o.session_id == sid && o.user_id == user)
             };
             return match target {
+                // A classic session has no operations: its cell runs are job tags.
+                T::Tag(tag) if app.info().classic_session && sid == app.id() => {
+                    let tagged: Vec<_> = app
+                        .jobs()
+                        .filter(|j| j.connect.as_ref().is_some_and(|c| c.tags.contains(tag)))
+                        .collect();
+                    let running: Vec<i32> = tagged
+                        .iter()
+                        .filter(|j| j.status == JobStatus::Running)
+                        .map(|j| j.job_id)
+                        .collect();
+                    if tagged.is_empty() {
+                        Err((
+                            CancelOutcome::NotFound,
+                            format!("no job of session {sid} carries the tag '{tag}'"),
+                        ))
+                    } else if running.is_empty() {
+                        Err((
+                            CancelOutcome::Finished,
+                            format!("everything tagged '{tag}' has already finished"),
+                        ))
+                    } else {
+                        Ok(Plan::CancelTag {
+                            app_id: app.id().to_owned(),
+                            tag: tag.clone(),
+                            job_ids: running,
+                        })
+                    }
+                }
                 T::Tag(tag) => {
                     let tagged: Vec<_> = ops().filter(|o| o.tags.contains(tag)).collect();
                     if tagged.is_empty() {

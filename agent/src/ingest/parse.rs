@@ -736,6 +736,8 @@ pub struct Hello {
     pub ui_url: String,
     #[serde(default)]
     pub master: String,
+    #[serde(default)]
+    pub classic_session: bool,
 }
 
 impl Hello {
@@ -750,6 +752,7 @@ impl Hello {
             coalesced_tasks: self.task_events == "coalesced",
             ui_url: self.ui_url.clone(),
             master: self.master.clone(),
+            classic_session: self.classic_session,
         }
     }
 }

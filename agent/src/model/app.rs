@@ -6,7 +6,7 @@
 //! attribution of jobs to them), `retention` (what finished work is kept); `views` is what
 //! readers may see. This file routes each event to them.
 
-use super::connect::{ClosedOperation, Connect};
+use super::connect::{ClosedOperation, Connect, ConnectRef};
 use super::event::{Event, ListenerInfo, ListenerStats, TaskEnd, KINDS};
 use super::jobs::Jobs;
 use super::retention::{Evictions, LiveBound, Retention};
@@ -30,6 +30,10 @@ pub struct AppInfo {
     pub listener_ip: Option<std::net::IpAddr>,
     /// `spark.master`, as the listener announced it.
     pub master: String,
+    /// A notebook's own SparkContext (the kernel extension's `spark.sparkscope.classicSession`):
+    /// no Connect sessions, so the application is one session, (application id, Spark user),
+    /// and a job belongs to it with its job tags (`SparkContext.addJobTag`) as client tags.
+    pub classic_session: bool,
 }
 
 /// Busy task slots at one moment: the value holds until the next sample.
@@ -286,7 +290,13 @@ impl AppState {
                 self.info.start_time = a.time;
                 self.info.spark_user = a.user;
             }
-            Event::ApplicationEnd { time } => self.info.end_time = Some(time),
+            Event::ApplicationEnd { time } => {
+                self.info.end_time = Some(time);
+                if self.info.classic_session {
+                    let (id, user) = (self.info.id.clone(), self.info.spark_user.clone());
+                    self.connect.session_closed(g, id, user, time);
+                }
+            }
             Event::ExecutorAdded {
                 id,
                 time,
@@ -317,7 +327,7 @@ impl AppState {
                 self.executors.remove(&id);
             }
             Event::JobStart(js) => {
-                let connect = self.connect.attribute_job(g, js.job_id, &js.tags);
+                let connect = self.attribute_job(g, js.job_id, &js.tags);
                 self.jobs.job_start(g, js, connect);
             }
             Event::JobEnd(je) => self.jobs.job_end(g, je),
@@ -388,6 +398,39 @@ impl AppState {
         if !h.master.is_empty() {
             self.info.master = h.master;
         }
+        if h.classic_session && !self.info.id.is_empty() {
+            // Followable from the start, before its first job.
+            self.info.classic_session = true;
+            self.generation += 1;
+            let (id, user) = (self.info.id.clone(), self.info.spark_user.clone());
+            let start = self.info.start_time;
+            self.connect
+                .session_started(self.generation, id, user, start);
+        }
+    }
+
+    /// Who ran a job: its Connect operation, or on a classic session the application's one
+    /// session, the job's tags being the notebook's.
+    pub(super) fn attribute_job(
+        &mut self,
+        g: u64,
+        job_id: i32,
+        tags: &[String],
+    ) -> Option<ConnectRef> {
+        if let Some(c) = self.connect.attribute_job(g, job_id, tags) {
+            return Some(c);
+        }
+        self.info.classic_session.then(|| {
+            let mut tags = tags.to_vec();
+            tags.sort();
+            tags.dedup();
+            ConnectRef {
+                user_id: self.info.spark_user.clone(),
+                session_id: self.info.id.clone(),
+                operation_id: String::new(),
+                tags,
+            }
+        })
     }
 
     /// Asks for Spark's REST API: every job running now went through a gap.

@@ -362,6 +362,9 @@ pub struct ListenerInfo {
     pub ui_url: String,
     /// `spark.master` of the application.
     pub master: String,
+    /// A notebook's own (classic) SparkContext: the application is the one session its jobs
+    /// belong to (see [`crate::model::ConnectRef`]).
+    pub classic_session: bool,
 }
 
 /// Cumulative task counters of one stage attempt, as the listener coalesces them.

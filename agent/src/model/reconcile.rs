@@ -121,7 +121,7 @@ impl AppState {
             let ended_in_spark = sj.status != JobStatus::Running;
             match self.jobs.jobs.get(&sj.job_id) {
                 None => {
-                    let connect = self.connect.attribute_job(g, sj.job_id, &sj.job_tags);
+                    let connect = self.attribute_job(g, sj.job_id, &sj.job_tags);
                     let job = new_job(g, &sj, connect);
                     self.jobs.count_missed(&job);
                     self.jobs.jobs.insert(sj.job_id, job);

@@ -241,18 +241,24 @@ impl AppState {
                 g.2.extend(op.job_ids.iter().copied());
             }
             for job in op.job_ids.iter().filter_map(|id| self.jobs.jobs.get(id)) {
-                if job.updated > since {
-                    slice.jobs.push(job);
+                self.slice_job(&mut slice, job, since);
+            }
+        }
+        // A classic session has no operations: its jobs and their job tags are the session's.
+        let info = &self.info;
+        if info.classic_session && session_id == info.id && user_id == info.spark_user {
+            for job in self.jobs.jobs.values() {
+                let Some(c) = &job.connect else { continue };
+                if c.session_id != session_id || !c.operation_id.is_empty() {
+                    continue;
                 }
-                for &stage_id in &job.stage_ids {
-                    for attempt in 0.. {
-                        match self.stage((stage_id, attempt)) {
-                            Some(st) if st.updated > since => slice.stages.push(st),
-                            Some(_) => {}
-                            None => break,
-                        }
-                    }
+                let changed = job.updated > since;
+                for tag in &c.tags {
+                    let g = groups.entry(tag).or_default();
+                    g.0 |= changed;
+                    g.2.push(job.job_id);
                 }
+                self.slice_job(&mut slice, job, since);
             }
         }
         // A stage shared by two jobs of the session is listed once.
@@ -272,6 +278,22 @@ impl AppState {
             })
             .collect();
         slice
+    }
+
+    /// A job of a followed session and its stage attempts, as far as they changed after `since`.
+    fn slice_job<'a>(&'a self, slice: &mut SessionSlice<'a>, job: &'a Job, since: u64) {
+        if job.updated > since {
+            slice.jobs.push(job);
+        }
+        for &stage_id in &job.stage_ids {
+            for attempt in 0.. {
+                match self.stage((stage_id, attempt)) {
+                    Some(st) if st.updated > since => slice.stages.push(st),
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
     }
 
     /// What can never be right, whatever the input: negative counts, or changes stamped with a

@@ -23,7 +23,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .agent import DEFAULT_URL, NO_AGENT, AgentClient, redact, task_list
-from .sessions import SessionKey, SessionTracker
+from .classic import ClassicClient, ClassicSessions, NotInstalled, PrivateAgent
+from .install import user_dir
+from .sessions import SessionKey, SessionTracker, session_key
 from .state import JOB_TERMINAL, JobKey, OperationKey, StageKey, StreamState, operation_finished
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sparkscope")
 
 TAG_PREFIX = "sparkscope-cell-"
+STREAM_URL_CONF = "spark.sparkscope.streamUrl"  # where a Connect server says its agent streams
 CANCEL_REASON = "cancelled from the notebook (sparkscope widget)"  # Spark shows it as the reason
 MAX_CELL_RUNS = 200  # cell runs whose widgets still get updates
 MAX_TASK_LISTS = 8  # opened stages' task lists kept per cell run
@@ -58,15 +61,43 @@ def read_token_file(path: str) -> str | None:
 def default_token() -> str | None:
     """The credential for the agent, found without configuration: SPARKSCOPE_TOKEN, else the
     file SPARKSCOPE_TOKEN_FILE names, else (inside JupyterHub) the kernel's own
-    JUPYTERHUB_API_TOKEN, which tells the agent which Hub user this notebook belongs to. Never
-    from a notebook cell: a token there ends up in the notebook file and its history."""
+    JUPYTERHUB_API_TOKEN, which tells the agent which Hub user this notebook belongs to, else the
+    token `sparkscope server` left for this user (~/.sparkscope/token). Never from a notebook
+    cell: a token there ends up in the notebook file and its history."""
     token = os.environ.get("SPARKSCOPE_TOKEN")
     if token:
         return token
     path = os.environ.get("SPARKSCOPE_TOKEN_FILE")
     if path:
         return read_token_file(path)
-    return os.environ.get("JUPYTERHUB_API_TOKEN") or None
+    hub = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if hub:
+        return hub
+    local = user_dir() / "token"
+    return read_token_file(str(local)) if local.is_file() else None
+
+
+def announced_url(client: Any) -> str | None:
+    """The stream URL a Connect server announces in `spark.sparkscope.streamUrl` (a non-secret
+    conf, readable by its clients); None when it announces none or cannot be asked."""
+    get = getattr(client, "get_config_with_defaults", None)
+    if get is None:
+        return None
+    try:
+        (value,) = get((STREAM_URL_CONF, ""))
+    except Exception:  # the server is unreachable, or refuses: the default stays
+        log.debug(
+            "sparkscope: cannot read %s from the Connect server", STREAM_URL_CONF, exc_info=True
+        )
+        return None
+    value = (value or "").strip()
+    if value.startswith(("ws://", "wss://")):
+        return value
+    if value:
+        log.warning(
+            "sparkscope: ignoring %s=%r (not a ws:// or wss:// URL)", STREAM_URL_CONF, value
+        )
+    return None
 
 
 def _env_int(name: str, default: int) -> int:
@@ -79,9 +110,10 @@ def _env_int(name: str, default: int) -> int:
 @dataclass
 class Config:
     """Where the agent is and how the widget behaves. Defaults come from the environment:
-    `SPARKSCOPE_URL`, `SPARKSCOPE_TOKEN`, `SPARKSCOPE_THROTTLE_MS`, `SPARKSCOPE_SETTLE_MS`."""
+    `SPARKSCOPE_URL`, `SPARKSCOPE_TOKEN`, `SPARKSCOPE_THROTTLE_MS`, `SPARKSCOPE_SETTLE_MS`. An
+    empty `url` is found: the Connect server's `spark.sparkscope.streamUrl`, else DEFAULT_URL."""
 
-    url: str = field(default_factory=lambda: os.environ.get("SPARKSCOPE_URL") or DEFAULT_URL)
+    url: str = field(default_factory=lambda: os.environ.get("SPARKSCOPE_URL") or "")
     token: str | None = field(default_factory=lambda: default_token())
     # at most one widget update per cell per this many ms (the agent itself sends <= 10/s)
     throttle_ms: int = field(default_factory=lambda: _env_int("SPARKSCOPE_THROTTLE_MS", 100))
@@ -232,11 +264,17 @@ class Monitor:
         # without a publisher (terminal IPython) cells are still tagged; nothing is shown
         self.publisher = publisher
         self.tracker = SessionTracker(self._on_new_session, self._on_operation)
+        # a SparkContext of this kernel's own (classic pyspark) gets a private agent
+        self.classic = ClassicSessions(self._before_launch, self._on_classic_context)
+        self._private: PrivateAgent | None = None
+        self._private_failed = False
         self.state = StreamState()
         self._cond = threading.Condition(threading.RLock())
         self._runs: OrderedDict[str, CellRun] = OrderedDict()
         self._current: dict[int, CellRun] = {}  # thread id → its running cell
         self._agent: AgentClient | None = None
+        # the stream URL the first Connect session's server announced ("" once asked: none)
+        self._announced: str | None = None
         self._ui_thread: threading.Thread | None = None
         self._stopped = False
         self._warned = False
@@ -250,6 +288,9 @@ class Monitor:
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
         self.tracker.install()
+        too_late = self.classic.install()
+        if too_late:
+            print(too_late, file=sys.stderr)
 
     def stop(self) -> None:
         for name, cb in (
@@ -267,8 +308,11 @@ class Monitor:
         for run in running:
             self.tracker.pop(run.tag)
         self.tracker.uninstall()
+        self.classic.uninstall()
         if self._agent is not None:
             self._agent.stop()
+        if self._private is not None:
+            self._private.stop()
         if self._ui_thread is not None:
             self._ui_thread.join(2.0)
 
@@ -389,7 +433,7 @@ class Monitor:
             return  # still trying for the first time
         self._warned = True
         print(
-            f"sparkscope: cannot reach the agent at {redact(self.config.url)} "
+            f"sparkscope: cannot reach the agent at {redact(self.url)} "
             f"({agent.status.last_error}). Spark progress will not be shown; cells run as "
             "usual and sparkscope keeps retrying in the background. Set SPARKSCOPE_URL and "
             "SPARKSCOPE_TOKEN (or SPARKSCOPE_TOKEN_FILE) in the kernel's environment, or run "
@@ -397,12 +441,42 @@ class Monitor:
             file=sys.stderr,
         )
 
+    # -- classic sessions (the thread that builds the SparkContext)
+
+    def _before_launch(self) -> PrivateAgent | None:
+        """A SparkContext's JVM is about to start in this kernel: the private agent its listener
+        reports to, started once; the widgets then follow that agent."""
+        if not self.config.enabled or self._private_failed:
+            return None
+        if self._private is None:
+            try:
+                self._private = PrivateAgent()
+            except (NotInstalled, OSError, RuntimeError) as e:
+                self._private_failed = True
+                print(f"sparkscope: no progress for this SparkContext: {e}", file=sys.stderr)
+                return None
+            log.info("sparkscope: private agent at %s", self._private.stream_url)
+            self.reconfigure(url=self._private.stream_url, token=self._private.subscriber_token)
+        return self._private
+
+    def _on_classic_context(self, client: ClassicClient) -> None:
+        # tagged with the running cell's tag, and followed, like a new Connect session
+        self.tracker.track(client)
+
     # -- callbacks from the session tracker (any thread)
 
     def _on_new_session(self, key: SessionKey) -> None:
         if not self.config.enabled or self.publisher is None:
             return
+        if not self.config.url and self._announced is None and self._agent is None:
+            client = next((c for c in self.tracker.clients() if session_key(c) == key), None)
+            self._announced = (announced_url(client) if client is not None else None) or ""
         self._ensure_agent().follow([key])
+
+    @property
+    def url(self) -> str:
+        """The stream's URL: configured, else announced by the Connect server, else the default."""
+        return self.config.url or self._announced or DEFAULT_URL
 
     def _on_operation(self, op_id: str) -> None:
         with self._cond:
@@ -414,7 +488,7 @@ class Monitor:
         with self._cond:
             if self._agent is None:
                 self._agent = AgentClient(
-                    self.config.url, self.config.token, self._on_update, self._on_agent_status
+                    self.url, self.config.token, self._on_update, self._on_agent_status
                 )
             if self._ui_thread is None:
                 self._ui_thread = threading.Thread(
@@ -852,7 +926,7 @@ class Monitor:
 
     def status(self) -> str:
         agent = self._agent
-        lines = [f"sparkscope: agent {redact(self.config.url)}"]
+        lines = [f"sparkscope: agent {redact(self.url)}"]
         if agent is None:
             lines.append("  not connected: no Spark Connect session seen yet")
         else:

@@ -16,10 +16,12 @@ if TYPE_CHECKING:
 USAGE = """%sparkscope [on|off] [--url URL] [--token-file PATH] [--throttle-ms N] [--settle-ms N]
 
 Without options: the agent connection, the followed Spark Connect sessions and the settings.
-  --url URL          the agent's stream (default $SPARKSCOPE_URL or ws://127.0.0.1:4740/api/v1/stream)
+  --url URL          the agent's stream (default $SPARKSCOPE_URL, else the Connect server's
+                     spark.sparkscope.streamUrl, else ws://127.0.0.1:4740/api/v1/stream)
   --token-file PATH  a file holding this notebook's credential for the agent (default
-                     $SPARKSCOPE_TOKEN, $SPARKSCOPE_TOKEN_FILE, or JupyterHub's API token); a
-                     token typed into a cell would be saved in the notebook and its history
+                     $SPARKSCOPE_TOKEN, $SPARKSCOPE_TOKEN_FILE, JupyterHub's API token, or
+                     ~/.sparkscope/token); a token typed into a cell would be saved in the
+                     notebook and its history
   --throttle-ms N  at most one widget update per cell every N ms
   --settle-ms N    wait up to N ms after a Spark cell for its final state (0: never)
   off / on         hide every sparkscope widget and stop tagging cells and following the

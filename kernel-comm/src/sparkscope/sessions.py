@@ -264,16 +264,20 @@ def _add_tag(client: ConnectClient, tag: str) -> None:
 
 
 class _ClientImportWatcher(importlib.abc.MetaPathFinder):
-    """Calls `callback(module)` right after pyspark's Connect client module is executed, so
-    sessions created in the same cell that imports pyspark are tracked (and tagged) too."""
+    """Calls `callback(module)` right after one of `modules` (by default pyspark's Connect client
+    module) is executed, so sessions created in the same cell that imports pyspark are tracked
+    (and tagged) too."""
 
-    def __init__(self, callback: Callable[[ModuleType], None]) -> None:
+    def __init__(
+        self, callback: Callable[[ModuleType], None], modules: Sequence[str] = (CLIENT_MODULE,)
+    ) -> None:
         self._callback = callback
+        self._modules = tuple(modules)
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != CLIENT_MODULE:
+        if fullname not in self._modules:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):

@@ -31,4 +31,22 @@ final class Commands {
         sc.cancelJob(jobId, reason);
         return null;
     }
+
+    /**
+     * Every job carrying {@code tag} (SparkContext.addJobTag: a notebook cell run on a classic
+     * session), running or about to run. Spark 3.5 has the method without a reason.
+     */
+    static String cancelJobsWithTag(String tag, String reason) {
+        scala.Option<SparkContext> active = SparkContext$.MODULE$.getActive();
+        if (active.isEmpty()) {
+            return "no active SparkContext";
+        }
+        SparkContext sc = active.get();
+        try {
+            sc.cancelJobsWithTag(tag, reason);
+        } catch (NoSuchMethodError e) {
+            sc.cancelJobsWithTag(tag);
+        }
+        return null;
+    }
 }

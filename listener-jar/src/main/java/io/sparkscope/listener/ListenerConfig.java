@@ -20,6 +20,8 @@ final class ListenerConfig {
     static final String MAX_LIVE_ENTITIES = "spark.sparkscope.maxLiveEntities";
     static final String WRITE_TIMEOUT_MS = "spark.sparkscope.writeTimeoutMs";
     static final String UI_URL = "spark.sparkscope.uiUrl";
+    /** Set by the kernel extension on a notebook's own (classic) SparkContext. */
+    static final String CLASSIC_SESSION = "spark.sparkscope.classicSession";
     static final String TLS_TRUST = "spark.sparkscope.tls.trustCert";
 
     static final String DEFAULT_AGENT = "127.0.0.1:4741";

@@ -764,6 +764,7 @@ final class Sender implements Runnable {
                 .field("master", conf.get("spark.master", ""))
                 .field("taskEvents", "coalesced")
                 .field("uiUrl", uiUrl())
+                .field("classicSession", conf.getBoolean(ListenerConfig.CLASSIC_SESSION, false))
                 .end();
     }
 
@@ -839,7 +840,7 @@ final class Sender implements Runnable {
     }
 
     /**
-     * A command line from the agent (protocol version 1 has one: cancelJob), answered with a
+     * A command line from the agent (cancelJob, cancelJobsWithTag), answered with a
      * {@code SparkscopeCommandResult} once it has run. Runs on this thread; SparkContext.cancelJob
      * only posts to the DAG scheduler's event loop.
      */
@@ -857,6 +858,14 @@ final class Sender implements Runnable {
                 if (error == null) {
                     LOG.info("sparkscope: cancelled job {} at the agent's request ({})", jobId,
                             reason);
+                }
+            } else if ("cancelJobsWithTag".equals(cmd) && !node.path("tag").asText("").isEmpty()) {
+                String tag = node.path("tag").asText();
+                String reason = node.path("reason").asText("cancelled through sparkscope");
+                error = Commands.cancelJobsWithTag(tag, reason);
+                if (error == null) {
+                    LOG.info("sparkscope: cancelled the jobs tagged {} at the agent's request ({})",
+                            tag, reason);
                 }
             } else {
                 error = "unknown command";

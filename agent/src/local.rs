@@ -1,0 +1,251 @@
+//! `sparkscope server`: a Spark Connect server from the installed Spark, with the listener
+//! attached, and the agent beside it in this process — the embedded default for a laptop, a
+//! tutorial or CI. Spark runs in its own process group so that a terminal's Ctrl-C reaches only
+//! us: Spark is stopped first (its last events still reach the agent), then the agent drains.
+
+use crate::agent::{Agent, Config, Drained};
+use crate::install;
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// The Spark side of `sparkscope server`.
+pub struct SparkOptions {
+    /// Spark's home; `None` finds it (see [`install::spark_home`]).
+    pub spark_home: Option<PathBuf>,
+    pub master: String,
+    /// Spark Connect's gRPC port, on 127.0.0.1.
+    pub connect_port: u16,
+    /// More `--conf key=value` for the server.
+    pub confs: Vec<(String, String)>,
+    pub startup_timeout: Duration,
+    pub stop_timeout: Duration,
+}
+
+/// Credentials the server made for this run; written to files only the user can read.
+pub struct Credentials {
+    pub listener: String,
+    /// The stream's shared token, unless the operator configured subscriber identities.
+    pub subscriber: Option<String>,
+    pub api: Option<String>,
+}
+
+/// A random 128-bit token, hex.
+pub fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Runs until SIGINT/SIGTERM or until Spark exits; `cfg` already holds the credentials' tokens.
+pub async fn run(
+    cfg: Config,
+    spark: SparkOptions,
+    creds: Credentials,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let jar = install::listener_jar()?;
+    let home = install::spark_home(spark.spark_home.as_deref())?;
+    let dir = install::user_dir();
+    private_dir(&dir)?;
+    let token_file = dir.join("token");
+    let api_token_file = dir.join("api-token");
+    if let Some(t) = &creds.subscriber {
+        write_secret(&token_file, t)?;
+    }
+    if let Some(t) = &creds.api {
+        write_secret(&api_token_file, t)?;
+    }
+    let tls = cfg.tls.is_some();
+    let agent = Agent::build(cfg).await?;
+    let addrs = agent.addrs();
+    let running = agent.spawn();
+    let ws = if tls { "wss" } else { "ws" };
+    let stream_url = format!("{ws}://{}/api/v1/stream", addrs.http);
+
+    let log_path = dir.join("spark-connect-server.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot write {}", log_path.display()))?;
+    let mut conf: Vec<(String, String)> = vec![
+        (
+            "spark.connect.grpc.binding.address".into(),
+            "127.0.0.1".into(),
+        ),
+        (
+            "spark.connect.grpc.binding.port".into(),
+            spark.connect_port.to_string(),
+        ),
+        ("spark.connect.grpc.port.maxRetries".into(), "0".into()),
+        ("spark.driver.host".into(), "127.0.0.1".into()),
+        ("spark.driver.bindAddress".into(), "127.0.0.1".into()),
+        ("spark.ui.showConsoleProgress".into(), "false".into()),
+        (
+            "spark.extraListeners".into(),
+            install::LISTENER_CLASS.into(),
+        ),
+        ("spark.sparkscope.agent".into(), addrs.ingest.to_string()),
+        // What a notebook's kernel reads from its Connect session to find the stream.
+        ("spark.sparkscope.streamUrl".into(), stream_url.clone()),
+    ];
+    conf.extend(spark.confs);
+    let mut cmd = Command::new(home.join("bin").join("spark-submit"));
+    cmd.args([
+        "--class",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+        "--name",
+        "Spark Connect server",
+        "--master",
+        &spark.master,
+        "--jars",
+    ])
+    .arg(&jar);
+    for (k, v) in &conf {
+        cmd.arg("--conf").arg(format!("{k}={v}"));
+    }
+    // The listener's token in the driver's environment, never on its command line.
+    cmd.env("SPARK_HOME", &home)
+        .env("SPARKSCOPE_LISTENER_TOKEN", &creds.listener)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", home.join("bin/spark-submit").display()))?;
+    tracing::info!(spark_home = %home.display(), log = %log_path.display(), "starting spark connect server");
+
+    let result = async {
+        wait_ready(
+            &mut child,
+            spark.connect_port,
+            spark.startup_timeout,
+            &log_path,
+        )
+        .await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "Spark Connect server  sc://127.0.0.1:{}    (log {})",
+            spark.connect_port,
+            log_path.display()
+        )?;
+        writeln!(out, "sparkscope stream     {stream_url}")?;
+        if creds.subscriber.is_some() {
+            writeln!(out, "  its token           {}", token_file.display())?;
+        }
+        if creds.api.is_some() {
+            writeln!(
+                out,
+                "sparkscope JSON API   http://{}/api/v1/applications  (token {})",
+                addrs.http,
+                api_token_file.display()
+            )?;
+        }
+        writeln!(
+            out,
+            "In a notebook: %load_ext sparkscope, then \
+             SparkSession.builder.remote(\"sc://127.0.0.1:{}\").getOrCreate().\nCtrl-C stops both.",
+            spark.connect_port
+        )?;
+        out.flush()?;
+        drop(out);
+        tokio::select! {
+            () = shutdown => Ok(()),
+            status = child.wait() => {
+                let status = status?;
+                bail!("the Spark Connect server exited ({status}); its log:\n{}", tail(&log_path))
+            }
+        }
+    }
+    .await;
+    stop_spark(&mut child, spark.stop_timeout).await;
+    if running.shutdown().await == Drained::TimedOut {
+        tracing::warn!("grace period over; exiting with connections still open");
+    }
+    result
+}
+
+async fn wait_ready(
+    child: &mut Child,
+    port: u16,
+    timeout: Duration,
+    log: &Path,
+) -> anyhow::Result<()> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the Spark Connect server exited ({status}) before it listened on {addr}; its log:\n{}",
+                tail(log)
+            );
+        }
+        let open = tokio::task::spawn_blocking(move || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+        })
+        .await?;
+        if open {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the Spark Connect server did not listen on {addr} within {} s; its log:\n{}",
+                timeout.as_secs(),
+                tail(log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// SIGTERM to Spark's process group, so its shutdown hook stops the context (the listener sends
+/// the application's end); SIGKILL after `timeout`.
+async fn stop_spark(child: &mut Child, timeout: Duration) {
+    let Some(pid) = child.id() else {
+        return; // already reaped
+    };
+    let group = nix::unistd::Pid::from_raw(pid as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+    if tokio::time::timeout(timeout, child.wait()).await.is_err() {
+        tracing::warn!("spark connect server did not stop in time; killing it");
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait().await;
+    } else {
+        tracing::info!("spark connect server stopped");
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// A token in a file only the user can read (created so, never widened afterwards).
+fn write_secret(path: &Path, token: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    writeln!(f, "{token}")?;
+    Ok(())
+}
