@@ -1011,6 +1011,9 @@ class JupyterLab(_Service):
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
+        # pyspark sets this in the process of the tests once they made a Connect session; a
+        # kernel picks its own mode (classic unless its notebook asks for a remote)
+        env.pop("SPARK_CONNECT_MODE_ENABLED", None)
         env.update(
             PATH=f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}",
             JUPYTER_CONFIG_DIR=str(self.home / "config"),

@@ -36,6 +36,8 @@ def kernel_env(work_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a notebook's kernel: ours, the venv first on PATH, an IPython dir of
     its own (no profile or startup files of the machine), plus `extra`."""
     env = dict(os.environ)
+    # set by pyspark in this process once a test made a Connect session: not the kernel's mode
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
     env.update(
         PATH=f"{harness.venv_bin()}{os.pathsep}{env.get('PATH', '')}",
         IPYTHONDIR=str(work_dir / "ipython"),

@@ -34,7 +34,8 @@ final class Commands {
 
     /**
      * Every job carrying {@code tag} (SparkContext.addJobTag: a notebook cell run on a classic
-     * session), running or about to run. Spark 3.5 has the method without a reason.
+     * session), running or about to run. Spark 4 records the reason; Spark 3.5 has the method
+     * without one (looked up at run time, so this jar loads in both).
      */
     static String cancelJobsWithTag(String tag, String reason) {
         scala.Option<SparkContext> active = SparkContext$.MODULE$.getActive();
@@ -43,9 +44,12 @@ final class Commands {
         }
         SparkContext sc = active.get();
         try {
-            sc.cancelJobsWithTag(tag, reason);
-        } catch (NoSuchMethodError e) {
+            SparkContext.class.getMethod("cancelJobsWithTag", String.class, String.class)
+                    .invoke(sc, tag, reason);
+        } catch (NoSuchMethodException e) {
             sc.cancelJobsWithTag(tag);
+        } catch (ReflectiveOperationException e) {
+            return e.toString();
         }
         return null;
     }
