@@ -74,21 +74,23 @@ def _kernel_env(work: Path) -> dict[str, str]:
     return env
 
 
+def _execute(work: Path, name: str, cells: list[str], timeout: float):
+    """Run `cells` as a notebook through nbclient in a plain classic kernel; the executed nb."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    source = work / f"{name}.ipynb"
+    nbformat.write(nb, source)
+    (work / "kernel").mkdir()
+    run = nbrun.NotebookRun(name, source, work / f"{name}.out.ipynb", _kernel_env(work / "kernel"))
+    nbrun.execute_concurrently([run], timeout=timeout)
+    assert run.error is None, run.error
+    return run.nb
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory, require_piece):
     require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
-    work = tmp_path_factory.mktemp("classic")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
-    source = work / "classic.ipynb"
-    nbformat.write(nb, source)
-    (work / "kernel").mkdir()
-    run = nbrun.NotebookRun(
-        "classic", source, work / "classic.out.ipynb", _kernel_env(work / "kernel")
-    )
-    nbrun.execute_concurrently([run], timeout=400)
-    assert run.error is None, run.error
-    return run.nb
+    return _execute(tmp_path_factory.mktemp("classic"), "classic", CELLS, 400)
 
 
 def _probe(nb, name: str) -> dict:
@@ -148,18 +150,9 @@ def test_the_private_agent_ends_with_the_kernel(executed) -> None:
 
 
 def test_a_session_built_before_loading_gets_told_what_to_do(tmp_path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(BUILD), nbformat.v4.new_code_cell("%load_ext sparkscope")]
-    source = tmp_path / "late.ipynb"
-    nbformat.write(nb, source)
-    (tmp_path / "kernel").mkdir()
-    run = nbrun.NotebookRun(
-        "late", source, tmp_path / "late.out.ipynb", _kernel_env(tmp_path / "kernel")
-    )
-    nbrun.execute_concurrently([run], timeout=300)
-    assert run.error is None, run.error
+    nb = _execute(tmp_path, "late", [BUILD, "%load_ext sparkscope"], 300)
     stderr = "".join(
-        o.get("text", "") for o in run.nb.cells[1].get("outputs", []) if o.get("name") == "stderr"
+        o.get("text", "") for o in nb.cells[1].get("outputs", []) if o.get("name") == "stderr"
     )
     assert "started before `%load_ext sparkscope`" in stderr and "Restart the kernel" in stderr
 

@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from .install import LISTENER_CLASS, NotInstalled, binary, listener_jar
+from .sessions import _ClientImportWatcher, wrap_init
 
 log = logging.getLogger("sparkscope")
 
@@ -127,8 +128,6 @@ class ClassicSessions:
     def install(self) -> str | None:
         """Hooks pyspark now or when it is imported; returns a message when a context already
         runs without the listener."""
-        from .sessions import _ClientImportWatcher
-
         for name in CONTEXT_MODULES:
             module = sys.modules.get(name)
             if module is not None and hasattr(module, "SparkContext"):
@@ -145,10 +144,7 @@ class ClassicSessions:
 
     def uninstall(self) -> None:
         if self._finder is not None:
-            try:
-                sys.meta_path.remove(self._finder)
-            except ValueError:
-                pass
+            self._finder.detach()
             self._finder = None
         for owner, name, original in reversed(self._patched):
             setattr(owner, name, original)
@@ -187,18 +183,8 @@ class ClassicSessions:
                 else:
                     os.environ["SPARKSCOPE_LISTENER_TOKEN"] = before
 
-        original_init = cls.__init__
-
-        def __init__(sc: Any, *args: Any, **kwargs: Any) -> None:
-            original_init(sc, *args, **kwargs)
-            try:
-                hooks._context_started(sc)
-            except Exception:
-                log.debug("following a new SparkContext failed", exc_info=True)
-
-        __init__.__wrapped__ = original_init  # type: ignore[attr-defined]
         module.launch_gateway = launch_gateway
-        cls.__init__ = __init__
+        original_init = wrap_init(cls, self._context_started, "following a new SparkContext")
         self._patched += [(module, "launch_gateway", launch), (cls, "__init__", original_init)]
 
     def _context_started(self, sc: Any) -> None:

@@ -123,10 +123,7 @@ class SessionTracker:
 
     def uninstall(self) -> None:
         if self._finder is not None:
-            try:
-                sys.meta_path.remove(self._finder)
-            except ValueError:
-                pass
+            self._finder.detach()
             self._finder = None
         if self._patched is not None:
             cls, original = self._patched
@@ -147,22 +144,7 @@ class SessionTracker:
         cls = getattr(module, "SparkConnectClient", None)
         if cls is None or self._patched is not None:
             return
-        original = cls.__init__
-        if hasattr(original, "__sparkscope_original__"):  # a previous load's wrapper
-            original = original.__sparkscope_original__
-        tracker = self
-
-        def __init__(client: Any, *args: Any, **kwargs: Any) -> None:
-            original(client, *args, **kwargs)
-            try:
-                tracker.track(client)
-            except Exception:
-                log.debug("tracking a new Spark Connect client failed", exc_info=True)
-
-        __init__.__sparkscope_original__ = original  # type: ignore[attr-defined]
-        __init__.__wrapped__ = original  # type: ignore[attr-defined]
-        __init__.__doc__ = original.__doc__
-        cls.__init__ = __init__
+        original = wrap_init(cls, self.track, "tracking a new Spark Connect client")
         self._patched = (cls, original)
 
     def discover(self) -> None:
@@ -256,6 +238,27 @@ class SessionTracker:
             self.pop(tag)
 
 
+def wrap_init(cls: type, after: Callable[[Any], Any], what: str) -> Callable[..., None]:
+    """Make `cls(...)` call `after(instance)` once constructed (its failures only logged, as
+    `what`); returns the original `__init__`, unwrapping a previous load's wrapper."""
+    original = cls.__init__
+    if hasattr(original, "__sparkscope_original__"):
+        original = original.__sparkscope_original__
+
+    def __init__(obj: Any, *args: Any, **kwargs: Any) -> None:
+        original(obj, *args, **kwargs)
+        try:
+            after(obj)
+        except Exception:
+            log.debug("%s failed", what, exc_info=True)
+
+    __init__.__sparkscope_original__ = original  # type: ignore[attr-defined]
+    __init__.__wrapped__ = original  # type: ignore[attr-defined]
+    __init__.__doc__ = original.__doc__
+    cls.__init__ = __init__  # type: ignore[misc]
+    return original
+
+
 def _add_tag(client: ConnectClient, tag: str) -> None:
     try:
         client.add_tag(tag)
@@ -273,6 +276,13 @@ class _ClientImportWatcher(importlib.abc.MetaPathFinder):
     ) -> None:
         self._callback = callback
         self._modules = tuple(modules)
+
+    def detach(self) -> None:
+        """Stop watching (idempotent)."""
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
