@@ -111,10 +111,11 @@ pub fn spark_home(explicit: Option<&Path>) -> Result<PathBuf, NotFound> {
         return checked_spark_home(PathBuf::from(p));
     }
     let mut pythons = Vec::new();
-    if let Some(bin) = std::env::current_exe().ok().and_then(|e| {
-        // The venv's bin, not where a symlink points.
-        e.parent().map(Path::to_path_buf)
-    }) {
+    // The wheel installs the binary into the environment's bin, beside its Python.
+    if let Some(bin) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         pythons.push(bin.join("python3"));
         pythons.push(bin.join("python"));
     }

@@ -69,7 +69,7 @@ def _kernel_env(work: Path) -> dict[str, str]:
     env = nbrun.kernel_env(work, {})
     for name in [k for k in env if k.startswith("SPARKSCOPE_") or k == "SPARK_HOME"]:
         env.pop(name)
-    for name in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "JUPYTERHUB_API_TOKEN"):
+    for name in ("SPARK_REMOTE", "JUPYTERHUB_API_TOKEN"):
         env.pop(name, None)
     return env
 
