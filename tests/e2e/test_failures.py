@@ -448,10 +448,16 @@ def test_a_cells_widget_ends_with_sparks_numbers_after_the_agent_was_killed(agen
         f'.repartition(12).selectExpr("{sleep} AS t").collect()\nlen(rows)'
     )
     nb = nbformat.v4.new_notebook()
-    # the last cell gives late updates (reconciliation after the cell) time to reach the widget
-    nb.cells = [
-        nbformat.v4.new_code_cell(c) for c in (setup, long_cell, "import time; time.sleep(4)")
-    ]
+    # the last cell waits until the kernel's stream is back (its reconnect backs off while the
+    # agent is away), then gives late updates (reconciliation after the cell) time to arrive
+    settle = (
+        "import time, sparkscope\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not sparkscope._monitor._agent.status.connected and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
+        "time.sleep(4)"
+    )
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (setup, long_cell, settle)]
     source = work / "killed-agent.ipynb"
     nbformat.write(nb, source)
     env = nbrun.kernel_env(
