@@ -13,6 +13,7 @@ use crate::ingest::sampler;
 use crate::model::{Retention, Store};
 use crate::publish::metrics::{MetricsExport, UserLabels};
 use crate::publish::stream::grpc::MonitorService;
+use crate::publish::stream::hub::{self, Hub};
 use crate::publish::stream::{StreamConfig, Streams};
 use crate::publish::{http, ApiState};
 use crate::shutdown::{Shutdown, Trigger};
@@ -212,8 +213,10 @@ impl Agent {
             cfg.control.clone(),
             shutdown.clone(),
         ));
+        let (hub, hub_inbox) = Hub::new();
         let streams = Streams {
             store: store.clone(),
+            hub: hub.clone(),
             control: control.clone(),
             tasks: Arc::new(TaskLister::new(store.clone(), cfg.tasks.clone())),
             cfg: cfg.stream.clone(),
@@ -221,27 +224,34 @@ impl Agent {
             subscribers: Arc::default(),
             auth: Arc::new(SubscriberAuth::new(cfg.stream.auth.clone())),
         };
-        let mut tasks = Vec::new();
-
-        tasks.push(tokio::spawn(listener::serve(
-            ingest,
-            store.clone(),
-            listeners,
-            cfg.ingest.clone(),
-            shutdown.clone(),
-        )));
-
-        tasks.push(tokio::spawn(reconcile::run(
-            store.clone(),
-            cfg.reconcile.clone(),
-            shutdown.clone(),
-        )));
-
-        tasks.push(tokio::spawn(sampler::run(
-            store.clone(),
-            cfg.stream.interval,
-            shutdown.clone(),
-        )));
+        let mut tasks = vec![
+            ingest_thread(
+                ingest,
+                store.clone(),
+                listeners,
+                cfg.ingest.clone(),
+                shutdown.clone(),
+            ),
+            tokio::spawn(reconcile::run(
+                store.clone(),
+                cfg.reconcile.clone(),
+                shutdown.clone(),
+            )),
+            // Builds every followed session's changes once per tick for all its subscribers.
+            tokio::spawn(hub::run(
+                hub,
+                hub_inbox,
+                store.clone(),
+                cfg.stream.interval,
+                cfg.stream.ui_link_template.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(sampler::run(
+                store.clone(),
+                cfg.stream.interval,
+                shutdown.clone(),
+            )),
+        ];
 
         let mut grpc_stop = shutdown.clone();
         let mut builder = tonic::transport::Server::builder();
@@ -322,6 +332,49 @@ impl Agent {
             grace: cfg.shutdown_grace,
         }
     }
+}
+
+/// Serves listener connections on a thread of their own, so that applying Spark's events never
+/// waits behind subscribers (a thousand of them woken by one tick) on the shared runtime. The
+/// handle ends when every connection has.
+fn ingest_thread(
+    socket: TcpListener,
+    store: Arc<Store>,
+    listeners: Arc<Listeners>,
+    cfg: IngestConfig,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+    let run = move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let (runtime, socket) = match (runtime, socket.into_std()) {
+            (Ok(r), Ok(s)) => (r, s),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot start ingest; no listener can connect");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            match TcpListener::from_std(socket) {
+                Ok(l) => listener::serve(l, store, listeners, cfg, shutdown).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start ingest; no listener can connect")
+                }
+            }
+        });
+        drop(done_tx);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("sparkscope-ingest".into())
+        .spawn(run)
+    {
+        tracing::error!(error = %e, "cannot start the ingest thread; no listener can connect");
+    }
+    tokio::spawn(async move {
+        let _ = done.await;
+    })
 }
 
 /// A running agent.

@@ -100,15 +100,18 @@ pub async fn serve(
         pending: Mutex::default(),
         next_id: AtomicU64::new(0),
     });
+    // Connections end on shutdown by themselves; `serve` returns once they have.
+    let mut open = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.requested() => break,
+            Some(_) = open.join_next(), if !open.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
                     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
                     let evicted = shared.wait_for_hello(id);
                     let (shared, shutdown) = (shared.clone(), shutdown.clone());
-                    tokio::spawn(async move {
+                    open.spawn(async move {
                         if let Err(e) = connection(sock, peer, id, evicted, &shared, shutdown).await {
                             tracing::debug!(%peer, error = %e, "listener connection ended");
                         }
@@ -121,6 +124,8 @@ pub async fn serve(
             }
         }
     }
+    drop(listener);
+    while open.join_next().await.is_some() {}
 }
 
 impl Shared {

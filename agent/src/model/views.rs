@@ -5,7 +5,7 @@ use super::app::{AppInfo, AppState, Executor, IngestStats, Notice};
 use super::connect::{Operation, OperationCounters, Session};
 use super::event::StageKey;
 use super::jobs::{Job, JobCounters, JobStatus, Stage, StageStatus};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Part of an application's state, borrowed: see [`AppState::session_slice`].
 #[derive(Debug, Default)]
@@ -15,6 +15,45 @@ pub struct SessionSlice<'a> {
     pub jobs: Vec<&'a Job>,
     pub stages: Vec<&'a Stage>,
     pub tag_groups: Vec<TagGroup<'a>>,
+    /// Whether the application knows the session at all: its record or any operation.
+    pub known: bool,
+}
+
+/// A Connect session as the server knows it, (session id, user id): both must match.
+pub type SessionKey = (String, String);
+
+/// One session's slice while the operations are walked; tag groups are
+/// `tag → (changed, operation ids, job ids)`.
+#[derive(Default)]
+struct SliceBuilder<'a> {
+    slice: SessionSlice<'a>,
+    groups: BTreeMap<&'a str, (bool, Vec<&'a str>, Vec<i32>)>,
+    /// Tags of operations (or classic jobs) that changed: their groups are sent whole.
+    changed_tags: BTreeSet<&'a str>,
+}
+
+impl<'a> SliceBuilder<'a> {
+    fn finish(self) -> SessionSlice<'a> {
+        let mut slice = self.slice;
+        // A stage shared by two jobs of the session is listed once.
+        slice.stages.sort_by_key(|s| (s.stage_id, s.attempt_id));
+        slice.stages.dedup_by_key(|s| (s.stage_id, s.attempt_id));
+        slice.tag_groups = self
+            .groups
+            .into_iter()
+            .filter(|(_, g)| g.0)
+            .map(|(tag, (_, ops, mut jobs))| {
+                jobs.sort_unstable();
+                jobs.dedup();
+                TagGroup {
+                    tag,
+                    operation_ids: ops,
+                    job_ids: jobs,
+                }
+            })
+            .collect();
+        slice
+    }
 }
 
 impl SessionSlice<'_> {
@@ -219,65 +258,91 @@ impl AppState {
     /// generation `since` (0: everything): its record, operations, their jobs, those jobs'
     /// stage attempts, and the tag groups whose operations changed.
     pub fn session_slice(&self, session_id: &str, user_id: &str, since: u64) -> SessionSlice<'_> {
-        let mut slice = SessionSlice::default();
-        if let Some(s) = self.connect.sessions.get(session_id) {
-            if s.user_id == user_id && s.updated > since {
-                slice.session = Some(s);
+        let keys = [(session_id.to_owned(), user_id.to_owned())];
+        self.session_slices(&keys, since).pop().unwrap_or_default()
+    }
+
+    /// [`AppState::session_slice`] for each of `keys` (sorted and without repeats, as a
+    /// `BTreeSet` iterates), in one pass over the application's operations: what a stream tick
+    /// costs grows with the application, not with the number of sessions followed.
+    pub fn session_slices<'a>(&'a self, keys: &[SessionKey], since: u64) -> Vec<SessionSlice<'a>> {
+        let find = |sid: &str, uid: &str| {
+            keys.binary_search_by(|(s, u)| (s.as_str(), u.as_str()).cmp(&(sid, uid)))
+                .ok()
+        };
+        let mut out: Vec<SliceBuilder<'a>> = keys.iter().map(|_| SliceBuilder::default()).collect();
+        // Sessions of the application, changed or not (cheaper than looking up every key when
+        // most followed sessions are idle).
+        for s in self.connect.sessions.values() {
+            if let Some(i) = find(&s.session_id, &s.user_id) {
+                let b = &mut out[i];
+                b.slice.known = true;
+                if s.updated > since {
+                    b.slice.session = Some(s);
+                }
             }
         }
-        let mut groups: BTreeMap<&str, (bool, Vec<&str>, Vec<i32>)> = BTreeMap::new();
+        // First what changed; then the tag groups, only those with a changed member (most
+        // operations of a busy application are closed and unchanged).
+        let mut matched: Vec<(usize, &'a Operation)> = Vec::new();
         for op in self.connect.operations.values() {
-            if op.session_id != session_id || op.user_id != user_id {
+            let Some(i) = find(&op.session_id, &op.user_id) else {
                 continue;
-            }
-            let op_changed = op.updated > since;
-            if op_changed {
-                slice.operations.push(op);
-            }
-            for tag in &op.tags {
-                let g = groups.entry(tag).or_default();
-                g.0 |= op_changed;
-                g.1.push(&op.operation_id);
-                g.2.extend(op.job_ids.iter().copied());
+            };
+            matched.push((i, op));
+            let b = &mut out[i];
+            b.slice.known = true;
+            if op.updated > since {
+                b.slice.operations.push(op);
+                b.changed_tags.extend(op.tags.iter().map(String::as_str));
             }
             for job in op.job_ids.iter().filter_map(|id| self.jobs.jobs.get(id)) {
-                self.slice_job(&mut slice, job, since);
+                self.slice_job(&mut b.slice, job, since);
+            }
+        }
+        for (i, op) in matched {
+            let b = &mut out[i];
+            for tag in op
+                .tags
+                .iter()
+                .filter(|t| b.changed_tags.contains(t.as_str()))
+            {
+                let g = b.groups.entry(tag).or_default();
+                g.0 = true;
+                g.1.push(&op.operation_id);
+                g.2.extend(op.job_ids.iter().copied());
             }
         }
         // A classic session has no operations: its jobs and their job tags are the session's.
         let info = &self.info;
-        if info.classic_session && session_id == info.id && user_id == info.spark_user {
-            for job in self.jobs.jobs.values() {
-                let Some(c) = &job.connect else { continue };
-                if c.session_id != session_id || !c.operation_id.is_empty() {
-                    continue;
+        if let Some(i) = info
+            .classic_session
+            .then(|| find(&info.id, &info.spark_user))
+            .flatten()
+        {
+            let b = &mut out[i];
+            let classic = |job: &&'a Job| {
+                job.connect
+                    .as_ref()
+                    .is_some_and(|c| c.session_id == info.id && c.operation_id.is_empty())
+            };
+            for job in self.jobs.jobs.values().filter(classic) {
+                if job.updated > since {
+                    let tags = job.connect.iter().flat_map(|c| c.tags.iter());
+                    b.changed_tags.extend(tags.map(String::as_str));
                 }
-                let changed = job.updated > since;
-                for tag in &c.tags {
-                    let g = groups.entry(tag).or_default();
-                    g.0 |= changed;
+                self.slice_job(&mut b.slice, job, since);
+            }
+            for job in self.jobs.jobs.values().filter(classic) {
+                let tags = job.connect.iter().flat_map(|c| c.tags.iter());
+                for tag in tags.filter(|t| b.changed_tags.contains(t.as_str())) {
+                    let g = b.groups.entry(tag).or_default();
+                    g.0 = true;
                     g.2.push(job.job_id);
                 }
-                self.slice_job(&mut slice, job, since);
             }
         }
-        // A stage shared by two jobs of the session is listed once.
-        slice.stages.sort_by_key(|s| (s.stage_id, s.attempt_id));
-        slice.stages.dedup_by_key(|s| (s.stage_id, s.attempt_id));
-        slice.tag_groups = groups
-            .into_iter()
-            .filter(|(_, g)| g.0)
-            .map(|(tag, (_, ops, mut jobs))| {
-                jobs.sort_unstable();
-                jobs.dedup();
-                TagGroup {
-                    tag,
-                    operation_ids: ops,
-                    job_ids: jobs,
-                }
-            })
-            .collect();
-        slice
+        out.into_iter().map(SliceBuilder::finish).collect()
     }
 
     /// A job of a followed session and its stage attempts, as far as they changed after `since`.

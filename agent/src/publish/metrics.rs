@@ -4,8 +4,11 @@
 
 use super::stream::TRANSPORTS;
 use crate::control::{CancelOutcome, CANCEL_TARGETS};
+use crate::model::app::IngestStats;
+use crate::model::connect::{ClosedOperation, OperationCounters};
 use crate::model::event::KINDS;
-use crate::model::{lock, Store};
+use crate::model::jobs::JobCounters;
+use crate::model::{lock, AppState, Store};
 use crate::telemetry::{
     Limit, Refusal, APPLICATIONS, BUSY_TASK_SLOTS, CANCELS, EXECUTORS, EXECUTOR_CORES,
     FAILED_CONNECTIONS, INGEST_ERRORS, INGEST_LINES, INGEST_UNKNOWN, JOBS_FINISHED, JOBS_RUNNING,
@@ -16,7 +19,7 @@ use crate::telemetry::{
 };
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// `GET /metrics`: the recorder's handle and the user label cap.
@@ -81,53 +84,98 @@ fn touch_fixed_series() {
     }
 }
 
+/// What one application's series need, copied under its lock; the recorder is fed after the
+/// lock is given back, so a scrape never holds up ingest.
+struct AppFigures {
+    id: String,
+    live: bool,
+    connections: u32,
+    executors: usize,
+    cores: u32,
+    active_tasks: i64,
+    running_jobs: usize,
+    active_stages: usize,
+    /// Users in the order they first appeared: (user, open sessions, running operations).
+    users: Vec<(String, f64, f64)>,
+    jobs: JobCounters,
+    ops: OperationCounters,
+    stats: IngestStats,
+    closed: Vec<ClosedOperation>,
+}
+
+impl AppFigures {
+    fn of(app: &mut AppState) -> Self {
+        let mut users: HashMap<&str, (i64, f64, f64)> = HashMap::new();
+        for s in app.sessions() {
+            let e = users.entry(&s.user_id).or_insert((s.start_time, 0.0, 0.0));
+            e.0 = e.0.min(s.start_time);
+            e.1 += if s.end_time.is_none() { 1.0 } else { 0.0 };
+        }
+        for o in app.operations() {
+            let e = users.entry(&o.user_id).or_insert((o.start_time, 0.0, 0.0));
+            e.0 = e.0.min(o.start_time);
+            e.2 += if o.state.is_terminal() { 0.0 } else { 1.0 };
+        }
+        let mut users: Vec<(i64, &str, f64, f64)> = users
+            .into_iter()
+            .map(|(u, (first, s, o))| (first, u, s, o))
+            .collect();
+        users.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let users = users
+            .into_iter()
+            .map(|(_, u, s, o)| (u.to_owned(), s, o))
+            .collect();
+        AppFigures {
+            id: app.id().to_owned(),
+            live: app.is_live(),
+            connections: app.connections(),
+            executors: app.executors().count(),
+            cores: app.executors().map(|e| e.cores).sum(),
+            active_tasks: app.active_tasks(),
+            running_jobs: app.running_jobs(),
+            active_stages: app.active_stages(),
+            users,
+            jobs: app.job_counters().clone(),
+            ops: app.operation_counters().clone(),
+            stats: app.stats().clone(),
+            closed: app.take_closed_operations(),
+        }
+    }
+}
+
 fn export(store: &Store, users: &UserLabels) {
     touch_fixed_series();
     let (mut live, mut ended, mut listeners) = (0.0, 0.0, 0.0);
     for shared in store.apps() {
-        let mut app = lock(&shared);
-        let a = app.id().to_owned();
-        if app.is_live() {
+        let f = AppFigures::of(&mut lock(&shared));
+        let a = f.id;
+        if f.live {
             live += 1.0;
         } else {
             ended += 1.0;
         }
-        listeners += f64::from(app.connections());
-        gauge!(EXECUTORS, "application" => a.clone()).set(app.executors().count() as f64);
-        let cores: u32 = app.executors().map(|e| e.cores).sum();
-        gauge!(EXECUTOR_CORES, "application" => a.clone()).set(f64::from(cores));
-        gauge!(BUSY_TASK_SLOTS, "application" => a.clone()).set(app.active_tasks() as f64);
-        gauge!(JOBS_RUNNING, "application" => a.clone()).set(app.running_jobs() as f64);
-        gauge!(STAGES_ACTIVE, "application" => a.clone()).set(app.active_stages() as f64);
+        listeners += f64::from(f.connections);
+        gauge!(EXECUTORS, "application" => a.clone()).set(f.executors as f64);
+        gauge!(EXECUTOR_CORES, "application" => a.clone()).set(f64::from(f.cores));
+        gauge!(BUSY_TASK_SLOTS, "application" => a.clone()).set(f.active_tasks as f64);
+        gauge!(JOBS_RUNNING, "application" => a.clone()).set(f.running_jobs as f64);
+        gauge!(STAGES_ACTIVE, "application" => a.clone()).set(f.active_stages as f64);
         // Per user: every user the application still remembers gets a value, 0 included, so a
-        // gauge falls back to 0 rather than keeping its last count.
-        // Users get their names in the order they first appeared, not in hash-map order, so
-        // which users end up as `other` under the cap does not depend on the scrape.
-        let mut seen: Vec<(i64, &str)> = app
-            .sessions()
-            .map(|s| (s.start_time, s.user_id.as_str()))
-            .chain(app.operations().map(|o| (o.start_time, o.user_id.as_str())))
-            .collect();
-        seen.sort_unstable();
-        for (_, user) in &seen {
-            users.label(user);
-        }
+        // gauge falls back to 0 rather than keeping its last count. Users get their names in
+        // the order they first appeared, not in hash-map order, so which users end up as
+        // `other` under the cap does not depend on the scrape.
         let mut per_user: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
-        for s in app.sessions() {
-            let e = per_user.entry(users.label(&s.user_id)).or_default();
-            e.0 += if s.end_time.is_none() { 1.0 } else { 0.0 };
-        }
-        for o in app.operations() {
-            let e = per_user.entry(users.label(&o.user_id)).or_default();
-            e.1 += if o.state.is_terminal() { 0.0 } else { 1.0 };
+        for (user, sessions, ops) in &f.users {
+            let e = per_user.entry(users.label(user)).or_default();
+            e.0 += sessions;
+            e.1 += ops;
         }
         for (user, (sessions, ops)) in per_user {
             gauge!(SESSIONS_ACTIVE, "application" => a.clone(), "user" => user.clone())
                 .set(sessions);
             gauge!(OPERATIONS_RUNNING, "application" => a.clone(), "user" => user).set(ops);
         }
-        let c = app.job_counters().clone();
-        let ops = app.operation_counters().clone();
+        let (c, ops) = (&f.jobs, &f.ops);
         counter!(JOBS_STARTED, "application" => a.clone()).absolute(c.jobs_started);
         for (result, v) in [("succeeded", c.jobs_succeeded), ("failed", c.jobs_failed)] {
             counter!(JOBS_FINISHED, "application" => a.clone(), "result" => result).absolute(v);
@@ -155,7 +203,7 @@ fn export(store: &Store, users: &UserLabels) {
         ] {
             counter!(OPERATIONS_CLOSED, "application" => a.clone(), "state" => state).absolute(v);
         }
-        let st = app.stats().clone();
+        let st = &f.stats;
         for (i, kind) in KINDS.iter().enumerate() {
             let n = st.by_kind[i];
             counter!(INGEST_LINES, "application" => a.clone(), "kind" => *kind).absolute(n);
@@ -180,7 +228,7 @@ fn export(store: &Store, users: &UserLabels) {
         ] {
             counter!(RECONCILE_CORRECTIONS, "application" => a.clone(), "kind" => kind).absolute(v);
         }
-        for op in app.take_closed_operations() {
+        for op in f.closed {
             let user = users.label(&op.user_id);
             histogram!(OPERATION_DURATION, "application" => a.clone(), "user" => user)
                 .record(op.seconds);

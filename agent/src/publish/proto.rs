@@ -3,6 +3,7 @@
 use crate::model::app::{AppInfo, Notice, NoticeKind};
 use crate::model::connect::{ConnectRef, OpState, Operation, Session};
 use crate::model::jobs::{Job, JobStatus, Stage, StageStatus};
+use crate::model::views::TagGroup;
 use crate::model::AppState;
 use sparkscope_proto::sparkscope::v1 as pb;
 
@@ -225,5 +226,15 @@ pub fn session(app_id: &str, s: &Session) -> pb::Session {
         user_id: s.user_id.clone(),
         start_time_ms: s.start_time,
         end_time_ms: s.end_time,
+    }
+}
+
+pub fn tag_group(app_id: &str, session_id: &str, g: &TagGroup<'_>) -> pb::TagGroup {
+    pb::TagGroup {
+        tag: g.tag.to_owned(),
+        operation_ids: g.operation_ids.iter().map(|s| (*s).to_owned()).collect(),
+        job_ids: g.job_ids.clone(),
+        app_id: app_id.to_owned(),
+        session_id: session_id.to_owned(),
     }
 }

@@ -1,15 +1,10 @@
-//! What a subscriber follows and what it has seen: builds the snapshot, then the deltas, of a set
-//! of Connect sessions as `sparkscope.v1.Update`s.
+//! What a subscriber follows: a set of Connect sessions, each checked against who the
+//! subscriber is and bounded in number.
 
 use crate::auth::Principal;
-use crate::clock::now_ms;
-use crate::model::{lock, Store};
-use crate::publish::proto;
+pub use crate::model::views::SessionKey;
 use sparkscope_proto::sparkscope::v1 as pb;
-use std::collections::{BTreeSet, HashMap};
-
-/// A Connect session as the server knows it: both ids must match.
-pub type SessionKey = (String, String);
+use std::collections::BTreeSet;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FollowError {
@@ -27,12 +22,6 @@ pub struct Follower {
     principal: Principal,
     sessions: BTreeSet<SessionKey>,
     max_sessions: usize,
-    /// Per application, the generation up to which this subscriber has been sent everything.
-    seen: HashMap<String, u64>,
-    /// Per application, the time of the newest busy-slots sample sent.
-    samples_sent: HashMap<String, i64>,
-    generation: u64,
-    needs_snapshot: bool,
 }
 
 impl Follower {
@@ -41,14 +30,10 @@ impl Follower {
             principal,
             sessions: BTreeSet::new(),
             max_sessions,
-            seen: HashMap::new(),
-            samples_sent: HashMap::new(),
-            generation: 0,
-            needs_snapshot: false,
         }
     }
 
-    /// Follows these sessions too; the next update is a snapshot.
+    /// Follows these sessions too (all or none of them).
     pub fn subscribe(&mut self, keys: &[pb::SessionKey]) -> Result<(), FollowError> {
         let mut next = self.sessions.clone();
         for k in keys {
@@ -64,7 +49,6 @@ impl Follower {
             return Err(FollowError::TooManySessions(self.max_sessions));
         }
         self.sessions = next;
-        self.needs_snapshot = true;
         Ok(())
     }
 
@@ -75,14 +59,14 @@ impl Follower {
         }
     }
 
-    /// The next update is a full snapshot (after a subscription change or a resync).
-    pub fn needs_snapshot(&self) -> bool {
-        self.needs_snapshot
-    }
-
     pub fn follows(&self, session_id: &str, user_id: &str) -> bool {
         self.sessions
             .contains(&(session_id.to_owned(), user_id.to_owned()))
+    }
+
+    /// The sessions followed, in order.
+    pub fn sessions(&self) -> &BTreeSet<SessionKey> {
+        &self.sessions
     }
 
     /// How many sessions are followed.
@@ -92,73 +76,5 @@ impl Follower {
 
     pub fn follows_anything(&self) -> bool {
         !self.sessions.is_empty()
-    }
-
-    /// What changed since the last update (everything, for a snapshot); `None` when nothing
-    /// did. Locks each application briefly, one at a time.
-    pub fn next_update(&mut self, store: &Store, ui_template: Option<&str>) -> Option<pb::Update> {
-        let snapshot = std::mem::take(&mut self.needs_snapshot);
-        if snapshot {
-            self.seen.clear();
-            self.samples_sent.clear();
-        }
-        let mut u = pb::Update {
-            snapshot,
-            ..pb::Update::default()
-        };
-        for shared in store.apps() {
-            let app = lock(&shared);
-            let since = self.seen.get(app.id()).copied().unwrap_or(0);
-            if app.generation() == since {
-                continue;
-            }
-            self.seen.insert(app.id().to_owned(), app.generation());
-            let mut touched = false;
-            for (sid, uid) in &self.sessions {
-                let slice = app.session_slice(sid, uid, since);
-                if slice.is_empty() {
-                    continue;
-                }
-                touched = true;
-                let id = app.id();
-                u.sessions
-                    .extend(slice.session.map(|s| proto::session(id, s)));
-                u.operations
-                    .extend(slice.operations.iter().map(|o| proto::operation(id, o)));
-                u.jobs.extend(slice.jobs.iter().map(|j| proto::job(id, j)));
-                u.stages
-                    .extend(slice.stages.iter().map(|s| proto::stage(id, s)));
-                u.tag_groups
-                    .extend(slice.tag_groups.iter().map(|g| pb::TagGroup {
-                        tag: g.tag.to_owned(),
-                        operation_ids: g.operation_ids.iter().map(|s| (*s).to_owned()).collect(),
-                        job_ids: g.job_ids.clone(),
-                        app_id: id.to_owned(),
-                        session_id: sid.clone(),
-                    }));
-            }
-            // A new notice, or new busy-slots samples, reach every subscriber with a session in
-            // this application.
-            let noticed = (app.notices_updated() > since || app.samples_updated() > since)
-                && self
-                    .sessions
-                    .iter()
-                    .any(|(sid, uid)| app.knows_session(sid, uid));
-            if touched || noticed {
-                let after = self.samples_sent.get(app.id()).copied().unwrap_or(i64::MIN);
-                let a = proto::application(&app, after, ui_template);
-                if let Some(last) = app.samples().next_back() {
-                    self.samples_sent.insert(app.id().to_owned(), last.at_ms);
-                }
-                u.applications.push(a);
-            }
-        }
-        if !snapshot && u.applications.is_empty() {
-            return None;
-        }
-        self.generation += 1;
-        u.generation = self.generation;
-        u.sent_at_ms = now_ms();
-        Some(u)
     }
 }

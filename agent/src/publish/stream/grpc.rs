@@ -3,7 +3,7 @@
 //! request.
 
 use super::follow::{FollowError, Follower};
-use super::subscriber::{self, Close, Gone, Incoming, Transport};
+use super::subscriber::{self, Close, Frame, Gone, Incoming, Transport};
 use super::Streams;
 use crate::auth::{self, AuthError, Principal};
 use sparkscope_proto::sparkscope::v1 as pb;
@@ -105,6 +105,10 @@ impl Transport for GrpcTransport {
             Some(Kind::CancelResult(_) | Kind::Tasks(_)) | None => return Ok(()),
         };
         self.tx.send(item).await.map_err(|_| Gone)
+    }
+
+    async fn send_update(&mut self, frame: Frame) -> Result<(), Gone> {
+        self.tx.send(Ok(frame.update())).await.map_err(|_| Gone)
     }
 
     async fn recv(&mut self) -> Option<Incoming> {

@@ -1,10 +1,12 @@
 //! The streams of followed Connect sessions (docs/streaming-api.md): a snapshot, then coalesced
-//! deltas. One subscriber loop (`subscriber`) serves both transports, which differ only in how a
-//! frame is written: JSON text over a WebSocket (`ws`), protobuf over gRPC (`grpc`). What a
-//! subscriber follows and has seen is a `follow::Follower`.
+//! deltas. The `hub` builds each followed session's changes once per tick and shares them; one
+//! subscriber loop (`subscriber`) serves both transports, which differ only in how a frame is
+//! written: JSON text over a WebSocket (`ws`), protobuf over gRPC (`grpc`). What a subscriber
+//! follows is a `follow::Follower`.
 
 pub mod follow;
 pub mod grpc;
+pub mod hub;
 pub mod subscriber;
 pub mod ws;
 
@@ -54,6 +56,8 @@ impl Default for StreamConfig {
 #[derive(Clone)]
 pub struct Streams {
     pub store: Arc<Store>,
+    /// Where subscribers find their sessions' changes, built once for all of them.
+    pub hub: Arc<hub::Hub>,
     /// Where subscribers' cancel requests go.
     pub control: Arc<Control>,
     /// Where their requests for a stage's tasks go.

@@ -1,17 +1,24 @@
-//! One subscriber, whatever its transport: it waits for changes, sends at most one update per
-//! interval built from the newest state (so a slow subscriber holds no backlog and never slows
-//! ingest or anyone else), takes the client's frames, and at shutdown answers its cancels still
-//! under way before it says goodbye.
+//! One subscriber, whatever its transport: it follows the feeds of its sessions (so it wakes only
+//! when one of them changed), sends at most one update per interval made of the pieces the hub
+//! built for everyone (so a slow subscriber holds no backlog and never slows ingest or anyone
+//! else), takes the client's frames, and at shutdown answers its cancels still under way before
+//! it says goodbye.
 
-use super::follow::{FollowError, Follower};
+use super::follow::{FollowError, Follower, SessionKey};
+use super::hub::{self, Piece, Snapshot};
 use super::{Admitted, Streams};
+use crate::clock::now_ms;
 use crate::control::CancelOutcome;
 use crate::telemetry::{self, Limit};
+use futures_util::FutureExt;
 use sparkscope_proto::sparkscope::v1 as pb;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{StreamExt, StreamMap};
 
 /// How a subscriber's frames travel: the only difference between the WebSocket and the gRPC
 /// stream.
@@ -22,12 +29,58 @@ pub trait Transport: Send {
     /// Writes one message; an error means the client is gone.
     fn send(&mut self, msg: pb::ServerMessage) -> impl Future<Output = Result<(), Gone>> + Send;
 
+    /// Writes one update; an error means the client is gone.
+    fn send_update(&mut self, frame: Frame) -> impl Future<Output = Result<(), Gone>> + Send;
+
     /// The next client frame; `None` once the client has gone. A transport whose clients send
     /// nothing waits here until they go.
     fn recv(&mut self) -> impl Future<Output = Option<Incoming>> + Send;
 
     /// Ends the stream, telling the client why.
     fn close(&mut self, why: Close) -> impl Future<Output = ()> + Send;
+}
+
+/// An update as one stream sends it: its own header around a body that may be shared with
+/// every other subscriber of the same session.
+pub struct Frame {
+    pub generation: u64,
+    pub snapshot: bool,
+    pub sent_at_ms: i64,
+    pub body: Arc<Piece>,
+}
+
+impl Frame {
+    /// `{"update": …}` as JSON text: the header written here, the body's JSON encoded once.
+    pub fn json(&self) -> String {
+        let body = self.body.json();
+        let rest = body.strip_prefix('{').unwrap_or("}");
+        let mut s = String::with_capacity(body.len() + 96);
+        s.push_str("{\"update\":{\"generation\":\"");
+        s.push_str(&self.generation.to_string());
+        s.push('"');
+        if self.snapshot {
+            s.push_str(",\"snapshot\":true");
+        }
+        s.push_str(",\"sentAtMs\":\"");
+        s.push_str(&self.sent_at_ms.to_string());
+        s.push('"');
+        if rest != "}" {
+            s.push(',');
+        }
+        s.push_str(rest);
+        s.push('}');
+        s
+    }
+
+    /// The update as a message of its own.
+    pub fn update(&self) -> pb::Update {
+        pb::Update {
+            generation: self.generation,
+            snapshot: self.snapshot,
+            sent_at_ms: self.sent_at_ms,
+            ..self.body.update.clone()
+        }
+    }
 }
 
 /// The client is gone.
@@ -53,6 +106,120 @@ enum SendError {
     Gone,
 }
 
+/// The feeds of the sessions a stream follows.
+type Feeds = StreamMap<SessionKey, BroadcastStream<Arc<Piece>>>;
+
+/// What a stream has to send next, and what it has sent.
+#[derive(Default)]
+struct Outbox {
+    /// Asked of the hub: a snapshot of every followed session.
+    asked: Option<oneshot::Receiver<Snapshot>>,
+    /// Arrived, not sent yet.
+    snapshot: Option<Snapshot>,
+    /// Deltas not sent yet, oldest first.
+    pending: Vec<Arc<Piece>>,
+    /// The tick whose state the client holds: deltas of ticks up to it are stale.
+    baseline: u64,
+    generation: u64,
+}
+
+impl Outbox {
+    fn ready(&self) -> bool {
+        self.snapshot.is_some() || (self.asked.is_none() && !self.pending.is_empty())
+    }
+
+    /// A piece from a feed; a feed that ran ahead of this stream means starting again from a
+    /// snapshot.
+    fn take(
+        &mut self,
+        piece: Result<Arc<Piece>, BroadcastStreamRecvError>,
+        feeds: &mut Feeds,
+        follower: &Follower,
+        streams: &Streams,
+    ) {
+        match piece {
+            Ok(piece) => self.pending.push(piece),
+            Err(BroadcastStreamRecvError::Lagged(_)) => {
+                self.snapshot = None;
+                self.asked = Some(subscribe(feeds, follower, streams));
+            }
+        }
+    }
+
+    /// The next update to send, if any.
+    fn next(&mut self, follower: &Follower) -> Option<Frame> {
+        self.pending
+            .retain(|p| follower.sessions().contains(&p.key));
+        let (snapshot, pieces) = match self.snapshot.take() {
+            Some(s) => {
+                self.baseline = s.seq;
+                self.pending.retain(|p| p.seq > s.seq);
+                (true, s.pieces)
+            }
+            None if self.asked.is_none() => (false, std::mem::take(&mut self.pending)),
+            None => return None,
+        };
+        if !snapshot && pieces.is_empty() {
+            return None;
+        }
+        let body = match pieces.as_slice() {
+            [one] => one.clone(),
+            many => Arc::new(Piece::new(
+                self.baseline,
+                (String::new(), String::new()),
+                hub::merge(many),
+            )),
+        };
+        self.generation += 1;
+        Some(Frame {
+            generation: self.generation,
+            snapshot,
+            sent_at_ms: now_ms(),
+            body,
+        })
+    }
+}
+
+/// Follows exactly the feeds of the sessions `follower` follows.
+fn refollow(feeds: &mut Feeds, follower: &Follower, streams: &Streams) {
+    let gone: Vec<SessionKey> = feeds
+        .keys()
+        .filter(|k| !follower.sessions().contains(*k))
+        .cloned()
+        .collect();
+    for k in gone {
+        feeds.remove(&k);
+    }
+    for k in follower.sessions() {
+        if !feeds.contains_key(k) {
+            feeds.insert(k.clone(), BroadcastStream::new(streams.hub.follow(k)));
+        }
+    }
+}
+
+/// Follows the feeds of every followed session, then asks for their snapshot: in this order, no
+/// tick after the snapshot's is missed.
+fn subscribe(
+    feeds: &mut Feeds,
+    follower: &Follower,
+    streams: &Streams,
+) -> oneshot::Receiver<Snapshot> {
+    refollow(feeds, follower, streams);
+    streams
+        .hub
+        .snapshot(follower.sessions().iter().cloned().collect())
+}
+
+/// The hub's answer, once a snapshot was asked for (never, otherwise).
+async fn answer_of(
+    asked: &mut Option<oneshot::Receiver<Snapshot>>,
+) -> Result<Snapshot, oneshot::error::RecvError> {
+    match asked {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Serves one subscriber until it goes, is too slow, or the agent shuts down.
 pub async fn serve<T: Transport>(
     mut t: T,
@@ -62,29 +229,32 @@ pub async fn serve<T: Transport>(
 ) {
     let cfg = streams.cfg.clone();
     let mut shutdown = streams.shutdown.clone();
-    let mut changes = streams.store.changes();
+    let mut feeds = Feeds::new();
+    let mut out = Outbox::default();
     // Cancels and task lists run as their own tasks so updates keep flowing; their answers come
     // back here.
     let (results_tx, mut results) = mpsc::channel::<pb::ServerMessage>(16);
     let mut in_flight = 0usize;
-    let mut dirty = false;
-    let mut last_sent: Option<Instant> = None;
+    // A follower may come subscribed already (gRPC subscribes in its request).
+    if follower.follows_anything() {
+        out.asked = Some(subscribe(&mut feeds, &follower, &streams));
+    }
     tracing::debug!(transport = T::NAME, "subscriber connected");
     telemetry::subscriber_connected(T::NAME, 1.0);
     let _connected = Connected(T::NAME);
     loop {
-        let due = last_sent.map_or_else(Instant::now, |t| t + cfg.interval);
-        let wants = follower.follows_anything() && (dirty || follower.needs_snapshot());
-        if wants && Instant::now() >= due {
-            dirty = false;
-            if let Some(update) =
-                follower.next_update(&streams.store, cfg.ui_link_template.as_deref())
-            {
-                if update.snapshot && update.generation > 1 {
+        // The hub ticks at most once per interval: what one tick brought goes out as one
+        // update, at once.
+        if out.ready() {
+            while let Some(Some((_, piece))) = feeds.next().now_or_never() {
+                out.take(piece, &mut feeds, &follower, &streams);
+            }
+            if let Some(frame) = out.next(&follower) {
+                if frame.snapshot && frame.generation > 1 {
                     telemetry::resync(T::NAME);
                 }
-                match send(&mut t, update_message(update), cfg.slow_timeout).await {
-                    Ok(()) => last_sent = Some(Instant::now()),
+                match send_update(&mut t, frame, cfg.slow_timeout).await {
+                    Ok(()) => {}
                     Err(SendError::Slow) => {
                         tracing::info!(transport = T::NAME, "disconnecting a slow subscriber");
                         telemetry::slow_subscriber(T::NAME);
@@ -102,7 +272,15 @@ pub async fn serve<T: Transport>(
                 None => return,
                 Some(Incoming::Bad(why)) => Some(error("bad_request", &why)),
                 Some(Incoming::Message(msg)) => match interpret(&mut follower, msg) {
-                    Handled::Done => None,
+                    Handled::Done => {
+                        refollow(&mut feeds, &follower, &streams);
+                        None
+                    }
+                    Handled::Subscribed => {
+                        out.snapshot = None;
+                        out.asked = Some(subscribe(&mut feeds, &follower, &streams));
+                        None
+                    }
                     Handled::Reply(msg) => Some(msg),
                     Handled::Forbidden(req, why) => {
                         let result = streams.control.refuse(&req, CancelOutcome::Forbidden, why);
@@ -132,14 +310,18 @@ pub async fn serve<T: Transport>(
                 in_flight -= 1;
                 Some(answer)
             }
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return; // the store is gone: shutting down
-                }
-                dirty = true;
+            Some((_, piece)) = feeds.next(), if !feeds.is_empty() => {
+                out.take(piece, &mut feeds, &follower, &streams);
                 None
             }
-            _ = tokio::time::sleep_until(due), if wants => None,
+            snap = answer_of(&mut out.asked), if out.asked.is_some() => {
+                out.asked = None;
+                match snap {
+                    Ok(s) => out.snapshot = Some(s),
+                    Err(_) => return, // the hub is gone: shutting down
+                }
+                None
+            }
         };
         if let Some(msg) = reply {
             if send(&mut t, msg, cfg.slow_timeout).await.is_err() {
@@ -167,6 +349,8 @@ pub async fn serve<T: Transport>(
 #[derive(Debug)]
 pub enum Handled {
     Done,
+    /// The followed sessions grew: the next update is a snapshot of all of them.
+    Subscribed,
     Reply(pb::ServerMessage),
     /// Allowed: the requester follows the session. Carry it out.
     Cancel(pb::CancelRequest),
@@ -189,7 +373,7 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
     use pb::client_message::Kind;
     match msg.kind {
         Some(Kind::Subscribe(req)) => match follower.subscribe(&req.sessions) {
-            Ok(()) => Handled::Done,
+            Ok(()) => Handled::Subscribed,
             Err(e) => {
                 let code = match e {
                     FollowError::TooManySessions(_) => {
@@ -254,9 +438,15 @@ async fn send<T: Transport>(
     }
 }
 
-fn update_message(update: pb::Update) -> pb::ServerMessage {
-    pb::ServerMessage {
-        kind: Some(pb::server_message::Kind::Update(update)),
+async fn send_update<T: Transport>(
+    t: &mut T,
+    frame: Frame,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    match tokio::time::timeout(timeout, t.send_update(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(Gone)) => Err(SendError::Gone),
+        Err(_) => Err(SendError::Slow),
     }
 }
 
@@ -287,5 +477,40 @@ struct Connected(&'static str);
 impl Drop for Connected {
     fn drop(&mut self) {
         telemetry::subscriber_connected(self.0, -1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SessionKey {
+        ("s".to_owned(), "u".to_owned())
+    }
+
+    #[test]
+    fn a_frame_written_around_a_shared_body_is_the_update_it_stands_for() {
+        let full = pb::Update {
+            jobs: vec![pb::Job {
+                app_id: "app".into(),
+                job_id: 3,
+                name: "count at <stdin>:1".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        for (snapshot, update) in [(true, full), (false, pb::Update::default())] {
+            let frame = Frame {
+                generation: 3,
+                snapshot,
+                sent_at_ms: 1_795_000_000_000,
+                body: Arc::new(Piece::new(1, key(), update)),
+            };
+            let parsed: pb::ServerMessage = serde_json::from_str(&frame.json()).expect("JSON");
+            let expected = pb::ServerMessage {
+                kind: Some(pb::server_message::Kind::Update(frame.update())),
+            };
+            assert_eq!(parsed, expected);
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! frames (subscribe, unsubscribe, cancel) coming back on the same socket.
 
 use super::follow::Follower;
-use super::subscriber::{self, Close, Gone, Incoming, Transport};
+use super::subscriber::{self, Close, Frame, Gone, Incoming, Transport};
 use super::Streams;
 use crate::auth::{self, AuthError};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -19,6 +19,11 @@ pub const TRANSPORT: &str = "websocket";
 
 /// Client frames larger than this are refused by the WebSocket layer.
 const MAX_CLIENT_FRAME: usize = 64 * 1024;
+
+/// What a connection reserves for reading client frames, which are small (subscribe, cancel):
+/// the library's default (128 KiB per connection) would make a thousand idle subscribers cost
+/// 128 MB. It grows when a bigger frame comes, up to `MAX_CLIENT_FRAME`.
+const READ_BUFFER: usize = 4 * 1024;
 
 pub async fn handler(
     ws: WebSocketUpgrade,
@@ -45,6 +50,7 @@ pub async fn handler(
         return (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     };
     ws.max_message_size(MAX_CLIENT_FRAME)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
             let (tx, rx) = socket.split();
             let follower = Follower::new(streams.cfg.max_sessions, principal);
@@ -65,6 +71,13 @@ impl Transport for WsTransport {
         let text = serde_json::to_string(&msg).map_err(|_| Gone)?;
         self.tx
             .send(Message::Text(text.into()))
+            .await
+            .map_err(|_| Gone)
+    }
+
+    async fn send_update(&mut self, frame: Frame) -> Result<(), Gone> {
+        self.tx
+            .send(Message::Text(frame.json().into()))
             .await
             .map_err(|_| Gone)
     }

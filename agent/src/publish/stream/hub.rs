@@ -1,0 +1,475 @@
+//! The streams' one builder. Once per interval at most, and only after a change, it walks each
+//! changed application once under its lock, copies out what changed for every followed session
+//! (one pass over the application's operations, however many sessions are followed), and
+//! publishes one [`Piece`] per changed session on that session's feed. Every subscriber that
+//! follows the session shares the piece and its JSON, encoded once. Subscribers are woken only
+//! by the feeds of the sessions they follow, and nothing they do holds a lock ingest needs.
+//!
+//! Snapshots are built by the same pass, for the sessions whose subscribers asked for one since
+//! the last tick: a snapshot and the deltas of the later ticks then never overlap or leave a gap.
+
+use super::follow::SessionKey;
+use crate::model::{lock, views::SessionSlice, AppState, Store};
+use crate::publish::proto;
+use crate::shutdown::Shutdown;
+use sparkscope_proto::sparkscope::v1 as pb;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Deltas a session's feed keeps for a subscriber that has not taken them yet; one that falls
+/// further behind gets a fresh snapshot instead.
+const FEED_DEPTH: usize = 16;
+
+/// What one tick says about one followed session: the entities that changed (all of them, in
+/// a snapshot) and the applications they run in. `update`'s generation, snapshot flag and time
+/// are left unset: each subscriber's stream sets its own.
+#[derive(Debug)]
+pub struct Piece {
+    /// The tick that built it.
+    pub seq: u64,
+    pub key: SessionKey,
+    pub update: pb::Update,
+    json: OnceLock<String>,
+}
+
+impl Piece {
+    pub fn new(seq: u64, key: SessionKey, update: pb::Update) -> Self {
+        Piece {
+            seq,
+            key,
+            update,
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The update's JSON object without its header fields, encoded by the first subscriber that
+    /// needs it and shared by the others.
+    pub fn json(&self) -> &str {
+        self.json
+            .get_or_init(|| serde_json::to_string(&self.update).unwrap_or_else(|_| "{}".to_owned()))
+    }
+}
+
+/// A snapshot of some sessions, as of tick `seq`: the deltas of later ticks follow it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub seq: u64,
+    pub pieces: Vec<Arc<Piece>>,
+}
+
+struct SnapshotRequest {
+    keys: Vec<SessionKey>,
+    reply: oneshot::Sender<Snapshot>,
+}
+
+/// Where subscribers find the feeds of the sessions they follow and ask for snapshots.
+pub struct Hub {
+    feeds: Mutex<Feeds>,
+    requests: mpsc::UnboundedSender<SnapshotRequest>,
+}
+
+/// Each followed session's feed, and their keys in order (made again only when sessions are
+/// followed or left, not on every tick).
+#[derive(Default)]
+struct Feeds {
+    by_key: HashMap<SessionKey, broadcast::Sender<Arc<Piece>>>,
+    keys: Arc<Vec<SessionKey>>,
+    stale: bool,
+}
+
+impl Hub {
+    /// The hub, and the receiver its builder ([`run`]) takes requests from.
+    pub fn new() -> (Arc<Hub>, HubInbox) {
+        let (requests, inbox) = mpsc::unbounded_channel();
+        let hub = Hub {
+            feeds: Mutex::default(),
+            requests,
+        };
+        (Arc::new(hub), HubInbox(inbox))
+    }
+
+    /// The feed of one session's deltas from the next tick on.
+    pub fn follow(&self, key: &SessionKey) -> broadcast::Receiver<Arc<Piece>> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let feeds = &mut *feeds;
+        feeds
+            .by_key
+            .entry(key.clone())
+            .or_insert_with(|| {
+                feeds.stale = true;
+                broadcast::channel(FEED_DEPTH).0
+            })
+            .subscribe()
+    }
+
+    /// Asks for a snapshot of these sessions; it is built by the next tick. The subscriber must
+    /// follow their feeds first, so that no tick after the snapshot's is missed.
+    pub fn snapshot(&self, keys: Vec<SessionKey>) -> oneshot::Receiver<Snapshot> {
+        let (reply, rx) = oneshot::channel();
+        // The builder is gone only at shutdown; the subscriber then sees its reply dropped.
+        let _ = self.requests.send(SnapshotRequest { keys, reply });
+        rx
+    }
+
+    /// Sessions someone follows now, in order; feeds nobody listens to any more are dropped.
+    fn followed(&self) -> Arc<Vec<SessionKey>> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        let before = feeds.by_key.len();
+        feeds.by_key.retain(|_, f| f.receiver_count() > 0);
+        if feeds.stale || feeds.by_key.len() != before {
+            let mut keys: Vec<SessionKey> = feeds.by_key.keys().cloned().collect();
+            keys.sort_unstable();
+            feeds.keys = Arc::new(keys);
+            feeds.stale = false;
+        }
+        feeds.keys.clone()
+    }
+
+    fn publish(&self, piece: Arc<Piece>) {
+        let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = feeds.by_key.get(&piece.key) {
+            let _ = f.send(piece); // nobody listening any more: nothing to do
+        }
+    }
+}
+
+/// The builder's end of the snapshot requests.
+pub struct HubInbox(mpsc::UnboundedReceiver<SnapshotRequest>);
+
+/// The builder: ticks after changes (at most once per `interval`; the first change after a
+/// quiet spell goes out at once) and when snapshots are asked for.
+pub async fn run(
+    hub: Arc<Hub>,
+    mut inbox: HubInbox,
+    store: Arc<Store>,
+    interval: Duration,
+    ui_template: Option<String>,
+    mut shutdown: Shutdown,
+) {
+    let mut changes = store.changes();
+    let mut builder = Builder {
+        seq: 0,
+        seen: HashMap::new(),
+        ui_template,
+    };
+    let mut requests: Vec<SnapshotRequest> = Vec::new();
+    let mut dirty = true;
+    let mut last: Option<Instant> = None;
+    loop {
+        let due = last.map_or_else(Instant::now, |t| t + interval);
+        let wants = dirty || !requests.is_empty();
+        tokio::select! {
+            _ = shutdown.requested() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                dirty = true;
+            }
+            req = inbox.0.recv() => match req {
+                Some(r) => requests.push(r),
+                None => return,
+            },
+            _ = tokio::time::sleep_until(due), if wants => {
+                last = Some(Instant::now());
+                dirty = false;
+                builder.tick(&hub, &store, std::mem::take(&mut requests));
+            }
+        }
+    }
+}
+
+struct Builder {
+    seq: u64,
+    /// Per application: the generation up to which deltas were published, and the time of the
+    /// newest busy-slots sample sent.
+    seen: HashMap<String, (u64, i64)>,
+    ui_template: Option<String>,
+}
+
+/// What one application contributes to one session's piece.
+#[derive(Default)]
+struct Parts {
+    applications: Vec<pb::Application>,
+    sessions: Vec<pb::Session>,
+    operations: Vec<pb::Operation>,
+    jobs: Vec<pb::Job>,
+    stages: Vec<pb::Stage>,
+    tag_groups: Vec<pb::TagGroup>,
+}
+
+impl Parts {
+    fn add_slice(&mut self, app_id: &str, session_id: &str, slice: &SessionSlice<'_>) {
+        let id = app_id;
+        self.sessions
+            .extend(slice.session.map(|s| proto::session(id, s)));
+        self.operations
+            .extend(slice.operations.iter().map(|o| proto::operation(id, o)));
+        self.jobs
+            .extend(slice.jobs.iter().map(|j| proto::job(id, j)));
+        self.stages
+            .extend(slice.stages.iter().map(|s| proto::stage(id, s)));
+        self.tag_groups.extend(
+            slice
+                .tag_groups
+                .iter()
+                .map(|g| proto::tag_group(id, session_id, g)),
+        );
+    }
+
+    fn into_update(self) -> pb::Update {
+        pb::Update {
+            applications: self.applications,
+            sessions: self.sessions,
+            operations: self.operations,
+            jobs: self.jobs,
+            stages: self.stages,
+            tag_groups: self.tag_groups,
+            ..pb::Update::default()
+        }
+    }
+}
+
+impl Builder {
+    fn tick(&mut self, hub: &Hub, store: &Store, requests: Vec<SnapshotRequest>) {
+        self.seq += 1;
+        let followed = hub.followed();
+        let wanted: Vec<SessionKey> = requests
+            .iter()
+            .flat_map(|r| r.keys.iter().cloned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut deltas: BTreeMap<usize, Parts> = BTreeMap::new();
+        let mut snapshots: BTreeMap<usize, Parts> = BTreeMap::new();
+        let mut present = Vec::new();
+        for shared in store.apps() {
+            let app = lock(&shared);
+            let id = app.id().to_owned();
+            let (since, samples_after) = self.seen.get(&id).copied().unwrap_or((0, i64::MIN));
+            if app.generation() > since && !followed.is_empty() {
+                self.deltas(&app, &followed, since, samples_after, &mut deltas);
+            }
+            if !wanted.is_empty() {
+                self.snapshots(&app, &wanted, &mut snapshots);
+            }
+            let newest_sample = app.samples().next_back().map_or(samples_after, |s| s.at_ms);
+            self.seen
+                .insert(id.clone(), (app.generation(), newest_sample));
+            present.push(id);
+        }
+        // Applications dropped by retention are forgotten here too.
+        if self.seen.len() > present.len() {
+            let present: BTreeSet<String> = present.into_iter().collect();
+            self.seen.retain(|id, _| present.contains(id));
+        }
+        for (i, parts) in deltas {
+            let piece = Piece::new(self.seq, followed[i].clone(), parts.into_update());
+            hub.publish(Arc::new(piece));
+        }
+        let mut built: HashMap<usize, Arc<Piece>> = snapshots
+            .into_iter()
+            .map(|(i, parts)| {
+                let piece = Piece::new(self.seq, wanted[i].clone(), parts.into_update());
+                (i, Arc::new(piece))
+            })
+            .collect();
+        for r in requests {
+            let pieces = r
+                .keys
+                .iter()
+                .filter_map(|k| wanted.binary_search(k).ok())
+                .map(|i| {
+                    built
+                        .entry(i)
+                        .or_insert_with(|| {
+                            Arc::new(Piece::new(
+                                self.seq,
+                                wanted[i].clone(),
+                                pb::Update::default(),
+                            ))
+                        })
+                        .clone()
+                })
+                .collect();
+            let _ = r.reply.send(Snapshot {
+                seq: self.seq,
+                pieces,
+            });
+        }
+    }
+
+    /// What changed after `since` for each followed session, plus the application record for
+    /// every session it knows when the record's notices or samples changed.
+    fn deltas(
+        &self,
+        app: &AppState,
+        followed: &[SessionKey],
+        since: u64,
+        samples_after: i64,
+        out: &mut BTreeMap<usize, Parts>,
+    ) {
+        let record_changed = app.notices_updated() > since || app.samples_updated() > since;
+        let mut record: Option<pb::Application> = None;
+        for (i, slice) in app.session_slices(followed, since).iter().enumerate() {
+            if slice.is_empty() && !(record_changed && slice.known) {
+                continue;
+            }
+            let parts = out.entry(i).or_default();
+            parts.add_slice(app.id(), &followed[i].0, slice);
+            let r = record.get_or_insert_with(|| {
+                proto::application(app, samples_after, self.ui_template.as_deref())
+            });
+            parts.applications.push(r.clone());
+        }
+    }
+
+    /// Everything of each wanted session this application knows.
+    fn snapshots(&self, app: &AppState, wanted: &[SessionKey], out: &mut BTreeMap<usize, Parts>) {
+        let mut record: Option<pb::Application> = None;
+        for (i, slice) in app.session_slices(wanted, 0).iter().enumerate() {
+            if !slice.known && slice.is_empty() {
+                continue;
+            }
+            let parts = out.entry(i).or_default();
+            parts.add_slice(app.id(), &wanted[i].0, slice);
+            let r = record.get_or_insert_with(|| {
+                proto::application(app, i64::MIN, self.ui_template.as_deref())
+            });
+            parts.applications.push(r.clone());
+        }
+    }
+}
+
+/// One update out of several pieces (a subscriber following more than one session, or one that
+/// missed a tick), in the order they were built: an entity in a later piece replaces the same
+/// entity from an earlier one, and an application's busy-slots samples from different ticks are
+/// joined.
+pub fn merge(pieces: &[Arc<Piece>]) -> pb::Update {
+    let mut u = pb::Update::default();
+    let mut app_seq: HashMap<String, u64> = HashMap::new();
+    for p in pieces {
+        let n = &p.update;
+        for a in &n.applications {
+            match u.applications.iter_mut().find(|x| x.id == a.id) {
+                None => u.applications.push(a.clone()),
+                // The same tick's record of an application is the same in every piece.
+                Some(_) if app_seq.get(&a.id) == Some(&p.seq) => {}
+                Some(x) => {
+                    let earlier = x.task_samples.take();
+                    *x = a.clone();
+                    x.task_samples = join_samples(earlier, a.task_samples.clone());
+                }
+            }
+            app_seq.insert(a.id.clone(), p.seq);
+        }
+        upsert(&mut u.sessions, &n.sessions, |s| {
+            (s.app_id.clone(), s.session_id.clone())
+        });
+        upsert(&mut u.operations, &n.operations, |o| {
+            (o.app_id.clone(), o.operation_id.clone())
+        });
+        upsert(&mut u.jobs, &n.jobs, |j| (j.app_id.clone(), j.job_id));
+        upsert(&mut u.stages, &n.stages, |s| {
+            (s.app_id.clone(), s.stage_id, s.attempt_id)
+        });
+        upsert(&mut u.tag_groups, &n.tag_groups, |g| {
+            (g.app_id.clone(), g.session_id.clone(), g.tag.clone())
+        });
+    }
+    u
+}
+
+fn upsert<T: Clone, K: Eq + std::hash::Hash>(
+    into: &mut Vec<T>,
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) {
+    if items.is_empty() {
+        return;
+    }
+    let mut at: HashMap<K, usize> = into.iter().enumerate().map(|(i, x)| (key(x), i)).collect();
+    for item in items {
+        match at.get(&key(item)) {
+            Some(&i) => into[i] = item.clone(),
+            None => {
+                at.insert(key(item), into.len());
+                into.push(item.clone());
+            }
+        }
+    }
+}
+
+/// Samples of an earlier tick followed by a later one's, as one column set.
+fn join_samples(a: Option<pb::TaskSamples>, b: Option<pb::TaskSamples>) -> Option<pb::TaskSamples> {
+    let (mut a, b) = match (a, b) {
+        (Some(a), Some(b)) => (a, b),
+        (a, b) => return a.or(b),
+    };
+    for (k, off) in b.offset_ms.iter().enumerate() {
+        let at = b.start_ms.saturating_add(i64::from(*off));
+        a.offset_ms
+            .push(u32::try_from(at.saturating_sub(a.start_ms)).unwrap_or(u32::MAX));
+        a.active_tasks
+            .push(b.active_tasks.get(k).copied().unwrap_or(0));
+        a.total_cores
+            .push(b.total_cores.get(k).copied().unwrap_or(0));
+        a.executors.push(b.executors.get(k).copied().unwrap_or(0));
+    }
+    Some(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SessionKey {
+        ("s".to_owned(), "u".to_owned())
+    }
+
+    #[test]
+    fn merged_pieces_keep_the_newest_of_each_entity_and_every_sample() {
+        let app = |offsets: Vec<u32>, start: i64, active: u32| pb::Application {
+            id: "app".into(),
+            task_samples: Some(pb::TaskSamples {
+                start_ms: start,
+                active_tasks: offsets.iter().map(|_| active).collect(),
+                total_cores: offsets.iter().map(|_| 2).collect(),
+                executors: offsets.iter().map(|_| 1).collect(),
+                offset_ms: offsets,
+            }),
+            ..Default::default()
+        };
+        let job = |status: i32| pb::Job {
+            app_id: "app".into(),
+            job_id: 7,
+            status,
+            ..Default::default()
+        };
+        let first = pb::Update {
+            applications: vec![app(vec![0, 100], 1_000, 1)],
+            jobs: vec![job(1)],
+            ..Default::default()
+        };
+        let second = pb::Update {
+            applications: vec![app(vec![0], 1_200, 2)],
+            jobs: vec![job(2)],
+            ..Default::default()
+        };
+        let merged = merge(&[
+            Arc::new(Piece::new(1, key(), first)),
+            Arc::new(Piece::new(2, key(), second)),
+        ]);
+        assert_eq!(merged.jobs.len(), 1);
+        assert_eq!(merged.jobs[0].status, 2);
+        let s = merged.applications[0]
+            .task_samples
+            .as_ref()
+            .expect("samples");
+        assert_eq!(s.offset_ms, [0, 100, 200]);
+        assert_eq!(s.active_tasks, [1, 1, 2]);
+    }
+}
