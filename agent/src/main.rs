@@ -9,6 +9,7 @@ use sparkscope::control::tasks::TaskListConfig;
 use sparkscope::control::ControlConfig;
 use sparkscope::ingest::listener::IngestConfig;
 use sparkscope::ingest::reconcile::ReconcileConfig;
+use sparkscope::ingest::replay::ReadConfig;
 use sparkscope::model::retention::LiveLimits;
 use sparkscope::model::Retention;
 use sparkscope::publish::rest;
@@ -371,6 +372,10 @@ struct ReplayArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "json")]
     format: ReplayFormat,
+    /// Megabytes of the log that may be read ahead of the model: the files of a rolling log are
+    /// decompressed and parsed in parallel (one thread per core), applied in order.
+    #[arg(long, default_value_t = 256, env = "SPARKSCOPE_REPLAY_READ_AHEAD_MB")]
+    read_ahead_mb: usize,
     #[command(flatten)]
     retention: RetentionArgs,
 }
@@ -435,9 +440,14 @@ fn init_logging(format: LogFormat) {
 
 fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (apps, stats) = sparkscope::ingest::replay::replay(
+    let read = ReadConfig {
+        read_ahead: args.read_ahead_mb.saturating_mul(1 << 20),
+        ..ReadConfig::default()
+    };
+    let (apps, stats) = sparkscope::ingest::replay::replay_with(
         &args.path,
         &args.retention.retention(None, LiveLimits::default()),
+        read,
     )?;
     let secs = started.elapsed().as_secs_f64();
     let out = match args.format {

@@ -100,6 +100,13 @@ fn rolling_log(dir: &Path) -> Result<EventLog, LogError> {
 
 /// Opens one log file for line reading, decompressing by its name's codec suffix.
 pub fn open(path: &Path) -> Result<Box<dyn BufRead>, LogError> {
+    const BUF: usize = 1 << 20;
+    Ok(Box::new(BufReader::with_capacity(BUF, open_raw(path)?)))
+}
+
+/// One file's bytes, decompressed: a truncated zstd frame (a log still being written, or cut
+/// short) ends where its data ends.
+pub fn open_raw(path: &Path) -> Result<Box<dyn Read + Send>, LogError> {
     let name = file_name(path);
     let base = name.strip_suffix(".inprogress").unwrap_or(&name);
     let file = File::open(path).map_err(|source| LogError::Io {
@@ -107,25 +114,72 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead>, LogError> {
         source,
     })?;
     let codec = base.rsplit_once('.').map(|(_, ext)| ext).unwrap_or("");
-    const BUF: usize = 1 << 20;
     match codec {
         "zstd" | "zst" => {
             let dec = zstd::stream::read::Decoder::new(file).map_err(|source| LogError::Io {
                 path: path.to_owned(),
                 source,
             })?;
-            Ok(Box::new(BufReader::with_capacity(BUF, TolerantEof(dec))))
+            Ok(Box::new(TolerantEof(dec)))
         }
         "lz4" | "lzf" | "snappy" => Err(LogError::Codec {
             path: path.to_owned(),
             codec: codec.to_owned(),
         }),
-        _ => Ok(Box::new(BufReader::with_capacity(BUF, file))),
+        _ => Ok(Box::new(file)),
     }
 }
 
-/// A log still being written ends in the middle of a zstd frame; what was decoded is kept and
-/// the cut-off tail is treated as the end.
+/// Reads one file in blocks of whole lines, about `block` bytes each (a longer line makes a
+/// longer block), each read straight into its own buffer and handed to `f`. Stops early when
+/// `f` returns false.
+pub fn for_each_block(
+    path: &Path,
+    block: usize,
+    mut f: impl FnMut(Vec<u8>) -> bool,
+) -> Result<(), LogError> {
+    let io = |source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut r = open_raw(path)?;
+    // `buf` is initialised to its length once; `filled` is how much of it holds data.
+    let mut buf = vec![0u8; block];
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() + block, 0); // one line longer than a block
+        }
+        let n = match r.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        if n == 0 {
+            buf.truncate(filled);
+            if !buf.is_empty() {
+                f(buf);
+            }
+            return Ok(());
+        }
+        filled += n;
+        if filled < buf.len() {
+            continue;
+        }
+        let Some(last) = memchr::memrchr(b'\n', &buf[..filled]) else {
+            continue;
+        };
+        let tail = filled - (last + 1);
+        let mut next = vec![0u8; block.max(tail + 1)];
+        next[..tail].copy_from_slice(&buf[last + 1..filled]);
+        buf.truncate(last + 1);
+        if !f(std::mem::replace(&mut buf, next)) {
+            return Ok(());
+        }
+        filled = tail;
+    }
+}
+
 struct TolerantEof<R>(R);
 
 impl<R: Read> Read for TolerantEof<R> {

@@ -10,6 +10,7 @@ pub mod replay;
 pub mod sampler;
 pub mod validate;
 
+use crate::model::event::Event;
 use crate::model::AppState;
 
 /// Parses one line and applies it; a bad line is counted and skipped.
@@ -24,13 +25,20 @@ pub fn ingest_line_at(app: &mut AppState, line: &[u8], now_ms: Option<i64>) {
     if line.is_empty() {
         return;
     }
-    match parse::parse_line(line) {
-        Ok(ev) => {
-            if let (Some(now), Some(t)) = (now_ms, ev.time_ms()) {
-                crate::telemetry::record_ingest_lag((now - t) as f64 / 1000.0);
-            }
-            app.apply(ev)
+    let parsed = parse::parse_line(line);
+    if let (Some(now), Ok(ev)) = (now_ms, &parsed) {
+        if let Some(t) = ev.time_ms() {
+            crate::telemetry::record_ingest_lag((now - t) as f64 / 1000.0);
         }
+    }
+    apply_parsed(app, parsed);
+}
+
+/// Applies a line parsed elsewhere (a replay parses on its reader threads); a bad line is
+/// counted and skipped.
+pub fn apply_parsed(app: &mut AppState, parsed: Result<Event, parse::ParseError>) {
+    match parsed {
+        Ok(ev) => app.apply(ev),
         Err(e) => {
             let errors = app.malformed_line();
             if errors <= 10 || errors.is_power_of_two() {

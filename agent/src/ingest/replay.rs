@@ -1,9 +1,22 @@
 //! `sparkscope replay`: the same parser and model as the live agent, fed from event-log files.
+//!
+//! A log is read in parallel and applied in order: worker threads (one per core) each take the
+//! next file of the log (a rolling log has one per 128 MB of events), decompress it in blocks of
+//! whole lines and parse each block, while the calling thread applies the parsed blocks to the
+//! model file by file, in the log's order. What the workers may read ahead is bounded
+//! (`ReadConfig::read_ahead`, `--read-ahead-mb`).
 
-use super::eventlog::{self, LogError};
-use super::ingest_line;
+use super::eventlog::{self, EventLog, LogError};
+use super::{apply_parsed, parse};
+use crate::model::event::Event;
 use crate::model::{AppState, Retention};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
+
+/// Bytes of whole lines in a block.
+const BLOCK: usize = 256 << 10;
 
 /// Totals over everything replayed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -13,17 +26,45 @@ pub struct ReplayStats {
     pub unknown_events: u64,
 }
 
+/// How a replay reads.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadConfig {
+    /// Threads decompressing files (at most one per file).
+    pub workers: usize,
+    /// Bytes of the log (decompressed) read ahead of the model, over all workers; parsed, they
+    /// take about a tenth of that in memory.
+    pub read_ahead: usize,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            read_ahead: 256 << 20,
+        }
+    }
+}
+
 /// Replays every event log found at `path` (a file, a rolling log directory, or a directory of
 /// logs) into one application state each.
 pub fn replay(
     path: &Path,
     retention: &Retention,
 ) -> Result<(Vec<AppState>, ReplayStats), LogError> {
+    replay_with(path, retention, ReadConfig::default())
+}
+
+/// As [`replay`], reading as `read` says.
+pub fn replay_with(
+    path: &Path,
+    retention: &Retention,
+    read: ReadConfig,
+) -> Result<(Vec<AppState>, ReplayStats), LogError> {
     let mut apps = Vec::new();
     let mut stats = ReplayStats::default();
     for log in eventlog::discover(path)? {
         let mut app = AppState::new("", retention.clone());
-        eventlog::for_each_line(&log, |line| ingest_line(&mut app, line))?;
+        replay_log(&log, &mut app, read)?;
         let s = app.stats();
         stats.lines += s.lines;
         stats.parse_errors += s.parse_errors;
@@ -31,6 +72,73 @@ pub fn replay(
         apps.push(app);
     }
     Ok((apps, stats))
+}
+
+/// One block of a file, parsed line by line.
+type Block = Result<Vec<Result<Event, parse::ParseError>>, LogError>;
+
+fn parse_block(block: &[u8]) -> Vec<Result<Event, parse::ParseError>> {
+    let mut out = Vec::with_capacity(block.len() / 512);
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', block).chain(std::iter::once(block.len()));
+    for end in ends {
+        let line = block[start..end].trim_ascii();
+        start = end + 1;
+        if !line.is_empty() {
+            out.push(parse::parse_line(line));
+        }
+    }
+    out
+}
+
+fn replay_log(log: &EventLog, app: &mut AppState, read: ReadConfig) -> Result<(), LogError> {
+    let files = log.files.len();
+    let workers = read.workers.clamp(1, files.max(1));
+    // Each file's channel holds its share of the read-ahead.
+    let depth = (read.read_ahead / BLOCK / workers).max(2);
+    let (senders, receivers): (Vec<SyncSender<Block>>, Vec<Receiver<Block>>) =
+        (0..files).map(|_| sync_channel::<Block>(depth)).unzip();
+    let senders: Mutex<Vec<Option<SyncSender<Block>>>> =
+        Mutex::new(senders.into_iter().map(Some).collect());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for w in 0..workers {
+            let (senders, next) = (&senders, &next);
+            let spawned = std::thread::Builder::new()
+                .name(format!("replay-read-{w}"))
+                .spawn_scoped(s, move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(tx) = senders
+                        .lock()
+                        .ok()
+                        .and_then(|mut v| v.get_mut(i).and_then(Option::take))
+                    else {
+                        return;
+                    };
+                    let read = eventlog::for_each_block(&log.files[i], BLOCK, |b| {
+                        tx.send(Ok(parse_block(&b))).is_ok() // the model gave up: stop
+                    });
+                    if let Err(e) = read {
+                        let _ = tx.send(Err(e));
+                    }
+                });
+            if let Err(source) = spawned {
+                return Err(LogError::Io {
+                    path: log.files.first().cloned().unwrap_or_default(),
+                    source,
+                });
+            }
+        }
+        // In the log's order: a file's blocks as they come, then the next file's.
+        for rx in receivers {
+            for block in rx {
+                for parsed in block? {
+                    apply_parsed(app, parsed);
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -65,6 +173,7 @@ mod tests {
         };
         zstd("events_1_local-1.zstd", &[START, SUBMIT]);
         let middle: String = (0..20_000).map(|i| task_end(i) + "\n").collect();
+        assert!(middle.len() > 4 * BLOCK, "the middle part spans blocks");
         std::fs::write(log.join("events_2_local-1"), middle).expect("write");
         zstd("events_3_local-1.zstd", &[DONE, END]);
         log
@@ -74,12 +183,25 @@ mod tests {
     fn the_parts_of_a_rolling_log_are_applied_in_their_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = rolling_log(dir.path());
-        let (apps, stats) = replay(&log, &Retention::default()).expect("replay");
-        assert_eq!(stats.lines, 20_004);
-        assert_eq!(stats.parse_errors, 0);
-        let job = apps[0].job(1).expect("job 1");
-        assert_eq!(job.status, JobStatus::Succeeded);
-        assert_eq!(job.completed_tasks, 20_000);
+        // One worker, one per file, and the default; read-ahead at its least (2 blocks a file).
+        for read in [
+            ReadConfig {
+                workers: 1,
+                read_ahead: 0,
+            },
+            ReadConfig {
+                workers: 3,
+                read_ahead: 0,
+            },
+            ReadConfig::default(),
+        ] {
+            let (apps, stats) = replay_with(&log, &Retention::default(), read).expect("replay");
+            assert_eq!(stats.lines, 20_004, "{read:?}");
+            assert_eq!(stats.parse_errors, 0, "{read:?}");
+            let job = apps[0].job(1).expect("job 1");
+            assert_eq!(job.status, JobStatus::Succeeded, "{read:?}");
+            assert_eq!(job.completed_tasks, 20_000, "{read:?}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::app::{AppInfo, AppState, Executor, IngestStats, Notice};
 use super::connect::{Operation, OperationCounters, Session};
 use super::event::StageKey;
 use super::jobs::{Job, JobCounters, JobStatus, Stage, StageStatus};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Part of an application's state, borrowed: see [`AppState::session_slice`].
 #[derive(Debug, Default)]
@@ -343,6 +343,38 @@ impl AppState {
             }
         }
         out.into_iter().map(SliceBuilder::finish).collect()
+    }
+
+    /// The ids of the Connect sessions with anything changed after generation `since`: their
+    /// record, an operation, or a job or stage attempt of theirs. One pass comparing
+    /// generations: what a stream tick looks at before it slices any session.
+    pub fn sessions_changed_since(&self, since: u64) -> HashSet<&str> {
+        let mut out = HashSet::new();
+        let sessions = self.connect.sessions.values();
+        out.extend(
+            sessions
+                .filter(|s| s.updated > since)
+                .map(|s| s.session_id.as_str()),
+        );
+        let ops = self.connect.operations.values();
+        out.extend(
+            ops.filter(|o| o.updated > since)
+                .map(|o| o.session_id.as_str()),
+        );
+        let session_of_job = |id: &i32| {
+            self.jobs
+                .jobs
+                .get(id)
+                .and_then(|j| j.connect.as_ref())
+                .map(|c| c.session_id.as_str())
+        };
+        for j in self.jobs.jobs.values().filter(|j| j.updated > since) {
+            out.extend(session_of_job(&j.job_id));
+        }
+        for st in self.stages().filter(|s| s.updated > since) {
+            out.extend(st.job_ids.iter().filter_map(session_of_job));
+        }
+        out
     }
 
     /// A job of a followed session and its stage attempts, as far as they changed after `since`.

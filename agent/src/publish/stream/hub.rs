@@ -313,11 +313,28 @@ impl Builder {
         out: &mut BTreeMap<usize, Parts>,
     ) {
         let record_changed = app.notices_updated() > since || app.samples_updated() > since;
+        // Unless the record changed (it goes to every session the application knows), only the
+        // followed sessions that changed are sliced: idle ones cost a set lookup.
+        let (index, keys): (Vec<usize>, Vec<SessionKey>) = if record_changed {
+            (0..followed.len()).zip(followed.iter().cloned()).unzip()
+        } else {
+            let changed = app.sessions_changed_since(since);
+            followed
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| changed.contains(k.0.as_str()))
+                .map(|(i, k)| (i, k.clone()))
+                .unzip()
+        };
+        if keys.is_empty() {
+            return;
+        }
         let mut record: Option<pb::Application> = None;
-        for (i, slice) in app.session_slices(followed, since).iter().enumerate() {
+        for (j, slice) in app.session_slices(&keys, since).iter().enumerate() {
             if slice.is_empty() && !(record_changed && slice.known) {
                 continue;
             }
+            let i = index[j];
             let parts = out.entry(i).or_default();
             parts.add_slice(app.id(), &followed[i].0, slice);
             let r = record.get_or_insert_with(|| {
