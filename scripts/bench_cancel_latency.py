@@ -17,6 +17,11 @@ agent client → agent → Spark Connect Interrupt → Spark cancels the job and
 for the widget, Spark → listener → agent → stream → kernel → comm → DOM.
 
     .venv/bin/python scripts/bench_cancel_latency.py [--runs 10] [--keep DIR]
+        [--load-tasks-per-second 10000] [--json FILE]
+
+With a load, the later half of the runs happen while the repo's load generator feeds the same
+agent that many tasks per second (100 sessions, 1,000 subscribers; scripts/bench_load.py): the
+first half is the anchor, measured in the same run.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import browser  # lives in tests/, shared with the browser tests
 import harness
+from bench_load import SyntheticLoad
 
 NOTEBOOK = "cancel_latency.ipynb"
 USER = "bench"
@@ -203,14 +209,23 @@ def run(args: argparse.Namespace, work: Path) -> list[dict]:
         nb.run_cell(0)
         nb.wait_cell_done(0, 180)
         seen = {j["jobId"] for j in server.jobs()}
+        load = None
         for r in range(args.runs):
+            loaded = args.load_tasks_per_second > 0 and r >= args.runs // 2
+            if loaded and load is None:
+                load = SyntheticLoad(agent, args.load_tasks_per_second, work / "loadgen.log")
+                load.start()
             record = one_run(nb, server, seen)
+            record["loaded"] = loaded
             records.append(record)
             print(
-                f"run {r + 1}/{args.runs}: job {record['jobId']} {record['status']}, "
+                f"run {r + 1}/{args.runs}{' (under load)' if loaded else ''}: "
+                f"job {record['jobId']} {record['status']}, "
                 f"{record['numKilledTasks']} tasks killed; "
                 + ", ".join(f"{k} {record[k]:.0f} ms" for k, _ in METRICS if k in record)
             )
+        if load is not None:
+            load.stop()
         if args.keep:
             (work / "cancel-latency.json").write_text(json.dumps(records, indent=1))
     return records
@@ -220,9 +235,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="cancelled cell runs (at least 5)")
     parser.add_argument("--keep", type=Path, help="keep logs and raw records in this directory")
+    parser.add_argument(
+        "--load-tasks-per-second", type=int, default=0, help="synthetic load for the later runs"
+    )
+    parser.add_argument("--json", type=Path, help="append the figures to this file as a JSON line")
+    parser.add_argument("--quick", action="store_true", help="2 runs: checks that it works")
     args = parser.parse_args()
-    if args.runs < 5:
+    if args.runs < 5 and not args.quick:
         parser.error("--runs must be at least 5")
+    if args.quick:
+        args.runs = 2
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -231,16 +253,32 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="sparkscope-cancel-") as tmp:
             records = run(args, Path(tmp))
     print(f"\n$ {command}")
-    print(f"{len(records)} runs, nearest-rank percentiles:")
-    for key, label in METRICS:
-        values = [r[key] for r in records if key in r]
-        if not values:
-            print(f"  {label}: no data")
+    figures: dict = {"bench": "cancel_latency", "load_tasks_per_second": args.load_tasks_per_second}
+    for loaded in (False, True):
+        group = [r for r in records if r["loaded"] == loaded]
+        if not group:
             continue
-        print(
-            f"  {label}: p50 {percentile(values, 50):.0f} ms, p95 {percentile(values, 95):.0f} ms"
-            f" (min {min(values):.0f}, max {max(values):.0f}, mean {statistics.fmean(values):.0f})"
-        )
+        under = f", at {args.load_tasks_per_second} tasks/s of load" if loaded else ""
+        print(f"{len(group)} runs{under}, nearest-rank percentiles:")
+        for key, label in METRICS:
+            values = [r[key] for r in group if key in r]
+            if not values:
+                print(f"  {label}: no data")
+                continue
+            print(
+                f"  {label}: p50 {percentile(values, 50):.0f} ms, "
+                f"p95 {percentile(values, 95):.0f} ms"
+                f" (min {min(values):.0f}, max {max(values):.0f}, "
+                f"mean {statistics.fmean(values):.0f})"
+            )
+            figures.setdefault("loaded" if loaded else "quiet", {})[key] = {
+                "n": len(values),
+                "p50_ms": percentile(values, 50),
+                "p95_ms": percentile(values, 95),
+            }
+    if args.json:
+        with args.json.open("a") as out:
+            out.write(json.dumps(figures) + "\n")
 
 
 if __name__ == "__main__":

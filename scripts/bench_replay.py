@@ -67,9 +67,10 @@ def time_replay(binary: Path, log: Path) -> tuple[float, dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--log", type=Path, help="an existing event log (file or eventlog_v2_ dir)")
-    ap.add_argument("--jobs", type=int, default=40)
-    ap.add_argument("--tasks", type=int, default=1000, help="tasks per job")
+    ap.add_argument("--jobs", type=int, default=30)
+    ap.add_argument("--tasks", type=int, default=2000, help="tasks per job")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="append the figures to this file as a JSON line")
     args = ap.parse_args()
 
     binary = harness.agent_binary()
@@ -101,6 +102,18 @@ def main() -> int:
     print(f"sparkscope replay, whole process:                    median {r:.3f} s  {replay_times}")
     print(f"speed-up: {h / r:.1f}x")
     print(f"jobs differing from the History Server: {len({d[0] for d in diffs})} {diffs[:5]}")
+    if args.json:
+        figures = {
+            "bench": "replay",
+            "log_mb": size / 1e6,
+            "jobs": len(theirs),
+            "tasks": sum(j.get("numTasks", 0) for j in hs_jobs),
+            "replay_s": r,
+            "history_server_s": h,
+            "differing_jobs": len({d[0] for d in diffs}),
+        }
+        with args.json.open("a") as out:
+            out.write(json.dumps(figures) + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return 1 if diffs or set(ours) != set(theirs) else 0
 

@@ -14,6 +14,11 @@ measured is listener (100 ms coalescing) → agent → stream (coalesced per sub
 (widget throttle) → comm → JupyterLab → DOM.
 
     .venv/bin/python scripts/bench_widget_latency.py [--jobs 30] [--gap-ms 200] [--runs 2]
+        [--load-tasks-per-second 10000] [--json FILE]
+
+With a load, the later half of the runs happen while the repo's load generator feeds the same
+agent that many tasks per second (100 sessions, 1,000 subscribers; scripts/bench_load.py): the
+first half is the anchor, measured in the same run.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import browser  # lives in tests/, shared with the browser test
 import harness
+from bench_load import SyntheticLoad
 
 NOTEBOOK = "widget_latency.ipynb"
 
@@ -104,7 +110,7 @@ def stage_completions(server: harness.SparkConnectServer, tag: str) -> dict[int,
     }
 
 
-def run(args: argparse.Namespace, work: Path) -> list[float]:
+def run(args: argparse.Namespace, work: Path) -> dict[bool, list[float]]:
     binary = harness.agent_binary()
     jar = harness.listener_jar()
     if binary is None or jar is None:
@@ -114,7 +120,7 @@ def run(args: argparse.Namespace, work: Path) -> list[float]:
     root = work / "lab-root"
     root.mkdir(parents=True, exist_ok=True)
     write_notebook(root / NOTEBOOK, args.jobs, args.gap_ms / 1000)
-    latencies: list[float] = []
+    latencies: dict[bool, list[float]] = {False: [], True: []}
     with (
         harness.Agent(binary, work, token="bench-" + str(time.time_ns())) as agent,
         harness.SparkConnectServer(
@@ -135,7 +141,12 @@ def run(args: argparse.Namespace, work: Path) -> list[float]:
         nb.page.evaluate(RECORDER_JS)
         nb.run_cell(0)
         nb.wait_cell_done(0, 180)
+        load = None
         for r in range(args.runs):
+            loaded = args.load_tasks_per_second > 0 and r >= args.runs // 2
+            if loaded and load is None:
+                load = SyntheticLoad(agent, args.load_tasks_per_second, work / "loadgen.log")
+                load.start()
             before = nb.page.evaluate("() => window.__sparkscopeLatency.length")
             nb.run_cell(1)
             nb.wait_cell_done(1, 60 + args.jobs * (1 + args.gap_ms / 1000))
@@ -160,15 +171,18 @@ def run(args: argparse.Namespace, work: Path) -> list[float]:
                 if not shown:
                     missed += 1
                     continue
-                latencies.append(min(shown) - done_ms)
+                latencies[loaded].append(min(shown) - done_ms)
             print(
-                f"run {r + 1}/{args.runs}: {len(completions)} completed stages, "
+                f"run {r + 1}/{args.runs}{' (under load)' if loaded else ''}: "
+                f"{len(completions)} completed stages, "
                 f"{len(pairs)} widget draws of a new stage completion, {missed} never shown"
             )
             if args.keep:
                 (work / f"run-{r + 1}.json").write_text(
                     json.dumps({"tag": tag, "pairs": pairs, "completions": completions}, indent=1)
                 )
+        if load is not None:
+            load.stop()
     return latencies
 
 
@@ -178,6 +192,10 @@ def main() -> None:
     parser.add_argument("--gap-ms", type=int, default=200, help="pause between the jobs")
     parser.add_argument("--runs", type=int, default=2, help="times the cell is run")
     parser.add_argument("--keep", type=Path, help="keep logs and raw records in this directory")
+    parser.add_argument(
+        "--load-tasks-per-second", type=int, default=0, help="synthetic load for the later runs"
+    )
+    parser.add_argument("--json", type=Path, help="append the figures to this file as a JSON line")
     args = parser.parse_args()
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     if args.keep:
@@ -186,15 +204,30 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="sparkscope-latency-") as tmp:
             latencies = run(args, Path(tmp))
-    if not latencies:
+    if not latencies[False] and not latencies[True]:
         sys.exit("no stage completion was shown by the widget")
     print(f"\n$ {command}")
-    print(
-        f"stage completion (Spark) -> widget shows it (browser), {len(latencies)} stages: "
-        f"p50 {percentile(latencies, 50):.0f} ms, p95 {percentile(latencies, 95):.0f} ms, "
-        f"min {min(latencies):.0f} ms, max {max(latencies):.0f} ms, "
-        f"mean {statistics.fmean(latencies):.0f} ms"
-    )
+    figures: dict = {"bench": "widget_latency"}
+    for loaded, values in latencies.items():
+        if not values:
+            continue
+        under = f" at {args.load_tasks_per_second} tasks/s of load" if loaded else ""
+        print(
+            f"stage completion (Spark) -> widget shows it (browser){under}, {len(values)} stages: "
+            f"p50 {percentile(values, 50):.0f} ms, p95 {percentile(values, 95):.0f} ms, "
+            f"min {min(values):.0f} ms, max {max(values):.0f} ms, "
+            f"mean {statistics.fmean(values):.0f} ms"
+        )
+        key = "loaded" if loaded else "quiet"
+        figures[key] = {
+            "n": len(values),
+            "p50_ms": percentile(values, 50),
+            "p95_ms": percentile(values, 95),
+        }
+    figures["load_tasks_per_second"] = args.load_tasks_per_second
+    if args.json:
+        with args.json.open("a") as out:
+            out.write(json.dumps(figures) + "\n")
 
 
 if __name__ == "__main__":

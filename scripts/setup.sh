@@ -62,6 +62,15 @@ if [ ! -x "$chp" ]; then
 fi
 echo "installed"
 
+log "sparkmonitor 3.3's listener jar (its PyPI wheel): the anchor of the listener benchmark"
+sm=target/bench/sparkmonitor
+if [ ! -f "$sm/sparkmonitor/listener_spark4_2.13.jar" ]; then
+  mkdir -p "$sm"
+  .venv/bin/pip download -q --no-deps --only-binary :all: -d "$sm" sparkmonitor==3.3.0
+  .venv/bin/python -m zipfile -e "$sm/sparkmonitor-3.3.0-py3-none-any.whl" "$sm"
+fi
+echo "installed"
+
 log "sparkscope's wheel (the agent, the kernel extension and the listener jar), installed as a user would"
 # Rebuilt when a source it packs changed; the stamp is the hash of those sources.
 sources=$( { git ls-files -co --exclude-standard Cargo.toml Cargo.lock agent proto kernel-comm/pyproject.toml \

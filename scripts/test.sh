@@ -28,3 +28,5 @@ log "kernel extension tests (in-process IPython, a recorded agent stream, one re
 SPARKSCOPE_E2E_STRICT=1 .venv/bin/python -m pytest kernel-comm/tests -q
 log "end-to-end tests (real Spark Connect server, JupyterLab in Chromium, Prometheus)"
 SPARKSCOPE_E2E_STRICT=1 .venv/bin/python -m pytest tests -q -rA "$@"
+log "benchmarks, quick mode (each one small: that they work, not what they measure)"
+BENCH_QUICK=1 bash scripts/bench.sh
