@@ -253,6 +253,25 @@ impl AgentProcess {
             .map_or(f64::NAN, |pid| cpu_seconds(&format!("/proc/{pid}/stat")))
     }
 
+    /// CPU seconds of the agent's threads other than ingest's (`sparkscope-ingest`): what
+    /// publishing costs, without the noise of the load's own ingestion.
+    fn publish_cpu_seconds(&self) -> f64 {
+        let Some(pid) = self.pid else {
+            return f64::NAN;
+        };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return f64::NAN;
+        };
+        tasks
+            .filter_map(Result::ok)
+            .filter(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                !comm.trim().starts_with("sparkscope-inge")
+            })
+            .map(|t| cpu_seconds(&t.path().join("stat").to_string_lossy()))
+            .sum()
+    }
+
     /// Resident memory in MB.
     fn rss_mb(&self) -> f64 {
         let Some(pid) = self.pid else {
@@ -1021,9 +1040,15 @@ async fn idle(
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (cpu0, t0) = (agent.cpu_seconds(), Instant::now());
+    let (cpu0, pub0, t0) = (
+        agent.cpu_seconds(),
+        agent.publish_cpu_seconds(),
+        Instant::now(),
+    );
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let (cpu1, elapsed) = (agent.cpu_seconds(), t0.elapsed().as_secs_f64());
+    let (cpu1, pub1) = (agent.cpu_seconds(), agent.publish_cpu_seconds());
+    let elapsed = t0.elapsed().as_secs_f64();
+    let publish = (pub1 - pub0) / elapsed * 100.0;
     let rss = agent.rss_mb();
     stop.store(1, Ordering::Relaxed);
     let _ = busy.join();
@@ -1038,14 +1063,16 @@ async fn idle(
     let cpu = (cpu1 - cpu0) / elapsed * 100.0;
     println!(
         "idle: {subscribers} subscribers, each following its own idle session, while \
-         {busy_sessions} other sessions run {busy_rate} tasks/s: agent CPU {cpu:.2}% of a core, \
-         RSS {rss:.1} MB, {snapshots} snapshots, {} frames after them",
+         {busy_sessions} other sessions run {busy_rate} tasks/s: agent CPU {cpu:.2}% of a core \
+         ({publish:.2}% outside ingest), RSS {rss:.1} MB, {snapshots} snapshots, {} frames after \
+         them",
         frames.saturating_sub(snapshots)
     );
     let mut f = Figures::new();
     f.insert("mode".into(), "idle".into());
     f.insert("subscribers".into(), subscribers.into());
     f.insert("busy_tasks_per_second".into(), busy_rate.into());
+    f.insert("publish_cpu_percent".into(), publish.into());
     f.insert("cpu_percent".into(), cpu.into());
     f.insert("rss_mb".into(), rss.into());
     f.insert(
