@@ -163,7 +163,9 @@ pub async fn run(
         let wants = dirty || !requests.is_empty();
         tokio::select! {
             _ = shutdown.requested() => return,
-            changed = changes.changed() => {
+            // Once dirty, the next tick takes every change up to it: the store's signals in
+            // between (one per batch of events) need not wake the builder.
+            changed = changes.changed(), if !dirty => {
                 if changed.is_err() {
                     return;
                 }
