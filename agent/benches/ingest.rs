@@ -76,9 +76,10 @@ fn live_stream_mix() -> Vec<String> {
 fn bench_mix(c: &mut Criterion, name: &str, lines: &[String]) {
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(lines.len() as u64));
+    let retention = Retention::default();
     group.bench_function(name, |b| {
         b.iter(|| {
-            let mut app = AppState::new("", Retention::default());
+            let mut app = AppState::new("", retention.clone());
             for l in lines {
                 ingest_line(&mut app, l.as_bytes());
             }

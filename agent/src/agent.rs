@@ -1,94 +1,29 @@
-//! The agent assembled: its configuration, its sockets bound, its tasks started, and its
+//! The agent assembled from its [`Config`]: its sockets bound, its tasks started, and its
 //! graceful shutdown. `sparkscope serve` and every integration test start it the same way:
 //! `Agent::build(config)`, then `spawn()`, then `shutdown()`.
 
-use crate::auth::{Secret, SubscriberAuth};
-use crate::clock::now_ms;
-use crate::control::tasks::{TaskListConfig, TaskLister};
-use crate::control::{Control, ControlConfig};
+pub use crate::config::Config;
+use crate::control::Control;
 use crate::ingest::connections::Listeners;
 use crate::ingest::listener::{self, IngestConfig};
-use crate::ingest::reconcile::{self, ReconcileConfig};
-use crate::ingest::sampler;
-use crate::model::{Retention, Store};
+use crate::ingest::spark_poll;
+use crate::model::Store;
 use crate::publish::metrics::{MetricsExport, UserLabels};
 use crate::publish::stream::grpc::MonitorService;
 use crate::publish::stream::hub::{self, Hub};
-use crate::publish::stream::{StreamConfig, Streams};
+use crate::publish::stream::identity::SubscriberAuth;
+use crate::publish::stream::tasks::TaskLister;
+use crate::publish::stream::Streams;
 use crate::publish::{http, ApiState};
 use crate::shutdown::{Shutdown, Trigger};
-use crate::tls::{Loaded, TlsConfig, TlsError, TlsListener};
+use crate::spark_api::SparkApi;
+use crate::tls::{Loaded, TlsError, TlsListener};
+use crate::upkeep;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-
-/// Everything `sparkscope serve` can be told.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where listeners connect.
-    pub ingest_addr: SocketAddr,
-    /// The HTTP API, the WebSocket stream and `/metrics`.
-    pub http_addr: SocketAddr,
-    /// The gRPC stream.
-    pub grpc_addr: SocketAddr,
-    /// Listener connections: token, line limit, hello timeout.
-    pub ingest: IngestConfig,
-    /// Start without a listener token.
-    pub allow_anonymous_listeners: bool,
-    /// Stream subscribers: token, pacing, limits.
-    pub stream: StreamConfig,
-    /// Bearer token of the JSON API (operators' view of every application and session).
-    pub api_token: Option<Secret>,
-    /// Serve the JSON API without a token.
-    pub allow_anonymous_api: bool,
-    /// Bearer token of `/metrics`; `None` leaves it open (it holds no session ids or tags).
-    pub metrics_token: Option<Secret>,
-    /// Bearer token of operators' cancel; `None` turns that endpoint off.
-    pub admin_token: Option<Secret>,
-    /// Where interrupts go.
-    pub control: ControlConfig,
-    /// When and where Spark's REST API is asked after a gap.
-    pub reconcile: ReconcileConfig,
-    /// How a stage's tasks are listed for the notebook's timeline (Spark's REST API).
-    pub tasks: TaskListConfig,
-    pub retention: Retention,
-    /// Users that get their own label value in `/metrics`.
-    pub metrics_max_users: usize,
-    /// How often the age limit of the retention is applied.
-    pub prune_interval: Duration,
-    /// How long connections, subscribers and cancels get to finish at shutdown.
-    pub shutdown_grace: Duration,
-    /// TLS on every socket (listeners, HTTP and WebSocket, gRPC) with this certificate.
-    pub tls: Option<TlsConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        Config {
-            ingest_addr: loopback(4741),
-            http_addr: loopback(4740),
-            grpc_addr: loopback(4742),
-            ingest: IngestConfig::default(),
-            allow_anonymous_listeners: false,
-            stream: StreamConfig::default(),
-            api_token: None,
-            allow_anonymous_api: false,
-            metrics_token: None,
-            admin_token: None,
-            control: ControlConfig::default(),
-            reconcile: ReconcileConfig::default(),
-            tasks: TaskListConfig::default(),
-            retention: Retention::default(),
-            metrics_max_users: 50,
-            prune_interval: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(5),
-            tls: None,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -140,13 +75,15 @@ pub struct Agent {
 impl Agent {
     /// Checks the configuration and binds the three sockets.
     pub async fn build(mut cfg: Config) -> Result<Agent, BuildError> {
-        if cfg.ingest.token.is_none() && !cfg.allow_anonymous_listeners {
+        if cfg.ingest.token.is_none() && !cfg.ingest.allow_anonymous {
             return Err(BuildError::NoListenerToken);
         }
         if !cfg.stream.auth.any() {
             return Err(BuildError::NoSubscriberToken);
         }
-        if cfg.api_token.is_none() && cfg.admin_token.is_none() && !cfg.allow_anonymous_api {
+        let access = &cfg.access;
+        if access.api_token.is_none() && access.admin_token.is_none() && !access.allow_anonymous_api
+        {
             return Err(BuildError::NoApiToken);
         }
         let bind = |what: &'static str, addr: SocketAddr| async move {
@@ -157,7 +94,7 @@ impl Agent {
                 .await
                 .map_err(|source| BuildError::Bind { what, addr, source })
         };
-        let tls = cfg.tls.as_ref().map(TlsConfig::load).transpose()?;
+        let tls = cfg.tls.files().map(|f| f.load()).transpose()?;
         cfg.ingest.tls = tls.as_ref().map(|t| t.acceptor.clone());
         let ingest = bind("listeners", cfg.ingest_addr).await?;
         let web = bind("HTTP", cfg.http_addr).await?;
@@ -204,8 +141,9 @@ impl Agent {
         } = self;
         let metrics = Arc::new(MetricsExport {
             handle: crate::telemetry::install(),
-            users: UserLabels::new(cfg.metrics_max_users),
+            users: UserLabels::new(cfg.metrics.max_users),
         });
+        let spark = Arc::new(SparkApi::new(cfg.spark_api.clone()));
         let listeners = Arc::new(Listeners::default());
         let control = Arc::new(Control::new(
             store.clone(),
@@ -218,7 +156,11 @@ impl Agent {
             store: store.clone(),
             hub: hub.clone(),
             control: control.clone(),
-            tasks: Arc::new(TaskLister::new(store.clone(), cfg.tasks.clone())),
+            tasks: Arc::new(TaskLister::new(
+                store.clone(),
+                spark.clone(),
+                cfg.tasks.clone(),
+            )),
             cfg: cfg.stream.clone(),
             shutdown: shutdown.clone(),
             subscribers: Arc::default(),
@@ -232,9 +174,10 @@ impl Agent {
                 cfg.ingest.clone(),
                 shutdown.clone(),
             ),
-            tokio::spawn(reconcile::run(
+            tokio::spawn(spark_poll::run(
                 store.clone(),
-                cfg.reconcile.clone(),
+                spark,
+                cfg.spark_poll.clone(),
                 shutdown.clone(),
             )),
             // Builds every followed session's changes once per tick for all its subscribers.
@@ -246,9 +189,12 @@ impl Agent {
                 cfg.stream.ui_link_template.clone(),
                 shutdown.clone(),
             )),
-            tokio::spawn(sampler::run(
+            // Samples, the age limit and the recorder's upkeep.
+            tokio::spawn(upkeep::run(
                 store.clone(),
+                cfg.upkeep.clone(),
                 cfg.stream.interval,
+                Some(metrics.handle.clone()),
                 shutdown.clone(),
             )),
         ];
@@ -280,9 +226,7 @@ impl Agent {
 
         let api = http::router(ApiState {
             store: store.clone(),
-            api_token: cfg.api_token.clone(),
-            admin_token: cfg.admin_token.clone(),
-            metrics_token: cfg.metrics_token.clone(),
+            access: cfg.access.clone(),
             control,
             streams,
             metrics: Some(metrics),
@@ -300,19 +244,6 @@ impl Agent {
             };
             if let Err(e) = served {
                 tracing::warn!(error = %e, "the HTTP server stopped");
-            }
-        }));
-
-        let prune_store = store.clone();
-        let mut prune_stop = shutdown.clone();
-        let every = cfg.prune_interval;
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = prune_stop.requested() => break,
-                    _ = tick.tick() => prune_store.prune(now_ms()),
-                }
             }
         }));
 

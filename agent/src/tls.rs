@@ -10,11 +10,50 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+/// TLS on every socket, when both files are given.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsConfig {
+    /// TLS on every socket: the certificate (chain), PEM. Listeners check it against their
+    /// spark.sparkscope.tls.trustCert; notebooks against SPARKSCOPE_CA_FILE.
+    #[arg(
+        id = "tls_cert",
+        long = "tls-cert",
+        value_name = "FILE",
+        env = "SPARKSCOPE_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key, PEM.
+    #[arg(
+        id = "tls_key",
+        long = "tls-key",
+        value_name = "FILE",
+        env = "SPARKSCOPE_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
 /// Where the agent's certificate (chain) and private key are, both PEM.
 #[derive(Debug, Clone)]
-pub struct TlsConfig {
+pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// The two files, when TLS is on.
+    pub fn files(&self) -> Option<TlsFiles> {
+        self.cert
+            .clone()
+            .zip(self.key.clone())
+            .map(|(cert, key)| TlsFiles { cert, key })
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.cert.is_some()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +66,7 @@ pub enum TlsError {
     Config(String),
 }
 
-impl TlsConfig {
+impl TlsFiles {
     fn read_err(path: &Path) -> impl Fn(rustls_pki_types::pem::Error) -> TlsError + '_ {
         move |e| TlsError::Read {
             path: path.to_owned(),

@@ -9,12 +9,13 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
-use sparkscope::auth::Principal;
 use sparkscope::ingest::ingest_line;
-use sparkscope::ingest::parse::{parse_hello, parse_line};
+use sparkscope::ingest::parse_line;
+use sparkscope::ingest::protocol::parse_hello;
 use sparkscope::model::tags::{parse_operation_tag, parse_session_tag};
 use sparkscope::model::{AppState, Retention};
 use sparkscope::publish::stream::follow::Follower;
+use sparkscope::publish::stream::identity::Principal;
 use sparkscope::publish::stream::subscriber::{interpret, parse_frame, Incoming};
 
 fn config() -> Config {

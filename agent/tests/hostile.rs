@@ -51,6 +51,8 @@ async fn hostile_lines_are_counted_and_skipped_and_the_connection_lives_on() {
     let mut cfg = common::config();
     cfg.ingest.max_line_bytes = 64 * 1024;
     let agent = common::start(cfg).await;
+    // Another application's listener, connected all along: the hostile one must not touch it.
+    let mut good = listener(agent.addrs().ingest, "local-g").await;
     let mut s = listener(agent.addrs().ingest, "local-h").await;
     let op_tag_cut = format!(
         "SparkConnect_OperationTag_User_a_Session_{S}_Operation_é{}",
@@ -62,6 +64,7 @@ async fn hostile_lines_are_counted_and_skipped_and_the_connection_lives_on() {
     );
     let hostile = [
         "x".repeat(200 * 1024),                                     // longer than the limit
+        "{".repeat(60 * 1024),                                      // nested past any parser's depth
         "\u{0}\u{1}garbage{{{".to_owned(),                              // not JSON
         "{\"Event\":\"SparkListenerJobStart\"}".to_owned(),           // a field missing
         r#"{"Event":"SparkListenerStageSubmitted","Stage Info":{"Stage ID":1,"Stage Attempt ID":0,"Number of Tasks":-3}}"#.to_owned(),
@@ -97,12 +100,31 @@ async fn hostile_lines_are_counted_and_skipped_and_the_connection_lives_on() {
             .is_some_and(|j| j.active_tasks == 2 && j.completed_tasks == 1)
     })
     .await;
-    let a = lock(&app);
-    assert_eq!(a.stats().parse_errors, hostile.len() as u64);
-    assert!(a.is_live());
-    assert_eq!(a.executors().count(), 0, "the absurd executor was refused");
-    assert!(a.job(1).is_some_and(|j| j.connect.is_none()));
-    assert_eq!(a.broken_invariants(), Vec::<String>::new());
+    {
+        let a = lock(&app);
+        assert_eq!(a.stats().parse_errors, hostile.len() as u64);
+        assert!(a.is_live());
+        assert_eq!(a.executors().count(), 0, "the absurd executor was refused");
+        assert!(a.job(1).is_some_and(|j| j.connect.is_none()));
+        assert_eq!(a.broken_invariants(), Vec::<String>::new());
+    }
+
+    let job = r#"{"Event":"SparkListenerJobStart","Job ID":7,"Submission Time":5,"Stage Infos":[{"Stage ID":9,"Stage Attempt ID":0,"Number of Tasks":2}],"Stage IDs":[9],"Properties":{}}"#;
+    let end = r#"{"Event":"SparkListenerJobEnd","Job ID":7,"Completion Time":8,"Job Result":{"Result":"JobSucceeded"}}"#;
+    good.get_mut()
+        .write_all(format!("{job}\n{end}\n").as_bytes())
+        .await
+        .expect("write");
+    let other = agent.store().app("local-g");
+    eventually("the other application's lines apply", || {
+        lock(&other)
+            .job(7)
+            .is_some_and(|j| j.status == sparkscope::model::jobs::JobStatus::Succeeded)
+    })
+    .await;
+    let o = lock(&other);
+    assert!(o.is_live());
+    assert_eq!(o.stats().parse_errors, 0);
 }
 
 #[tokio::test]

@@ -92,11 +92,13 @@ fn value(s: &[(String, HashMap<String, String>, f64)], name: &str, want: &[(&str
 #[tokio::test]
 async fn metrics_are_typed_catalogued_bounded_and_follow_the_state() {
     let mut cfg = common::config();
-    cfg.metrics_max_users = 2;
+    cfg.metrics.max_users = 2;
     let agent = common::start(cfg).await;
     {
         let app = agent.store().app("local-9");
         let mut a = lock(&app);
+        // As a listener's lines are: seen now, so the age limit leaves the application alone.
+        a.seen(sparkscope::clock::now_ms());
         for l in lines() {
             ingest_line_at(&mut a, l.as_bytes(), Some(10_000));
         }

@@ -503,13 +503,7 @@ fn job_retention_follows_sparks_cleanup_rule() {
 
 #[test]
 fn age_retention_keeps_running_jobs() {
-    let mut a = AppState::new(
-        "x",
-        Retention {
-            max_age_ms: Some(1000),
-            ..Retention::default()
-        },
-    );
+    let mut a = AppState::new("x", Retention::default());
     feed(
         &mut a,
         &[
@@ -518,7 +512,7 @@ fn age_retention_keeps_running_jobs() {
             job_start(1, &[stage_info(1, 0, 1, false, false)], ""),
         ],
     );
-    a.prune_older_than(1_000_000);
+    a.prune_ended_before(1_000_000 - 1000);
     assert!(a.job(0).is_none());
     assert!(a.job(1).is_some());
 }
@@ -671,7 +665,7 @@ fn a_snapshot_after_a_listener_reconnect_counts_nothing_twice() {
 
 #[test]
 fn what_ended_unseen_is_unknown_until_spark_says_how() {
-    use sparkscope::model::reconcile::SparkJob;
+    use sparkscope::spark_api::{JobData, SparkDate};
     let mut a = app();
     feed(&mut a, &[hello()]);
     feed(&mut a, &two_stage_job_half_done());
@@ -682,12 +676,12 @@ fn what_ended_unseen_is_unknown_until_spark_says_how() {
     );
     assert_eq!(a.job(0).map(|j| j.status), Some(JobStatus::Unknown));
     assert!(a.reconcile_wanted());
-    let spark = |id: i32, status: JobStatus, tags: Vec<String>| SparkJob {
+    let spark = |id: i32, status: JobStatus, tags: Vec<String>| JobData {
         job_id: id,
         name: "collect".into(),
         description: None,
-        submission_time: Some(1000),
-        completion_time: Some(3000),
+        submission_time: Some(SparkDate(1000)),
+        completion_time: Some(SparkDate(3000)),
         stage_ids: vec![0, 1],
         job_group: None,
         job_tags: tags,
@@ -773,7 +767,7 @@ fn drops_reported_by_the_listener_or_sparks_bus_ask_for_reconciliation() {
 
 #[test]
 fn jobs_that_ran_through_a_gap_are_asked_about_until_spark_reports_them_ended() {
-    use sparkscope::model::reconcile::SparkJob;
+    use sparkscope::spark_api::{JobData, SparkDate};
     let mut a = app();
     feed(&mut a, &[hello()]);
     feed(&mut a, &two_stage_job_half_done());
@@ -785,12 +779,12 @@ fn jobs_that_ran_through_a_gap_are_asked_about_until_spark_reports_them_ended() 
         "Spark's store gets its moment"
     );
     assert!(a.reconcile_due(1_500, 500, 2_000));
-    let spark = |status: JobStatus, completed: i32| SparkJob {
+    let spark = |status: JobStatus, completed: i32| JobData {
         job_id: 0,
         name: "collect".into(),
         description: None,
-        submission_time: Some(1000),
-        completion_time: (status != JobStatus::Running).then_some(3000),
+        submission_time: Some(SparkDate(1000)),
+        completion_time: (status != JobStatus::Running).then_some(SparkDate(3000)),
         stage_ids: vec![0, 1],
         job_group: None,
         job_tags: Vec::new(),

@@ -51,6 +51,8 @@ fn feed(agent: &Agent, lines: &[String]) {
     let app = agent.store.app("local-1");
     {
         let mut a = lock(&app);
+        // As a listener's lines are: seen now, so the age limit leaves the application alone.
+        a.seen(sparkscope::clock::now_ms());
         for l in lines {
             ingest_line(&mut a, l.as_bytes());
         }
@@ -701,12 +703,12 @@ async fn fake_spark_rest() -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn the_notebook_view_gets_context_samples_hints_failures_and_tasks() {
-    use sparkscope::ingest::sampler::sample_all;
     use sparkscope::model::event::ListenerInfo;
+    use sparkscope::upkeep::sample_all;
     let rest = fake_spark_rest().await;
     let mut cfg = common::config();
     cfg.stream.ui_link_template = Some("https://hub.example/user/{user}/proxy/{port}".into());
-    cfg.tasks.spark_ui = Some(format!("http://{rest}"));
+    cfg.spark_api.spark_ui = Some(format!("http://{rest}"));
     let agent = start_with(cfg).await;
     {
         let app = agent.store.app("local-1");
@@ -733,7 +735,7 @@ async fn the_notebook_view_gets_context_samples_hints_failures_and_tasks() {
     // The agent samples busy slots every stream interval, when they changed.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        !sample_all(&agent.store, i64::MAX),
+        !sample_all(&agent.store, i64::MAX, 6000),
         "nothing changed since: no sample"
     );
 

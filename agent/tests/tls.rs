@@ -29,8 +29,8 @@ fn self_signed() -> Cert {
     Cert {
         _dir: dir,
         tls: TlsConfig {
-            cert: cert_path,
-            key: key_path,
+            cert: Some(cert_path),
+            key: Some(key_path),
         },
         pem,
     }
@@ -55,7 +55,7 @@ fn connector(pem: &str) -> tokio_rustls::TlsConnector {
 async fn every_socket_speaks_tls_and_plain_text_is_refused() {
     let cert = self_signed();
     let mut cfg = common::config();
-    cfg.tls = Some(cert.tls.clone());
+    cfg.tls = cert.tls.clone();
     let agent = common::start(cfg).await;
     let addrs = agent.addrs();
     let tls = connector(&cert.pem);

@@ -6,9 +6,9 @@
 
 pub mod backchannel;
 pub mod interrupt;
-pub mod tasks;
 
 use crate::auth::Secret;
+use crate::flags::non_empty;
 use crate::ingest::connections::Listeners;
 use crate::model::jobs::JobStatus;
 use crate::model::{lock, Store};
@@ -96,24 +96,40 @@ pub const CANCEL_TARGETS: [&str; 3] = ["tag", "operation", "job"];
 const SHUTDOWN_ANSWER_GRACE: Duration = Duration::from_secs(1);
 
 /// Where and how to reach the Spark Connect server for interrupts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Cancel")]
 pub struct ControlConfig {
-    /// `http://host:port` of Spark Connect's gRPC endpoint; by default the address the server
-    /// announced in its `ConnectServiceStarted` event.
+    /// Spark Connect's gRPC address for interrupts (e.g. http://127.0.0.1:15002); by default
+    /// the address the server announces to the listener.
+    #[arg(
+        long = "spark-connect", value_name = "URL",
+        env = "SPARKSCOPE_SPARK_CONNECT",
+        value_parser = non_empty
+    )]
     pub spark_connect: Option<String>,
-    /// Sent as `Authorization: Bearer` when the server sets `spark.connect.authenticate.token`.
+    /// Sent to Spark Connect as a bearer token when the server sets
+    /// spark.connect.authenticate.token.
+    #[arg(
+        long = "spark-connect-token", value_name = "TOKEN",
+        env = "SPARKSCOPE_SPARK_CONNECT_TOKEN",
+        hide_env_values = true,
+        value_parser = Secret::parse
+    )]
     pub spark_connect_token: Option<Secret>,
-    /// Requests carried out at once; more are answered `unavailable`.
+    /// Cancel requests being carried out at once; more are answered `unavailable`.
+    #[arg(
+        id = "max_cancels_in_flight",
+        long = "max-cancels-in-flight",
+        value_name = "N",
+        default_value_t = 64,
+        env = "SPARKSCOPE_MAX_CANCELS_IN_FLIGHT"
+    )]
     pub max_in_flight: usize,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        ControlConfig {
-            spark_connect: None,
-            spark_connect_token: None,
-            max_in_flight: 64,
-        }
+        crate::flags::defaults()
     }
 }
 
@@ -420,10 +436,11 @@ impl Control {
 }
 
 /// One request being carried out, counted while it lives.
-struct InFlight<'a>(&'a AtomicUsize);
+pub struct InFlight<'a>(&'a AtomicUsize);
 
 impl<'a> InFlight<'a> {
-    fn enter(count: &'a AtomicUsize, max: usize) -> Option<InFlight<'a>> {
+    /// A place among at most `max` requests at once, or `None` at the bound.
+    pub fn enter(count: &'a AtomicUsize, max: usize) -> Option<InFlight<'a>> {
         let slot = InFlight(count);
         (count.fetch_add(1, Ordering::AcqRel) < max).then_some(slot)
     }

@@ -4,9 +4,10 @@
 
 use super::connections::Listeners;
 use super::ingest_line_at;
-use super::parse::{parse_command_result, parse_hello, parse_proof};
-use crate::auth::{self, Secret};
+use super::protocol::{self, parse_command_result, parse_hello, PROTOCOL_VERSION};
+use crate::auth::Secret;
 use crate::clock::now_ms;
+use crate::flags::millis;
 use crate::model::retention::LiveBound;
 use crate::model::{lock, AppState, SharedApp, Store};
 use crate::shutdown::Shutdown;
@@ -21,23 +22,61 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-/// Version 2: the listener and the agent each prove they know the token (HMAC over both sides'
-/// nonces) and the token never crosses the wire.
-pub const PROTOCOL_VERSION: u32 = 2;
-
-#[derive(Clone)]
+#[derive(Clone, clap::Args)]
+#[command(next_help_heading = "Listeners")]
 pub struct IngestConfig {
-    /// The token listeners must present; `None` accepts any listener.
+    /// Token listeners must prove they know (the listener's SPARKSCOPE_LISTENER_TOKEN or
+    /// spark.sparkscope.tokenFile). Prefer the environment variable: a flag is visible to every
+    /// local user in the process list.
+    #[arg(
+        long = "listener-token", value_name = "TOKEN",
+        env = "SPARKSCOPE_LISTENER_TOKEN",
+        hide_env_values = true,
+        value_parser = Secret::parse
+    )]
     pub token: Option<Secret>,
-    /// Longer lines are counted as malformed and skipped.
+    /// Accept listeners without a token. Only for a machine where every local user is trusted.
+    #[arg(
+        long = "allow-anonymous-listeners",
+        env = "SPARKSCOPE_ALLOW_ANONYMOUS_LISTENERS"
+    )]
+    pub allow_anonymous: bool,
+    /// Lines longer than this many bytes are counted as malformed and skipped.
+    #[arg(
+        long = "max-line-bytes", value_name = "N",
+        default_value_t = 32 << 20,
+        env = "SPARKSCOPE_MAX_LINE_BYTES"
+    )]
     pub max_line_bytes: usize,
-    /// A connection that sends no hello in this time is closed.
+    /// A connection that sends no hello within this many milliseconds is closed.
+    #[arg(
+        long = "listener-hello-timeout-ms",
+        value_name = "MS",
+        value_parser = millis,
+        default_value = "5000",
+        env = "SPARKSCOPE_LISTENER_HELLO_TIMEOUT_MS"
+    )]
     pub hello_timeout: Duration,
-    /// Listener connections past their hello (one per Spark application, normally).
+    /// Listener connections past their hello (one per Spark application, normally); more are
+    /// refused.
+    #[arg(
+        long = "max-listener-connections",
+        value_name = "N",
+        default_value_t = 1024,
+        env = "SPARKSCOPE_MAX_LISTENER_CONNECTIONS"
+    )]
     pub max_connections: usize,
-    /// Connections still waiting for their hello; past this, the oldest is closed.
+    /// Connections that have not yet sent their hello (at most 16 KiB each); past it, the oldest
+    /// is closed, so silent connections cannot keep a real listener out.
+    #[arg(
+        long = "max-pending-listeners",
+        value_name = "N",
+        default_value_t = 64,
+        env = "SPARKSCOPE_MAX_PENDING_LISTENERS"
+    )]
     pub max_pending: usize,
-    /// TLS on this port, when set.
+    /// TLS on this port, when the agent has a certificate.
+    #[arg(skip)]
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -45,6 +84,7 @@ impl std::fmt::Debug for IngestConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestConfig")
             .field("token", &self.token)
+            .field("allow_anonymous", &self.allow_anonymous)
             .field("max_line_bytes", &self.max_line_bytes)
             .field("hello_timeout", &self.hello_timeout)
             .field("max_connections", &self.max_connections)
@@ -56,14 +96,7 @@ impl std::fmt::Debug for IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig {
-            token: None,
-            max_line_bytes: 32 << 20,
-            hello_timeout: Duration::from_secs(5),
-            max_connections: 1024,
-            max_pending: 64,
-            tls: None,
-        }
+        crate::flags::defaults()
     }
 }
 
@@ -287,26 +320,12 @@ async fn connection(
         return refuse(&mut wr, Some(Refusal::Hello), why).await;
     }
     // The agent proves it knows the token first: a listener never talks to an impostor agent.
-    let agent_nonce = new_nonce();
-    let mut challenge = serde_json::json!({
-        "ok": true,
-        "agent": format!("sparkscope {}", env!("CARGO_PKG_VERSION")),
-        "nonce": agent_nonce,
-    });
-    if let Some(token) = &cfg.token {
-        let proof = auth::hmac_hex(
-            token,
-            &[
-                "sparkscope-agent",
-                &hello.app_id,
-                &hello.run_id,
-                &hello.nonce,
-                &agent_nonce,
-            ],
-        );
-        challenge["proof"] = serde_json::Value::from(proof);
-    }
-    wr.write_all((challenge.to_string() + "\n").as_bytes())
+    let agent_nonce = protocol::new_nonce();
+    let proof = cfg
+        .token
+        .as_ref()
+        .map(|t| protocol::agent_proof(t, &hello, &agent_nonce));
+    wr.write_all(protocol::challenge_line(&agent_nonce, proof).as_bytes())
         .await?;
     let read = tokio::time::timeout(cfg.hello_timeout, read_small_line(&mut rd, leftover)).await;
     let (proof_line, leftover) = match read {
@@ -322,18 +341,7 @@ async fn connection(
         }
     };
     if let Some(token) = &cfg.token {
-        let expected = auth::hmac_hex(
-            token,
-            &[
-                "sparkscope-listener",
-                &hello.app_id,
-                &hello.run_id,
-                &agent_nonce,
-                &hello.nonce,
-            ],
-        );
-        let given = parse_proof(proof_line.trim_ascii()).unwrap_or_default();
-        if !auth::constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+        if !protocol::proof_holds(token, &hello, &agent_nonce, proof_line.trim_ascii()) {
             tracing::warn!(%peer, "refused a listener that does not know the token");
             return refuse(&mut wr, Some(Refusal::Token), "wrong or missing token").await;
         }
@@ -351,7 +359,6 @@ async fn connection(
             return refuse(&mut wr, Some(Refusal::Taken), &taken.to_string()).await;
         }
     };
-    let ack = "{\"ok\":true,\"welcome\":true}\n";
     let app_id = hello.app_id.clone();
     let app = shared.store.app(&app_id);
     lock(&app).listener_connected(now_ms(), hello.info(), peer.ip());
@@ -366,7 +373,7 @@ async fn connection(
     };
     tracing::info!(%peer, app = %app_id, "listener connected");
     shared.store.notify();
-    wr.write_all(ack.as_bytes()).await?;
+    wr.write_all(protocol::WELCOME.as_bytes()).await?;
     let mut lines = Lines {
         app: &app,
         store: &shared.store,
@@ -515,7 +522,7 @@ struct Answers<'a> {
 
 impl Answers<'_> {
     fn or_ingest(&self, app: &mut AppState, line: &[u8], now: i64) {
-        if !line.starts_with(COMMAND_RESULT) {
+        if !line.starts_with(protocol::COMMAND_RESULT) {
             return ingest_line_at(app, line, Some(now));
         }
         match parse_command_result(line) {
@@ -530,8 +537,6 @@ impl Answers<'_> {
     }
 }
 
-const COMMAND_RESULT: &[u8] = br#"{"Event":"SparkscopeCommandResult""#;
-
 fn limit_of(bound: LiveBound) -> Limit {
     match bound {
         LiveBound::RunningJobs => Limit::RunningJobs,
@@ -542,22 +547,6 @@ fn limit_of(bound: LiveBound) -> Limit {
     }
 }
 
-/// 16 random bytes, hex: the agent's half of a handshake.
-fn new_nonce() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No system randomness: the clock still makes each nonce one of its kind.
-        bytes[..16].copy_from_slice(
-            &std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-                .to_le_bytes(),
-        );
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 async fn refuse(
     wr: &mut WriteHalf<Box<dyn Io>>,
     reason: Option<Refusal>,
@@ -566,9 +555,8 @@ async fn refuse(
     if let Some(r) = reason {
         telemetry::listener_refused(r);
     }
-    let line = serde_json::json!({ "ok": false, "error": why }).to_string() + "\n";
     // The peer may already be gone; the refusal is what matters.
-    let _ = wr.write_all(line.as_bytes()).await;
+    let _ = wr.write_all(protocol::refusal_line(why).as_bytes()).await;
     let _ = wr.shutdown().await;
     Err(ConnError::Refused(why.to_owned()))
 }

@@ -7,7 +7,7 @@
 //! (`ReadConfig::read_ahead`, `--read-ahead-mb`).
 
 use super::eventlog::{self, EventLog, LogError};
-use super::{apply_parsed, parse};
+use super::{apply_parsed, parse_line, ParseError};
 use crate::model::event::Event;
 use crate::model::{AppState, Retention};
 use std::path::Path;
@@ -27,22 +27,37 @@ pub struct ReplayStats {
 }
 
 /// How a replay reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct ReadConfig {
     /// Threads decompressing files (at most one per file).
+    #[arg(skip = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     pub workers: usize,
-    /// Bytes of the log (decompressed) read ahead of the model, over all workers; parsed, they
+    /// Megabytes of the log that may be read ahead of the model: the files of a rolling log are
+    /// decompressed and parsed in parallel (one thread per core), applied in order. Parsed, they
     /// take about a tenth of that in memory.
+    #[arg(
+        id = "read_ahead_mb",
+        long = "read-ahead-mb",
+        value_name = "MB",
+        value_parser = megabytes,
+        default_value = "256",
+        env = "SPARKSCOPE_REPLAY_READ_AHEAD_MB"
+    )]
     pub read_ahead: usize,
 }
 
 impl Default for ReadConfig {
     fn default() -> Self {
-        ReadConfig {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            read_ahead: 256 << 20,
-        }
+        crate::flags::defaults()
     }
+}
+
+/// Megabytes, as bytes.
+fn megabytes(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map(|mb| mb.saturating_mul(1 << 20))
+        .map_err(|e| format!("{e} (a whole number of megabytes)"))
 }
 
 /// Replays every event log found at `path` (a file, a rolling log directory, or a directory of
@@ -75,9 +90,9 @@ pub fn replay_with(
 }
 
 /// One block of a file, parsed line by line.
-type Block = Result<Vec<Result<Event, parse::ParseError>>, LogError>;
+type Block = Result<Vec<Result<Event, ParseError>>, LogError>;
 
-fn parse_block(block: &[u8]) -> Vec<Result<Event, parse::ParseError>> {
+fn parse_block(block: &[u8]) -> Vec<Result<Event, ParseError>> {
     let mut out = Vec::with_capacity(block.len() / 512);
     let mut start = 0;
     let ends = memchr::memchr_iter(b'\n', block).chain(std::iter::once(block.len()));
@@ -85,7 +100,7 @@ fn parse_block(block: &[u8]) -> Vec<Result<Event, parse::ParseError>> {
         let line = block[start..end].trim_ascii();
         start = end + 1;
         if !line.is_empty() {
-            out.push(parse::parse_line(line));
+            out.push(parse_line(line));
         }
     }
     out

@@ -1,8 +1,10 @@
 //! What a well-formed line may carry: ids, counts and times in the ranges Spark produces. A value
 //! outside them (a negative task count, a count that wrapped, a core count no machine has) makes
-//! the line malformed, so the model never adds up nonsense.
+//! the line malformed, so the model never adds up nonsense. Jobs read from Spark's REST API pass
+//! the same kind of check.
 
 use crate::model::event::{Event, StageInfo, StageKey, TaskMetricSums};
+use crate::spark_api::JobData;
 
 /// Latest time accepted (epoch ms): the year 9999. Spark writes -1 for "not yet".
 const MAX_TIME_MS: i64 = 253_402_300_799_999;
@@ -16,6 +18,17 @@ const MAX_METRIC: i64 = 1 << 53;
 pub struct OutOfRange {
     pub field: &'static str,
     pub value: i64,
+}
+
+/// A job from Spark's REST API as the model takes it: `None` when an id or a count is negative,
+/// the same rule as for the listener's lines; its tags in order, once each.
+pub fn spark_job(mut job: JobData) -> Option<JobData> {
+    if job.job_id < 0 || job.counts().iter().any(|c| *c < 0) {
+        return None;
+    }
+    job.job_tags.sort();
+    job.job_tags.dedup();
+    Some(job)
 }
 
 fn range(field: &'static str, value: i64, min: i64, max: i64) -> Result<(), OutOfRange> {

@@ -112,7 +112,7 @@ pub struct AppState {
     pub(super) suspects: BTreeSet<i32>,
     /// When Spark's REST API was last asked (epoch ms).
     pub(super) last_reconcile_ms: i64,
-    /// Busy task slots over time, oldest first, at most `retention.task_samples`.
+    /// Busy task slots over time, oldest first, as many as the upkeep keeps.
     pub(super) samples: VecDeque<TaskSample>,
     /// The generation of the newest sample.
     pub(super) samples_updated: u64,
@@ -173,10 +173,10 @@ impl AppState {
     }
 
     /// Records busy task slots now if they changed since the last sample (only while a
-    /// listener is connected). Returns whether a sample was taken, and how many old samples
-    /// left the window to make room.
-    pub fn sample(&mut self, now_ms: i64) -> (bool, usize) {
-        if !self.is_live() || self.retention.task_samples == 0 {
+    /// listener is connected), keeping the newest `keep`. Returns whether a sample was taken,
+    /// and how many old samples left the window to make room.
+    pub fn sample(&mut self, now_ms: i64, keep: usize) -> (bool, usize) {
+        if !self.is_live() || keep == 0 {
             return (false, 0);
         }
         let sample = TaskSample {
@@ -194,7 +194,7 @@ impl AppState {
         }
         self.samples.push_back(sample);
         let mut evicted = 0;
-        while self.samples.len() > self.retention.task_samples {
+        while self.samples.len() > keep {
             self.samples.pop_front();
             evicted += 1;
         }
@@ -467,12 +467,10 @@ impl AppState {
         }
     }
 
-    /// Drops finished work older than the age limit, measured against `now_ms`.
-    pub fn prune_older_than(&mut self, now_ms: i64) {
-        if let Some(age) = self.retention.max_age_ms {
-            self.jobs.prune_ended_before(now_ms.saturating_sub(age));
-            self.connect.prune_ended_before(now_ms.saturating_sub(age));
-        }
+    /// Drops finished work that ended before `cutoff_ms`.
+    pub fn prune_ended_before(&mut self, cutoff_ms: i64) {
+        self.jobs.prune_ended_before(cutoff_ms);
+        self.connect.prune_ended_before(cutoff_ms);
     }
 
     /// Closed operations since the last call, oldest first: the exporter's backlog.

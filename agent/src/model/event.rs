@@ -1,6 +1,6 @@
 //! The events the model applies: Spark's listener events (as its event log records them) and the
 //! listener's own `Sparkscope*` lines, as plain values. Reading them from bytes is ingest's job
-//! (`ingest::parse`); this module only says what they mean.
+//! (`ingest::spark_json`, `ingest::protocol`); this module only says what they mean.
 
 /// One event.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,28 +12,11 @@ use super::event::{
 use super::retention::{Evictions, LiveBound, Retention};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// A job's status is Spark's `JobExecutionStatus`, as its REST API writes it.
+pub use crate::spark_api::JobStatus;
+
 /// Progress lines for stages not yet submitted are held back, up to this many.
 const MAX_PENDING_PROGRESS: usize = 10_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStatus {
-    Running,
-    Succeeded,
-    Failed,
-    /// Its end was never seen (evicted past the live bound).
-    Unknown,
-}
-
-impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Running => "RUNNING",
-            JobStatus::Succeeded => "SUCCEEDED",
-            JobStatus::Failed => "FAILED",
-            JobStatus::Unknown => "UNKNOWN",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageStatus {

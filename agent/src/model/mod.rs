@@ -84,20 +84,19 @@ impl Store {
             .cloned()
     }
 
-    /// Applies the age limit to every application.
-    pub fn prune(&self, now_ms: i64) {
+    /// Drops what finished more than `max_age_ms` before `now_ms`, in every application.
+    pub fn prune(&self, now_ms: i64, max_age_ms: i64) {
+        let cutoff = now_ms.saturating_sub(max_age_ms);
         for app in self.apps() {
-            lock(&app).prune_older_than(now_ms);
+            lock(&app).prune_ended_before(cutoff);
         }
         // An application whose listener has been gone longer than the age limit is dropped
         // whole: a Connect server restarted daily must not leave one application per day.
-        if let Some(age) = self.retention.max_age_ms {
-            let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
-            apps.retain(|_, app| {
-                let a = app.lock().unwrap_or_else(|e| e.into_inner());
-                a.is_live() || a.last_seen_ms() >= now_ms.saturating_sub(age)
-            });
-        }
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        apps.retain(|_, app| {
+            let a = app.lock().unwrap_or_else(|e| e.into_inner());
+            a.is_live() || a.last_seen_ms() >= cutoff
+        });
     }
 }
 
@@ -125,10 +124,7 @@ mod tests {
 
     #[test]
     fn an_application_gone_longer_than_the_age_limit_is_dropped() {
-        let store = Store::new(Retention {
-            max_age_ms: Some(1_000),
-            ..Retention::default()
-        });
+        let store = Store::default();
         lock(&store.app("gone")).last_seen_ms = 1_000;
         lock(&store.app("recent")).last_seen_ms = 9_500;
         {
@@ -137,7 +133,7 @@ mod tests {
             a.connections = 1;
             a.last_seen_ms = 0;
         }
-        store.prune(10_000);
+        store.prune(10_000, 1_000);
         let ids: Vec<String> = store
             .apps()
             .iter()

@@ -7,31 +7,8 @@
 
 use super::app::{AppState, NoticeKind};
 use super::jobs::{Job, JobStatus, Stage, StageStatus};
+use crate::spark_api::JobData;
 use std::collections::BTreeSet;
-
-/// One job as Spark's REST API reports it (`JobData`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SparkJob {
-    pub job_id: i32,
-    pub name: String,
-    pub description: Option<String>,
-    pub submission_time: Option<i64>,
-    pub completion_time: Option<i64>,
-    pub stage_ids: Vec<i32>,
-    pub job_group: Option<String>,
-    pub job_tags: Vec<String>,
-    pub status: JobStatus,
-    pub num_tasks: i32,
-    pub num_active_tasks: i32,
-    pub num_completed_tasks: i32,
-    pub num_skipped_tasks: i32,
-    pub num_failed_tasks: i32,
-    pub num_killed_tasks: i32,
-    pub num_active_stages: i32,
-    pub num_completed_stages: i32,
-    pub num_skipped_stages: i32,
-    pub num_failed_stages: i32,
-}
 
 /// What one reconciliation changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,25 +27,8 @@ impl Corrections {
     }
 }
 
-impl SparkJob {
-    fn counts(&self) -> [i32; 11] {
-        [
-            self.num_tasks,
-            self.num_active_tasks,
-            self.num_completed_tasks,
-            self.num_skipped_tasks,
-            self.num_failed_tasks,
-            self.num_killed_tasks,
-            self.num_active_stages,
-            self.num_completed_stages,
-            self.num_skipped_stages,
-            self.num_failed_stages,
-            self.status as i32,
-        ]
-    }
-}
-
-fn counts_of(j: &Job) -> [i32; 11] {
+/// A job's counts in the order of [`JobData::counts`].
+fn counts_of(j: &Job) -> [i32; 10] {
     [
         j.num_tasks,
         j.active_tasks,
@@ -80,7 +40,6 @@ fn counts_of(j: &Job) -> [i32; 11] {
         j.num_completed_stages(),
         j.num_skipped_stages(),
         j.failed_stages,
-        j.status as i32,
     ]
 }
 
@@ -104,7 +63,7 @@ impl AppState {
     }
 
     /// Corrects the model from Spark's jobs.
-    pub fn reconcile(&mut self, now_ms: i64, spark: Vec<SparkJob>) -> Corrections {
+    pub fn reconcile(&mut self, now_ms: i64, spark: Vec<JobData>) -> Corrections {
         self.reconcile_wanted = None;
         self.last_reconcile_ms = now_ms;
         let known: BTreeSet<i32> = spark.iter().map(|j| j.job_id).collect();
@@ -143,7 +102,7 @@ impl AppState {
                         self.take_spark(g, &sj);
                         self.end_stages_of(g, &sj);
                         done.ended += 1;
-                    } else if counts_of(ours) != sj.counts() {
+                    } else if (counts_of(ours), ours.status) != (sj.counts(), sj.status) {
                         self.take_spark(g, &sj);
                         done.corrected += 1;
                     }
@@ -182,14 +141,14 @@ impl AppState {
     }
 
     /// Takes Spark's status and counts for a job the agent knows.
-    fn take_spark(&mut self, g: u64, sj: &SparkJob) {
+    fn take_spark(&mut self, g: u64, sj: &JobData) {
         let Some(job) = self.jobs.jobs.get_mut(&sj.job_id) else {
             return;
         };
         let before = counts_of(job);
         let was_running = matches!(job.status, JobStatus::Running | JobStatus::Unknown);
         job.status = sj.status;
-        job.completion_time = sj.completion_time.or(job.completion_time);
+        job.completion_time = sj.completion_time.map(|d| d.0).or(job.completion_time);
         job.num_tasks = sj.num_tasks;
         job.active_tasks = sj.num_active_tasks;
         job.completed_tasks = sj.num_completed_tasks;
@@ -209,7 +168,7 @@ impl AppState {
 
     /// The stage attempts of a job Spark reports ended are over too (live ones, and ones a
     /// snapshot retired unfinished): pending ones were skipped, running ones ended with the job.
-    fn end_stages_of(&mut self, g: u64, sj: &SparkJob) {
+    fn end_stages_of(&mut self, g: u64, sj: &JobData) {
         let still_needed: BTreeSet<i32> = self
             .jobs
             .jobs
@@ -250,14 +209,14 @@ fn end_stage(stage: &mut Stage, job: JobStatus, g: u64) {
     stage.updated = g;
 }
 
-fn new_job(g: u64, sj: &SparkJob, connect: Option<super::connect::ConnectRef>) -> Job {
+fn new_job(g: u64, sj: &JobData, connect: Option<super::connect::ConnectRef>) -> Job {
     Job {
         job_id: sj.job_id,
         name: sj.name.clone(),
         description: sj.description.clone(),
         job_group: sj.job_group.clone(),
-        submission_time: sj.submission_time,
-        completion_time: sj.completion_time,
+        submission_time: sj.submission_time.map(|d| d.0),
+        completion_time: sj.completion_time.map(|d| d.0),
         stage_ids: sj.stage_ids.clone(),
         job_tags: sj.job_tags.clone(),
         sql_execution_id: None,

@@ -1,47 +1,106 @@
-//! What is kept: finished work by count, as Spark's own UI retention does, and by age; live
-//! work up to bounds that only a lost end event (or hostile input) can reach. Each part of the
-//! model applies these limits to what it holds.
+//! What is kept: finished work by count, as Spark's own UI retention does; live work up to
+//! bounds that only a lost end event (or hostile input) can reach. Each part of the model applies
+//! these limits to what it holds. Limits by age are applied from outside, by the agent's upkeep
+//! (`Store::prune`).
 
-/// How much is kept.
-#[derive(Debug, Clone)]
+/// How much is kept, per application.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Retention")]
 pub struct Retention {
-    /// Jobs, counted like `spark.ui.retainedJobs` (running ones included).
+    /// Jobs kept per application (like spark.ui.retainedJobs); running jobs always stay.
+    #[arg(
+        long = "retain-jobs",
+        value_name = "N",
+        default_value_t = 1000,
+        env = "SPARKSCOPE_RETAIN_JOBS"
+    )]
     pub jobs: usize,
-    /// Finished stage attempts.
+    /// Finished stage attempts kept per application.
+    #[arg(
+        long = "retain-stages",
+        value_name = "N",
+        default_value_t = 1000,
+        env = "SPARKSCOPE_RETAIN_STAGES"
+    )]
     pub stages: usize,
-    /// Closed Connect operations.
+    /// Closed Connect operations kept per application.
+    #[arg(
+        long = "retain-operations",
+        value_name = "N",
+        default_value_t = 1000,
+        env = "SPARKSCOPE_RETAIN_OPERATIONS"
+    )]
     pub operations: usize,
-    /// Closed Connect sessions.
+    /// Closed Connect sessions kept per application.
+    #[arg(
+        long = "retain-sessions",
+        value_name = "N",
+        default_value_t = 1000,
+        env = "SPARKSCOPE_RETAIN_SESSIONS"
+    )]
     pub sessions: usize,
-    /// Finished things older than this (milliseconds) go, whatever their count.
-    pub max_age_ms: Option<i64>,
     /// Live things, per application: past these, the oldest is ended (evicted) and counted.
+    #[command(flatten)]
     pub live: LiveLimits,
-    /// Samples of busy task slots kept per application (the notebook's Tasks view): a sample
-    /// is taken only when the value changed, at most once per stream interval.
-    pub task_samples: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        crate::flags::defaults()
+    }
 }
 
 /// Bounds of live state per application. Spark ends what it starts, so these are reached only
 /// when end events were lost or the input is hostile; each eviction is counted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, clap::Args)]
+#[command(next_help_heading = "Retention")]
 pub struct LiveLimits {
+    /// Running jobs kept per application; past it the oldest is ended as UNKNOWN (its end was
+    /// lost).
+    #[arg(
+        long = "max-running-jobs",
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "SPARKSCOPE_MAX_RUNNING_JOBS"
+    )]
     pub running_jobs: usize,
+    /// Live stage attempts kept per application; past it the oldest is retired.
+    #[arg(
+        long = "max-live-stages",
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "SPARKSCOPE_MAX_LIVE_STAGES"
+    )]
     pub live_stages: usize,
+    /// Open Connect sessions kept per application; past it the oldest is closed.
+    #[arg(
+        long = "max-open-sessions",
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "SPARKSCOPE_MAX_OPEN_SESSIONS"
+    )]
     pub open_sessions: usize,
+    /// Unclosed Connect operations kept per application; past it the oldest is closed.
+    #[arg(
+        long = "max-unclosed-operations",
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "SPARKSCOPE_MAX_UNCLOSED_OPERATIONS"
+    )]
     pub unclosed_operations: usize,
+    /// Executors kept per application; past it the one added first goes.
+    #[arg(
+        long = "max-executors",
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "SPARKSCOPE_MAX_EXECUTORS"
+    )]
     pub executors: usize,
 }
 
 impl Default for LiveLimits {
     fn default() -> Self {
-        LiveLimits {
-            running_jobs: 10_000,
-            live_stages: 10_000,
-            open_sessions: 10_000,
-            unclosed_operations: 10_000,
-            executors: 10_000,
-        }
+        crate::flags::defaults()
     }
 }
 
@@ -78,19 +137,5 @@ impl Evictions {
     pub fn of(&self, bound: LiveBound) -> u64 {
         let i = LiveBound::ALL.iter().position(|b| *b == bound).unwrap_or(0);
         self.0[i]
-    }
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            jobs: 1000,
-            stages: 1000,
-            operations: 1000,
-            sessions: 1000,
-            max_age_ms: None,
-            live: LiveLimits::default(),
-            task_samples: 6000,
-        }
     }
 }

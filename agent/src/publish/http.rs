@@ -5,7 +5,7 @@
 
 use super::stream::ws;
 use super::{rest, ApiState};
-use crate::auth;
+use crate::auth::{self, Secret};
 use crate::control::CancelOutcome;
 use crate::model::lock;
 use axum::extract::{Path, Request, State};
@@ -14,6 +14,48 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+
+/// Who may use the HTTP API's operator surfaces.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "HTTP API")]
+pub struct AccessConfig {
+    /// Bearer token of the HTTP JSON API, an operator's view of every application and session
+    /// (the admin token works too). Required unless --allow-anonymous-api.
+    #[arg(
+        long = "api-token", value_name = "TOKEN",
+        env = "SPARKSCOPE_API_TOKEN",
+        hide_env_values = true,
+        value_parser = Secret::parse
+    )]
+    pub api_token: Option<Secret>,
+    /// Serve the JSON API without a token. Only for a machine where every local user is trusted.
+    #[arg(long = "allow-anonymous-api", env = "SPARKSCOPE_ALLOW_ANONYMOUS_API")]
+    pub allow_anonymous_api: bool,
+    /// Bearer token of GET /metrics; unset leaves it open (it holds no session ids or tags).
+    #[arg(
+        long = "metrics-token", value_name = "TOKEN",
+        env = "SPARKSCOPE_METRICS_TOKEN",
+        hide_env_values = true,
+        value_parser = Secret::parse
+    )]
+    pub metrics_token: Option<Secret>,
+    /// Token for operators' cancel (`POST /api/v1/cancel`, `sparkscope cancel`); unset turns
+    /// that endpoint off. Notebooks cancel through the stream, where only followed sessions may
+    /// be cancelled.
+    #[arg(
+        long = "admin-token", value_name = "TOKEN",
+        env = "SPARKSCOPE_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_parser = Secret::parse
+    )]
+    pub admin_token: Option<Secret>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        crate::flags::defaults()
+    }
+}
 
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
@@ -46,7 +88,7 @@ async fn applications(State(st): State<ApiState>) -> Json<rest::Applications> {
 async fn jobs(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
     match st.store.get(&id) {
         Some(app) => {
-            let jobs: Vec<rest::JobData> = lock(&app).jobs().rev().map(rest::job).collect();
+            let jobs: Vec<rest::Job> = lock(&app).jobs().rev().map(rest::job).collect();
             Json(jobs).into_response()
         }
         None => error(
@@ -59,7 +101,7 @@ async fn jobs(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
 /// The Prometheus exposition (text format 0.0.4). Open unless `--metrics-token` is set: it
 /// carries no session ids, statement text or tags.
 async fn prometheus(State(st): State<ApiState>, headers: HeaderMap) -> Response {
-    if !auth::allows(st.metrics_token.as_ref(), auth::bearer_in(&headers)) {
+    if !auth::allows(st.access.metrics_token.as_ref(), auth::bearer_in(&headers)) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong metrics token");
     }
     match &st.metrics {
@@ -78,7 +120,7 @@ async fn prometheus(State(st): State<ApiState>, headers: HeaderMap) -> Response 
 /// Operators' cancel: any session, behind the admin token. The body is a `CancelRequest` (proto3
 /// JSON); the answer a `CancelResult`, with an HTTP status that matches its outcome.
 async fn cancel(State(st): State<ApiState>, headers: HeaderMap, body: String) -> Response {
-    let Some(expected) = &st.admin_token else {
+    let Some(expected) = &st.access.admin_token else {
         return error(
             StatusCode::FORBIDDEN,
             "cancel over HTTP is off: start the agent with --admin-token",
@@ -105,8 +147,9 @@ async fn cancel(State(st): State<ApiState>, headers: HeaderMap, body: String) ->
 /// The JSON API is an operator's view: the API token or the admin token.
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let given = auth::bearer_in(req.headers());
-    let open = st.api_token.is_none() && st.admin_token.is_none();
-    let known = [&st.api_token, &st.admin_token].iter().any(|t| {
+    let (api, admin) = (&st.access.api_token, &st.access.admin_token);
+    let open = api.is_none() && admin.is_none();
+    let known = [api, admin].iter().any(|t| {
         t.as_ref()
             .is_some_and(|s| given.is_some_and(|g| s.matches(g)))
     });

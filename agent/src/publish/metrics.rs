@@ -22,6 +22,26 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+/// How `/metrics` labels users.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsConfig {
+    /// Users that get their own label value in /metrics; later users share `other`.
+    #[arg(
+        long = "metrics-max-users",
+        value_name = "N",
+        default_value_t = 50,
+        env = "SPARKSCOPE_METRICS_MAX_USERS"
+    )]
+    pub max_users: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        crate::flags::defaults()
+    }
+}
+
 /// `GET /metrics`: the recorder's handle and the user label cap.
 pub struct MetricsExport {
     pub handle: PrometheusHandle,

@@ -8,7 +8,6 @@ pub mod proto;
 pub mod rest;
 pub mod stream;
 
-use crate::auth::Secret;
 use crate::control::Control;
 use crate::model::Store;
 use std::sync::Arc;
@@ -17,13 +16,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
-    /// The JSON API (every application and session: an operator's view) needs this token or the
-    /// admin token; with neither set it is open (`--allow-anonymous-api`).
-    pub api_token: Option<Secret>,
-    /// Required by `POST /api/v1/cancel` (operators); unset disables that endpoint.
-    pub admin_token: Option<Secret>,
-    /// `GET /metrics` needs this token when set.
-    pub metrics_token: Option<Secret>,
+    /// The JSON API (every application and session: an operator's view) needs the API or the
+    /// admin token, unless neither is set (`--allow-anonymous-api`); `POST /api/v1/cancel` needs
+    /// the admin token; `GET /metrics` the metrics token when one is set.
+    pub access: http::AccessConfig,
     pub control: Arc<Control>,
     /// The WebSocket stream, with its own (subscriber) token.
     pub streams: stream::Streams,

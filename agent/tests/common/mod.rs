@@ -4,7 +4,7 @@
 
 use sparkscope::agent::{Agent, Config, RunningAgent};
 use sparkscope::auth::Secret;
-use sparkscope::control::ControlConfig;
+use sparkscope::ingest::protocol::{connect_listener, AgentCheck, Hello};
 use std::time::Duration;
 
 pub const LISTENER_TOKEN: &str = "lt";
@@ -12,25 +12,27 @@ pub const SUBSCRIBER_TOKEN: &str = "sub";
 pub const ADMIN_TOKEN: &str = "admin";
 pub const API_TOKEN: &str = "api";
 
-/// Loopback, ports chosen by the system, test tokens, a quick stream, and interrupts sent to
-/// port 9 of loopback, where nothing listens: they must fail clearly, not hang.
+/// What `sparkscope serve` starts with (its flags' defaults), with loopback ports chosen by the
+/// system, test tokens, a quick stream, and interrupts sent to port 9 of loopback, where nothing
+/// listens: they must fail clearly, not hang.
 pub fn config() -> Config {
-    let any = "127.0.0.1:0".parse().expect("address");
-    let mut cfg = Config {
-        ingest_addr: any,
-        http_addr: any,
-        grpc_addr: any,
-        admin_token: Secret::new(Some(ADMIN_TOKEN)),
-        control: ControlConfig {
-            spark_connect: Some("http://127.0.0.1:9".into()),
-            ..ControlConfig::default()
-        },
-        ..Config::default()
-    };
+    let mut cfg = Config::from_flags([
+        "--ingest",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--grpc",
+        "127.0.0.1:0",
+        "--stream-interval-ms",
+        "20",
+        "--spark-connect",
+        "http://127.0.0.1:9",
+    ])
+    .expect("test flags parse");
     cfg.ingest.token = Secret::new(Some(LISTENER_TOKEN));
     cfg.stream.auth.shared = Secret::new(Some(SUBSCRIBER_TOKEN));
-    cfg.api_token = Secret::new(Some(API_TOKEN));
-    cfg.stream.interval = Duration::from_millis(20);
+    cfg.access.api_token = Secret::new(Some(API_TOKEN));
+    cfg.access.admin_token = Secret::new(Some(ADMIN_TOKEN));
     cfg
 }
 
@@ -61,8 +63,8 @@ where
     }
 }
 
-/// A listener's side of the handshake (protocol 2) with `token`, as application `app`: returns
-/// the connection, ready for event lines, or why it ended (the agent's refusal, or the agent's
+/// A listener's side of the handshake with `token`, as application `app`: returns the
+/// connection, ready for event lines, or why it ended (the agent's refusal, or the agent's
 /// failure to prove it knows the token, after which a real listener says nothing more).
 pub async fn listener(
     addr: std::net::SocketAddr,
@@ -70,7 +72,7 @@ pub async fn listener(
     run_id: &str,
     token: &str,
 ) -> Result<tokio::io::BufReader<tokio::net::TcpStream>, String> {
-    handshake(addr, app, run_id, token, true).await
+    handshake(addr, app, run_id, token, AgentCheck::Verify).await
 }
 
 /// As [`listener`], but sends its proof whatever the agent proved: the agent's side of the
@@ -81,7 +83,7 @@ pub async fn listener_unchecked(
     run_id: &str,
     token: &str,
 ) -> Result<tokio::io::BufReader<tokio::net::TcpStream>, String> {
-    handshake(addr, app, run_id, token, false).await
+    handshake(addr, app, run_id, token, AgentCheck::Skip).await
 }
 
 async fn handshake(
@@ -89,55 +91,20 @@ async fn handshake(
     app: &str,
     run_id: &str,
     token: &str,
-    check_agent: bool,
+    check: AgentCheck,
 ) -> Result<tokio::io::BufReader<tokio::net::TcpStream>, String> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let nonce = "0123456789abcdef0123456789abcdef";
-    let mut s = tokio::io::BufReader::new(
-        tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    let hello = format!(
-        "{{\"Event\":\"SparkscopeHello\",\"protocol\":2,\"appId\":\"{app}\",\"runId\":\"{run_id}\",\
-         \"nonce\":\"{nonce}\",\"appName\":\"Spark Connect server\",\"sparkVersion\":\"4.3.0\",\
-         \"startTime\":1,\"sparkUser\":\"spark\",\"taskEvents\":\"coalesced\"}}\n"
-    );
-    let mut line = String::new();
-    async fn read(s: &mut tokio::io::BufReader<tokio::net::TcpStream>, line: &mut String) {
-        line.clear();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_line(line)).await;
-    }
-    s.get_mut()
-        .write_all(hello.as_bytes())
+    let hello = Hello {
+        app_id: app.to_owned(),
+        run_id: run_id.to_owned(),
+        app_name: "Spark Connect server".to_owned(),
+        spark_version: "4.3.0".to_owned(),
+        start_time: 1,
+        spark_user: "spark".to_owned(),
+        task_events: "coalesced".to_owned(),
+        ..Hello::default()
+    };
+    let token = Secret::new(Some(token)).expect("a token");
+    connect_listener(addr, hello, &token, check, Duration::from_secs(5))
         .await
-        .map_err(|e| e.to_string())?;
-    read(&mut s, &mut line).await;
-    let challenge: serde_json::Value = serde_json::from_str(&line).map_err(|_| line.clone())?;
-    if challenge["ok"] != true {
-        return Err(line);
-    }
-    let secret = Secret::new(Some(token)).expect("a token");
-    let agent_nonce = challenge["nonce"].as_str().unwrap_or_default();
-    let expected = sparkscope::auth::hmac_hex(
-        &secret,
-        &["sparkscope-agent", app, run_id, nonce, agent_nonce],
-    );
-    let proof = sparkscope::auth::hmac_hex(
-        &secret,
-        &["sparkscope-listener", app, run_id, agent_nonce, nonce],
-    );
-    if check_agent && challenge["proof"].as_str().unwrap_or_default() != expected {
-        return Err("the agent did not prove it knows the token".to_owned());
-    }
-    let proof_line = format!("{{\"Event\":\"SparkscopeProof\",\"proof\":\"{proof}\"}}\n");
-    s.get_mut()
-        .write_all(proof_line.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    read(&mut s, &mut line).await;
-    if !line.contains("\"welcome\":true") {
-        return Err(line);
-    }
-    Ok(s)
+        .map_err(|e| e.to_string())
 }

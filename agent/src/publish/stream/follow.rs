@@ -1,7 +1,7 @@
 //! What a subscriber follows: a set of Connect sessions, each checked against who the
 //! subscriber is and bounded in number.
 
-use crate::auth::Principal;
+use super::identity::Principal;
 pub use crate::model::views::SessionKey;
 use sparkscope_proto::sparkscope::v1 as pb;
 use std::collections::BTreeSet;

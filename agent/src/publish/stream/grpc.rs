@@ -3,9 +3,10 @@
 //! request.
 
 use super::follow::{FollowError, Follower};
+use super::identity::{AuthError, Principal};
 use super::subscriber::{self, Close, Frame, Gone, Incoming, Transport};
 use super::Streams;
-use crate::auth::{self, AuthError, Principal};
+use crate::auth;
 use sparkscope_proto::sparkscope::v1 as pb;
 use sparkscope_proto::sparkscope::v1::monitor_server::{Monitor, MonitorServer};
 use std::pin::Pin;

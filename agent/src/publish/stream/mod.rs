@@ -2,53 +2,88 @@
 //! deltas. The `hub` builds each followed session's changes once per tick and shares them; one
 //! subscriber loop (`subscriber`) serves both transports, which differ only in how a frame is
 //! written: JSON text over a WebSocket (`ws`), protobuf over gRPC (`grpc`). What a subscriber
-//! follows is a `follow::Follower`.
+//! follows is a `follow::Follower`, checked against who it is (`identity`); a stage's tasks are
+//! listed on request (`tasks`).
 
 pub mod follow;
 pub mod grpc;
 pub mod hub;
+pub mod identity;
 pub mod subscriber;
+pub mod tasks;
 pub mod ws;
 
-use crate::auth::{SubscriberAuth, SubscriberAuthConfig};
-use crate::control::tasks::TaskLister;
 use crate::control::Control;
+use crate::flags::{millis, non_empty};
 use crate::model::Store;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{self, Limit};
+use identity::{SubscriberAuth, SubscriberAuthConfig};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tasks::TaskLister;
 
 /// The `transport` label values.
 pub const TRANSPORTS: [&str; 2] = [ws::TRANSPORT, grpc::TRANSPORT];
 
 /// How subscribers are served.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Notebooks (stream subscribers)")]
 pub struct StreamConfig {
     /// How subscribers prove who they are.
+    #[command(flatten)]
     pub auth: SubscriberAuthConfig,
-    /// At most one update per subscriber per interval.
+    /// At most one stream update per subscriber per this many milliseconds.
+    #[arg(
+        id = "stream_interval",
+        long = "stream-interval-ms",
+        value_name = "MS",
+        value_parser = millis,
+        default_value = "100",
+        env = "SPARKSCOPE_STREAM_INTERVAL_MS"
+    )]
     pub interval: Duration,
-    /// A subscriber that does not take a frame within this time is disconnected.
+    /// A subscriber that does not accept an update within this many milliseconds is dropped.
+    #[arg(
+        long = "slow-subscriber-timeout-ms",
+        value_name = "MS",
+        value_parser = millis,
+        default_value = "5000",
+        env = "SPARKSCOPE_SLOW_SUBSCRIBER_TIMEOUT_MS"
+    )]
     pub slow_timeout: Duration,
+    /// Sessions one subscriber may follow.
+    #[arg(
+        long = "max-sessions-per-subscriber",
+        value_name = "N",
+        default_value_t = 64,
+        env = "SPARKSCOPE_MAX_SESSIONS_PER_SUBSCRIBER"
+    )]
     pub max_sessions: usize,
-    /// Subscribers at once, WebSocket and gRPC together.
+    /// Stream subscribers (WebSocket and gRPC together); more are refused.
+    #[arg(
+        long = "max-subscribers",
+        value_name = "N",
+        default_value_t = 4096,
+        env = "SPARKSCOPE_MAX_SUBSCRIBERS"
+    )]
     pub max_subscribers: usize,
-    /// The operator's Spark UI address for people (`--spark-ui-link-template`).
+    /// Spark UI address people open from the notebook, when it is not the one the driver
+    /// announces (a proxy): `{host}`, `{port}` and `{app}` are filled in from the announced
+    /// address, `{user}` with the Connect user of the session shown
+    /// (e.g. https://hub.example/user/{user}/proxy/{port}).
+    #[arg(
+        long = "spark-ui-link-template", value_name = "TEMPLATE",
+        env = "SPARKSCOPE_SPARK_UI_LINK_TEMPLATE",
+        value_parser = non_empty
+    )]
     pub ui_link_template: Option<String>,
 }
 
 impl Default for StreamConfig {
     fn default() -> Self {
-        StreamConfig {
-            auth: SubscriberAuthConfig::default(),
-            interval: Duration::from_millis(100),
-            slow_timeout: Duration::from_secs(5),
-            max_sessions: 64,
-            max_subscribers: 4096,
-            ui_link_template: None,
-        }
+        crate::flags::defaults()
     }
 }
 

@@ -2,9 +2,10 @@
 //! frames (subscribe, unsubscribe, cancel) coming back on the same socket.
 
 use super::follow::Follower;
+use super::identity::AuthError;
 use super::subscriber::{self, Close, Frame, Gone, Incoming, Transport};
 use super::Streams;
-use crate::auth::{self, AuthError};
+use crate::auth;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -3,9 +3,12 @@
 //! tutorial or CI. Spark runs in its own process group so that a terminal's Ctrl-C reaches only
 //! us: Spark is stopped first (its last events still reach the agent), then the agent drains.
 
-use crate::agent::{Agent, Config, Drained};
-use crate::install;
+use super::install;
+use super::serve::{shutdown_signal, ServeArgs};
 use anyhow::{bail, Context};
+use clap::Args;
+use sparkscope::agent::{Agent, Config, Drained};
+use sparkscope::auth::Secret;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,36 +16,105 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
-/// The Spark side of `sparkscope server`.
-pub struct SparkOptions {
-    /// Spark's home; `None` finds it (see [`install::spark_home`]).
-    pub spark_home: Option<PathBuf>,
-    pub master: String,
-    /// Spark Connect's gRPC port, on 127.0.0.1.
-    pub connect_port: u16,
-    /// More `--conf key=value` for the server.
-    pub confs: Vec<(String, String)>,
-    pub startup_timeout: Duration,
-    pub stop_timeout: Duration,
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Spark master of the server.
+    #[arg(long, default_value = "local[*]", env = "SPARKSCOPE_SPARK_MASTER")]
+    master: String,
+    /// Spark Connect's port (bound to 127.0.0.1).
+    #[arg(long, default_value_t = 15002, env = "SPARKSCOPE_CONNECT_PORT")]
+    connect_port: u16,
+    /// Spark's home; by default SPARK_HOME, else the pyspark installed beside sparkscope.
+    #[arg(long)]
+    spark_home: Option<PathBuf>,
+    /// A Spark conf for the server, `key=value`; repeatable.
+    #[arg(long = "conf", value_name = "KEY=VALUE", value_parser = parse_conf)]
+    confs: Vec<(String, String)>,
+    /// Seconds the server gets to start listening.
+    #[arg(long, default_value_t = 180)]
+    startup_timeout_seconds: u64,
+    /// Seconds Spark gets to stop on Ctrl-C before it is killed.
+    #[arg(long, default_value_t = 60)]
+    stop_timeout_seconds: u64,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
-/// Credentials the server made for this run; written to files only the user can read.
-pub struct Credentials {
-    pub listener: String,
+fn parse_conf(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
+}
+
+/// Makes the credentials the operator did not give, then runs Spark and the agent.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let mut cfg = args.serve.config;
+    let listener = match &cfg.ingest.token {
+        Some(t) => t.clone(),
+        None => new_token()?,
+    };
+    cfg.ingest.token = Some(listener.clone());
+    // The stream's token for notebooks on this machine, unless subscribers are identified
+    // another way.
+    let auth = &mut cfg.stream.auth;
+    let identified = auth.tokens_file.is_some() || auth.jupyterhub_api.is_some() || auth.anonymous;
+    if auth.shared.is_none() && !identified {
+        auth.shared = Some(new_token()?);
+    }
+    let subscriber = auth.shared.clone();
+    let access = &mut cfg.access;
+    if access.api_token.is_none() && !access.allow_anonymous_api {
+        access.api_token = Some(new_token()?);
+    }
+    let api = access.api_token.clone();
+    let spark = SparkOptions {
+        spark_home: args.spark_home,
+        master: args.master,
+        connect_port: args.connect_port,
+        confs: args.confs,
+        startup_timeout: Duration::from_secs(args.startup_timeout_seconds),
+        stop_timeout: Duration::from_secs(args.stop_timeout_seconds),
+    };
+    let creds = Credentials {
+        listener,
+        subscriber,
+        api,
+    };
+    serve(cfg, spark, creds, shutdown_signal()).await
+}
+
+/// The Spark side of `sparkscope server`.
+struct SparkOptions {
+    /// Spark's home; `None` finds it (see [`install::spark_home`]).
+    spark_home: Option<PathBuf>,
+    master: String,
+    /// Spark Connect's gRPC port, on 127.0.0.1.
+    connect_port: u16,
+    /// More `--conf key=value` for the server.
+    confs: Vec<(String, String)>,
+    startup_timeout: Duration,
+    stop_timeout: Duration,
+}
+
+/// Credentials of this run, written to files only the user can read.
+struct Credentials {
+    listener: Secret,
     /// The stream's shared token, unless the operator configured subscriber identities.
-    pub subscriber: Option<String>,
-    pub api: Option<String>,
+    subscriber: Option<Secret>,
+    api: Option<Secret>,
 }
 
 /// A random 128-bit token, hex.
-pub fn new_token() -> anyhow::Result<String> {
+fn new_token() -> anyhow::Result<Secret> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Secret::new(Some(hex)).context("an empty token")
 }
 
 /// Runs until SIGINT/SIGTERM or until Spark exits; `cfg` already holds the credentials' tokens.
-pub async fn run(
+async fn serve(
     cfg: Config,
     spark: SparkOptions,
     creds: Credentials,
@@ -55,12 +127,12 @@ pub async fn run(
     let token_file = dir.join("token");
     let api_token_file = dir.join("api-token");
     if let Some(t) = &creds.subscriber {
-        write_secret(&token_file, t)?;
+        write_secret(&token_file, t.expose())?;
     }
     if let Some(t) = &creds.api {
-        write_secret(&api_token_file, t)?;
+        write_secret(&api_token_file, t.expose())?;
     }
-    let tls = cfg.tls.is_some();
+    let tls = cfg.tls.is_on();
     let agent = Agent::build(cfg).await?;
     let addrs = agent.addrs();
     let running = agent.spawn();
@@ -108,7 +180,7 @@ pub async fn run(
     }
     // The listener's token in the driver's environment, never on its command line.
     cmd.env("SPARK_HOME", &home)
-        .env("SPARKSCOPE_LISTENER_TOKEN", &creds.listener)
+        .env("SPARKSCOPE_LISTENER_TOKEN", creds.listener.expose())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -1,47 +1,25 @@
-//! Event-log JSON (and the listener's own `Sparkscope*` lines) read into the model's events.
+//! Spark's event-log JSON (`JsonProtocol`, 3.5 and 4.x) read into the model's events: what Spark
+//! writes to its event logs, and what the listener forwards as Spark would log it. Connect and SQL
+//! events use their Scala field names.
 //!
 //! The parser is tolerant: unknown events and unknown fields are skipped, and a line that is not
-//! valid JSON, or lacks a field the event needs, is an error the caller counts and skips. Field
-//! names are Spark's `JsonProtocol` ones (3.5 and 4.x); Connect and SQL events use their Scala
-//! field names.
+//! valid JSON, or lacks a field the event needs, is an error the caller counts and skips.
 
-use super::connections::CommandResult;
-use super::validate::{self, OutOfRange};
+use super::ParseError;
 use crate::model::event::{
-    ApplicationStart, DurationSummary, Event, JobEnd, JobStart, ListenerInfo, ListenerStats,
-    OpTransition, OperationStarted, SqlExecutionStart, StageInfo, StageProgress, TaskEnd,
-    TaskFailure, TaskMetricSums, TaskOutcome,
+    ApplicationStart, Event, JobEnd, JobStart, OpTransition, OperationStarted, SqlExecutionStart,
+    StageInfo, TaskEnd, TaskFailure, TaskMetricSums, TaskOutcome,
 };
 use crate::model::truncate_utf8;
 use serde::Deserialize;
 use std::collections::HashMap;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    #[error("not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("no \"Event\" field")]
-    NoEventName,
-    #[error("the first line must be a SparkscopeHello")]
-    NotHello,
-    #[error(transparent)]
-    OutOfRange(#[from] OutOfRange),
-}
-
 const SQL: &str = "org.apache.spark.sql.execution.ui.";
 const CONNECT: &str = "org.apache.spark.sql.connect.service.SparkListenerConnect";
 
-/// Parses one line. Leading and trailing white space is ignored.
-pub fn parse_line(line: &[u8]) -> Result<Event, ParseError> {
-    let name = event_name(line)?;
-    let ev = parse_named(&name, line)?;
-    validate::check(&ev)?;
-    Ok(ev)
-}
-
 /// The `Event` value. Spark writes it first, so the fast path reads it without parsing the line;
 /// anything else goes through a full parse that ignores the other fields.
-fn event_name(line: &[u8]) -> Result<std::borrow::Cow<'_, str>, ParseError> {
+pub fn event_name(line: &[u8]) -> Result<std::borrow::Cow<'_, str>, ParseError> {
     const PREFIX: &[u8] = b"{\"Event\":\"";
     let trimmed = line.trim_ascii_start();
     if let Some(rest) = trimmed.strip_prefix(PREFIX) {
@@ -65,7 +43,8 @@ fn event_name(line: &[u8]) -> Result<std::borrow::Cow<'_, str>, ParseError> {
         .ok_or(ParseError::NoEventName)
 }
 
-fn parse_named(name: &str, line: &[u8]) -> Result<Event, ParseError> {
+/// One of Spark's events, named `name`; [`Event::Unknown`] for a name it does not know.
+pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
     Ok(match name {
         "SparkListenerTaskEnd" => match fast::task_end(line) {
             Some(ev) => ev,
@@ -80,9 +59,6 @@ fn parse_named(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 }
             }
         },
-        "SparkscopeStageProgress" => {
-            Event::StageProgress(serde_json::from_slice::<RawStageProgress>(line)?.into())
-        }
         "SparkListenerJobStart" => job_start(serde_json::from_slice(line)?),
         "SparkListenerJobEnd" => job_end(serde_json::from_slice(line)?),
         "SparkListenerStageSubmitted" => {
@@ -128,27 +104,6 @@ fn parse_named(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 time: r.timestamp,
             }
         }
-        "SparkscopeHello" => Event::Hello(serde_json::from_slice::<Hello>(line)?.info()),
-        "SparkscopeListenerStats" => {
-            let r: RawListenerStats = serde_json::from_slice(line)?;
-            Event::ListenerStats(ListenerStats {
-                time: r.time,
-                sent: r.sent,
-                dropped: r.dropped,
-                reconnects: r.reconnects,
-                bus_dropped: r
-                    .bus_dropped
-                    .values()
-                    .fold(0u64, |n, d| n.saturating_add(*d)),
-                evicted: r.live_evicted.saturating_add(r.untracked_task_events),
-            })
-        }
-        "SparkscopeSnapshotStart" => Event::SnapshotStart {
-            time: serde_json::from_slice::<RawTime>(line)?.time,
-        },
-        "SparkscopeSnapshotEnd" => Event::SnapshotEnd {
-            time: serde_json::from_slice::<RawTime>(line)?.time,
-        },
         n if n.starts_with(SQL) => match &n[SQL.len()..] {
             "SparkListenerSQLExecutionStart" => {
                 let r: RawSqlStart = serde_json::from_slice(line)?;
@@ -710,192 +665,6 @@ struct RawShuffleWrite {
 }
 
 /// The listener's first line on a connection (docs/wire-protocol.md).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Hello {
-    #[serde(default)]
-    pub protocol: u32,
-    pub app_id: String,
-    #[serde(default)]
-    pub app_name: String,
-    #[serde(default)]
-    pub spark_version: String,
-    /// This run of the driver: a reconnect carries the same one, another driver not.
-    #[serde(default)]
-    pub run_id: String,
-    /// The listener's half of the handshake.
-    #[serde(default)]
-    pub nonce: String,
-    #[serde(default)]
-    pub start_time: i64,
-    #[serde(default)]
-    pub spark_user: String,
-    #[serde(default)]
-    pub task_events: String,
-    #[serde(default)]
-    pub ui_url: String,
-    #[serde(default)]
-    pub master: String,
-    #[serde(default)]
-    pub classic_session: bool,
-}
-
-impl Hello {
-    /// What the model keeps of it: the application, never the token.
-    pub fn info(&self) -> ListenerInfo {
-        ListenerInfo {
-            app_id: self.app_id.clone(),
-            app_name: self.app_name.clone(),
-            spark_version: self.spark_version.clone(),
-            spark_user: self.spark_user.clone(),
-            start_time: self.start_time,
-            coalesced_tasks: self.task_events == "coalesced",
-            ui_url: self.ui_url.clone(),
-            master: self.master.clone(),
-            classic_session: self.classic_session,
-        }
-    }
-}
-
-/// Parses a listener's answer to a command: the command's id and how it went.
-pub fn parse_command_result(line: &[u8]) -> Result<(String, CommandResult), ParseError> {
-    #[derive(Deserialize)]
-    struct Raw {
-        id: String,
-        ok: bool,
-        #[serde(default)]
-        error: String,
-    }
-    let r: Raw = serde_json::from_slice(line)?;
-    Ok((
-        r.id,
-        CommandResult {
-            ok: r.ok,
-            error: r.error,
-        },
-    ))
-}
-
-/// Reads the listener's proof line (`{"Event":"SparkscopeProof","proof":"<hex>"}`).
-pub fn parse_proof(line: &[u8]) -> Result<String, ParseError> {
-    #[derive(Deserialize)]
-    struct Raw {
-        #[serde(rename = "Event")]
-        event: String,
-        #[serde(default)]
-        proof: String,
-    }
-    let r: Raw = serde_json::from_slice(line)?;
-    if r.event != "SparkscopeProof" {
-        return Err(ParseError::NotHello);
-    }
-    Ok(r.proof)
-}
-
-/// Parses a hello line.
-pub fn parse_hello(line: &[u8]) -> Result<Hello, ParseError> {
-    if event_name(line)? != "SparkscopeHello" {
-        return Err(ParseError::NotHello);
-    }
-    Ok(serde_json::from_slice(line)?)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawStageProgress {
-    stage_id: i32,
-    stage_attempt_id: i32,
-    #[serde(default)]
-    time: i64,
-    #[serde(default)]
-    started: i64,
-    #[serde(default)]
-    succeeded: i64,
-    #[serde(default)]
-    failed: i64,
-    #[serde(default)]
-    killed: i64,
-    #[serde(default)]
-    executor_run_time: i64,
-    #[serde(default)]
-    executor_cpu_time: i64,
-    #[serde(default)]
-    input_bytes: i64,
-    #[serde(default)]
-    output_bytes: i64,
-    #[serde(default)]
-    shuffle_read_bytes: i64,
-    #[serde(default)]
-    shuffle_write_bytes: i64,
-    #[serde(default)]
-    memory_bytes_spilled: i64,
-    #[serde(default)]
-    disk_bytes_spilled: i64,
-    #[serde(default)]
-    jvm_gc_time: i64,
-    duration_min_ms: Option<i64>,
-    duration_median_ms: Option<i64>,
-    duration_max_ms: Option<i64>,
-}
-
-impl From<RawStageProgress> for StageProgress {
-    fn from(r: RawStageProgress) -> Self {
-        StageProgress {
-            stage_id: r.stage_id,
-            stage_attempt_id: r.stage_attempt_id,
-            time: r.time,
-            started: r.started,
-            succeeded: r.succeeded,
-            failed: r.failed,
-            killed: r.killed,
-            metrics: TaskMetricSums {
-                executor_run_time_ms: r.executor_run_time,
-                executor_cpu_time_ns: r.executor_cpu_time,
-                input_bytes: r.input_bytes,
-                output_bytes: r.output_bytes,
-                shuffle_read_bytes: r.shuffle_read_bytes,
-                shuffle_write_bytes: r.shuffle_write_bytes,
-                memory_spilled_bytes: r.memory_bytes_spilled,
-                disk_spilled_bytes: r.disk_bytes_spilled,
-                gc_time_ms: r.jvm_gc_time,
-            },
-            durations: match (r.duration_min_ms, r.duration_median_ms, r.duration_max_ms) {
-                (Some(min_ms), Some(median_ms), Some(max_ms)) => Some(DurationSummary {
-                    min_ms,
-                    median_ms,
-                    max_ms,
-                }),
-                _ => None,
-            },
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawListenerStats {
-    #[serde(default)]
-    time: i64,
-    #[serde(default)]
-    sent: u64,
-    #[serde(default)]
-    dropped: u64,
-    #[serde(default)]
-    reconnects: u64,
-    /// Spark's listener-bus drops, by queue.
-    #[serde(default)]
-    bus_dropped: HashMap<String, u64>,
-    #[serde(default)]
-    live_evicted: u64,
-    #[serde(default)]
-    untracked_task_events: u64,
-}
-
-#[derive(Deserialize)]
-struct RawTime {
-    #[serde(default)]
-    time: i64,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -986,13 +755,13 @@ mod tests {
         let cut = &END[..END.len() - 30];
         assert!(fast::task_end(cut.as_bytes()).is_none());
         assert!(
-            parse_line(cut.as_bytes()).is_err(),
+            super::super::parse_line(cut.as_bytes()).is_err(),
             "the general path reports it"
         );
         let reordered = r#"{"Event":"SparkListenerTaskEnd","Stage Attempt ID":0,"Stage ID":2,"Task End Reason":{"Reason":"Success"}}"#;
         assert!(fast::task_end(reordered.as_bytes()).is_none());
         assert!(
-            matches!(parse_line(reordered.as_bytes()), Ok(Event::TaskEnd(t)) if t.stage == (2, 0))
+            matches!(super::super::parse_line(reordered.as_bytes()), Ok(Event::TaskEnd(t)) if t.stage == (2, 0))
         );
         let no_metrics = r#"{"Event":"SparkListenerTaskEnd","Stage ID":2,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"TaskKilled"},"Task Info":{}}"#;
         let ev = fast::task_end(no_metrics.as_bytes()).expect("fast");
@@ -1003,7 +772,7 @@ mod tests {
         let failed = no_metrics.replace("TaskKilled", "Resubmitted");
         assert!(fast::task_end(failed.as_bytes()).is_none());
         assert!(matches!(
-            parse_line(failed.as_bytes()),
+            super::super::parse_line(failed.as_bytes()),
             Ok(Event::TaskEnd(t)) if t.outcome == TaskOutcome::Failed && t.failure.is_some()
         ));
         let start = r#"{"Event":"SparkListenerTaskStart","Stage ID":-1,"Stage Attempt ID":0,"Task Info":{"Index":1}}"#;
@@ -1017,7 +786,7 @@ mod tests {
     #[test]
     fn a_failed_task_says_why_and_where() {
         let line = r#"{"Event":"SparkListenerTaskEnd","Stage ID":4,"Stage Attempt ID":0,"Task Type":"ResultTask","Task End Reason":{"Reason":"ExceptionFailure","Class Name":"org.apache.spark.api.python.PythonException","Description":"ZeroDivisionError: division by zero","Stack Trace":[{"Declaring Class":"org.apache.spark.api.python.BasePythonRunner","Method Name":"read","File Name":"PythonRunner.scala","Line Number":572},{"Declaring Class":"GeneratedClass","Method Name":"processNext","File Name":null,"Line Number":-1}],"Full Stack Trace":"org.apache.spark.api.python.PythonException: ZeroDivisionError\n\tat x","Accumulator Updates":[]},"Task Info":{"Task ID":41,"Index":3,"Attempt":2,"Partition ID":3,"Launch Time":1795258404000,"Executor ID":"1","Host":"10.0.0.7","Locality":"PROCESS_LOCAL","Speculative":false,"Getting Result Time":0,"Finish Time":1795258405000,"Failed":true,"Killed":false,"Accumulables":[]},"Task Metrics":{"Executor Run Time":900,"JVM GC Time":12,"Memory Bytes Spilled":5,"Disk Bytes Spilled":6}}"#;
-        let Ok(Event::TaskEnd(t)) = parse_line(line.as_bytes()) else {
+        let Ok(Event::TaskEnd(t)) = super::super::parse_line(line.as_bytes()) else {
             panic!("a task end");
         };
         assert_eq!(t.outcome, TaskOutcome::Failed);
@@ -1043,7 +812,7 @@ mod tests {
         assert_eq!(f.time, 1_795_258_405_000);
         // executor lost: no exception, the loss reason instead
         let lost = r#"{"Event":"SparkListenerTaskEnd","Stage ID":4,"Stage Attempt ID":0,"Task End Reason":{"Reason":"ExecutorLostFailure","Executor ID":"2","Exit Caused By App":true,"Loss Reason":"Command exited with code 137"},"Task Info":{"Task ID":42,"Executor ID":"2","Host":"h"}}"#;
-        let Ok(Event::TaskEnd(t)) = parse_line(lost.as_bytes()) else {
+        let Ok(Event::TaskEnd(t)) = super::super::parse_line(lost.as_bytes()) else {
             panic!("a task end");
         };
         let f = t.failure.expect("failure");

@@ -1,0 +1,454 @@
+//! sparkscope's own protocol between the listener and the agent (docs/wire-protocol.md): the
+//! handshake, both sides of it (the agent's, and the listener's as Rust tests and the load
+//! generator speak it; the listener jar's is its Java twin), the `Sparkscope*` lines a listener
+//! sends besides Spark's own events, and its answers to the agent's commands.
+
+use super::connections::CommandResult;
+use super::{spark_json, ParseError};
+use crate::auth::{self, Secret};
+use crate::model::event::{
+    DurationSummary, Event, ListenerInfo, ListenerStats, StageProgress, TaskMetricSums,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Version 2: the listener and the agent each prove they know the token (HMAC over both sides'
+/// nonces) and the token never crosses the wire.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The agent's last handshake line to a listener it accepted.
+pub const WELCOME: &str = "{\"ok\":true,\"welcome\":true}\n";
+
+/// A listener's answer to a command starts so; it goes back to whoever sent the command.
+pub const COMMAND_RESULT: &[u8] = br#"{"Event":"SparkscopeCommandResult""#;
+
+/// One of sparkscope's own lines, `Sparkscope<name>`; [`Event::Unknown`] for a name this agent
+/// does not know.
+pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
+    Ok(match name {
+        "StageProgress" => {
+            Event::StageProgress(serde_json::from_slice::<RawStageProgress>(line)?.into())
+        }
+        "Hello" => Event::Hello(serde_json::from_slice::<Hello>(line)?.info()),
+        "ListenerStats" => {
+            let r: RawListenerStats = serde_json::from_slice(line)?;
+            Event::ListenerStats(ListenerStats {
+                time: r.time,
+                sent: r.sent,
+                dropped: r.dropped,
+                reconnects: r.reconnects,
+                bus_dropped: r
+                    .bus_dropped
+                    .values()
+                    .fold(0u64, |n, d| n.saturating_add(*d)),
+                evicted: r.live_evicted.saturating_add(r.untracked_task_events),
+            })
+        }
+        "SnapshotStart" => Event::SnapshotStart {
+            time: serde_json::from_slice::<RawTime>(line)?.time,
+        },
+        "SnapshotEnd" => Event::SnapshotEnd {
+            time: serde_json::from_slice::<RawTime>(line)?.time,
+        },
+        _ => Event::Unknown,
+    })
+}
+
+// ---- The handshake (docs/wire-protocol.md § Handshake) ----
+
+/// What the agent sends to prove it knows the token: over the listener's nonce and then its own.
+pub fn agent_proof(token: &Secret, hello: &Hello, agent_nonce: &str) -> String {
+    auth::hmac_hex(
+        token,
+        &[
+            "sparkscope-agent",
+            &hello.app_id,
+            &hello.run_id,
+            &hello.nonce,
+            agent_nonce,
+        ],
+    )
+}
+
+/// What the listener sends to prove it knows the token: over the agent's nonce and then its own,
+/// so that no proof of one side can be replayed as the other's.
+pub fn listener_proof(token: &Secret, hello: &Hello, agent_nonce: &str) -> String {
+    auth::hmac_hex(
+        token,
+        &[
+            "sparkscope-listener",
+            &hello.app_id,
+            &hello.run_id,
+            agent_nonce,
+            &hello.nonce,
+        ],
+    )
+}
+
+/// The agent's answer to a hello: its nonce and, when it has a token, its proof.
+pub fn challenge_line(agent_nonce: &str, proof: Option<String>) -> String {
+    let mut challenge = serde_json::json!({
+        "ok": true,
+        "agent": format!("sparkscope {}", env!("CARGO_PKG_VERSION")),
+        "nonce": agent_nonce,
+    });
+    if let Some(proof) = proof {
+        challenge["proof"] = serde_json::Value::from(proof);
+    }
+    challenge.to_string() + "\n"
+}
+
+/// The agent's refusal, with the reason the listener logs.
+pub fn refusal_line(why: &str) -> String {
+    serde_json::json!({ "ok": false, "error": why }).to_string() + "\n"
+}
+
+/// Whether a listener's proof line proves it knows `token`.
+pub fn proof_holds(token: &Secret, hello: &Hello, agent_nonce: &str, line: &[u8]) -> bool {
+    let expected = listener_proof(token, hello, agent_nonce);
+    let given = parse_proof(line).unwrap_or_default();
+    auth::constant_time_eq(expected.as_bytes(), given.as_bytes())
+}
+
+/// 16 random bytes, hex: one side's half of a handshake.
+pub fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No system randomness: the clock still makes each nonce one of its kind.
+        bytes[..16].copy_from_slice(
+            &std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The listener's first line on a connection: who it is, and its half of the handshake.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    #[serde(default)]
+    pub protocol: u32,
+    pub app_id: String,
+    #[serde(default)]
+    pub app_name: String,
+    #[serde(default)]
+    pub spark_version: String,
+    /// This run of the driver: a reconnect carries the same one, another driver not.
+    #[serde(default)]
+    pub run_id: String,
+    /// The listener's half of the handshake.
+    #[serde(default)]
+    pub nonce: String,
+    #[serde(default)]
+    pub start_time: i64,
+    #[serde(default)]
+    pub spark_user: String,
+    #[serde(default)]
+    pub task_events: String,
+    #[serde(default)]
+    pub ui_url: String,
+    #[serde(default)]
+    pub master: String,
+    #[serde(default)]
+    pub classic_session: bool,
+}
+
+impl Hello {
+    /// What the model keeps of it: the application, never the token.
+    pub fn info(&self) -> ListenerInfo {
+        ListenerInfo {
+            app_id: self.app_id.clone(),
+            app_name: self.app_name.clone(),
+            spark_version: self.spark_version.clone(),
+            spark_user: self.spark_user.clone(),
+            start_time: self.start_time,
+            coalesced_tasks: self.task_events == "coalesced",
+            ui_url: self.ui_url.clone(),
+            master: self.master.clone(),
+            classic_session: self.classic_session,
+        }
+    }
+}
+
+impl Hello {
+    /// The hello as a listener writes it: `{"Event":"SparkscopeHello",…}` and a newline.
+    pub fn line(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        v["Event"] = serde_json::Value::from("SparkscopeHello");
+        v.to_string() + "\n"
+    }
+}
+
+/// Parses a listener's answer to a command: the command's id and how it went.
+pub fn parse_command_result(line: &[u8]) -> Result<(String, CommandResult), ParseError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        id: String,
+        ok: bool,
+        #[serde(default)]
+        error: String,
+    }
+    let r: Raw = serde_json::from_slice(line)?;
+    Ok((
+        r.id,
+        CommandResult {
+            ok: r.ok,
+            error: r.error,
+        },
+    ))
+}
+
+/// Reads the listener's proof line (`{"Event":"SparkscopeProof","proof":"<hex>"}`).
+fn parse_proof(line: &[u8]) -> Result<String, ParseError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(rename = "Event")]
+        event: String,
+        #[serde(default)]
+        proof: String,
+    }
+    let r: Raw = serde_json::from_slice(line)?;
+    if r.event != "SparkscopeProof" {
+        return Err(ParseError::NotHello);
+    }
+    Ok(r.proof)
+}
+
+/// Parses a hello line.
+pub fn parse_hello(line: &[u8]) -> Result<Hello, ParseError> {
+    if spark_json::event_name(line)? != "SparkscopeHello" {
+        return Err(ParseError::NotHello);
+    }
+    Ok(serde_json::from_slice(line)?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawStageProgress {
+    stage_id: i32,
+    stage_attempt_id: i32,
+    #[serde(default)]
+    time: i64,
+    #[serde(default)]
+    started: i64,
+    #[serde(default)]
+    succeeded: i64,
+    #[serde(default)]
+    failed: i64,
+    #[serde(default)]
+    killed: i64,
+    #[serde(default)]
+    executor_run_time: i64,
+    #[serde(default)]
+    executor_cpu_time: i64,
+    #[serde(default)]
+    input_bytes: i64,
+    #[serde(default)]
+    output_bytes: i64,
+    #[serde(default)]
+    shuffle_read_bytes: i64,
+    #[serde(default)]
+    shuffle_write_bytes: i64,
+    #[serde(default)]
+    memory_bytes_spilled: i64,
+    #[serde(default)]
+    disk_bytes_spilled: i64,
+    #[serde(default)]
+    jvm_gc_time: i64,
+    duration_min_ms: Option<i64>,
+    duration_median_ms: Option<i64>,
+    duration_max_ms: Option<i64>,
+}
+
+impl From<RawStageProgress> for StageProgress {
+    fn from(r: RawStageProgress) -> Self {
+        StageProgress {
+            stage_id: r.stage_id,
+            stage_attempt_id: r.stage_attempt_id,
+            time: r.time,
+            started: r.started,
+            succeeded: r.succeeded,
+            failed: r.failed,
+            killed: r.killed,
+            metrics: TaskMetricSums {
+                executor_run_time_ms: r.executor_run_time,
+                executor_cpu_time_ns: r.executor_cpu_time,
+                input_bytes: r.input_bytes,
+                output_bytes: r.output_bytes,
+                shuffle_read_bytes: r.shuffle_read_bytes,
+                shuffle_write_bytes: r.shuffle_write_bytes,
+                memory_spilled_bytes: r.memory_bytes_spilled,
+                disk_spilled_bytes: r.disk_bytes_spilled,
+                gc_time_ms: r.jvm_gc_time,
+            },
+            durations: match (r.duration_min_ms, r.duration_median_ms, r.duration_max_ms) {
+                (Some(min_ms), Some(median_ms), Some(max_ms)) => Some(DurationSummary {
+                    min_ms,
+                    median_ms,
+                    max_ms,
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawListenerStats {
+    #[serde(default)]
+    time: i64,
+    #[serde(default)]
+    sent: u64,
+    #[serde(default)]
+    dropped: u64,
+    #[serde(default)]
+    reconnects: u64,
+    /// Spark's listener-bus drops, by queue.
+    #[serde(default)]
+    bus_dropped: HashMap<String, u64>,
+    #[serde(default)]
+    live_evicted: u64,
+    #[serde(default)]
+    untracked_task_events: u64,
+}
+
+#[derive(Deserialize)]
+struct RawTime {
+    #[serde(default)]
+    time: i64,
+}
+
+// ---- The listener's side, for Rust peers of the agent (tests, the load generator) ----
+
+/// Why a listener's handshake did not end in a welcome.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the agent refused: {0}")]
+    Refused(String),
+    #[error("the agent did not prove it knows the token")]
+    AgentUnproven,
+    #[error("the agent's answer is not the protocol's: {0:?}")]
+    Garbled(String),
+}
+
+/// How strictly a listener checks the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentCheck {
+    /// As the listener jar does: say nothing more to an agent that did not prove itself.
+    Verify,
+    /// Send the proof whatever the agent proved: for tests of the agent's own checks.
+    Skip,
+}
+
+/// Connects to the agent's ingest port as a listener: says `hello` (its protocol is set, and
+/// its nonce when empty), checks the agent's proof, proves itself with `token`, and returns the
+/// connection ready for event lines once the agent welcomes it. Each answer is waited for at
+/// most `timeout`.
+pub async fn connect_listener(
+    addr: std::net::SocketAddr,
+    mut hello: Hello,
+    token: &Secret,
+    check: AgentCheck,
+    timeout: std::time::Duration,
+) -> Result<tokio::io::BufReader<tokio::net::TcpStream>, HandshakeError> {
+    use tokio::io::AsyncWriteExt;
+    hello.protocol = PROTOCOL_VERSION;
+    if hello.nonce.is_empty() {
+        hello.nonce = new_nonce();
+    }
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    // As Spark's listener does: a burst's last events must not wait for an acknowledgement.
+    stream.set_nodelay(true)?;
+    let mut s = tokio::io::BufReader::new(stream);
+    s.get_mut().write_all(hello.line().as_bytes()).await?;
+    let mut line = String::new();
+    read_answer(&mut s, &mut line, timeout).await?;
+    let challenge: serde_json::Value =
+        serde_json::from_str(&line).map_err(|_| HandshakeError::Garbled(line.clone()))?;
+    if challenge["ok"] != true {
+        return Err(HandshakeError::Refused(line.trim().to_owned()));
+    }
+    let agent_nonce = challenge["nonce"].as_str().unwrap_or_default().to_owned();
+    let expected = agent_proof(token, &hello, &agent_nonce);
+    let given = challenge["proof"].as_str().unwrap_or_default();
+    if check == AgentCheck::Verify && !auth::constant_time_eq(expected.as_bytes(), given.as_bytes())
+    {
+        return Err(HandshakeError::AgentUnproven);
+    }
+    let proof = listener_proof(token, &hello, &agent_nonce);
+    let proof_line = serde_json::json!({"Event": "SparkscopeProof", "proof": proof}).to_string();
+    s.get_mut()
+        .write_all((proof_line + "\n").as_bytes())
+        .await?;
+    read_answer(&mut s, &mut line, timeout).await?;
+    if line != WELCOME {
+        return Err(HandshakeError::Refused(line.trim().to_owned()));
+    }
+    Ok(s)
+}
+
+/// One line of the agent's, within `timeout`.
+async fn read_answer(
+    s: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    line: &mut String,
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    line.clear();
+    match tokio::time::timeout(timeout, s.read_line(line)).await {
+        Ok(r) => r.map(|_| ()),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from the agent",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hello_reads_back_as_written() {
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            app_id: "local-1".into(),
+            run_id: "run".into(),
+            nonce: new_nonce(),
+            task_events: "coalesced".into(),
+            classic_session: true,
+            ..Hello::default()
+        };
+        let line = hello.line();
+        assert!(line.starts_with("{\"Event\":\"SparkscopeHello\""), "{line}");
+        assert_eq!(parse_hello(line.trim().as_bytes()).expect("hello"), hello);
+        assert!(hello.info().coalesced_tasks && hello.info().classic_session);
+    }
+
+    #[test]
+    fn each_side_proves_itself_and_no_proof_serves_the_other_side() {
+        let token = Secret::new(Some("t0ken")).expect("token");
+        let hello = Hello {
+            app_id: "a".into(),
+            run_id: "r".into(),
+            nonce: "n1".into(),
+            ..Hello::default()
+        };
+        let mine = listener_proof(&token, &hello, "n2");
+        let line = serde_json::json!({"Event": "SparkscopeProof", "proof": mine}).to_string();
+        assert!(proof_holds(&token, &hello, "n2", line.as_bytes()));
+        assert!(!proof_holds(&token, &hello, "n3", line.as_bytes()));
+        let theirs = agent_proof(&token, &hello, "n2");
+        let replayed = serde_json::json!({"Event": "SparkscopeProof", "proof": theirs}).to_string();
+        assert!(!proof_holds(&token, &hello, "n2", replayed.as_bytes()));
+        let other = Secret::new(Some("other")).expect("token");
+        assert!(!proof_holds(&other, &hello, "n2", line.as_bytes()));
+    }
+}
