@@ -1,0 +1,142 @@
+package io.sparkscope.listener;
+
+import java.io.IOException;
+import java.lang.reflect.Constructor;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.apache.spark.scheduler.SparkListenerEvent;
+import org.apache.spark.scheduler.SparkListenerJobStart;
+import org.apache.spark.scheduler.SparkListenerStageSubmitted;
+import org.apache.spark.util.JsonProtocol;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * What of an event may leave the driver, and how it is written: Spark's own event-log JSON, of a
+ * copy whose job properties hold only the kept keys, and of SQL and Connect events only their
+ * kept fields (docs/wire-protocol.md § What leaves the driver). Sender thread only.
+ */
+final class EventFilter {
+    private static final Logger LOG = LoggerFactory.getLogger(EventFilter.class);
+
+    /** The only JobStart / StageSubmitted properties that leave the driver (protocol § Events). */
+    static final String[] KEPT_PROPERTIES = {
+        "spark.job.tags", "spark.job.description", "callSite.short", "spark.sql.execution.id",
+        "spark.sql.execution.root.id", "spark.jobGroup.id", "spark.scheduler.pool",
+    };
+
+    /** SQL and Connect events are known here only by class name: the jar links against core. */
+    static final String SQL_UI = "org.apache.spark.sql.execution.ui.";
+    static final String CONNECT = "org.apache.spark.sql.connect.service.SparkListenerConnect";
+    /** Free text (a statement, an error) is cut to this many characters before it leaves. */
+    static final int MAX_TEXT = 4096;
+    /**
+     * The only fields of these events that leave the driver: SQL events lose the session's
+     * modified confs and the plans, Connect events their free-form extra tags.
+     */
+    static final Map<String, Set<String>> KEPT_FIELDS = Map.of(
+            SQL_UI + "SparkListenerSQLExecutionStart",
+            Set.of("Event", "executionId", "rootExecutionId", "description", "time", "jobTags",
+                    "jobGroupId", "queryId"),
+            SQL_UI + "SparkListenerSQLExecutionEnd",
+            Set.of("Event", "executionId", "time", "errorMessage", "queryId"));
+    static final Set<String> CONNECT_DROPPED_FIELDS = Set.of("extraTags");
+
+    private final ObjectMapper mapper = new ObjectMapper();
+    /** Failures are logged once per event class: a driver must not log per event. */
+    private final Map<String, Boolean> failureLogged = new HashMap<>();
+    private Constructor<?> jobStartCtor;
+
+    /** The event as one line, or null when it cannot be serialized (then it is dropped). */
+    String serialize(SparkListenerEvent e) {
+        Throwable failure = null;
+        // Spark mutates StageInfo & co. on its own threads; a second try usually succeeds.
+        for (int attempt = 0; attempt < 2; attempt++) {
+            try {
+                return trim(e.getClass().getName(), JsonProtocol.sparkEventToJsonString(e));
+            } catch (Throwable t) {
+                failure = t;
+            }
+        }
+        if (failureLogged.put(e.getClass().getName(), Boolean.TRUE) == null) {
+            LOG.warn("sparkscope: cannot serialize {} (dropped; logged once per class)",
+                    e.getClass().getName(), failure);
+        }
+        return null;
+    }
+
+    /**
+     * What of an SQL or Connect event may leave the driver (docs/wire-protocol.md § What leaves
+     * the driver): only the kept fields, and free text cut to {@link #MAX_TEXT}. Other events
+     * are returned as they are.
+     */
+    String trim(String className, String json) throws IOException {
+        Set<String> kept = KEPT_FIELDS.get(className);
+        boolean connect = className.startsWith(CONNECT);
+        if (kept == null && !connect) {
+            return json;
+        }
+        ObjectNode node = (ObjectNode) mapper.readTree(json);
+        Iterator<Map.Entry<String, JsonNode>> fields = node.properties().iterator();
+        while (fields.hasNext()) {
+            Map.Entry<String, JsonNode> f = fields.next();
+            if (kept != null ? !kept.contains(f.getKey()) : CONNECT_DROPPED_FIELDS.contains(f.getKey())) {
+                fields.remove();
+            } else if (f.getValue().isTextual() && f.getValue().asText().length() > MAX_TEXT) {
+                f.setValue(node.textNode(f.getValue().asText().substring(0, MAX_TEXT) + "…"));
+            }
+        }
+        return mapper.writeValueAsString(node);
+    }
+
+    /** Only the {@link #KEPT_PROPERTIES} of a job's or stage's properties. */
+    static Properties filter(Properties props) {
+        if (props == null) {
+            return null;
+        }
+        Properties kept = new Properties();
+        for (String k : KEPT_PROPERTIES) {
+            String v = props.getProperty(k);
+            if (v != null) {
+                kept.setProperty(k, v);
+            }
+        }
+        return kept;
+    }
+
+    /** A copy of the StageSubmitted with filtered properties: Spark's event is never mutated. */
+    static SparkListenerStageSubmitted stageSubmitted(SparkListenerStageSubmitted s) {
+        return new SparkListenerStageSubmitted(s.stageInfo(), filter(s.properties()));
+    }
+
+    /**
+     * A copy of the JobStart with filtered properties, or null when none can be made (the
+     * original must then not be sent). Built reflectively so the jar does not link against
+     * {@code stageInfos()}, whose Scala Seq type differs between Spark 3.5 and 4.x.
+     */
+    SparkListenerEvent jobStart(SparkListenerJobStart j) {
+        try {
+            if (jobStartCtor == null) {
+                for (Constructor<?> c : SparkListenerJobStart.class.getConstructors()) {
+                    if (c.getParameterCount() == 4) {
+                        jobStartCtor = c;
+                    }
+                }
+            }
+            return (SparkListenerEvent) jobStartCtor.newInstance(j.jobId(), j.time(),
+                    j.productElement(2), filter(j.properties()));
+        } catch (Throwable t) {
+            if (failureLogged.put("JobStart copy", Boolean.TRUE) == null) {
+                LOG.warn("sparkscope: cannot copy SparkListenerJobStart; job starts are dropped", t);
+            }
+            return null;
+        }
+    }
+}

@@ -1,0 +1,271 @@
+package io.sparkscope.listener;
+
+import java.lang.reflect.Method;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import org.apache.spark.scheduler.SparkListenerApplicationEnd;
+import org.apache.spark.scheduler.SparkListenerApplicationStart;
+import org.apache.spark.scheduler.SparkListenerEvent;
+import org.apache.spark.scheduler.SparkListenerExecutorAdded;
+import org.apache.spark.scheduler.SparkListenerExecutorRemoved;
+import org.apache.spark.scheduler.SparkListenerJobEnd;
+import org.apache.spark.scheduler.SparkListenerJobStart;
+import org.apache.spark.scheduler.SparkListenerStageCompleted;
+import org.apache.spark.scheduler.SparkListenerStageSubmitted;
+import org.apache.spark.scheduler.StageInfo;
+
+/**
+ * What each drained event does: the line it sends, and what it starts or ends in the live state,
+ * which a (re)connected agent is sent whole as its snapshot. The live state is kept current
+ * while the agent is away. Sender thread only.
+ */
+final class LiveEvents {
+    private final LiveState live;
+    private final EventFilter filter;
+    private final Progress progress;
+    private final Connector agent;
+    private final LineCounts counts;
+    private final Hello hello;
+    /** Stage ids of each running job, from its JobStart: a completed stage stays live for them. */
+    private final Map<Integer, int[]> jobStages = new HashMap<>();
+    private final Map<String, Method> accessors = new HashMap<>();
+
+    LiveEvents(LiveState live, EventFilter filter, Progress progress, Connector agent,
+            LineCounts counts, Hello hello) {
+        this.live = live;
+        this.filter = filter;
+        this.progress = progress;
+        this.agent = agent;
+        this.counts = counts;
+        this.hello = hello;
+    }
+
+    void handle(SparkListenerEvent e) {
+        if (e instanceof SparkListenerStageSubmitted) {
+            SparkListenerStageSubmitted s = (SparkListenerStageSubmitted) e;
+            StageInfo info = s.stageInfo();
+            sticky(LiveState.Kind.STAGE, info.stageId() + "." + info.attemptNumber(),
+                    EventFilter.stageSubmitted(s));
+        } else if (e instanceof SparkListenerStageCompleted) {
+            StageInfo info = ((SparkListenerStageCompleted) e).stageInfo();
+            progress.write(false);
+            String key = info.stageId() + "." + info.attemptNumber();
+            String line = filter.serialize(e);
+            if (line == null) {
+                counts.dropped++;
+                return;
+            }
+            // While a running job includes it, the completed attempt stays in the snapshot: an
+            // agent that missed the completion learns it (and the final counts) from there.
+            if (neededByRunningJob(info.stageId())) {
+                live.complete(LiveState.Kind.STAGE, key, line);
+            } else {
+                live.remove(LiveState.Kind.STAGE, key);
+            }
+            agent.writeLine(line);
+        } else if (e instanceof SparkListenerJobStart) {
+            SparkListenerJobStart j = (SparkListenerJobStart) e;
+            SparkListenerEvent copy = filter.jobStart(j);
+            if (copy == null) {
+                counts.dropped++; // never send the unfiltered original
+            } else {
+                jobStages.put(j.jobId(), stageIds(j));
+                sticky(LiveState.Kind.JOB, Integer.toString(j.jobId()), copy);
+            }
+        } else if (e instanceof SparkListenerJobEnd) {
+            progress.write(false);
+            int jobId = ((SparkListenerJobEnd) e).jobId();
+            live.remove(LiveState.Kind.JOB, Integer.toString(jobId));
+            int[] ids = jobStages.remove(jobId);
+            if (ids != null) {
+                // Its stage attempts are over with it (Spark completes or cancels them first);
+                // those another running job shares stay.
+                for (int id : ids) {
+                    if (!neededByRunningJob(id)) {
+                        String prefix = id + ".";
+                        live.removeIf(LiveState.Kind.STAGE, k -> k.startsWith(prefix));
+                    }
+                }
+            }
+            forward(e);
+        } else if (e instanceof SparkListenerExecutorAdded) {
+            sticky(LiveState.Kind.EXECUTOR, ((SparkListenerExecutorAdded) e).executorId(), e);
+        } else if (e instanceof SparkListenerExecutorRemoved) {
+            live.remove(LiveState.Kind.EXECUTOR, ((SparkListenerExecutorRemoved) e).executorId());
+            forward(e);
+        } else if (e instanceof SparkListenerApplicationStart) {
+            SparkListenerApplicationStart a = (SparkListenerApplicationStart) e;
+            if (a.appId().isDefined()) {
+                hello.applicationStarted(a.appId().get());
+            }
+            sticky(LiveState.Kind.APP, "app", e);
+        } else if (e instanceof SparkListenerApplicationEnd) {
+            progress.write(false);
+            forward(e);
+        } else {
+            handleOther(e);
+        }
+    }
+
+    /** SQL and Connect events, which this jar sees only by class name. */
+    private void handleOther(SparkListenerEvent e) {
+        String name = e.getClass().getName();
+        if (name.startsWith(EventFilter.SQL_UI)) {
+            String kind = name.substring(EventFilter.SQL_UI.length());
+            if (kind.equals("SparkListenerSQLExecutionStart")) {
+                sticky(LiveState.Kind.SQL, key(e, "executionId"), e);
+                return;
+            }
+            if (kind.equals("SparkListenerSQLExecutionEnd")) {
+                remove(LiveState.Kind.SQL, key(e, "executionId"));
+            }
+        } else if (name.startsWith(EventFilter.CONNECT)) {
+            switch (name.substring(EventFilter.CONNECT.length())) {
+                case "ServiceStarted":
+                    sticky(LiveState.Kind.APP, "connect-service", e);
+                    return;
+                case "ServiceEnd":
+                    live.remove(LiveState.Kind.APP, "connect-service");
+                    break;
+                case "SessionStarted":
+                    sticky(LiveState.Kind.SESSION, key(e, "sessionId"), e);
+                    return;
+                case "SessionClosed":
+                    remove(LiveState.Kind.SESSION, key(e, "sessionId"));
+                    break;
+                case "OperationStarted":
+                    sticky(LiveState.Kind.OPERATION, key(e, "jobTag"), e);
+                    return;
+                case "OperationAnalyzed":
+                case "OperationReadyForExecution":
+                    appendSticky(LiveState.Kind.OPERATION, key(e, "jobTag"), e);
+                    return;
+                case "OperationFinished":
+                case "OperationFailed":
+                case "OperationCanceled":
+                case "OperationClosed":
+                    // No longer running: clients often never release a finished operation, and
+                    // keeping those would make every resend replay long-dead operations.
+                    remove(LiveState.Kind.OPERATION, key(e, "jobTag"));
+                    break;
+                default:
+                    break;
+            }
+        }
+        forward(e);
+    }
+
+    /**
+     * After the hello: the snapshot. Between its start and end lines go the live state in
+     * original order and every live stage's counters; the agent replaces what it held as live
+     * with exactly this.
+     */
+    void snapshot() {
+        agent.write(new Json("SparkscopeSnapshotStart").field("time", System.currentTimeMillis())
+                .end());
+        for (String line : live.linesInOrder()) {
+            agent.writeLine(line);
+        }
+        progress.write(true);
+        agent.write(new Json("SparkscopeSnapshotEnd").field("time", System.currentTimeMillis())
+                .end());
+        agent.flush();
+    }
+
+    private boolean neededByRunningJob(int stageId) {
+        for (int[] ids : jobStages.values()) {
+            for (int id : ids) {
+                if (id == stageId) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /**
+     * The stage ids of a job, read from its stage infos: {@code stageIds()} returns a Scala Seq
+     * whose type differs between Spark 3.5 and 4.x, so it is not linked against.
+     */
+    private static int[] stageIds(SparkListenerJobStart j) {
+        try {
+            scala.collection.Iterator<?> it =
+                    ((scala.collection.Iterable<?>) j.productElement(2)).iterator();
+            List<Integer> ids = new ArrayList<>();
+            while (it.hasNext()) {
+                ids.add(((StageInfo) it.next()).stageId());
+            }
+            int[] out = new int[ids.size()];
+            for (int i = 0; i < out.length; i++) {
+                out[i] = ids.get(i);
+            }
+            return out;
+        } catch (RuntimeException e) {
+            return new int[0];
+        }
+    }
+
+    /** A live-state start event: kept serialized even while the agent is away. */
+    private void sticky(LiveState.Kind kind, String key, SparkListenerEvent e) {
+        String line = filter.serialize(e);
+        if (line == null) {
+            counts.dropped++;
+            return;
+        }
+        if (key != null) {
+            live.put(kind, key, line);
+        }
+        agent.writeLine(line);
+    }
+
+    private void appendSticky(LiveState.Kind kind, String key, SparkListenerEvent e) {
+        String line = filter.serialize(e);
+        if (line == null) {
+            counts.dropped++;
+            return;
+        }
+        if (key != null) {
+            live.append(kind, key, line);
+        }
+        agent.writeLine(line);
+    }
+
+    private void remove(LiveState.Kind kind, String key) {
+        if (key != null) {
+            live.remove(kind, key);
+        }
+    }
+
+    /** Any other event: sent if connected, otherwise counted as dropped without serializing. */
+    private void forward(SparkListenerEvent e) {
+        if (!agent.connected()) {
+            counts.dropped++;
+            return;
+        }
+        String line = filter.serialize(e);
+        if (line == null) {
+            counts.dropped++;
+            return;
+        }
+        agent.writeLine(line);
+    }
+
+    /** A live-state key read reflectively: SQL and Connect events are not linked against. */
+    private String key(SparkListenerEvent e, String accessor) {
+        String cacheKey = e.getClass().getName() + '#' + accessor;
+        try {
+            Method m = accessors.get(cacheKey);
+            if (m == null) {
+                m = e.getClass().getMethod(accessor);
+                accessors.put(cacheKey, m);
+            }
+            Object v = m.invoke(e);
+            return v == null ? null : v.toString();
+        } catch (ReflectiveOperationException | RuntimeException ex) {
+            return null; // still forwarded, just not remembered as live
+        }
+    }
+}

@@ -1,0 +1,63 @@
+package io.sparkscope.listener;
+
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The listener's health line: what it sent and lost, its queue, reconnects, live-state evictions,
+ * task events of untracked stages and Spark's own bus drops, so the agent knows when to reconcile
+ * with Spark's REST API. Written only when something in it changed. Sender thread only.
+ */
+final class StatsLine {
+    private final LineCounts counts;
+    private final AtomicLong queueDropped;
+    private final EventRing ring;
+    private final LiveState live;
+    private final AtomicLong untrackedTaskEvents;
+    private final BusDrops busDrops = new BusDrops();
+
+    private long lastData = -1;
+    private long lastDropped = -1;
+    private long lastQueue = -1;
+    private long lastReconnects = -1;
+    private String lastBus = "";
+
+    StatsLine(LineCounts counts, AtomicLong queueDropped, EventRing ring, LiveState live,
+            AtomicLong untrackedTaskEvents) {
+        this.counts = counts;
+        this.queueDropped = queueDropped;
+        this.ring = ring;
+        this.live = live;
+        this.untrackedTaskEvents = untrackedTaskEvents;
+    }
+
+    /** Every line lost: on the bus thread (a full queue) and on the sender thread. */
+    long dropped() {
+        return queueDropped.get() + counts.dropped;
+    }
+
+    /** The stats line, or null when nothing it reports has changed since the last one. */
+    String next() {
+        long dropped = dropped();
+        long queue = ring.size();
+        String bus = busDrops.read();
+        if (counts.data == lastData && dropped == lastDropped && queue == lastQueue
+                && counts.reconnects == lastReconnects && bus.equals(lastBus)) {
+            return null;
+        }
+        lastData = counts.data;
+        lastDropped = dropped;
+        lastQueue = queue;
+        lastReconnects = counts.reconnects;
+        lastBus = bus;
+        return new Json("SparkscopeListenerStats")
+                .field("time", System.currentTimeMillis())
+                .field("sent", counts.sent + counts.pending)
+                .field("dropped", dropped)
+                .field("queueSize", queue)
+                .field("reconnects", counts.reconnects)
+                .field("liveEvicted", live.evicted())
+                .field("untrackedTaskEvents", untrackedTaskEvents.get())
+                .raw("busDropped", bus)
+                .end();
+    }
+}
