@@ -98,6 +98,48 @@ impl Config {
     }
 }
 
+/// Every flag of `sparkscope serve` as the Markdown table kept in docs/configuration.md: the
+/// flag, its environment variable, its default and its help, read from the flags themselves.
+pub fn flags_markdown() -> String {
+    let cmd = Config::augment_args(clap::Command::new("serve"));
+    let mut out = String::from("| flag | env | default | meaning |\n|---|---|---|---|\n");
+    for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let Some(long) = a.get_long() else {
+            continue;
+        };
+        let value = match a.get_value_names() {
+            Some(names) if a.get_action().takes_values() => {
+                format!(" <{}>", names.join(" "))
+            }
+            _ => String::new(),
+        };
+        let env = a
+            .get_env()
+            .map_or("—".to_owned(), |e| format!("`{}`", e.to_string_lossy()));
+        let defaults: Vec<String> = a
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = if defaults.is_empty() {
+            "—".to_owned()
+        } else {
+            format!("`{}`", defaults.join(" "))
+        };
+        let help = a
+            .get_long_help()
+            .or(a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        out.push_str(&format!(
+            "| `--{long}{value}` | {env} | {default} | {} |\n",
+            help.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +170,37 @@ mod tests {
         assert_eq!(
             format!("{:?}", cfg.upkeep),
             format!("{:?}", UpkeepConfig::default())
+        );
+    }
+
+    /// docs/configuration.md holds the table; regenerate it with the one this test prints.
+    #[test]
+    fn the_configuration_doc_is_the_flags() {
+        let doc = include_str!("../../docs/configuration.md");
+        let table = flags_markdown();
+        assert!(
+            doc.contains(&table),
+            "docs/configuration.md is out of date; its table should be:\n{table}"
+        );
+    }
+
+    /// The listener and the kernel extension default to this agent's default addresses.
+    #[test]
+    fn the_other_parts_default_to_the_agents_addresses() {
+        let cfg = Config::default();
+        let listener = include_str!(
+            "../../listener-jar/src/main/java/io/sparkscope/listener/ListenerConfig.java"
+        );
+        assert!(
+            listener.contains(&format!("\"{}\"", cfg.ingest_addr)),
+            "the listener's default agent address is not {}",
+            cfg.ingest_addr
+        );
+        let kernel = include_str!("../../kernel-comm/src/sparkscope/agent.py");
+        let url = format!("\"ws://{}/api/v1/stream\"", cfg.http_addr);
+        assert!(
+            kernel.contains(&url),
+            "the kernel's default stream is not {url}"
         );
     }
 
