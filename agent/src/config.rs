@@ -80,11 +80,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(Config);
 
 impl Config {
     /// The configuration these flags give (`sparkscope serve`'s, without the program name),

@@ -4,6 +4,18 @@
 use clap::{Args, FromArgMatches};
 use std::time::Duration;
 
+/// `impl Default` for a part's configuration: its flags parsed from nothing ([`defaults`]).
+macro_rules! default_from_flags {
+    ($t:ty) => {
+        impl Default for $t {
+            fn default() -> Self {
+                $crate::flags::defaults()
+            }
+        }
+    };
+}
+pub(crate) use default_from_flags;
+
 /// A part's configuration with every flag at its default, whatever the environment says.
 pub fn defaults<T: Args + FromArgMatches>() -> T {
     // Every default is checked to parse by the tests below, for every part.

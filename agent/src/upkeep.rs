@@ -43,11 +43,7 @@ pub struct UpkeepConfig {
     pub metrics_every: Duration,
 }
 
-impl Default for UpkeepConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(UpkeepConfig);
 
 /// Runs until shutdown; samples every `sample_every`.
 pub async fn run(

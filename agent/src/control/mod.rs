@@ -127,11 +127,7 @@ pub struct ControlConfig {
     pub max_in_flight: usize,
 }
 
-impl Default for ControlConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(ControlConfig);
 
 pub struct Control {
     store: Arc<Store>,

@@ -94,11 +94,7 @@ impl std::fmt::Debug for IngestConfig {
     }
 }
 
-impl Default for IngestConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(IngestConfig);
 
 /// The longest hello line; a connection holds no more than this before its token is checked.
 const MAX_HELLO_BYTES: usize = 16 * 1024;

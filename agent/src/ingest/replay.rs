@@ -46,11 +46,7 @@ pub struct ReadConfig {
     pub read_ahead: usize,
 }
 
-impl Default for ReadConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(ReadConfig);
 
 /// Megabytes, as bytes.
 fn megabytes(s: &str) -> Result<usize, String> {

@@ -40,11 +40,7 @@ pub struct SparkPollConfig {
     pub retry: Duration,
 }
 
-impl Default for SparkPollConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(SparkPollConfig);
 
 /// How often the task looks for applications that are owed a reconciliation.
 const POLL: Duration = Duration::from_millis(100);

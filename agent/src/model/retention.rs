@@ -44,11 +44,7 @@ pub struct Retention {
     pub live: LiveLimits,
 }
 
-impl Default for Retention {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(Retention);
 
 /// Bounds of live state per application. Spark ends what it starts, so these are reached only
 /// when end events were lost or the input is hostile; each eviction is counted.
@@ -98,11 +94,7 @@ pub struct LiveLimits {
     pub executors: usize,
 }
 
-impl Default for LiveLimits {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(LiveLimits);
 
 /// Which live bound evicted something.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

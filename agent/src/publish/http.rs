@@ -51,11 +51,7 @@ pub struct AccessConfig {
     pub admin_token: Option<Secret>,
 }
 
-impl Default for AccessConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(AccessConfig);
 
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()

@@ -36,11 +36,7 @@ pub struct MetricsConfig {
     pub max_users: usize,
 }
 
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(MetricsConfig);
 
 /// `GET /metrics`: the recorder's handle and the user label cap.
 pub struct MetricsExport {

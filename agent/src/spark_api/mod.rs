@@ -27,11 +27,7 @@ pub struct SparkApiConfig {
     pub timeout: Duration,
 }
 
-impl Default for SparkApiConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(SparkApiConfig);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {

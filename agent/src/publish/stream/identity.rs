@@ -89,11 +89,7 @@ pub struct SubscriberAuthConfig {
     pub jupyterhub_cache: Duration,
 }
 
-impl Default for SubscriberAuthConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(SubscriberAuthConfig);
 
 impl SubscriberAuthConfig {
     pub fn any(&self) -> bool {

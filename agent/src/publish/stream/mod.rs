@@ -81,11 +81,7 @@ pub struct StreamConfig {
     pub ui_link_template: Option<String>,
 }
 
-impl Default for StreamConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(StreamConfig);
 
 /// What every subscriber task needs.
 #[derive(Clone)]

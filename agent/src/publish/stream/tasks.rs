@@ -36,11 +36,7 @@ pub struct TaskListConfig {
     pub max_in_flight: usize,
 }
 
-impl Default for TaskListConfig {
-    fn default() -> Self {
-        crate::flags::defaults()
-    }
-}
+crate::flags::default_from_flags!(TaskListConfig);
 
 pub struct TaskLister {
     store: Arc<Store>,
