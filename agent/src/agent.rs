@@ -144,7 +144,7 @@ impl Agent {
             users: UserLabels::new(cfg.metrics.max_users),
         });
         let spark = Arc::new(SparkApi::new(cfg.spark_api.clone()));
-        let listeners = Arc::new(Listeners::default());
+        let listeners = Arc::new(Listeners::new(cfg.ingest.rebind_grace));
         let control = Arc::new(Control::new(
             store.clone(),
             listeners.clone(),

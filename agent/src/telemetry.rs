@@ -117,6 +117,8 @@ catalog! {
         "Cancel requests, by target (tag, operation, job) and outcome (ok, not_found, finished, forbidden, unavailable, refused, bad_request).";
     LISTENER_REFUSALS = "sparkscope_listener_refusals_total", Counter, ["reason"],
         "Listener connections refused before they were accepted, by reason: token (no proof of it), protocol, hello (no or a bad hello line), timeout (no hello in time), taken (another driver holds the application), tls (a failed TLS handshake).";
+    SESSION_CONFLICTS = "sparkscope_connect_session_conflicts_total", Counter, [],
+        "Connect sessions an application reported while another application had reported them first: ignored for streams and cancels (a listener token in the wrong hands, or a misconfiguration).";
     LIMIT_HITS = "sparkscope_limit_hits_total", Counter, ["limit", "action"],
         "Things a bound refused or evicted, by the bound (each has a flag of the same name) and action (refused or evicted).";
 }
@@ -257,6 +259,10 @@ impl Refusal {
             Refusal::Tls => "tls",
         }
     }
+}
+
+pub fn session_conflicts(n: u64) {
+    counter!(SESSION_CONFLICTS).increment(n);
 }
 
 pub fn listener_refused(why: Refusal) {

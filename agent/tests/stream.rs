@@ -8,6 +8,7 @@ use sparkscope::agent::RunningAgent;
 use sparkscope::ingest::ingest_line;
 use sparkscope::model::{lock, Store};
 use sparkscope_proto::sparkscope::v1 as pb;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -256,6 +257,7 @@ async fn grpc_subscribers_get_the_same_stream() {
         sessions: vec![pb::SessionKey {
             session_id: S_BOB.into(),
             user_id: "bob_smith".into(),
+            ..Default::default()
         }],
     };
     let Err(refused) = client.subscribe(tonic::Request::new(req.clone())).await else {
@@ -506,6 +508,7 @@ async fn subscribers_past_the_bound_are_refused_until_a_place_frees() {
         sessions: vec![pb::SessionKey {
             session_id: S_ALICE.into(),
             user_id: "alice".into(),
+            ..Default::default()
         }],
     });
     req.metadata_mut()
@@ -620,6 +623,7 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
             sessions: vec![pb::SessionKey {
                 session_id: session.into(),
                 user_id: user.into(),
+                ..Default::default()
             }],
         });
         let value = format!("Bearer {token}").parse().expect("metadata");
@@ -843,4 +847,83 @@ async fn the_notebook_view_gets_context_samples_hints_failures_and_tasks() {
         }
     };
     assert_eq!(missing.code, "not_found");
+}
+
+/// Another application (whoever holds a listener token can make one) announces a session that
+/// a real application reported first: its jobs never reach that session's subscribers, and a
+/// cancel of the session's job goes to the real application's listener only.
+#[tokio::test]
+async fn a_session_belongs_to_the_application_that_reported_it_first() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let agent = start().await;
+    let session = |app: &str| {
+        format!(
+            r#"{{"Event":"org.apache.spark.sql.connect.service.SparkListenerConnectSessionStarted","sessionId":"{S_ALICE}","userId":"alice","eventTime":1}}"#
+        ) + "\n"
+            + &[
+                operation(
+                    "alice",
+                    S_ALICE,
+                    if app == "real" { OP_A } else { OP_B },
+                    "cell",
+                ),
+                job(
+                    1,
+                    10,
+                    "alice",
+                    S_ALICE,
+                    if app == "real" { OP_A } else { OP_B },
+                ),
+            ]
+            .join("\n")
+            + "\n"
+    };
+    let mut real = common::listener(agent.ingest, "app-real", "run-1", common::LISTENER_TOKEN)
+        .await
+        .expect("welcome");
+    real.get_mut()
+        .write_all(session("real").as_bytes())
+        .await
+        .expect("events");
+    let has_job = |id: &str| {
+        agent
+            .store
+            .get(id)
+            .is_some_and(|a| lock(&a).job(1).is_some())
+    };
+    while !has_job("app-real") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut fake = common::listener(agent.ingest, "app-fake", "run-2", common::LISTENER_TOKEN)
+        .await
+        .expect("welcome");
+    fake.get_mut()
+        .write_all(session("fake").as_bytes())
+        .await
+        .expect("events");
+    while !has_job("app-fake") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(agent.store.owner_of(S_ALICE).as_deref(), Some("app-real"));
+
+    let mut ws = connect(&agent, common::SUBSCRIBER_TOKEN).await.expect("ws");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    let snap = next_update(&mut ws).await;
+    let apps: BTreeSet<&str> = snap.jobs.iter().map(|j| j.app_id.as_str()).collect();
+    assert_eq!(apps, BTreeSet::from(["app-real"]), "{snap:?}");
+    assert!(snap.operations.iter().all(|o| o.operation_id == OP_A));
+
+    let frame = format!(
+        r#"{{"cancel":{{"requestId":"j","sessionId":"{S_ALICE}","userId":"alice","jobId":1}}}}"#
+    );
+    ws.send(Message::Text(frame.into())).await.expect("send");
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(3), real.read_line(&mut line))
+        .await
+        .expect("the real application's listener gets the command")
+        .expect("read");
+    assert!(line.contains("cancelJob"), "{line}");
+    let mut other = String::new();
+    let nothing = tokio::time::timeout(Duration::from_millis(300), fake.read_line(&mut other));
+    assert!(nothing.await.is_err(), "the other application got {other}");
 }

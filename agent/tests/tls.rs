@@ -113,6 +113,7 @@ async fn every_socket_speaks_tls_and_plain_text_is_refused() {
         sessions: vec![pb::SessionKey {
             session_id: "39ed1fc5-ed53-4117-945b-fae9e26c0ce8".into(),
             user_id: "alice".into(),
+            ..Default::default()
         }],
     });
     let bearer = format!("Bearer {}", common::SUBSCRIBER_TOKEN);

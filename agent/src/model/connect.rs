@@ -143,7 +143,15 @@ pub struct Connect {
     pub(super) counters: OperationCounters,
     pub(super) evictions: Evictions,
     retention: Retention,
+    /// Sessions whose record was created since ingest last took them: the store records which
+    /// application reported each session first (`Store::claim_sessions`).
+    pub(super) fresh: Vec<String>,
+    /// More sessions were created than `fresh` holds: every session must be claimed again.
+    pub(super) fresh_overflow: bool,
 }
+
+/// Fresh sessions kept between two takes; past it ingest claims them all again.
+const MAX_FRESH: usize = 4096;
 
 impl Connect {
     pub(super) fn new(retention: Retention) -> Self {
@@ -181,6 +189,7 @@ impl Connect {
     fn session(&mut self, g: u64, session_id: String, user_id: &str, time: i64) -> &mut Session {
         if !self.sessions.contains_key(&session_id) {
             self.bound_open_sessions(g, time);
+            self.fresh_session(&session_id);
         }
         let s = self
             .sessions
@@ -277,6 +286,25 @@ impl Connect {
         op.tags = o.tags;
         op.statement = statement;
         self.insert_operation(g, o.time, op);
+    }
+
+    fn fresh_session(&mut self, session_id: &str) {
+        if self.fresh.len() < MAX_FRESH {
+            self.fresh.push(session_id.to_owned());
+        } else {
+            self.fresh_overflow = true;
+        }
+    }
+
+    /// The sessions created since the last call; `None` when there were more than could be
+    /// kept, and every session should be taken instead.
+    pub(super) fn take_fresh(&mut self) -> Option<Vec<String>> {
+        let fresh = std::mem::take(&mut self.fresh);
+        if std::mem::take(&mut self.fresh_overflow) {
+            None
+        } else {
+            Some(fresh)
+        }
     }
 
     /// Makes room for one more open session: past the bound, the oldest open one is closed (its
@@ -414,6 +442,12 @@ impl Connect {
                 ended += 1;
             }
         }
+        for id in other.fresh {
+            if !self.sessions.contains_key(&id) {
+                self.fresh_session(&id);
+            }
+        }
+        self.fresh_overflow |= other.fresh_overflow;
         for (id, mut s) in other.sessions {
             s.updated = g;
             self.sessions.insert(id, s);

@@ -72,7 +72,7 @@ impl Monitor for MonitorService {
                 req.user_id
             )));
         }
-        Ok(Response::new(self.streams.tasks.list(&req).await))
+        Ok(Response::new(self.streams.tasks.list(&req, None).await))
     }
 }
 

@@ -52,7 +52,7 @@ pub struct SubscriberAuthConfig {
         long = "subscriber-token", value_name = "TOKEN",
         env = "SPARKSCOPE_SUBSCRIBER_TOKEN",
         hide_env_values = true,
-        value_parser = Secret::parse
+        value_parser = Secret::parse_own
     )]
     pub shared: Option<Secret>,
     /// Serve the streams without a credential. Only for a machine where every local user is

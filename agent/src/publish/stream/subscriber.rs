@@ -192,7 +192,8 @@ fn refollow(feeds: &mut Feeds, follower: &Follower, streams: &Streams) {
     }
     for k in follower.sessions() {
         if !feeds.contains_key(k) {
-            feeds.insert(k.clone(), BroadcastStream::new(streams.hub.follow(k)));
+            let feed = streams.hub.follow(k, follower.app_of(k));
+            feeds.insert(k.clone(), BroadcastStream::new(feed));
         }
     }
 }
@@ -297,9 +298,11 @@ pub async fn serve<T: Transport>(
                     }
                     Handled::Tasks(req) => {
                         let (tasks, done) = (streams.tasks.clone(), results_tx.clone());
+                        let key = (req.session_id.clone(), req.user_id.clone());
+                        let pinned = follower.app_of(&key).map(str::to_owned);
                         in_flight += 1;
                         tokio::spawn(async move {
-                            let list = tasks.list(&req).await;
+                            let list = tasks.list(&req, pinned.as_deref()).await;
                             let _ = done.send(tasks_message(list)).await;
                         });
                         None
@@ -391,7 +394,11 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
             Handled::Done
         }
         // A notebook may stop only the sessions it follows: the pair it knows.
-        Some(Kind::Cancel(req)) if follower.follows(&req.session_id, &req.user_id) => {
+        Some(Kind::Cancel(mut req)) if follower.follows(&req.session_id, &req.user_id) => {
+            if req.app_id.is_empty() {
+                let key = (req.session_id.clone(), req.user_id.clone());
+                req.app_id = follower.app_of(&key).unwrap_or_default().to_owned();
+            }
             Handled::Cancel(req)
         }
         Some(Kind::Cancel(req)) => {

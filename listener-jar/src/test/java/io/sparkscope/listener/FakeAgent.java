@@ -61,7 +61,7 @@ final class FakeAgent implements AutoCloseable {
         String runId = field(hello, "runId");
         String nonce = field(hello, "nonce");
         String mine = Handshake.nonce();
-        String proof = Handshake.proof(TOKEN, "sparkscope-agent", appId, runId, nonce, mine);
+        String proof = Handshake.agentProof(TOKEN, appId, runId, nonce, mine);
         send("{\"ok\":true,\"agent\":\"fake\",\"nonce\":\"" + mine + "\",\"proof\":\"" + proof
                 + "\"}");
         String theirs = readLine();

@@ -169,7 +169,8 @@ class SenderTest {
             Sender s = sender(agent);
             String hello = agent.acceptAsImpostor();
             assertFalse(hello.contains(FakeAgent.TOKEN), "the hello carries no token");
-            assertTrue(hello.contains("\"protocol\":2") && hello.contains("\"nonce\":\""), hello);
+            assertTrue(hello.contains("\"protocol\":" + Hello.PROTOCOL)
+                    && hello.contains("\"nonce\":\""), hello);
             agent.send("{\"cmd\":\"cancelJob\",\"id\":\"c1\",\"jobId\":1}");
             String rest = agent.readToEnd();
             assertEquals("", rest, "the listener said nothing more and closed");
