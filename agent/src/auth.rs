@@ -122,6 +122,22 @@ pub fn hmac_hex(key: &Secret, parts: &[&str]) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
+/// 16 random bytes as 32 lower-case hex digits: one side's half of a handshake.
+pub fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No system randomness: the clock still makes each nonce one of its kind.
+        bytes.copy_from_slice(
+            &std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
+    }
+    hex(&bytes)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

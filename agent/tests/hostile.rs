@@ -283,7 +283,11 @@ async fn connections_past_the_hello_are_bounded_until_they_prove_themselves() {
             closed += 1;
         }
     }
-    assert_eq!(closed, 40 - 2, "every connection past the bound of 2 was closed");
+    assert_eq!(
+        closed,
+        40 - 2,
+        "every connection past the bound of 2 was closed"
+    );
     let after = scrape(agent.addrs().http).await;
     assert_eq!(sample(&after, limit) - sample(&before, limit), 38.0);
     // A real listener still gets in (and takes the place of the oldest unproven one).

@@ -3,7 +3,7 @@
 
 mod common;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use sparkscope::agent::RunningAgent;
 use sparkscope::ingest::ingest_line;
 use sparkscope::model::{lock, Store};
@@ -575,7 +575,10 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
     use sparkscope_proto::sparkscope::v1::monitor_client::MonitorClient;
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("tokens");
-    std::fs::write(&file, "alice alice-token\nbob_smith bob-token\n").expect("write");
+    private_file(
+        &file,
+        &format!("alice {ALICE_TOKEN}\nbob_smith {BOB_TOKEN}\n"),
+    );
     let mut cfg = common::config();
     cfg.stream.auth.shared = None;
     cfg.stream.auth.tokens_file = Some(file.clone());
@@ -588,7 +591,7 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
         .expect_err("refused");
     assert!(err.to_string().contains("401"), "{err}");
 
-    let mut alice = connect(&agent, "alice-token").await.expect("alice");
+    let mut alice = connect(&agent, ALICE_TOKEN).await.expect("alice");
     // Bob's session, named with its real ids: refused, and nothing of it is sent.
     subscribe(&mut alice, S_BOB, "bob_smith").await;
     match next_message(&mut alice).await.kind {
@@ -631,7 +634,7 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
         r
     };
     let denied = client
-        .subscribe(req(S_BOB, "bob_smith", "alice-token"))
+        .subscribe(req(S_BOB, "bob_smith", ALICE_TOKEN))
         .await
         .expect_err("not hers");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
@@ -641,7 +644,7 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
         .expect_err("not a user");
     assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
     let mut own = client
-        .subscribe(req(S_BOB, "bob_smith", "bob-token"))
+        .subscribe(req(S_BOB, "bob_smith", BOB_TOKEN))
         .await
         .expect("his")
         .into_inner();
@@ -651,19 +654,56 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
         .iter()
         .all(|j| j.connect.as_ref().is_some_and(|c| c.user_id == "bob_smith")));
 
-    // The file is read again when it changes: a revoked token stops working, a new one works.
-    std::fs::write(&file_again, "bob_smith bob-token-2\n").expect("rewrite");
-    let later = std::time::SystemTime::now() + Duration::from_secs(2);
-    std::fs::File::options()
-        .write(true)
-        .open(&file_again)
-        .and_then(|f| f.set_modified(later))
-        .expect("mtime");
-    let err = connect(&agent, "alice-token").await.expect_err("revoked");
+    // The file is read again when it changes: a revoked token stops working, at once for the
+    // streams already open with it; a new one works.
+    private_file(&file_again, &format!("bob_smith {BOB_TOKEN_2}\n"));
+    let changed = tokio::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match alice.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("alice's stream closed within a second of the change")
+    .expect("with a close frame");
+    assert!(closed.reason.contains("revoked"), "{closed:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match own.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("bob's old stream ended within a second")
+    .expect("with a status");
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    println!(
+        "streams of revoked tokens closed {:?} after the change",
+        changed.elapsed()
+    );
+    let err = connect(&agent, ALICE_TOKEN).await.expect_err("revoked");
     assert!(err.to_string().contains("401"), "{err}");
-    let mut bob = connect(&agent, "bob-token-2").await.expect("the new token");
+    let mut bob = connect(&agent, BOB_TOKEN_2).await.expect("the new token");
     subscribe(&mut bob, S_BOB, "bob_smith").await;
     assert!(next_update(&mut bob).await.snapshot);
+}
+
+const ALICE_TOKEN: &str = "alice-token-0123456789";
+const BOB_TOKEN: &str = "bob-token-0123456789abc";
+const BOB_TOKEN_2: &str = "bob-token-2-0123456789ab";
+
+/// A token file as the agent takes it: readable by its owner only.
+fn private_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 /// Spark's REST task list for one stage, as a stand-in: the longest tasks for
@@ -926,4 +966,188 @@ async fn a_session_belongs_to_the_application_that_reported_it_first() {
     let mut other = String::new();
     let nothing = tokio::time::timeout(Duration::from_millis(300), fake.read_line(&mut other));
     assert!(nothing.await.is_err(), "the other application got {other}");
+}
+
+/// A listener may announce any UI address; only an http or https one becomes a link.
+#[tokio::test]
+async fn a_ui_address_that_is_no_http_url_never_becomes_a_link() {
+    use sparkscope::ingest::protocol::{connect_listener, AgentCheck, Hello};
+    use tokio::io::AsyncWriteExt;
+    let agent = start().await;
+    let token = sparkscope::auth::Secret::new(Some(common::LISTENER_TOKEN)).expect("token");
+    let hello = Hello {
+        app_id: "app-js".into(),
+        run_id: "run-1".into(),
+        task_events: "coalesced".into(),
+        ui_url: "javascript:alert(document.domain)//http://x".into(),
+        ..Hello::default()
+    };
+    let mut sock = connect_listener(
+        agent.ingest,
+        hello,
+        &token,
+        AgentCheck::Verify,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("welcome");
+    let events = [
+        format!(
+            r#"{{"Event":"org.apache.spark.sql.connect.service.SparkListenerConnectSessionStarted","sessionId":"{S_ALICE}","userId":"alice","eventTime":1}}"#
+        ),
+        operation("alice", S_ALICE, OP_A, "cell"),
+    ]
+    .join("\n")
+        + "\n";
+    sock.get_mut()
+        .write_all(events.as_bytes())
+        .await
+        .expect("events");
+    while agent.store.owner_of(S_ALICE).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let app = agent.store.get("app-js").expect("the application");
+    assert_eq!(lock(&app).info().ui_url, "", "the address is dropped");
+    let mut ws = connect(&agent, common::SUBSCRIBER_TOKEN).await.expect("ws");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    let snap = next_update(&mut ws).await;
+    let a = snap
+        .applications
+        .iter()
+        .find(|a| a.id == "app-js")
+        .expect("the application record");
+    assert_eq!(a.ui_link, "");
+}
+
+/// A web page's WebSocket carries its origin: refused unless the operator lists it. The token
+/// goes in the Authorization header only, never in the query string.
+#[tokio::test]
+async fn web_pages_of_other_origins_and_tokens_in_the_query_are_refused() {
+    let mut cfg = common::config();
+    cfg.stream.allowed_origins = vec!["https://hub.example".to_owned()];
+    let agent = start_with(cfg).await;
+    let with_origin = |origin: &str| {
+        let mut req = format!("ws://{}/api/v1/stream", agent.http)
+            .into_client_request()
+            .expect("request");
+        let headers = req.headers_mut();
+        headers.insert(
+            "authorization",
+            format!("Bearer {}", common::SUBSCRIBER_TOKEN)
+                .parse()
+                .expect("header"),
+        );
+        headers.insert("origin", origin.parse().expect("header"));
+        req
+    };
+    let refused = tokio_tungstenite::connect_async(with_origin("https://evil.example")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 403)
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    assert!(
+        tokio_tungstenite::connect_async(with_origin("https://hub.example"))
+            .await
+            .is_ok()
+    );
+    // A token in the query string is no credential: the stream waits for a handshake, and a
+    // request instead is refused.
+    let url = format!(
+        "ws://{}/api/v1/stream?token={}",
+        agent.http,
+        common::SUBSCRIBER_TOKEN
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    match next_message(&mut ws).await.kind {
+        Some(pb::server_message::Kind::Error(e)) => assert_eq!(e.code, "unauthorized"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A notebook holding one of the agent's own tokens never sends it: it names it by its key id,
+/// checks the agent's proof, then proves it too. A wrong proof, an unknown key id or a request
+/// before the handshake gets nothing.
+#[tokio::test]
+async fn a_notebook_proves_its_token_without_sending_it() {
+    use sparkscope::auth::Secret;
+    use sparkscope::publish::stream::handshake::{agent_proof, notebook_proof};
+    use sparkscope::publish::stream::identity::key_id;
+    let agent = start().await;
+    workload(&agent);
+    let url = format!("ws://{}/api/v1/stream", agent.http);
+    let token = Secret::new(Some(common::SUBSCRIBER_TOKEN)).expect("token");
+    let hello = pb::StreamHello {
+        key_id: key_id(common::SUBSCRIBER_TOKEN),
+        nonce: "00112233445566778899aabbccddeeff".to_owned(),
+    };
+    let send =
+        |m: pb::ClientMessage| Message::Text(serde_json::to_string(&m).expect("json").into());
+    let hello_msg = pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Hello(hello.clone())),
+    };
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+    ws.send(send(hello_msg.clone())).await.expect("hello");
+    let Some(pb::server_message::Kind::Challenge(c)) = next_message(&mut ws).await.kind else {
+        panic!("expected a challenge");
+    };
+    assert_eq!(
+        c.proof,
+        agent_proof(&token, &c.nonce, &hello),
+        "the agent proved it"
+    );
+    let proof = pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Proof(pb::StreamProof {
+            proof: notebook_proof(&token, &c.nonce, &hello),
+        })),
+    };
+    ws.send(send(proof)).await.expect("proof");
+    let Some(pb::server_message::Kind::Welcome(w)) = next_message(&mut ws).await.kind else {
+        panic!("expected a welcome");
+    };
+    assert_eq!(w.user_id, "", "the shared token names no user");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    assert_eq!(next_update(&mut ws).await.jobs.len(), 1);
+
+    // A proof made without the token: refused, and the stream closed.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+    ws.send(send(hello_msg)).await.expect("hello");
+    let Some(pb::server_message::Kind::Challenge(c)) = next_message(&mut ws).await.kind else {
+        panic!("expected a challenge");
+    };
+    let guess = Secret::new(Some("a-guess-0123456789abcdef")).expect("guess");
+    let forged = pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Proof(pb::StreamProof {
+            proof: notebook_proof(&guess, &c.nonce, &hello),
+        })),
+    };
+    ws.send(send(forged)).await.expect("proof");
+    let Some(pb::server_message::Kind::Error(e)) = next_message(&mut ws).await.kind else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(e.code, "unauthorized", "{e:?}");
+
+    // An unknown key id gets no challenge; neither does a request before the handshake.
+    for first in [
+        pb::ClientMessage {
+            kind: Some(pb::client_message::Kind::Hello(pb::StreamHello {
+                key_id: key_id("someone-else-0123456789"),
+                nonce: hello.nonce.clone(),
+            })),
+        },
+        serde_json::from_str(&format!(
+            r#"{{"subscribe":{{"sessions":[{{"sessionId":"{S_ALICE}","userId":"alice"}}]}}}}"#
+        ))
+        .expect("subscribe"),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+        ws.send(send(first)).await.expect("first frame");
+        let Some(pb::server_message::Kind::Error(e)) = next_message(&mut ws).await.kind else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(e.code, "unauthorized", "{e:?}");
+    }
 }

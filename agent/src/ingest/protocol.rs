@@ -141,18 +141,7 @@ pub fn proof_holds(token: &Secret, hello: &Hello, agent_nonce: &str, line: &[u8]
 
 /// 16 random bytes, hex: one side's half of a handshake.
 pub fn new_nonce() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No system randomness: the clock still makes each nonce one of its kind.
-        bytes[..16].copy_from_slice(
-            &std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-                .to_le_bytes(),
-        );
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    auth::new_nonce()
 }
 
 /// The listener's first line on a connection: who it is, and its half of the handshake.
@@ -196,7 +185,12 @@ impl Hello {
             spark_user: self.spark_user.clone(),
             start_time: self.start_time,
             coalesced_tasks: self.task_events == "coalesced",
-            ui_url: self.ui_url.clone(),
+            // Spark's UI only at an http or https address: it becomes a link in notebooks.
+            ui_url: if crate::spark_api::is_http_url(&self.ui_url) {
+                self.ui_url.clone()
+            } else {
+                String::new()
+            },
             master: self.master.clone(),
             classic_session: self.classic_session,
         }

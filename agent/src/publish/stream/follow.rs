@@ -79,6 +79,11 @@ impl Follower {
             .contains(&(session_id.to_owned(), user_id.to_owned()))
     }
 
+    /// Who follows.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// The sessions followed, in order.
     pub fn sessions(&self) -> &BTreeSet<SessionKey> {
         &self.sessions
