@@ -21,11 +21,14 @@ import harness
 import pytest
 
 SECRET_CONF = ("spark.sparkscope.test.password", "hunter2-s3cret-value")
+# A streaming query's name travels in Spark's streaming events, which are not the agent's.
+SECRET_QUERY = "password_hunter2_s3cret_stream"
 SLEEPY = "reflect('java.lang.Thread', 'sleep', cast({ms} as bigint))"
 
 
 def proof(token: str, *parts: str) -> str:
-    """The handshake's HMAC-SHA256 (docs/wire-protocol.md): every part ends with a newline."""
+    """The handshake's HMAC-SHA256 (docs/wire-protocol.md, protocol 3): every part ends with a
+    newline. Written here from the document, apart from both real sides, on purpose."""
     data = b"".join(p.encode() + b"\n" for p in parts)
     return hmac.new(token.encode(), data, hashlib.sha256).hexdigest()
 
@@ -84,12 +87,12 @@ class StandInAgent:
                 "ok": True,
                 "agent": "recorder",
                 "nonce": mine,
-                "proof": proof(self.token, "sparkscope-agent", app, run, nonce, mine),
+                "proof": proof(self.token, "sparkscope-agent-3", mine, nonce, app, run),
             }
             f.write((json.dumps(challenge) + "\n").encode())
             f.flush()
             theirs = json.loads(f.readline())
-            want = proof(self.token, "sparkscope-listener", app, run, mine, nonce)
+            want = proof(self.token, "sparkscope-listener-3", mine, nonce, app, run)
             if not hmac.compare_digest(theirs.get("proof", ""), want):
                 return
             f.write(b'{"ok":true,"welcome":true}\n')
@@ -149,6 +152,18 @@ def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
         spark.sql("SELECT 1 AS x").collect()
         df = spark.range(0, 1000, numPartitions=4).selectExpr("id % 7 AS k")
         df.groupBy("k").count().collect()
+        stream = (
+            spark.readStream.format("rate")
+            .option("rowsPerSecond", 10)
+            .load()
+            .writeStream.format("noop")
+            .queryName(SECRET_QUERY)
+            .start()
+        )
+        harness.wait_until(
+            lambda: stream.lastProgress is not None, 60, 0.2, "the streaming query's progress"
+        )
+        stream.stop()
     finally:
         spark.stop()
     harness.wait_until(
@@ -160,6 +175,9 @@ def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
     time.sleep(1)
     text = "".join(recorder.lines)
     assert SECRET_CONF[1] not in text, "a session conf left the driver"
+    assert SECRET_QUERY not in text, "a streaming query's event left the driver"
+    events = {json.loads(line)["Event"] for line in recorder.lines}
+    assert not any("Streaming" in e or "QueryProgress" in e for e in events), events
     assert token not in text and all(token not in json.dumps(h) for h in recorder.hellos)
     for field in ("modifiedConfigs", "physicalPlanDescription", "sparkPlanInfo", "extraTags"):
         assert f'"{field}"' not in text, f"{field} left the driver"

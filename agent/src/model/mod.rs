@@ -67,7 +67,13 @@ impl Store {
         }
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
         apps.entry(id.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(AppState::new(id, self.retention.clone()))))
+            .or_insert_with(|| {
+                let mut app = AppState::new(id, self.retention.clone());
+                // Seen now: the age limit must not take an application in the moment between
+                // its creation and its listener's connection being recorded.
+                app.seen(crate::clock::now_ms());
+                Arc::new(Mutex::new(app))
+            })
             .clone()
     }
 
