@@ -72,7 +72,7 @@ class AgentConnection:
         self._announced: str | None = None
         self._clock_offset_ms = 0.0  # agent clock minus ours, from sentAtMs
         self._warned = False
-        self._private: PrivateAgent | None = None
+        self.private: PrivateAgent | None = None  # for a SparkContext of the kernel's own
         self._private_failed = False
 
     @property
@@ -119,22 +119,22 @@ class AgentConnection:
     def stop(self) -> None:
         if self.client is not None:
             self.client.stop()
-        if self._private is not None:
-            self._private.stop()
+        if self.private is not None:
+            self.private.stop()
 
     def private_agent(self) -> tuple[PrivateAgent | None, bool]:
         """The private agent a SparkContext of this kernel reports to, started once; and
         whether it was started just now (the caller then points the connection at it)."""
-        if self._private is not None or self._private_failed:
-            return self._private, False
+        if self.private is not None or self._private_failed:
+            return self.private, False
         try:
-            self._private = PrivateAgent()
+            self.private = PrivateAgent()
         except (NotInstalled, OSError, RuntimeError) as e:
             self._private_failed = True
             print(f"sparkscope: no progress for this SparkContext: {e}", file=sys.stderr)
             return None, False
-        log.info("sparkscope: private agent at %s", self._private.stream_url)
-        return self._private, True
+        log.info("sparkscope: private agent at %s", self.private.stream_url)
+        return self.private, True
 
     # -- the client's thread
 

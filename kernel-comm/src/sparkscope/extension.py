@@ -416,6 +416,10 @@ class Monitor:
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
         return {**data, "text/plain": text}, dict(metadata or {})
 
+    def cancel(self, tag: str, **target: Any) -> str | None:
+        """What a Cancel click on the cell run's widget does (see `Requests.cancel`)."""
+        return self.requests.cancel(tag, **target)
+
     # -- hiding, from a widget (a kernel subshell's thread) or %sparkscope; never blocks
 
     def set_hidden(self, hidden: bool) -> None:

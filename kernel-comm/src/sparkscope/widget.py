@@ -96,6 +96,8 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
+from .cellview import details
+
 if TYPE_CHECKING:
     from .cellview import CellView
 
@@ -183,8 +185,6 @@ class CellWidget(anywidget.AnyWidget):
 
 def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> dict[str, Any]:
     """A cell run's view as the widget's traits (but `view`, which the browser sets)."""
-    from .cellview import details
-
     ctx = view.context
     return {
         "tag": view.tag,
@@ -218,7 +218,7 @@ def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> di
 
 
 def parse_cancel(content: Any) -> dict[str, Any] | None:
-    """The keyword arguments for `Monitor.cancel` from a widget's message, or None if it is not
+    """The keyword arguments for `Requests.cancel` from a widget's message, or None if it is not
     a well-formed cancel request."""
     if not isinstance(content, Mapping) or content.get("kind") != "cancel":
         return None
@@ -237,7 +237,7 @@ def parse_cancel(content: Any) -> dict[str, Any] | None:
 
 
 def parse_tasks(content: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The keyword arguments for `Monitor.request_tasks` from a widget's message, or None."""
+    """The keyword arguments for `Requests.request_tasks` from a widget's message, or None."""
     app_id, stage_id, attempt_id = (content.get(k) for k in ("appId", "stageId", "attemptId"))
     ints = [v for v in (stage_id, attempt_id) if isinstance(v, int) and not isinstance(v, bool)]
     if not isinstance(app_id, str) or len(ints) != 2 or min(ints) < 0:
