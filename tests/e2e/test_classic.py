@@ -60,7 +60,7 @@ import urllib.request, sparkscope
 url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/jobs"
 jobs = json.loads(urllib.request.urlopen(url, timeout=10).read())
 sparkscope.wait(10)
-print(json.dumps({"probe": "spark", "jobs": jobs, "agent_pid": sparkscope._monitor._private.proc.pid}))
+print(json.dumps({"probe": "spark", "jobs": jobs, "agent_pid": sparkscope._monitor.connection.private.proc.pid}))
 """,
 ]
 

@@ -457,7 +457,8 @@ def test_a_cells_widget_ends_with_sparks_numbers_after_the_agent_was_killed(agen
     settle = (
         "import time, sparkscope\n"
         "deadline = time.monotonic() + 60\n"
-        "while not sparkscope._monitor._agent.status.connected and time.monotonic() < deadline:\n"
+        "while not sparkscope._monitor.connection.client.status.connected"
+        " and time.monotonic() < deadline:\n"
         "    time.sleep(0.1)\n"
         "time.sleep(4)"
     )
