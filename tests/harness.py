@@ -252,37 +252,6 @@ class _Service:
 # where the pieces under test live
 
 
-def handshake_proof(token: str, *parts: str) -> str:
-    """A proof of the listener handshake (docs/wire-protocol.md): HMAC-SHA256 over the parts,
-    each followed by a newline, in hex."""
-    import hashlib
-    import hmac
-
-    data = b"".join(p.encode() + b"\n" for p in parts)
-    return hmac.new(token.encode(), data, hashlib.sha256).hexdigest()
-
-
-def listener_handshake(sock: socket.socket, token: str, app_id: str, **hello: Any) -> dict:
-    """Says hello on `sock` as a listener of `app_id` would (protocol 2), checks the agent's
-    proof, answers with the listener's, and returns the agent's welcome (or its refusal)."""
-    import secrets
-
-    run_id, nonce = secrets.token_hex(8), secrets.token_hex(16)
-    first = {"Event": "SparkscopeHello", "protocol": 2, "appId": app_id, "runId": run_id}
-    first.update(nonce=nonce, taskEvents="coalesced", **hello)
-    reader = sock.makefile("rb")
-    sock.sendall((json.dumps(first) + "\n").encode())
-    challenge = json.loads(reader.readline())
-    if not challenge.get("ok"):
-        return challenge
-    theirs = challenge["nonce"]
-    expected = handshake_proof(token, "sparkscope-agent", app_id, run_id, nonce, theirs)
-    assert challenge.get("proof") == expected, "the agent did not prove it knows the token"
-    mine = handshake_proof(token, "sparkscope-listener", app_id, run_id, theirs, nonce)
-    sock.sendall((json.dumps({"Event": "SparkscopeProof", "proof": mine}) + "\n").encode())
-    return json.loads(reader.readline())
-
-
 def listener_jar() -> Path | None:
     """The listener jar: SPARKSCOPE_LISTENER_JAR, else the one installed with the agent binary
     (`sparkscope listener-jar`: the wheel's, what users get), else listener-jar/build.sh's."""
