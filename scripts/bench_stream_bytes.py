@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import secrets
 import sys
@@ -71,8 +72,8 @@ def run(tasks: int) -> None:
             ) as server,
         ):
             env = {
-                **harness.os.environ,
-                "PATH": f"{harness.venv_bin()}:{harness.os.environ.get('PATH', '')}",
+                **os.environ,
+                "PATH": f"{harness.venv_bin()}:{os.environ.get('PATH', '')}",
                 "SPARK_REMOTE": server.remote_url(user_id=user),
                 "SPARKSCOPE_URL": agent.stream_url,
                 "SPARKSCOPE_TOKEN": agent.subscriber_token,

@@ -390,7 +390,7 @@ def test_events_spark_drops_are_restored_from_its_rest_api(agent, dropping):
 
 def test_a_cells_widget_ends_with_sparks_numbers_after_the_agent_was_killed(agent, server, work):
     import nbformat
-    import nbrun
+    from harness import nbrun
 
     setup = "%load_ext sparkscope\n" + nbrun.CONNECT
     sleep = SLEEPY.format(ms=700)
