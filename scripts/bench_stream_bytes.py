@@ -24,9 +24,6 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
 import harness
 
 SETUP = """%load_ext sparkscope

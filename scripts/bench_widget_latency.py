@@ -33,9 +33,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
 import harness
 from bench_load import SyntheticLoad
 from harness import browser

@@ -2,10 +2,10 @@
 (a Spark Connect server with Spark's REST API, the sparkscope agent, `sparkscope server`, Spark's
 History Server, JupyterLab, Prometheus, JupyterHub), all on the process lifecycle of `service`.
 
-Shared by the end-to-end tests, the kernel extension's notebook test, the demo and the benchmarks,
-so it depends on the standard library and `requests` only; pyspark is imported lazily by
-`connect_session`. `harness.nbrun` (notebooks under nbclient) and `harness.browser` (JupyterLab in
-Chromium) are imported by those who need them.
+Shared by the end-to-end tests, the kernel extension's notebook test, the demo and the benchmarks
+(scripts/setup.sh installs it into .venv), so it depends on the standard library and `requests`
+only; pyspark is imported lazily by `connect_session`. `harness.nbrun` (notebooks under nbclient)
+and `harness.browser` (JupyterLab in Chromium) are imported by those who need them.
 """
 
 from .agent import Agent
