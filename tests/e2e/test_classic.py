@@ -17,8 +17,8 @@ from pathlib import Path
 
 import harness
 import nbformat
-import nbrun
 import pytest
+from harness import nbrun
 
 BUILD = """\
 import json, os, warnings
@@ -162,13 +162,13 @@ def test_in_jupyterlab_the_cancel_button_stops_a_classic_cell(
 ) -> None:
     """The same in JupyterLab in Chromium: the widget of a cell running a classic job shows the
     running job, and its Cancel button stops it through the private agent and the listener."""
-    import browser
+    from harness import browser
     from test_browser_cancel import SLEEP, run_ok, wait_widget, write_notebook
 
     require_piece(
         browser.chromium_path(), "Chromium (/usr/bin/chromium)", "apt-get install chromium"
     )
-    (ui_port,) = harness._free_ports(1)
+    (ui_port,) = harness.free_ports(1)
     root = tmp_path / "root"
     root.mkdir()
     build = BUILD.replace(

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import harness
 import nbformat
-import nbrun
 import pytest
+import requests
 import websocket
+from harness import nbrun
 
 USERS = ("alice", "bob")
 
@@ -153,7 +154,7 @@ def test_forged_expired_and_service_tokens_are_refused(agent, hub) -> None:
             stream(agent, token)
         assert refused.value.status_code == 401, what
     # and the JSON API, an operator's view, takes none of the users' credentials
-    resp = harness.requests.get(
+    resp = requests.get(
         f"{agent.url}/api/v1/applications",
         headers={"Authorization": f"Bearer {hub.user_token('bob')}"},
         timeout=10,

@@ -23,12 +23,11 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-import browser
 import harness
 import nbformat
-import nbrun
 import pytest
 import requests
+from harness import browser, nbrun
 
 USER = "erin"
 NOTEBOOK = "notebook_view.ipynb"
