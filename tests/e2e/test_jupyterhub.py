@@ -49,7 +49,7 @@ def agent(work: Path, hub: harness.JupyterHub, require_piece):
         "SPARKSCOPE_SUBSCRIBER_TOKEN": "",
         "SPARKSCOPE_JUPYTERHUB_API_URL": hub.api_url,
     }
-    with harness.Agent(binary, work / "agent", token=secrets.token_hex(8), env=env) as a:
+    with harness.Agent(binary, work / "agent", token=secrets.token_hex(16), env=env) as a:
         yield a
 
 
