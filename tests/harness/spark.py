@@ -51,32 +51,24 @@ def spark_jobs(ui_url: str, app_id: str, status: str | None = None) -> list[dict
     return rest_get(ui_url, f"applications/{app_id}/jobs", params)
 
 
+def _all_pages(ui_url: str, path: str, page: int) -> list[dict]:
+    """Every item of a paged Spark REST list (`offset`/`length`)."""
+    items: list[dict] = []
+    while True:
+        batch = rest_get(ui_url, path, {"offset": len(items), "length": page})
+        items.extend(batch)
+        if len(batch) < page:
+            return items
+
+
 def connect_operations(ui_url: str, app_id: str, page: int = 500) -> list[dict]:
     """`/applications/{app}/connect/operations` (Spark 4.3+), all pages."""
-    ops: list[dict] = []
-    while True:
-        batch = rest_get(
-            ui_url,
-            f"applications/{app_id}/connect/operations",
-            {"offset": len(ops), "length": page},
-        )
-        ops.extend(batch)
-        if len(batch) < page:
-            return ops
+    return _all_pages(ui_url, f"applications/{app_id}/connect/operations", page)
 
 
 def connect_sessions(ui_url: str, app_id: str, page: int = 500) -> list[dict]:
     """`/applications/{app}/connect/sessions` (Spark 4.3+), all pages."""
-    sessions: list[dict] = []
-    while True:
-        batch = rest_get(
-            ui_url,
-            f"applications/{app_id}/connect/sessions",
-            {"offset": len(sessions), "length": page},
-        )
-        sessions.extend(batch)
-        if len(batch) < page:
-            return sessions
+    return _all_pages(ui_url, f"applications/{app_id}/connect/sessions", page)
 
 
 class SparkConnectServer(Service):
