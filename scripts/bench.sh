@@ -5,7 +5,7 @@
 #   2. the listener's cost per event on Spark's listener bus, beside sparkmonitor 3.3's listener
 #      and a no-op one in the same application (Spark's own timers);
 #   3. fan-out: 100 sessions x 10 WebSocket subscribers at 10,000 tasks/s from the repo's load
-#      generator (agent/examples/loadgen.rs), beside the same load with nobody watching; 1,000
+#      generator (agent/examples/loadgen/), beside the same load with nobody watching; 1,000
 #      idle subscribers beside none;
 #   4. memory: 1M tasks in 10k jobs, then a soak, beside the empty agent;
 #   5. event -> widget and click -> stopped in JupyterLab, quiet and at 10,000 tasks/s;

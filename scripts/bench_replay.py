@@ -21,10 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import harness  # lives in tests/, shared with the end-to-end tests
+import harness
 
 FIELDS = tuple(f for f in harness.JOB_FIELDS if f not in ("jobId", "jobTags"))
 

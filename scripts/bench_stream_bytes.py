@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import secrets
 import sys
@@ -22,9 +23,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 import harness
 
@@ -71,8 +69,8 @@ def run(tasks: int) -> None:
             ) as server,
         ):
             env = {
-                **harness.os.environ,
-                "PATH": f"{harness.venv_bin()}:{harness.os.environ.get('PATH', '')}",
+                **os.environ,
+                "PATH": f"{harness.venv_bin()}:{os.environ.get('PATH', '')}",
                 "SPARK_REMOTE": server.remote_url(user_id=user),
                 "SPARKSCOPE_URL": agent.stream_url,
                 "SPARKSCOPE_TOKEN": agent.subscriber_token,

@@ -33,12 +33,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import browser  # lives in tests/, shared with the browser test
 import harness
 from bench_load import SyntheticLoad
+from harness import browser
 
 NOTEBOOK = "widget_latency.ipynb"
 

@@ -21,10 +21,9 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+import harness
 
-import harness  # lives in tests/, shared with the end-to-end tests
+ROOT = Path(__file__).resolve().parents[1]
 
 USERS = ("alice", "bob_smith")
 

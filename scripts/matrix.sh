@@ -21,11 +21,13 @@ start=$(date +%s)
 failed=0
 for v in "${versions[@]}"; do
   venv="$dir/venv-$v"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import pyspark, requests" 2>/dev/null; then
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import pyspark, harness" 2>/dev/null; then
     python3 -m venv "$venv"
     extra='[connect]'
     [[ $v == 3.* ]] && extra=''  # 3.5: classic sessions only (Connect is 4.0+ here)
-    "$venv/bin/pip" install -q --disable-pip-version-check "pyspark$extra==$v" requests || { failed=1; continue; }
+    # matrix_check.py imports the tests' harness, installed editable as in .venv
+    "$venv/bin/pip" install -q --disable-pip-version-check "pyspark$extra==$v" -e tests/harness \
+      || { failed=1; continue; }
   fi
   modes=(connect classic)
   [[ $v == 3.* ]] && modes=(classic)

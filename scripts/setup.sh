@@ -55,6 +55,21 @@ else
   echo "up to date"
 fi
 
+log "the tests' process harness (tests/harness), editable: what scripts and tests import"
+stamp=.venv/.harness.sha
+want=$(sha256sum tests/harness/pyproject.toml | cut -d' ' -f1)
+# Installed means importable from this checkout (an editable install names its directory).
+here="$(pwd -P)/tests/harness/__init__.py"
+check='import harness, sys; sys.exit(harness.__file__ != sys.argv[1])'
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c "$check" "$here" >/dev/null 2>&1; then
+  # -qq: setuptools' notice on every editable install is not ours to act on; errors still show
+  .venv/bin/pip install -qq -e tests/harness
+  echo "$want" > "$stamp"
+  echo "installed"
+else
+  echo "up to date"
+fi
+
 log "JupyterHub's proxy (configurable-http-proxy, npm)"
 chp=.venv/chp/node_modules/.bin/configurable-http-proxy
 if [ ! -x "$chp" ]; then

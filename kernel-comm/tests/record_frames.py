@@ -18,12 +18,9 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
 import harness
 
+HERE = Path(__file__).resolve().parent
 SESSION_PLACEHOLDER = "11111111-1111-4111-8111-111111111111"
 TAGS = ("sparkscope-cell-000000000001", "sparkscope-cell-000000000002")
 OUT = HERE / "data" / "agent_stream.jsonl"

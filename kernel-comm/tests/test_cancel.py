@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 from fake_agent import FakeAgent
+from sparkscope.cellview import CellView
 from sparkscope.extension import CANCEL_REASON, Monitor
-from sparkscope.widget import CellWidget, parse_cancel, text_report
+from sparkscope.report import text_report
+from sparkscope.widget import CellWidget, parse_cancel
 from support import RecordingPublisher, StubClient
 
 APP = "local-1795258400000"
@@ -111,7 +113,7 @@ def cell_with_jobs(shell, monitor: Monitor, agent: FakeAgent, two_sessions: bool
         monitor.tracker.track(client)
     shell.user_ns["clients"] = clients  # the tracker holds them weakly, like pyspark's sessions
     agent.wait_for(lambda: sum(len(sub["sessions"]) for sub in agent.subscribes()) == len(sessions))
-    agent.wait_for(lambda: monitor._agent.status.connected)
+    agent.wait_for(lambda: monitor.connection.client.status.connected)
     shell.user_ns["monitor"] = monitor
     run(shell, "tag = monitor.current_tag()")
     tag = shell.user_ns["tag"]
@@ -123,7 +125,7 @@ def cell_with_jobs(shell, monitor: Monitor, agent: FakeAgent, two_sessions: bool
     agent.send([snapshot(*sessions), update(2, ops, jobs)])
     publisher: RecordingPublisher = monitor.publisher  # type: ignore[assignment]
     publisher.wait_for(lambda: publisher.of("display"))
-    widget = monitor._runs[tag].widget
+    widget = monitor.runs.get(tag).widget
     assert widget is not None and [j["jobId"] for j in widget.jobs] == [4, 6][: len(jobs)]
     return tag, widget
 
@@ -320,7 +322,7 @@ def test_a_lost_connection_answers_what_was_sent(shell, make_monitor, agent) -> 
 def test_an_unanswered_request_times_out(shell, make_monitor, agent) -> None:
     monitor = make_monitor(url=agent.url)
     _, widget = cell_with_jobs(shell, monitor, agent)
-    monitor._agent.cancel_timeout = 0.3
+    monitor.connection.client.cancel_timeout = 0.3
     click(widget, target="cell", requestId="r")
     result = outcome(agent, widget)
     assert result["code"] == "no_answer" and "did not answer" in result["message"]
@@ -362,4 +364,6 @@ def test_a_bad_message_or_a_failing_handler_never_raises() -> None:
 
 
 def test_text_report_says_cancelled() -> None:
-    assert text_report("t", [], 0, state="cancelled").startswith("sparkscope: no Spark jobs · ")
+    assert text_report(CellView("t", [], [], 0, state="cancelled")).startswith(
+        "sparkscope: no Spark jobs · "
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sparkscope import extension, install
+from sparkscope import connection, extension, install
 
 
 class Client:
@@ -17,12 +17,12 @@ class Client:
         self.asked.append(pairs)
         if self.error is not None:
             raise self.error
-        return tuple(self.value if k == extension.STREAM_URL_CONF else d for k, d in pairs)
+        return tuple(self.value if k == connection.STREAM_URL_CONF else d for k, d in pairs)
 
 
 def test_the_stream_url_the_server_announces_is_used() -> None:
     client = Client("wss://agent.example:4740/api/v1/stream")
-    assert extension.announced_url(client) == "wss://agent.example:4740/api/v1/stream"
+    assert connection.announced_url(client) == "wss://agent.example:4740/api/v1/stream"
     assert client.asked == [(("spark.sparkscope.streamUrl", ""),)]
 
 
@@ -37,7 +37,7 @@ def test_the_stream_url_the_server_announces_is_used() -> None:
     ],
 )
 def test_no_usable_announcement_leaves_the_default(client: object) -> None:
-    assert extension.announced_url(client) is None
+    assert connection.announced_url(client) is None
 
 
 def test_the_token_sparkscope_server_wrote_is_the_last_resort(

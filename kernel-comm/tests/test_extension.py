@@ -33,8 +33,8 @@ def run(shell, code: str) -> None:
 def connected(monitor: Monitor, agent: FakeAgent, client: StubClient) -> None:
     monitor.tracker.track(client)
     agent.wait_for(lambda: agent.subscribes())
-    assert monitor._agent is not None
-    agent.wait_for(lambda: monitor._agent.status.connected)
+    assert monitor.connection.client is not None
+    agent.wait_for(lambda: monitor.connection.client.status.connected)
 
 
 def test_tag_is_on_the_sessions_while_the_cell_runs_and_only_then(shell, make_monitor) -> None:
@@ -61,7 +61,7 @@ def test_session_created_inside_the_cell_is_tagged_before_its_first_query(
     shell.user_ns.update(StubClient=StubClient, monitor=monitor)
     # what the SparkConnectClient.__init__ hook does for a client made in the cell
     run(shell, "c = StubClient(); monitor.tracker.track(c); seen = c.get_tags()")
-    assert shell.user_ns["seen"] == {monitor._runs[next(reversed(monitor._runs))].tag}
+    assert shell.user_ns["seen"] == {list(monitor.runs)[-1].tag}
     assert shell.user_ns["c"].get_tags() == set()
 
 
@@ -141,10 +141,10 @@ def test_widget_appears_on_the_cells_first_job_in_that_cells_output(
     assert shown["parent"] == {"header": {"msg_id": "request-2"}}  # cell 2's request
     assert shown["thread"] == "sparkscope-ui"
     assert "application/vnd.jupyter.widget-view+json" in shown["data"]
-    widget = monitor._runs[tags[1]].widget
+    widget = monitor.runs.get(tags[1]).widget
     assert widget is not None and widget.tag == tags[1]
     assert [j["jobId"] for j in widget.jobs] == [4] and widget.state == "running"
-    assert all(monitor._runs[t].widget is None for t in (tags[0], tags[2]))
+    assert all(monitor.runs.get(t).widget is None for t in (tags[0], tags[2]))
 
     agent.send(frames[2:])
     publisher.wait_for(lambda: publisher.of("update"))
@@ -194,7 +194,7 @@ def test_updates_are_throttled_per_cell(shell, make_monitor, agent) -> None:
     agent.send(frames[:2])
     publisher: RecordingPublisher = monitor.publisher  # type: ignore[assignment]
     publisher.wait_for(lambda: publisher.of("display"))
-    widget = monitor._runs[shell.user_ns["tag"]].widget
+    widget = monitor.runs.get(shell.user_ns["tag"]).widget
     changes = []
     widget.observe(lambda change: changes.append(change["new"]), names="jobs")
 
@@ -228,7 +228,7 @@ def test_settles_the_cells_final_state_before_the_cell_returns(shell, make_monit
     # display, or a display and its update, depending on when the first job came in)
     assert publisher.events and publisher.events[0]["kind"] == "display"
     assert "2 jobs (2 succeeded)" in publisher.events[-1]["data"]["text/plain"]
-    assert monitor._runs[shell.user_ns["tag"]].widget.state == "done"
+    assert monitor.runs.get(shell.user_ns["tag"]).widget.state == "done"
 
 
 def test_no_agent_warns_once_and_cells_run_as_before(shell, make_monitor, capsys) -> None:
@@ -238,7 +238,7 @@ def test_no_agent_warns_once_and_cells_run_as_before(shell, make_monitor, capsys
     client = StubClient()
     monitor.tracker.track(client)
     shell.user_ns.update(client=client)
-    agent_client = monitor._agent
+    agent_client = monitor.connection.client
     assert agent_client is not None
     deadline = time.monotonic() + 10
     while agent_client.status.failures == 0 and time.monotonic() < deadline:
@@ -256,12 +256,12 @@ def test_wrong_token_is_reported_as_such(shell, make_monitor, agent, capsys) -> 
     monitor = make_monitor(url=agent.url, token="not-the-token")
     monitor.tracker.track(StubClient())
     agent.wait_for(lambda: agent.refused)
-    agent.wait_for(lambda: monitor._agent.status.failures)
+    agent.wait_for(lambda: monitor.connection.client.status.failures)
     run(shell, "pass")
     err = capsys.readouterr().err
     assert "refused this notebook's credential" in err
     assert "not-the-token" not in err
-    assert monitor._agent.status.unauthorized
+    assert monitor.connection.client.status.unauthorized
 
 
 def test_reconnects_after_the_agent_drops_and_resubscribes(shell, make_monitor, agent) -> None:
@@ -281,11 +281,11 @@ def test_reconnects_after_the_agent_drops_and_resubscribes(shell, make_monitor, 
     agent.drop(code=1008, reason="slow consumer")  # the agent's slow-consumer close
     agent.wait_for(lambda: len(agent.subscribes()) == 3, timeout=15)
     assert agent.subscribes()[1:] == [{"sessions": [{"sessionId": SID, "userId": "alice"}]}] * 2
-    assert monitor._agent.status.attempts >= 3
+    assert monitor.connection.client.status.attempts >= 3
 
     # after a reconnect the stream starts with a snapshot; the cell's widget keeps going
     agent.send([frames[0], *frames[3:]])
-    widget = monitor._runs[tag].widget
+    widget = monitor.runs.get(tag).widget
     agent.wait_for(lambda: widget.state == "done")
     assert len(publisher.of("display")) == 1
 
@@ -340,7 +340,7 @@ def test_recorded_agent_stream_two_cells_settled(shell, make_monitor, agent) -> 
             "tag = monitor.current_tag()\n"
             "threading.Timer(0.1, send, [tag]).start()",
         )
-        widget = monitor._runs[shell.user_ns["tag"]].widget
+        widget = monitor.runs.get(shell.user_ns["tag"]).widget
         assert widget is not None and widget.state == "done"  # settled inside the cell
         widgets.append(widget)
 
@@ -421,14 +421,14 @@ def test_gaps_the_cells_numbers_went_through_are_shown_not_hidden(
             )
         ]
     )
-    widget = monitor._runs[tag].widget
+    widget = monitor.runs.get(tag).widget
     time.sleep(1)
     print(
         "DEBUG",
         monitor.state.applications,
-        monitor._runs[tag].started_ms,
-        monitor._runs[tag].notices,
-        list(monitor._runs[tag].jobs)[:2],
+        monitor.runs.get(tag).started_ms,
+        monitor.runs.get(tag).notices,
+        list(monitor.runs.get(tag).jobs)[:2],
     )
     publisher.wait_for(lambda: widget.notices)
     assert [(n["kind"], n["message"]) for n in widget.notices] == [

@@ -1,6 +1,6 @@
 """One real notebook run: nbclient executes a notebook in a real IPython kernel with sparkscope
 loaded, against a real Spark Connect server with the sparkscope listener and the real agent
-(tests/harness.py). Checks what a saved notebook holds: a widget in exactly the cells that ran
+(tests/harness/). Checks what a saved notebook holds: a widget in exactly the cells that ran
 Spark jobs, their final state in the notebook's widget state, equal to the agent's own jobs, and a
 text/plain summary for frontends without widgets. Skipped unless the agent and the listener jar
 are built (`make setup`), failed instead under CI / SPARKSCOPE_E2E_STRICT."""
@@ -8,13 +8,9 @@ are built (`make setup`), failed instead under CI / SPARKSCOPE_E2E_STRICT."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

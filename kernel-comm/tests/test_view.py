@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from sparkscope import view
+from sparkscope import cellview as view
 from sparkscope.agent import normalize_task_list
-from sparkscope.report import html_report
+from sparkscope.cellview import CellView
+from sparkscope.report import html_report, text_report
 from sparkscope.state import StreamState, normalize_samples, normalize_stage
-from sparkscope.widget import parse_tasks, text_report
+from sparkscope.widget import parse_tasks
 
 APP = "local-1795258400000"
 
@@ -103,13 +104,13 @@ def test_root_cause_is_the_first_failure_and_reports_say_it() -> None:
     stages = [stage(firstFailure=late), stage(stageId=4, firstFailure=early)]
     j = job("FAILED", stageIds=[3, 4])
     assert view.root_cause(j, stages)["stageId"] == 4
-    text = text_report("sparkscope-cell-1", [j], 4000, stages=stages)
+    text = text_report(CellView("sparkscope-cell-1", [j], stages, 4000))
     assert "error: job 7, stage 4: java.lang.ArithmeticException: / by zero" in text
     assert "task 0 attempt 1 on executor 2, h2" in text
     errors = [{"operationId": "o", "message": "[UNRESOLVED_COLUMN] no such column\nat line 1"}]
     assert (
         "  error: [UNRESOLVED_COLUMN] no such column"
-        in text_report("t", [], 0, errors=errors).splitlines()
+        in text_report(CellView("t", [], [], 0, errors=errors)).splitlines()
     )
 
 
@@ -125,7 +126,7 @@ def test_html_report_is_static_escaped_and_linked() -> None:
     stages = [stage(taskDurations={"minMs": 1, "medianMs": 10, "maxMs": 4000})]
     ctx = {"uiLink": "http://driver:4040", "appId": APP, "sparkVersion": "4.3.0"}
     html = html_report(
-        "sparkscope-cell-1", [job(label="<script>x</script>")], stages, 5000, context=ctx
+        CellView("sparkscope-cell-1", [job(label="<script>x</script>")], stages, 5000, context=ctx)
     )
     assert "<script>" not in html and "&lt;script&gt;" in html
     rows: list[dict] = []

@@ -15,10 +15,9 @@ import shutil
 import time
 from pathlib import Path
 
-import browser
 import harness
-import nbrun
 import pytest
+from harness import browser, nbrun
 
 NOTEBOOK = "browser_progress.ipynb"
 SETUP_CELL, SLOW_CELL, STOP_CELL = 1, 3, 5

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import browser
 import harness
 import pytest
+from harness import browser
 
 A, B = "cancel_a.ipynb", "cancel_b.ipynb"
 USER_A, USER_B = "dora", "erin_b"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import harness
 import nbformat
-import nbrun
 import pytest
+from harness import nbrun
 
 BUILD = """\
 import json, os, warnings
@@ -60,7 +60,7 @@ import urllib.request, sparkscope
 url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/jobs"
 jobs = json.loads(urllib.request.urlopen(url, timeout=10).read())
 sparkscope.wait(10)
-print(json.dumps({"probe": "spark", "jobs": jobs, "agent_pid": sparkscope._monitor._private.proc.pid}))
+print(json.dumps({"probe": "spark", "jobs": jobs, "agent_pid": sparkscope._monitor.connection.private.proc.pid}))
 """,
 ]
 
@@ -162,13 +162,13 @@ def test_in_jupyterlab_the_cancel_button_stops_a_classic_cell(
 ) -> None:
     """The same in JupyterLab in Chromium: the widget of a cell running a classic job shows the
     running job, and its Cancel button stops it through the private agent and the listener."""
-    import browser
+    from harness import browser
     from test_browser_cancel import SLEEP, run_ok, wait_widget, write_notebook
 
     require_piece(
         browser.chromium_path(), "Chromium (/usr/bin/chromium)", "apt-get install chromium"
     )
-    (ui_port,) = harness._free_ports(1)
+    (ui_port,) = harness.free_ports(1)
     root = tmp_path / "root"
     root.mkdir()
     build = BUILD.replace(

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import harness
 import nbformat
-import nbrun
 import pytest
+from harness import nbrun
 
 WHEELS = harness.REPO_ROOT / "target" / "wheels"
 

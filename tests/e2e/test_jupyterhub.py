@@ -20,9 +20,10 @@ from pathlib import Path
 
 import harness
 import nbformat
-import nbrun
 import pytest
+import requests
 import websocket
+from harness import nbrun
 
 USERS = ("alice", "bob")
 
@@ -48,7 +49,7 @@ def agent(work: Path, hub: harness.JupyterHub, require_piece):
         "SPARKSCOPE_SUBSCRIBER_TOKEN": "",
         "SPARKSCOPE_JUPYTERHUB_API_URL": hub.api_url,
     }
-    with harness.Agent(binary, work / "agent", token=secrets.token_hex(8), env=env) as a:
+    with harness.Agent(binary, work / "agent", token=secrets.token_hex(16), env=env) as a:
         yield a
 
 
@@ -153,7 +154,7 @@ def test_forged_expired_and_service_tokens_are_refused(agent, hub) -> None:
             stream(agent, token)
         assert refused.value.status_code == 401, what
     # and the JSON API, an operator's view, takes none of the users' credentials
-    resp = harness.requests.get(
+    resp = requests.get(
         f"{agent.url}/api/v1/applications",
         headers={"Authorization": f"Bearer {hub.user_token('bob')}"},
         timeout=10,

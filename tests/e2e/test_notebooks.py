@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import harness
-import nbrun
 import pytest
+from harness import nbrun
 
 CELL_TAG_PREFIX = "sparkscope-cell-"
 NOTEBOOKS = {

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import harness
 import nbformat
-import nbrun
 import pytest
 import requests
 import websocket
+from harness import nbrun
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .sessions import SessionKey
+from .state import CANCEL_RESULT, TASK_LIST
 
 log = logging.getLogger("sparkscope")
 
@@ -450,21 +451,7 @@ def cancel_result(request_id: str, **fields: Any) -> dict[str, Any]:
 
 def normalize_cancel_result(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The agent's `CancelResult` (proto3 JSON leaves defaults out) with every field present."""
-
-    def strs(value: Any) -> list[str]:
-        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-    jobs = raw.get("cancelledJobIds")
-    return {
-        "requestId": str(raw.get("requestId") or ""),
-        "ok": raw.get("ok") is True,
-        "message": str(raw.get("message") or ""),
-        "code": str(raw.get("code") or ""),
-        "interruptedOperationIds": strs(raw.get("interruptedOperationIds")),
-        "cancelledJobIds": [int(j) for j in jobs if isinstance(j, (int, str)) and str(j).isdigit()]
-        if isinstance(jobs, list)
-        else [],
-    }
+    return CANCEL_RESULT.read(raw)
 
 
 def task_list(request_id: str, **fields: Any) -> dict[str, Any]:
@@ -472,53 +459,9 @@ def task_list(request_id: str, **fields: Any) -> dict[str, Any]:
     return normalize_task_list({"requestId": request_id, **fields})
 
 
-_TASK_INTS = (
-    "index",
-    "attempt",
-    "launchTimeMs",
-    "durationMs",
-    "schedulerDelayMs",
-    "deserializeMs",
-    "shuffleReadMs",
-    "computeMs",
-    "shuffleWriteMs",
-    "serializeMs",
-    "gettingResultMs",
-    "gcMs",
-)
-
-
 def normalize_task_list(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The agent's `TaskList` (proto3 JSON leaves defaults out) with every field present."""
-
-    def num(value: Any) -> int:
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            return 0
-
-    tasks = []
-    for t in raw.get("tasks") or []:
-        if not isinstance(t, dict):
-            continue
-        task = {k: num(t.get(k)) for k in _TASK_INTS}
-        task["taskId"] = num(t.get("taskId"))
-        for k in ("executorId", "host", "status"):
-            task[k] = str(t.get(k) or "")
-        task["speculative"] = t.get("speculative") is True
-        task["error"] = t.get("error") if isinstance(t.get("error"), str) else None
-        tasks.append(task)
-    return {
-        "requestId": str(raw.get("requestId") or ""),
-        "appId": str(raw.get("appId") or ""),
-        "stageId": num(raw.get("stageId")),
-        "attemptId": num(raw.get("attemptId")),
-        "ok": raw.get("ok") is True,
-        "code": str(raw.get("code") or ""),
-        "message": str(raw.get("message") or ""),
-        "tasks": tasks,
-        "total": num(raw.get("total")),
-    }
+    return TASK_LIST.read(raw)
 
 
 def _failure(kind: str, rid: str, code: str, message: str) -> dict[str, Any]:

@@ -1,15 +1,14 @@
-"""The cell's final state as static HTML (the display's `text/html`), so a saved notebook shows its
+"""A cell run's view as static output: the display's text/plain (terminals, nbconvert, frontends
+without widgets) and, once the cell's work has ended, its text/html, so a saved notebook shows its
 jobs where no kernel and no widget manager run: GitHub, nbviewer, nbconvert, a reopened notebook.
-A plain table with inline styles only: sanitizers keep tables and text, and drop the rest."""
+The HTML is a plain table with inline styles only: sanitizers keep tables and text, and drop the
+rest."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Any
 
-from .view import root_cause, skewed, spilled
-from .widget import failure_text, format_seconds, summarize
+from .cellview import CellView, details, format_duration, shorten
 
 _COLORS = {
     "RUNNING": "#1976d2",
@@ -17,6 +16,38 @@ _COLORS = {
     "FAILED": "#d32f2f",
     "UNKNOWN": "#757575",
 }
+
+
+def text_report(view: CellView, max_jobs: int = 20) -> str:
+    """The summary, the gaps its numbers went through, the root cause of each failure
+    (shortened), and one line per job."""
+    note = " · cancelled" if view.state == "cancelled" else ""
+    lines = [f"sparkscope: {view.summary_text}{note}  [{view.tag}]"]
+    lines.extend(f"  note: {n['message']}" for n in view.notices)
+    for e in view.errors:
+        lines.append(f"  error: {shorten(e['message'], 200)}")
+    for cause in view.root_causes:
+        f = cause.failure
+        lines.append(
+            f"  error: job {cause.job_id}, stage {cause.stage_id}: {shorten(cause.text, 200)} "
+            f"(task {f['index']} attempt {f['attempt']} on executor {f['executorId']}, "
+            f"{f['host']})"
+        )
+    for job in view.jobs[:max_jobs]:
+        t = job["tasks"]
+        done = job["completionTimeMs"] or view.now_ms
+        took = format_duration(done - job["submissionTimeMs"]) if job["submissionTimeMs"] else ""
+        skipped = f", {t['skipped']} skipped" if t["skipped"] else ""
+        failed = f", {t['failed']} failed" if t["failed"] else ""
+        name = job.get("label") or ""
+        name = name if len(name) <= 60 else name[:59] + "…"
+        lines.append(
+            f"  job {job['jobId']} {job['status']:<9} {t['completed']}/{t['total']} tasks"
+            f"{skipped}{failed}  {took}  {name}".rstrip()
+        )
+    if len(view.jobs) > max_jobs:
+        lines.append(f"  … {len(view.jobs) - max_jobs} more jobs")
+    return "\n".join(lines)
 
 
 def _bar(completed: int, total: int, failed: int) -> str:
@@ -31,54 +62,39 @@ def _bar(completed: int, total: int, failed: int) -> str:
     )
 
 
-def html_report(
-    tag: str,
-    jobs: Sequence[Mapping[str, Any]],
-    stages: Sequence[Mapping[str, Any]],
-    now_ms: int,
-    *,
-    context: Mapping[str, Any] | None = None,
-    errors: Sequence[Mapping[str, Any]] = (),
-    state: str = "",
-    notices: Sequence[Mapping[str, Any]] = (),
-) -> str:
-    ctx = context or {}
-    link = ctx.get("uiLink", "")
-    cancelled = " · cancelled" if state == "cancelled" else ""
+def html_report(view: CellView) -> str:
+    ctx = view.context
+    link = view.links["ui"]
+    cancelled = " · cancelled" if view.state == "cancelled" else ""
     parts = [
         (
-            f'<div class="sparkscope-static" data-tag="{escape(tag)}" '
-            f'data-state="{escape(state)}" style="font-family:system-ui,sans-serif;'
+            f'<div class="sparkscope-static" data-tag="{escape(view.tag)}" '
+            f'data-state="{escape(view.state)}" style="font-family:system-ui,sans-serif;'
             'font-size:13px;border:1px solid #e0e0e0;border-radius:4px;padding:4px 8px">'
         ),
-        f"<div><b>Spark</b> · {escape(summarize(list(jobs), now_ms))}{cancelled}</div>",
+        f"<div><b>Spark</b> · {escape(view.summary_text)}{cancelled}</div>",
     ]
-    details = [
-        f"Spark {ctx['sparkVersion']}" if ctx.get("sparkVersion") else "",
-        ctx.get("master", ""),
-        f"{ctx.get('appName', '')} ({ctx['appId']})" if ctx.get("appId") else "",
-        f"user {ctx['userId']}" if ctx.get("userId") else "",
-    ]
-    if any(details):
-        parts.append(
-            f'<div style="color:#616161">{escape(" · ".join(d for d in details if d))}</div>'
-        )
-    for n in notices:
+    shown = [text for key, text in details(ctx) if key in ("spark", "master", "app", "user")]
+    if shown:
+        parts.append(f'<div style="color:#616161">{escape(" · ".join(shown))}</div>')
+    for n in view.notices:
         parts.append(f'<div style="color:#8a6d00">note: {escape(n["message"])}</div>')
-    for e in errors:
+    for e in view.errors:
         parts.append(f'<div style="color:#d32f2f">error: {escape(e["message"])}</div>')
     parts.append(
         '<table style="border-collapse:collapse;margin-top:4px">'
         "<thead><tr><th align=left>job</th><th align=left>what</th><th align=left>tasks</th>"
         "<th></th><th align=left>status</th><th align=right>duration</th></tr></thead><tbody>"
     )
-    for job in jobs:
+    for job in view.jobs:
         t = job["tasks"]
         took = ""
         if job["submissionTimeMs"]:
-            took = format_seconds((job["completionTimeMs"] or now_ms) - job["submissionTimeMs"])
+            took = format_duration(
+                (job["completionTimeMs"] or view.now_ms) - job["submissionTimeMs"]
+            )
         name = job.get("label") or ""
-        job_link = f"{link}/jobs/job/?id={job['jobId']}" if link else ""
+        job_link = view.links["jobs"].get(f"{job['appId']}/{job['jobId']}", "")
         job_cell = f"Job {job['jobId']}"
         if job_link:
             job_cell = f'<a href="{escape(job_link)}">{job_cell}</a>'
@@ -97,22 +113,13 @@ def html_report(
             f'<td style="color:{color}">{escape(job["status"])}</td>'
             f'<td align="right">{escape(took)}</td></tr>'
         )
-        mine = [s for s in stages if s["appId"] == job["appId"] and s["stageId"] in job["stageIds"]]
-        hints = []
-        for s in mine:
-            if skewed(s):
-                d = s["taskDurations"]
-                hints.append(
-                    f"stage {s['stageId']}: skew, slowest task {format_seconds(d['maxMs'])} "
-                    f"against a median of {format_seconds(d['medianMs'])}"
-                )
-            if spilled(s):
-                hints.append(f"stage {s['stageId']}: spilled {spilled(s):,} bytes")
-        cause = root_cause(job, mine) if job["status"] == "FAILED" else None
+        # what the job row's badges say, then why it failed
+        hints = [f.text for f in view.findings_of(job) if f.job_label]
+        cause = view.root_cause_of(job)
         if cause is not None:
-            f = cause["firstFailure"]
+            f = cause.failure
             hints.append(
-                f"stage {cause['stageId']}: {failure_text(f)} (task {f['index']} attempt "
+                f"stage {cause.stage_id}: {cause.text} (task {f['index']} attempt "
                 f"{f['attempt']}, executor {f['executorId']} on {f['host']})"
             )
         elif job.get("error"):

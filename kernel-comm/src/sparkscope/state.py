@@ -5,7 +5,7 @@ field back with its default and its Python type, so the rest of the package neve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,155 +50,356 @@ def _strs(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _enum(value: Any, prefix: str) -> str:
-    """`JOB_STATUS_RUNNING` → `RUNNING`; absent (the default, 0) → `UNSPECIFIED`."""
-    name = value if isinstance(value, str) and value else f"{prefix}UNSPECIFIED"
-    return name.removeprefix(prefix)
-
-
 def _dict(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+# ---- the messages of proto/sparkscope/v1/model.proto as this package reads them: per message,
+# a reader per field by its proto3 JSON name (lowerCamelCase). A test parses model.proto and
+# fails when a table names a field the proto lacks, reads it as another type, or leaves a field
+# of the proto neither read nor in `ignored`.
+
+
+@dataclass(frozen=True)
+class Field:
+    """How one field is read: `kind` is its proto type as the test checks it (`string`, `int`,
+    `bool`, `enum:<VALUE_PREFIX_>`, `message:<Name>`); `optional` readers give None when the
+    field is absent."""
+
+    kind: str
+    read: Callable[[Any], Any]
+    repeated: bool = False
+    optional: bool = False
+
+
+STRING = Field("string", _str)
+OPT_STRING = Field("string", _opt_str, optional=True)
+STRINGS = Field("string", _strs, repeated=True)
+INT = Field("int", _int)
+OPT_INT = Field("int", _opt_int, optional=True)
+INTS = Field("int", _ints, repeated=True)
+BOOL = Field("bool", lambda v: bool(v or False))
+
+
+def enum(prefix: str) -> Field:
+    """`JOB_STATUS_RUNNING` → `RUNNING`; absent (the default, 0) → `UNSPECIFIED`."""
+
+    def read(value: Any) -> str:
+        name = value if isinstance(value, str) and value else f"{prefix}UNSPECIFIED"
+        return name.removeprefix(prefix)
+
+    return Field(f"enum:{prefix}", read)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One proto message: its name in model.proto, its fields' readers, and the fields it has
+    that are deliberately not read."""
+
+    name: str
+    fields: Mapping[str, Field]
+    ignored: frozenset[str] = frozenset()
+
+    def read(self, raw: Any) -> dict[str, Any]:
+        """Every field present, with its default when the JSON left it out."""
+        raw = _dict(raw)
+        return {k: f.read(raw.get(k)) for k, f in self.fields.items()}
+
+    def singular(self) -> Field:
+        """This message as a field: its defaults when absent (a singular message field)."""
+        return Field(f"message:{self.name}", self.read)
+
+    def optional(self) -> Field:
+        """This message as a field that may be absent (None)."""
+        return Field(
+            f"message:{self.name}",
+            lambda v: self.read(v) if isinstance(v, dict) else None,
+            optional=True,
+        )
+
+    def repeated(self) -> Field:
+        return Field(
+            f"message:{self.name}", lambda v: [self.read(m) for m in _list(v)], repeated=True
+        )
+
+
+def _with(field: Field, read: Callable[[Any], Any]) -> Field:
+    """The same field, read otherwise."""
+    return Field(field.kind, read, field.repeated, field.optional)
+
+
+TASK_SAMPLES = Message(
+    "TaskSamples",
+    {
+        "startMs": INT,
+        "offsetMs": INTS,
+        "activeTasks": INTS,
+        "totalCores": INTS,
+        "executors": INTS,
+    },
+)
+NOTICE_KIND = enum("NOTICE_KIND_")
+NOTICE = Message(
+    "Notice",
+    {
+        # `resync`, `dropped`, …: lower case, as the widget's class names use it
+        "kind": _with(NOTICE_KIND, lambda v: NOTICE_KIND.read(v).lower()),
+        "atMs": INT,
+        "message": STRING,
+    },
+)
+CLUSTER = Message("Cluster", {"executors": INT, "totalCores": INT, "activeTasks": INT})
+APPLICATION = Message(
+    "Application",
+    {
+        "id": STRING,
+        "name": STRING,
+        "sparkVersion": STRING,
+        "sparkUser": STRING,
+        "startTimeMs": INT,
+        "endTimeMs": OPT_INT,
+        "live": BOOL,
+        "cluster": CLUSTER.singular(),
+        "notices": NOTICE.repeated(),
+        "master": STRING,
+        "uiLink": STRING,
+        "connectAddress": STRING,
+        # rows, not columns (see normalize_samples); StreamState keeps them apart
+        "taskSamples": _with(TASK_SAMPLES.singular(), lambda v: normalize_samples(_dict(v))),
+    },
+)
+SESSION = Message(
+    "Session",
+    {
+        "appId": STRING,
+        "sessionId": STRING,
+        "userId": STRING,
+        "startTimeMs": INT,
+        "endTimeMs": OPT_INT,
+    },
+)
+OPERATION_STATE = enum("OPERATION_STATE_")
+OPERATION = Message(
+    "Operation",
+    {
+        "appId": STRING,
+        "operationId": STRING,
+        "sessionId": STRING,
+        "userId": STRING,
+        "tags": STRINGS,
+        "state": OPERATION_STATE,
+        "finalState": OPERATION_STATE,
+        "startTimeMs": INT,
+        "endTimeMs": OPT_INT,
+        "closeTimeMs": OPT_INT,
+        "statement": STRING,
+        "error": OPT_STRING,
+        "jobIds": INTS,
+        "producedRowCount": OPT_INT,
+    },
+)
+CONNECT_REF = Message(
+    "ConnectRef", {"userId": STRING, "sessionId": STRING, "operationId": STRING, "tags": STRINGS}
+)
+TASK_COUNTS = Message(
+    "TaskCounts",
+    {"total": INT, "active": INT, "completed": INT, "skipped": INT, "failed": INT, "killed": INT},
+)
+STAGE_COUNTS = Message(
+    "StageCounts", {"active": INT, "completed": INT, "skipped": INT, "failed": INT}
+)
+JOB = Message(
+    "Job",
+    {
+        "appId": STRING,
+        "jobId": INT,
+        "name": STRING,
+        "description": STRING,
+        "status": enum("JOB_STATUS_"),
+        "stageIds": INTS,
+        "tasks": TASK_COUNTS.singular(),
+        "stages": STAGE_COUNTS.singular(),
+        "jobTags": STRINGS,
+        "submissionTimeMs": INT,
+        "completionTimeMs": OPT_INT,
+        "sqlExecutionId": OPT_INT,
+        "connect": CONNECT_REF.optional(),
+        "error": OPT_STRING,
+    },
+)
+DURATION_SUMMARY = Message("DurationSummary", {"minMs": INT, "medianMs": INT, "maxMs": INT})
+TASK_FAILURE = Message(
+    "TaskFailure",
+    {
+        "taskId": INT,
+        "index": INT,
+        "attempt": INT,
+        "executorId": STRING,
+        "host": STRING,
+        "reason": STRING,
+        "exceptionClass": STRING,
+        "message": STRING,
+        "stackTrace": STRING,
+        "timeMs": INT,
+    },
+)
+STAGE = Message(
+    "Stage",
+    {
+        "appId": STRING,
+        "stageId": INT,
+        "attemptId": INT,
+        "name": STRING,
+        "status": enum("STAGE_STATUS_"),
+        "numTasks": INT,
+        "activeTasks": INT,
+        "completedTasks": INT,
+        "failedTasks": INT,
+        "killedTasks": INT,
+        "jobIds": INTS,
+        "submissionTimeMs": OPT_INT,
+        "completionTimeMs": OPT_INT,
+        "failureReason": OPT_STRING,
+        "executorRunTimeMs": INT,
+        "inputBytes": INT,
+        "outputBytes": INT,
+        "shuffleReadBytes": INT,
+        "shuffleWriteBytes": INT,
+        "memorySpilledBytes": INT,
+        "diskSpilledBytes": INT,
+        "gcTimeMs": INT,
+        "taskDurations": DURATION_SUMMARY.optional(),
+        "firstFailure": TASK_FAILURE.optional(),
+    },
+)
+TAG_GROUP = Message(
+    "TagGroup",
+    {
+        "tag": STRING,
+        "operationIds": STRINGS,
+        "jobIds": INTS,
+        "appId": STRING,
+        "sessionId": STRING,
+    },
+)
+UPDATE = Message(
+    "Update",
+    {
+        "generation": OPT_INT,
+        "snapshot": BOOL,
+        "sentAtMs": OPT_INT,
+        "applications": APPLICATION.repeated(),
+        "sessions": SESSION.repeated(),
+        "operations": OPERATION.repeated(),
+        "jobs": JOB.repeated(),
+        "stages": STAGE.repeated(),
+        "tagGroups": TAG_GROUP.repeated(),
+    },
+)
+
+# What the agent answers a client's requests with (agent.py).
+
+
+def _text(value: Any) -> str:
+    return str(value or "")
+
+
+def _true(value: Any) -> bool:
+    return value is True
+
+
+def _job_ids(value: Any) -> list[int]:
+    """Job ids as the agent wrote them; anything else is left out."""
+    if not isinstance(value, list):
+        return []
+    return [int(j) for j in value if isinstance(j, (int, str)) and str(j).isdigit()]
+
+
+TEXT = Field("string", _text)
+TRUE = Field("bool", _true)
+CANCEL_RESULT = Message(
+    "CancelResult",
+    {
+        "requestId": TEXT,
+        "ok": TRUE,
+        "message": TEXT,
+        "code": TEXT,
+        "interruptedOperationIds": STRINGS,
+        "cancelledJobIds": Field("int", _job_ids, repeated=True),
+    },
+)
+TASK_DETAIL = Message(
+    "TaskDetail",
+    {
+        "taskId": INT,
+        "index": INT,
+        "attempt": INT,
+        "executorId": TEXT,
+        "host": TEXT,
+        "status": TEXT,
+        "launchTimeMs": INT,
+        "durationMs": INT,
+        "schedulerDelayMs": INT,
+        "deserializeMs": INT,
+        "shuffleReadMs": INT,
+        "computeMs": INT,
+        "shuffleWriteMs": INT,
+        "serializeMs": INT,
+        "gettingResultMs": INT,
+        "gcMs": INT,
+        "speculative": TRUE,
+        "error": OPT_STRING,
+    },
+)
+TASK_LIST = Message(
+    "TaskList",
+    {
+        "requestId": TEXT,
+        "appId": TEXT,
+        "stageId": INT,
+        "attemptId": INT,
+        "ok": TRUE,
+        "code": TEXT,
+        "message": TEXT,
+        "tasks": TASK_DETAIL.repeated(),
+        "total": INT,
+    },
+)
+
+
 def normalize_job(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A `sparkscope.v1.Job` with every field present; status without its enum prefix."""
-    tasks = _dict(raw.get("tasks"))
-    stages = _dict(raw.get("stages"))
-    connect = raw.get("connect")
-    return {
-        "appId": _str(raw.get("appId")),
-        "jobId": _int(raw.get("jobId")),
-        "name": _str(raw.get("name")),
-        "description": _str(raw.get("description")),
-        "status": _enum(raw.get("status"), "JOB_STATUS_"),
-        "stageIds": _ints(raw.get("stageIds")),
-        "tasks": {
-            k: _int(tasks.get(k))
-            for k in ("total", "active", "completed", "skipped", "failed", "killed")
-        },
-        "stages": {k: _int(stages.get(k)) for k in ("active", "completed", "skipped", "failed")},
-        "jobTags": _strs(raw.get("jobTags")),
-        "submissionTimeMs": _int(raw.get("submissionTimeMs")),
-        "completionTimeMs": _opt_int(raw.get("completionTimeMs")),
-        "sqlExecutionId": _opt_int(raw.get("sqlExecutionId")),
-        "connect": None
-        if not isinstance(connect, dict)
-        else {
-            "userId": _str(connect.get("userId")),
-            "sessionId": _str(connect.get("sessionId")),
-            "operationId": _str(connect.get("operationId")),
-            "tags": _strs(connect.get("tags")),
-        },
-        "error": _opt_str(raw.get("error")),
-    }
+    return JOB.read(raw)
 
 
 def normalize_stage(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A `sparkscope.v1.Stage` (one attempt) with every field present."""
-    return {
-        "appId": _str(raw.get("appId")),
-        "stageId": _int(raw.get("stageId")),
-        "attemptId": _int(raw.get("attemptId")),
-        "name": _str(raw.get("name")),
-        "status": _enum(raw.get("status"), "STAGE_STATUS_"),
-        "numTasks": _int(raw.get("numTasks")),
-        "activeTasks": _int(raw.get("activeTasks")),
-        "completedTasks": _int(raw.get("completedTasks")),
-        "failedTasks": _int(raw.get("failedTasks")),
-        "killedTasks": _int(raw.get("killedTasks")),
-        "jobIds": _ints(raw.get("jobIds")),
-        "submissionTimeMs": _opt_int(raw.get("submissionTimeMs")),
-        "completionTimeMs": _opt_int(raw.get("completionTimeMs")),
-        "failureReason": _opt_str(raw.get("failureReason")),
-        "executorRunTimeMs": _int(raw.get("executorRunTimeMs")),
-        "inputBytes": _int(raw.get("inputBytes")),
-        "outputBytes": _int(raw.get("outputBytes")),
-        "shuffleReadBytes": _int(raw.get("shuffleReadBytes")),
-        "shuffleWriteBytes": _int(raw.get("shuffleWriteBytes")),
-        "memorySpilledBytes": _int(raw.get("memorySpilledBytes")),
-        "diskSpilledBytes": _int(raw.get("diskSpilledBytes")),
-        "gcTimeMs": _int(raw.get("gcTimeMs")),
-        "taskDurations": _durations(raw.get("taskDurations")),
-        "firstFailure": _failure(raw.get("firstFailure")),
-    }
-
-
-def _durations(raw: Any) -> dict[str, int] | None:
-    if not isinstance(raw, dict):
-        return None
-    return {k: _int(raw.get(k)) for k in ("minMs", "medianMs", "maxMs")}
-
-
-def _failure(raw: Any) -> dict[str, Any] | None:
-    """A stage attempt's first failed task (`sparkscope.v1.TaskFailure`)."""
-    if not isinstance(raw, dict):
-        return None
-    return {
-        "taskId": _int(raw.get("taskId")),
-        "index": _int(raw.get("index")),
-        "attempt": _int(raw.get("attempt")),
-        "executorId": _str(raw.get("executorId")),
-        "host": _str(raw.get("host")),
-        "reason": _str(raw.get("reason")),
-        "exceptionClass": _str(raw.get("exceptionClass")),
-        "message": _str(raw.get("message")),
-        "stackTrace": _str(raw.get("stackTrace")),
-        "timeMs": _int(raw.get("timeMs")),
-    }
+    return STAGE.read(raw)
 
 
 def normalize_operation(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "appId": _str(raw.get("appId")),
-        "operationId": _str(raw.get("operationId")),
-        "sessionId": _str(raw.get("sessionId")),
-        "userId": _str(raw.get("userId")),
-        "tags": _strs(raw.get("tags")),
-        "state": _enum(raw.get("state"), "OPERATION_STATE_"),
-        "finalState": _enum(raw.get("finalState"), "OPERATION_STATE_"),
-        "startTimeMs": _int(raw.get("startTimeMs")),
-        "endTimeMs": _opt_int(raw.get("endTimeMs")),
-        "closeTimeMs": _opt_int(raw.get("closeTimeMs")),
-        "statement": _str(raw.get("statement")),
-        "error": _opt_str(raw.get("error")),
-        "jobIds": _ints(raw.get("jobIds")),
-        "producedRowCount": _opt_int(raw.get("producedRowCount")),
-    }
+    return OPERATION.read(raw)
 
 
 def normalize_session(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "appId": _str(raw.get("appId")),
-        "sessionId": _str(raw.get("sessionId")),
-        "userId": _str(raw.get("userId")),
-        "startTimeMs": _int(raw.get("startTimeMs")),
-        "endTimeMs": _opt_int(raw.get("endTimeMs")),
-    }
+    return SESSION.read(raw)
 
 
 def normalize_application(raw: Mapping[str, Any]) -> dict[str, Any]:
-    cluster = _dict(raw.get("cluster"))
-    return {
-        "id": _str(raw.get("id")),
-        "name": _str(raw.get("name")),
-        "sparkVersion": _str(raw.get("sparkVersion")),
-        "sparkUser": _str(raw.get("sparkUser")),
-        "startTimeMs": _int(raw.get("startTimeMs")),
-        "endTimeMs": _opt_int(raw.get("endTimeMs")),
-        "live": bool(raw.get("live", False)),
-        "cluster": {
-            "executors": _int(cluster.get("executors")),
-            "totalCores": _int(cluster.get("totalCores")),
-            "activeTasks": _int(cluster.get("activeTasks")),
-        },
-        "notices": [
-            normalize_notice(n) for n in _list(raw.get("notices")) if isinstance(n, Mapping)
-        ],
-        "master": _str(raw.get("master")),
-        "uiLink": _str(raw.get("uiLink")),
-        "connectAddress": _str(raw.get("connectAddress")),
-        "taskSamples": normalize_samples(_dict(raw.get("taskSamples"))),
-    }
+    return APPLICATION.read(raw)
+
+
+def normalize_notice(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A gap in what the agent saw, or what it did about one (`sparkscope.v1.Notice`)."""
+    return NOTICE.read(raw)
+
+
+def normalize_tag_group(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return TAG_GROUP.read(raw)
 
 
 Sample = tuple[int, int, int, int]  # atMs, activeTasks, totalCores, executors
@@ -207,34 +408,13 @@ Sample = tuple[int, int, int, int]  # atMs, activeTasks, totalCores, executors
 def normalize_samples(raw: Mapping[str, Any]) -> list[Sample]:
     """`sparkscope.v1.TaskSamples` (columns, times as offsets) as (atMs, active, cores,
     executors) rows, oldest first."""
-    start = _int(raw.get("startMs"))
-    offsets = _ints(raw.get("offsetMs"))
-    columns = [_ints(raw.get(k)) for k in ("activeTasks", "totalCores", "executors")]
+    t = TASK_SAMPLES.read(raw)
+    columns = [t[k] for k in ("activeTasks", "totalCores", "executors")]
     rows = []
-    for i, off in enumerate(offsets):
+    for i, off in enumerate(t["offsetMs"]):
         a, c, e = (col[i] if i < len(col) else 0 for col in columns)
-        rows.append((start + off, a, c, e))
+        rows.append((t["startMs"] + off, a, c, e))
     return rows
-
-
-def normalize_notice(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A gap in what the agent saw, or what it did about one (`sparkscope.v1.Notice`)."""
-    kind = _str(raw.get("kind")).removeprefix("NOTICE_KIND_").lower()
-    return {
-        "kind": kind or "unspecified",
-        "atMs": _int(raw.get("atMs")),
-        "message": _str(raw.get("message")),
-    }
-
-
-def normalize_tag_group(raw: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "tag": _str(raw.get("tag")),
-        "operationIds": _strs(raw.get("operationIds")),
-        "jobIds": _ints(raw.get("jobIds")),
-        "appId": _str(raw.get("appId")),
-        "sessionId": _str(raw.get("sessionId")),
-    }
 
 
 def operation_finished(op: Mapping[str, Any]) -> bool:
@@ -275,34 +455,32 @@ class StreamState:
     def apply(self, update: Mapping[str, Any]) -> set[str] | None:
         """Merge one `Update`. Returns the client tags whose jobs, stages or operations may have
         changed, or None after a snapshot (anything may have changed)."""
-        snapshot = bool(update.get("snapshot", False))
+        u = UPDATE.read(update)
+        snapshot = u["snapshot"]
         if snapshot:
             self.clear()
-        self.generation = _int(update.get("generation"), self.generation)
-        self.sent_at_ms = _int(update.get("sentAtMs"), self.sent_at_ms)
+        if u["generation"] is not None:
+            self.generation = u["generation"]
+        if u["sentAtMs"] is not None:
+            self.sent_at_ms = u["sentAtMs"]
         touched: set[str] = set()
 
-        for raw in _list(update.get("applications")):
-            app = normalize_application(raw)
+        for app in u["applications"]:
             self.applications[app["id"]] = app
             new = app.pop("taskSamples")
             if new:
                 kept = self.samples.setdefault(app["id"], [])
                 kept.extend(s for s in new if not kept or s[0] > kept[-1][0])
                 del kept[: max(0, len(kept) - MAX_SAMPLES)]
-        for raw in _list(update.get("sessions")):
-            sess = normalize_session(raw)
+        for sess in u["sessions"]:
             self.sessions[(sess["appId"], sess["sessionId"])] = sess
-        for raw in _list(update.get("operations")):
-            op = normalize_operation(raw)
+        for op in u["operations"]:
             self.operations[(op["appId"], op["operationId"])] = op
             touched.update(op["tags"])
-        for raw in _list(update.get("jobs")):
-            job = normalize_job(raw)
+        for job in u["jobs"]:
             self.jobs[(job["appId"], job["jobId"])] = job
             touched.update(self._job_tags(job))
-        for raw in _list(update.get("stages")):
-            stage = normalize_stage(raw)
+        for stage in u["stages"]:
             key = (stage["appId"], stage["stageId"], stage["attemptId"])
             self.stages[key] = stage
             self._stage_attempts.setdefault(key[:2], set()).add(key[2])
@@ -310,8 +488,7 @@ class StreamState:
                 job = self.jobs.get((stage["appId"], job_id))
                 if job is not None:
                     touched.update(self._job_tags(job))
-        for raw in _list(update.get("tagGroups")):
-            group = normalize_tag_group(raw)
+        for group in u["tagGroups"]:
             self.tag_groups[(group["appId"], group["sessionId"], group["tag"])] = group
             touched.add(group["tag"])
         return None if snapshot else touched
@@ -376,7 +553,3 @@ class StreamState:
                 for attempt in self._stage_attempts.get((app, stage_id), ()):
                     view.stages[(app, stage_id, attempt)] = self.stages[(app, stage_id, attempt)]
         return view
-
-
-def _list(value: Any) -> Iterable[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

@@ -1,6 +1,6 @@
-"""The per-cell widget: an anywidget whose synced traits hold the cell's jobs and stage attempts
-(the ESM in static/ draws them), its Cancel buttons' messages to the kernel, and the plain-text
-summary that frontends without widgets show.
+"""The per-cell widget: an anywidget whose synced traits hold a cell run's view (cellview): its
+jobs and stage attempts, and everything already decided about them (findings, root causes,
+summary, links), which the ESM in static/ only draws; and its buttons' messages to the kernel.
 
 Synced traits (names are API: tests read them from a notebook's saved widget state):
 
@@ -16,9 +16,10 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   REST `JobData`, `submissionTimeMs, completionTimeMs` (Spark's clock, null while running),
   `sessionId, userId, operationId, error`, and `label` (what the row shows: the operation's SQL
   text or plan outline, since Spark names every Connect job after its truncated request).
-- `stages` (list of dict), one per stage attempt of those jobs: `appId, stageId, attemptId, name,
-  status` (`PENDING|ACTIVE|COMPLETE|FAILED|SKIPPED`), `numTasks, activeTasks, completedTasks,
-  failedTasks, killedTasks, jobIds, submissionTimeMs, completionTimeMs, failureReason`.
+- `stages` (list of dict), one per stage attempt of those jobs, by stage and attempt: `appId,
+  stageId, attemptId, name, status` (`PENDING|ACTIVE|COMPLETE|FAILED|SKIPPED`), `numTasks,
+  activeTasks, completedTasks, failedTasks, killedTasks, jobIds, submissionTimeMs,
+  completionTimeMs, failureReason`, and `label` (the name worth showing: "" for Connect's).
 - `server_time_ms` (int): the agent's clock at its last update (`sentAtMs`), so the browser can
   run durations on Spark's clock whatever its own clock says.
 - `cancel` (dict): the outcome of the latest Cancel click, `{}` before any: `requestId, target`
@@ -46,6 +47,23 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
 - `hidden` (bool): every sparkscope widget of the notebook is hidden (the widget's "Hide all",
   `%sparkscope off`).
 
+- `overview` (dict): the summary line as the header shows it: `text` (jobs by status, tasks),
+  `elapsed` (`{startMs, endMs, live}`: from the first job's submission to `endMs`, or to now
+  while `live`; null without jobs), `jobCounts` {`running, succeeded, failed, unknown`},
+  `details` (the details line: Spark version, master, application, Connect server, user,
+  session) and `listenerGone` (the application has no listener connected).
+- `findings` (list of dict): what is worth a look on the stage attempts, by stage attempt:
+  `kind` (`skew|spill|gc`), `severity` (`warning`: highlighted; `info`: a GC share below 10%),
+  `appId, stageId, attemptId, jobIds`, `evidence` (skew: `minMs, medianMs, maxMs`; spill:
+  `memoryBytes, diskBytes, bytes`; gc: `gcTimeMs, executorRunTimeMs, share`), `label` (the
+  stage's badge), `jobLabel` (the job row's badge, "" when not shown there), `title` (what it
+  means and what to do) and `text` (the sentence of the static report).
+- `root_causes` (list of dict): per failed job with a failed task, its first task failure:
+  `appId, jobId, stageId, attemptId, taskId, what` (exception class, else Spark's reason),
+  `message, where` (stage, task, executor and host, for people), `stackTrace`.
+- `links` (dict): Spark UI pages, {} of each without its address: `ui`, `jobs` and `sql` by
+  `"<appId>/<jobId>"`, `stages` by `"<appId>/<stageId>/<attemptId>"`.
+
 Stages also carry `executorRunTimeMs, memorySpilledBytes, diskSpilledBytes, gcTimeMs`,
 `taskDurations` {`minMs, medianMs, maxMs`} of their successful tasks, and `firstFailure` {`taskId,
 index, attempt, executorId, host, reason, exceptionClass, message, stackTrace, timeMs`}.
@@ -54,7 +72,7 @@ Kernel-side traits, not sent to the browser (it draws from the jobs it has):
 
 - `operation_ids` (list of str): the Connect operations (ExecutePlan requests) of the cell.
 - `session_ids` (list of str): the Connect sessions they ran in.
-- `summary` (str): the one-line summary, also the display's `text/plain`.
+- `summary` (str): the one-line summary, the first line of the display's `text/plain`.
 
 Cancel reaches the kernel as a custom comm message `{"kind": "cancel", "target": "cell"|"job",
 "jobId", "appId", "requestId"}`; opening a stage's tasks as `{"kind": "tasks", "appId", "stageId",
@@ -71,54 +89,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
+
+from .cellview import details
+
+if TYPE_CHECKING:
+    from .cellview import CellView
 
 log = logging.getLogger("sparkscope")
 
 STATIC = Path(__file__).parent / "static"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-JOB_FIELDS = (
-    "appId",
-    "jobId",
-    "name",
-    "description",
-    "status",
-    "stageIds",
-    "tasks",
-    "stages",
-    "submissionTimeMs",
-    "completionTimeMs",
-    "error",
-    "sqlExecutionId",
-)
-STAGE_FIELDS = (
-    "appId",
-    "stageId",
-    "attemptId",
-    "name",
-    "status",
-    "numTasks",
-    "activeTasks",
-    "completedTasks",
-    "failedTasks",
-    "killedTasks",
-    "jobIds",
-    "submissionTimeMs",
-    "completionTimeMs",
-    "failureReason",
-    "executorRunTimeMs",
-    "memorySpilledBytes",
-    "diskSpilledBytes",
-    "gcTimeMs",
-    "taskDurations",
-    "firstFailure",
-)
 
 
 class CellWidget(anywidget.AnyWidget):
@@ -147,6 +133,10 @@ class CellWidget(anywidget.AnyWidget):
     task_lists = traitlets.Dict().tag(sync=True)
     view = traitlets.Unicode("jobs").tag(sync=True)
     hidden = traitlets.Bool(False).tag(sync=True)
+    overview = traitlets.Dict().tag(sync=True)
+    findings = traitlets.List(traitlets.Dict()).tag(sync=True)
+    root_causes = traitlets.List(traitlets.Dict()).tag(sync=True)
+    links = traitlets.Dict().tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -193,8 +183,42 @@ class CellWidget(anywidget.AnyWidget):
         return self.summary or f"sparkscope cell {self.tag}"
 
 
+def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> dict[str, Any]:
+    """A cell run's view as the widget's traits (but `view`, which the browser sets)."""
+    ctx = view.context
+    return {
+        "tag": view.tag,
+        "jobs": view.jobs,
+        "stages": view.stages,
+        "operation_ids": view.operation_ids,
+        "session_ids": view.session_ids,
+        "cell_done": view.cell_done,
+        "state": view.state,
+        "server_time_ms": view.now_ms,
+        "summary": view.summary_text,
+        "cancel": view.cancel,
+        "cancelled_jobs": view.cancelled_jobs,
+        "agent_error": agent_error,
+        "notices": view.notices,
+        "context": ctx,
+        "cluster": view.cluster,
+        "samples": view.samples,
+        "errors": view.errors,
+        "task_lists": view.task_lists,
+        "hidden": hidden,
+        "overview": {
+            **view.summary.to_json(),
+            "details": " · ".join(text for _, text in details(ctx)),
+            "listenerGone": bool(ctx.get("appId")) and ctx.get("live") is False,
+        },
+        "findings": [f.to_json() for f in view.findings],
+        "root_causes": [c.to_json() for c in view.root_causes],
+        "links": view.links,
+    }
+
+
 def parse_cancel(content: Any) -> dict[str, Any] | None:
-    """The keyword arguments for `Monitor.cancel` from a widget's message, or None if it is not
+    """The keyword arguments for `Requests.cancel` from a widget's message, or None if it is not
     a well-formed cancel request."""
     if not isinstance(content, Mapping) or content.get("kind") != "cancel":
         return None
@@ -213,7 +237,7 @@ def parse_cancel(content: Any) -> dict[str, Any] | None:
 
 
 def parse_tasks(content: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The keyword arguments for `Monitor.request_tasks` from a widget's message, or None."""
+    """The keyword arguments for `Requests.request_tasks` from a widget's message, or None."""
     app_id, stage_id, attempt_id = (content.get(k) for k in ("appId", "stageId", "attemptId"))
     ints = [v for v in (stage_id, attempt_id) if isinstance(v, int) and not isinstance(v, bool)]
     if not isinstance(app_id, str) or len(ints) != 2 or min(ints) < 0:
@@ -228,201 +252,3 @@ def _route_to_sender(comm: Any) -> None:
     which is what ipykernel's re-routing is for. No-op on kernels without it."""
     if comm is not None and hasattr(comm, "_reply_subshell_for"):
         comm._reply_subshell_for = lambda _data, subshell_id: subshell_id
-
-
-# Spark Connect relation and command names worth showing (spark/connect/relations.proto,
-# commands.proto); the rest of a plan's text (common, input, expressions, …) is structure.
-_PLAN_NODES = frozenset(
-    (
-        "read",
-        "project",
-        "filter",
-        "join",
-        "set_op",
-        "sort",
-        "limit",
-        "aggregate",
-        "sql",
-        "local_relation",
-        "sample",
-        "offset",
-        "deduplicate",
-        "range",
-        "subquery_alias",
-        "repartition",
-        "to_df",
-        "with_columns_renamed",
-        "show_string",
-        "drop",
-        "tail",
-        "with_columns",
-        "hint",
-        "unpivot",
-        "to_schema",
-        "repartition_by_expression",
-        "map_partitions",
-        "collect_metrics",
-        "parse",
-        "group_map",
-        "co_group_map",
-        "with_watermark",
-        "apply_in_pandas_with_state",
-        "html_string",
-        "cached_local_relation",
-        "cached_remote_relation",
-        "as_of_join",
-        "lateral_join",
-        "transpose",
-        "write_operation",
-        "write_operation_v2",
-        "create_dataframe_view",
-        "sql_command",
-        "write_stream_operation_start",
-    )
-)
-_SQL_TEXT = re.compile(r'^\s*(?:query|sql): "((?:[^"\\]|\\.)*)"', re.MULTILINE)
-_NODE = re.compile(r"^\s*([a-z_0-9]+) \{", re.MULTILINE)
-_CONNECT_NAME = "Spark Connect - "
-
-
-def plan_label(statement: str, limit: int = 80) -> str:
-    """A short name for a Connect operation from its plan text: the SQL it ran, else its plan's
-    relations outermost first (`sort ← aggregate ← range`)."""
-    sql = _SQL_TEXT.search(statement)
-    if sql:
-        text = " ".join(sql.group(1).replace("\\'", "'").replace('\\"', '"').split())
-    else:
-        nodes: list[str] = []
-        for name in _NODE.findall(statement):
-            if name in _PLAN_NODES and name not in nodes:
-                nodes.append(name)
-        text = " ← ".join(nodes)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def widget_job(job: Mapping[str, Any], label: str = "") -> dict[str, Any]:
-    """A normalized agent job (state.normalize_job) as the widget's `jobs` holds it; `label` is
-    what the row shows (Connect jobs are all named by the same truncated request text)."""
-    out = {k: job[k] for k in JOB_FIELDS}
-    connect = job.get("connect") or {}
-    out["sessionId"] = connect.get("sessionId", "")
-    out["userId"] = connect.get("userId", "")
-    out["operationId"] = connect.get("operationId", "")
-    name = job["name"]
-    out["label"] = label or ("" if name.startswith(_CONNECT_NAME) else name)
-    return out
-
-
-def widget_stage(stage: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: stage[k] for k in STAGE_FIELDS}
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def format_seconds(ms: int) -> str:
-    s = max(ms, 0) / 1000
-    if s < 60:
-        return f"{s:.1f} s"
-    m, s = divmod(int(s), 60)
-    if m < 60:
-        return f"{m} min {s:02d} s"
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min"
-
-
-def elapsed_ms(jobs: Iterable[Mapping[str, Any]], now_ms: int) -> int:
-    """From the first job's submission to the last job's end (or `now_ms`), Spark's clock."""
-    jobs = list(jobs)
-    starts = [j["submissionTimeMs"] for j in jobs if j["submissionTimeMs"]]
-    if not starts:
-        return 0
-    ends = [j["completionTimeMs"] or now_ms for j in jobs]
-    return max(ends) - min(starts)
-
-
-def summarize(jobs: list[Mapping[str, Any]], now_ms: int) -> str:
-    """`3 jobs (2 succeeded, 1 failed) · 180/200 tasks (20 skipped, 1 failed) · 4.2 s`."""
-    if not jobs:
-        return "no Spark jobs"
-    by_status: dict[str, int] = {}
-    for job in jobs:
-        by_status[job["status"]] = by_status.get(job["status"], 0) + 1
-    order = ("RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN")
-    statuses = ", ".join(
-        f"{by_status[s]} {s.lower()}" for s in sorted(by_status, key=lambda s: _rank(order, s))
-    )
-    tasks = {k: sum(j["tasks"][k] for j in jobs) for k in jobs[0]["tasks"]}
-    extra = [
-        f"{tasks[k]} {label}"
-        for k, label in (("active", "running"), ("skipped", "skipped"), ("failed", "failed"))
-        if tasks[k]
-    ]
-    task_text = f"{tasks['completed']}/{tasks['total']} tasks"
-    if extra:
-        task_text += f" ({', '.join(extra)})"
-    return (
-        f"{_plural(len(jobs), 'job')} ({statuses}) · {task_text} · "
-        f"{format_seconds(elapsed_ms(jobs, now_ms))}"
-    )
-
-
-def failure_text(f: Mapping[str, Any]) -> str:
-    """`java.lang.ArithmeticException: / by zero`; the reason when there is no exception."""
-    what = f["exceptionClass"] or f["reason"]
-    return f"{what}: {f['message']}" if f["message"] else what
-
-
-def _short(text: str, limit: int) -> str:
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return first if len(first) <= limit else first[: limit - 1] + "…"
-
-
-def _rank(order: tuple[str, ...], status: str) -> int:
-    return order.index(status) if status in order else len(order)
-
-
-def text_report(
-    tag: str,
-    jobs: list[Mapping[str, Any]],
-    now_ms: int,
-    max_jobs: int = 20,
-    state: str = "",
-    notices: list[Mapping[str, Any]] | None = None,
-    stages: list[Mapping[str, Any]] | None = None,
-    errors: list[Mapping[str, Any]] | None = None,
-) -> str:
-    """The display's text/plain: the summary, the gaps its numbers went through, the root cause
-    of each failure (shortened), and one line per job (nbconvert, terminals)."""
-    from .view import root_cause
-
-    note = " · cancelled" if state == "cancelled" else ""
-    lines = [f"sparkscope: {summarize(jobs, now_ms)}{note}  [{tag}]"]
-    lines.extend(f"  note: {n['message']}" for n in notices or [])
-    for e in errors or []:
-        lines.append(f"  error: {_short(e['message'], 200)}")
-    for job in jobs:
-        stage = root_cause(job, stages or []) if job["status"] == "FAILED" else None
-        if stage is not None:
-            f = stage["firstFailure"]
-            lines.append(
-                f"  error: job {job['jobId']}, stage {stage['stageId']}: "
-                f"{_short(failure_text(f), 200)} (task {f['index']} attempt {f['attempt']} on "
-                f"executor {f['executorId']}, {f['host']})"
-            )
-    for job in jobs[:max_jobs]:
-        t = job["tasks"]
-        done = job["completionTimeMs"] or now_ms
-        took = format_seconds(done - job["submissionTimeMs"]) if job["submissionTimeMs"] else ""
-        skipped = f", {t['skipped']} skipped" if t["skipped"] else ""
-        failed = f", {t['failed']} failed" if t["failed"] else ""
-        name = job.get("label") or ""
-        name = name if len(name) <= 60 else name[:59] + "…"
-        lines.append(
-            f"  job {job['jobId']} {job['status']:<9} {t['completed']}/{t['total']} tasks"
-            f"{skipped}{failed}  {took}  {name}".rstrip()
-        )
-    if len(jobs) > max_jobs:
-        lines.append(f"  … {len(jobs) - max_jobs} more jobs")
-    return "\n".join(lines)

@@ -1,5 +1,8 @@
 // sparkscope cell widget: the Spark jobs of one notebook cell run, drawn from the model's synced
-// traits (see sparkscope/widget.py for their names). Plain ESM, no build step, no library.
+// traits (see sparkscope/widget.py for their names). The kernel decides what they say (findings,
+// root causes, summary, links: sparkscope/cellview.py); this module only draws them, one function
+// per part of the view, and runs durations on between updates. Plain ESM, no build step, no
+// library.
 //
 // DOM contract (tests read it): root .sparkscope-cell[data-tag][data-state][data-view]
 // [data-updated-at][data-last-stage-completion-ms][data-last-stage-seen-at]; header badges
@@ -53,6 +56,8 @@ function stateFor(tag) {
   return s;
 }
 
+// ---- DOM and number helpers
+
 function el(tag, cls, text) {
   const node = document.createElement(tag);
   if (cls) node.className = cls;
@@ -91,6 +96,7 @@ function link(cls, text, href, label) {
   return a;
 }
 
+// The same formats as sparkscope/cellview.py's format_duration and format_short.
 function fmtDuration(ms) {
   const s = Math.max(ms, 0) / 1000;
   if (s < 60) return `${s.toFixed(1)} s`;
@@ -104,22 +110,28 @@ function fmtShort(ms) {
   return fmtDuration(ms);
 }
 
-function fmtBytes(n) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i += 1;
-  }
-  return `${i ? v.toFixed(1) : v} ${units[i]}`;
-}
-
 function plural(n, word) {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
-const JOB_ORDER = ["RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN"];
+function pct(n, total) {
+  return total > 0 ? Math.max(0, Math.min(100, (100 * n) / total)) : 0;
+}
+
+function jobKey(job) {
+  return `${job.appId}/${job.jobId}`;
+}
+
+function stageKey(s) {
+  return `${s.appId}/${s.stageId}/${s.attemptId}`;
+}
+
+function requestId() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 const STATES = ["running", "done", "cancelled"];
 const VIEWS = [
   ["jobs", "Jobs", "Jobs and their stages"],
@@ -128,11 +140,6 @@ const VIEWS = [
 ];
 // After this long without the kernel taking a cancel request, say why it may not.
 const KERNEL_SILENT_MS = 3000;
-// The same rule as sparkscope/view.py: slowest task > 3× the median and at least 1 s longer.
-const SKEW_RATIO = 3;
-const SKEW_MIN_MS = 1000;
-// GC over this share of the stage's task time is worth a look.
-const GC_SHARE = 0.1;
 const PHASES = [
   ["schedulerDelayMs", "scheduler-delay", "scheduler delay"],
   ["deserializeMs", "deserialize", "task deserialization"],
@@ -142,45 +149,312 @@ const PHASES = [
   ["serializeMs", "serialize", "result serialization"],
   ["gettingResultMs", "getting-result", "getting result"],
 ];
+const TRAITS = [
+  "tag",
+  "state",
+  "cell_done",
+  "jobs",
+  "stages",
+  "server_time_ms",
+  "cancel",
+  "cancelled_jobs",
+  "agent_error",
+  "notices",
+  "context",
+  "cluster",
+  "samples",
+  "errors",
+  "task_lists",
+  "view",
+  "hidden",
+  "overview",
+  "findings",
+  "root_causes",
+  "links",
+];
 
-function requestId() {
-  const bytes = new Uint8Array(8);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+// What one draw works from: the traits, read once, with their defaults.
+function readTraits(model) {
+  const view = model.get("view");
+  const state = model.get("state");
+  return {
+    tag: model.get("tag") || "",
+    state: STATES.includes(state) ? state : "running",
+    view: VIEWS.some(([name]) => name === view) ? view : "jobs",
+    hidden: !!model.get("hidden"),
+    serverTimeMs: model.get("server_time_ms") || 0,
+    jobs: model.get("jobs") || [],
+    stages: model.get("stages") || [],
+    overview: model.get("overview") || {},
+    findings: model.get("findings") || [],
+    rootCauses: model.get("root_causes") || [],
+    links: { ui: "", jobs: {}, sql: {}, stages: {}, ...(model.get("links") || {}) },
+    cluster: model.get("cluster") || {},
+    samples: model.get("samples") || [],
+    notices: model.get("notices") || [],
+    errors: model.get("errors") || [],
+    taskLists: model.get("task_lists") || {},
+    cancel: model.get("cancel") || {},
+    cancelledJobs: new Set(model.get("cancelled_jobs") || []),
+    agentError: model.get("agent_error") || "",
+  };
 }
 
-function summaryText(jobs, nowMs) {
-  if (!jobs.length) return "no Spark jobs";
-  const counts = {};
-  for (const j of jobs) counts[j.status] = (counts[j.status] || 0) + 1;
-  const statuses = Object.keys(counts)
-    .sort((a, b) => rank(a) - rank(b))
-    .map((s) => `${counts[s]} ${s.toLowerCase()}`)
-    .join(", ");
-  const t = { total: 0, active: 0, completed: 0, skipped: 0, failed: 0 };
-  for (const j of jobs) for (const k of Object.keys(t)) t[k] += j.tasks[k] || 0;
-  const extra = [];
-  if (t.active) extra.push(`${t.active} running`);
-  if (t.skipped) extra.push(`${t.skipped} skipped`);
-  if (t.failed) extra.push(`${t.failed} failed`);
-  const tasks = `${t.completed}/${t.total} tasks${extra.length ? ` (${extra.join(", ")})` : ""}`;
-  return `${plural(jobs.length, "job")} (${statuses}) · ${tasks} · ${fmtDuration(elapsed(jobs, nowMs))}`;
+// The agent's clock now: its time at the last update, run on by this page's clock since.
+function serverNow(vs) {
+  return vs.serverMs ? vs.serverMs + (Date.now() - vs.serverSeenAt) : Date.now();
 }
 
-function rank(status) {
-  const i = JOB_ORDER.indexOf(status);
-  return i < 0 ? JOB_ORDER.length : i;
+function noteServerTime(vs, ms) {
+  if (ms !== vs.serverMs) {
+    vs.serverMs = ms;
+    vs.serverSeenAt = Date.now();
+  }
 }
 
-function elapsed(jobs, nowMs) {
-  const starts = jobs.map((j) => j.submissionTimeMs).filter((t) => t);
-  if (!starts.length) return 0;
-  const ends = jobs.map((j) => j.completionTimeMs || nowMs);
-  return Math.max(...ends) - Math.min(...starts);
+// `overview.text` and the elapsed time, which runs on while a job runs.
+function summaryText(overview, now) {
+  const e = overview.elapsed;
+  if (!e) return overview.text || "";
+  const end = e.live ? Math.max(e.endMs, now) : e.endMs;
+  return `${overview.text} · ${fmtDuration(end - e.startMs)}`;
 }
 
-function pct(n, total) {
-  return total > 0 ? Math.max(0, Math.min(100, (100 * n) / total)) : 0;
+// ---- the whole cell: `t` the traits, `vs` this page's state of the cell run, `act` what the
+// drawing can do: redraw, schedule (a redraw after the current traits settle), send, setView
+
+function drawCell(root, t, vs, act) {
+  noteServerTime(vs, t.serverTimeMs);
+  const collapsed = vs.collapsed === null ? t.state !== "running" : vs.collapsed;
+  const now = serverNow(vs);
+
+  // stage-completion latency probe: newest completion (Spark's clock) and when we first drew it
+  let lastStage = null;
+  for (const s of t.stages) {
+    if (s.status === "COMPLETE" && s.completionTimeMs && (lastStage === null || s.completionTimeMs > lastStage)) {
+      lastStage = s.completionTimeMs;
+    }
+  }
+  if (lastStage !== null && lastStage !== vs.lastStageMs) {
+    vs.lastStageMs = lastStage;
+    vs.lastStageSeenAt = Date.now();
+  }
+
+  root.replaceChildren();
+  root.dataset.tag = t.tag;
+  root.dataset.state = t.state;
+  root.dataset.view = t.view;
+  if (vs.lastStageMs !== null) {
+    root.dataset.lastStageCompletionMs = String(vs.lastStageMs);
+    root.dataset.lastStageSeenAt = String(vs.lastStageSeenAt);
+  }
+  root.dataset.updatedAt = String(Date.now());
+  if (t.hidden) {
+    root.dataset.hidden = "true";
+    root.appendChild(hiddenBar(act));
+    return;
+  }
+  delete root.dataset.hidden;
+  root.classList.toggle("sparkscope-collapsed", collapsed);
+  root.classList.toggle("sparkscope-has-failed", (t.overview.jobCounts || {}).failed > 0);
+
+  root.appendChild(header(t, vs, collapsed, now, act));
+  if (!collapsed) {
+    root.appendChild(toolbar(t.view, t.links.ui, act));
+    const details = detailsLine(t.overview);
+    if (details) root.appendChild(details);
+  }
+
+  const result = cancelResult(t.cancel, vs);
+  if (result) root.appendChild(result);
+  // Gaps the numbers went through: said, never hidden (a reconnect, drops, corrections).
+  for (const n of t.notices) {
+    const line = el("div", `sparkscope-notice sparkscope-notice-${n.kind || "unspecified"}`, n.message || "");
+    line.setAttribute("role", "status");
+    root.appendChild(line);
+  }
+  for (const e of t.errors) {
+    const line = el("div", "sparkscope-op-error", e.message);
+    line.dataset.operationId = e.operationId || "";
+    line.setAttribute("role", "alert");
+    root.appendChild(line);
+  }
+
+  const body = el("div", "sparkscope-body");
+  // The jobs stay in the DOM in every view (collapsed ones too): their numbers are the widget's.
+  const list = jobsView(t, vs, now, act);
+  list.hidden = t.view !== "jobs";
+  body.appendChild(list);
+  if (!collapsed && t.view === "tasks") body.appendChild(tasksView(t.jobs, t.samples, t.cluster, now));
+  if (!collapsed && t.view === "timeline") body.appendChild(timelineView(t, vs, now, act));
+  root.appendChild(body);
+}
+
+function hiddenBar(act) {
+  const bar = el("div", "sparkscope-hidden-bar");
+  bar.appendChild(el("span", "sparkscope-hidden-text", "Spark monitoring hidden"));
+  bar.appendChild(
+    button("sparkscope-link-button sparkscope-show-all", "Show", "Show Spark monitoring in every cell again", () =>
+      act.send({ kind: "show_all" }),
+    ),
+  );
+  return bar;
+}
+
+// ---- header, toolbar, details line
+
+function header(t, vs, collapsed, now, act) {
+  const node = el("div", "sparkscope-header");
+  const fold = () => {
+    vs.collapsed = !collapsed;
+    act.redraw();
+  };
+  const toggle = button("sparkscope-toggle", collapsed ? "▸" : "▾", collapsed ? "Show the jobs" : "Hide the jobs", fold);
+  toggle.setAttribute("aria-expanded", collapsed ? "false" : "true");
+  node.appendChild(toggle);
+  node.appendChild(el("span", "sparkscope-title", "Spark"));
+  node.appendChild(pills(t.cluster, t.overview.jobCounts || {}));
+  node.appendChild(el("span", "sparkscope-summary", summaryText(t.overview, now)));
+  if (t.state === "cancelled") node.appendChild(el("span", "sparkscope-badge", "cancelled"));
+  if (t.state === "running") {
+    node.appendChild(
+      cancelButton("sparkscope-cancel", "Cancel", "Cancel this cell's Spark work (every operation it started)", t, vs, { target: "cell" }, act),
+    );
+  }
+  node.title = collapsed ? "Show the jobs" : "Hide the jobs";
+  node.addEventListener("click", fold);
+  return node;
+}
+
+// Executors, cores, busy slots now; the cell's jobs by state.
+function pills(c, counts) {
+  const box = el("span", "sparkscope-pills");
+  const running = counts.running || 0;
+  const succeeded = counts.succeeded || 0;
+  const failed = counts.failed || 0;
+  const items = [
+    ["executors", c.executors || 0, plural(c.executors || 0, "executor"), "executors alive"],
+    ["cores", c.cores || 0, plural(c.cores || 0, "core"), "cores (task slots) of the live executors"],
+    ["busy", c.busy || 0, `${c.busy || 0} busy`, "task slots busy now, over the whole application"],
+    ["running", running, `${running} running`, "of this cell's jobs running"],
+    ["succeeded", succeeded, `${succeeded} ✓`, "of this cell's jobs succeeded"],
+    ["failed", failed, `${failed} failed`, "of this cell's jobs failed"],
+  ];
+  for (const [name, value, text, title] of items) {
+    if ((name === "running" || name === "failed" || name === "succeeded") && !value) continue;
+    const pill = el("span", `sparkscope-pill sparkscope-pill-${name}`, text);
+    pill.dataset.value = String(value);
+    pill.title = `${value} ${title}`;
+    box.appendChild(pill);
+  }
+  return box;
+}
+
+function toolbar(view, uiLink, act) {
+  const node = el("div", "sparkscope-toolbar");
+  const tabs = el("div", "sparkscope-tabs");
+  tabs.setAttribute("role", "tablist");
+  for (const [name, text, title] of VIEWS) {
+    const tab = button("sparkscope-tab", text, title, () => act.setView(name));
+    tab.dataset.view = name;
+    tab.setAttribute("role", "tab");
+    tab.setAttribute("aria-selected", name === view ? "true" : "false");
+    tabs.appendChild(tab);
+  }
+  node.appendChild(tabs);
+  if (uiLink) node.appendChild(link("sparkscope-ui-link", "Spark UI ↗", uiLink, "Open this application's Spark UI"));
+  node.appendChild(
+    button("sparkscope-link-button sparkscope-hide-all", "Hide all", "Hide Spark monitoring in every cell of this notebook", () =>
+      act.send({ kind: "hide_all" }),
+    ),
+  );
+  return node;
+}
+
+function detailsLine(overview) {
+  if (!overview.details) return null;
+  const node = el("div", "sparkscope-details", overview.details);
+  if (overview.listenerGone) node.appendChild(el("span", "sparkscope-ended", " (no listener connected)"));
+  return node;
+}
+
+// ---- Cancel: the buttons, and what the latest request came to
+
+// A Cancel button: sends {kind: "cancel", target, jobId?, appId?, requestId} to the kernel.
+function cancelButton(cls, label, title, t, vs, request, act) {
+  const b = el("button", `sparkscope-button ${cls}`, label);
+  b.type = "button";
+  b.title = t.agentError ? `${title}. Not possible now: ${t.agentError}` : title;
+  b.setAttribute("aria-label", title);
+  if (t.agentError) {
+    b.dataset.unavailable = "true";
+    if (request.target === "cell") b.textContent = `${label} (no agent)`;
+  }
+  const inFlight = vs.sent && !settled(t.cancel, vs) && sameTarget(vs.sent, request);
+  const stopping = request.target === "job" && t.cancelledJobs.has(request.jobId);
+  if (inFlight || stopping) {
+    b.disabled = true;
+    b.textContent = "Cancelling…";
+  }
+  b.addEventListener("click", (ev) => {
+    ev.stopPropagation(); // the header's click folds the widget
+    const sent = { requestId: requestId(), ...request, at: Date.now() };
+    vs.sent = sent;
+    act.send({ kind: "cancel", requestId: sent.requestId, target: sent.target, jobId: sent.jobId, appId: sent.appId });
+    setTimeout(act.schedule, KERNEL_SILENT_MS + 50); // to say so if the kernel stays silent
+    act.redraw();
+  });
+  return b;
+}
+
+function sameTarget(a, b) {
+  return a.target === b.target && (a.target === "cell" || (a.jobId === b.jobId && a.appId === b.appId));
+}
+
+// The kernel's answer to the last request from this page (or from any page: the trait), done.
+function settled(c, vs) {
+  return !vs.sent || (c.requestId === vs.sent.requestId && c.status === "done");
+}
+
+// What the latest cancel request came to: sent (the kernel has not taken it yet), pending (the
+// kernel asked the agent) or done (the agent's answer, or why there was none).
+function cancelResult(c, vs) {
+  const sent = vs.sent;
+  let status, text, ok, code, target, jobId;
+  if (sent && c.requestId !== sent.requestId) {
+    status = "sent";
+    target = sent.target;
+    jobId = sent.jobId;
+    text =
+      Date.now() - sent.at < KERNEL_SILENT_MS
+        ? "Cancelling: sending the request to the kernel…"
+        : "The kernel has not taken the cancel request: it is busy running a cell and this " +
+          "frontend does not deliver widget messages to a kernel subshell (JupyterLab ≥ 4.4 " +
+          "with ipykernel ≥ 7 does). Use the kernel's stop button (■) to interrupt the cell.";
+  } else if (c.requestId) {
+    status = c.status === "done" ? "done" : "pending";
+    target = c.target;
+    jobId = c.jobId;
+    ok = c.ok;
+    code = c.code || "";
+    text = status === "pending" ? "Cancelling: asking the sparkscope agent…" : c.message || (ok ? "cancelled" : "cancel failed");
+  } else {
+    return null;
+  }
+  const node = el("div", "sparkscope-cancel-result");
+  node.setAttribute("role", "status");
+  node.dataset.status = status;
+  node.dataset.target = target || "cell";
+  if (jobId !== undefined && jobId !== null) node.dataset.jobId = String(jobId);
+  if (status === "done") {
+    node.dataset.ok = ok ? "true" : "false";
+    node.dataset.code = code;
+  }
+  const what = target === "job" ? `Cancel job ${jobId}` : "Cancel";
+  const verdict = status !== "done" ? "" : ok ? " ✓" : ` failed${code ? ` (${code})` : ""}`;
+  node.appendChild(el("span", "sparkscope-cancel-what", `${what}${verdict}: `));
+  node.appendChild(el("span", "sparkscope-cancel-message", text));
+  return node;
 }
 
 // A progress bar: completed, skipped, running and failed segments of the total task count.
@@ -219,40 +493,427 @@ function bar(counts) {
   return node;
 }
 
-function jobKey(job) {
-  return `${job.appId}/${job.jobId}`;
+function hintBadge(kind, text, title) {
+  const b = el("span", `sparkscope-hint sparkscope-hint-${kind}`, text);
+  b.title = title;
+  return b;
 }
 
-function stageKey(s) {
-  return `${s.appId}/${s.stageId}/${s.attemptId}`;
-}
+// ---- Jobs view: a row per job, its stage attempts when expanded
 
-function skewed(s) {
-  const d = s.taskDurations;
-  return !!d && d.maxMs - d.medianMs >= SKEW_MIN_MS && d.maxMs > SKEW_RATIO * d.medianMs;
-}
-
-function spilled(s) {
-  return (s.memorySpilledBytes || 0) + (s.diskSpilledBytes || 0);
-}
-
-function gcShare(s) {
-  return s.executorRunTimeMs > 0 ? (s.gcTimeMs || 0) / s.executorRunTimeMs : 0;
-}
-
-function failureText(f) {
-  const what = f.exceptionClass || f.reason || "failure";
-  return f.message ? `${what}: ${f.message}` : what;
-}
-
-// The first task failure among a job's stage attempts, by when it happened.
-function rootCause(job, stages) {
-  let best = null;
-  for (const s of stages) {
-    if (s.appId !== job.appId || !job.stageIds.includes(s.stageId) || !s.firstFailure) continue;
-    if (best === null || s.firstFailure.timeMs < best.firstFailure.timeMs) best = s;
+function jobsView(t, vs, now, act) {
+  const list = el("div", "sparkscope-jobs");
+  for (const job of t.jobs) {
+    const stages = t.stages.filter((s) => s.appId === job.appId && job.stageIds.includes(s.stageId));
+    const findings = t.findings.filter((f) => f.appId === job.appId && f.jobIds.includes(job.jobId));
+    const cause = t.rootCauses.find((c) => c.appId === job.appId && c.jobId === job.jobId) || null;
+    list.appendChild(jobRow(job, stages, findings, cause, t, vs, now, act));
   }
-  return best;
+  return list;
+}
+
+function jobRow(job, stages, findings, cause, t, vs, now, act) {
+  const key = jobKey(job);
+  const node = el("div", "sparkscope-job");
+  node.dataset.jobId = String(job.jobId);
+  node.dataset.status = job.status;
+  const cancelled = t.cancelledJobs.has(job.jobId);
+  if (cancelled) node.dataset.cancelled = "true";
+  const expanded = vs.expanded.has(key);
+  node.classList.toggle("sparkscope-expanded", expanded);
+
+  const row = el("div", "sparkscope-job-row");
+  const expand = button("sparkscope-expand", expanded ? "▾" : "▸", `${expanded ? "Hide" : "Show"} ${plural(stages.length, "stage attempt")} of job ${job.jobId}`, () => {
+    if (vs.expanded.has(key)) vs.expanded.delete(key);
+    else vs.expanded.add(key);
+    act.redraw();
+  });
+  expand.setAttribute("aria-expanded", expanded ? "true" : "false");
+  row.appendChild(expand);
+  const id = el("span", "sparkscope-job-id");
+  const href = t.links.jobs[key];
+  if (href) id.appendChild(link("sparkscope-job-link", `Job ${job.jobId}`, href, `Job ${job.jobId} in Spark's UI`));
+  else id.textContent = `Job ${job.jobId}`;
+  row.appendChild(id);
+  const name = el("span", "sparkscope-job-name", job.label || "");
+  name.title = [job.description, job.operationId && `operation ${job.operationId}`].filter(Boolean).join("\n");
+  row.appendChild(name);
+  const tc = job.tasks;
+  row.appendChild(bar({ total: tc.total, completed: tc.completed, skipped: tc.skipped, running: tc.active, failed: tc.failed }));
+  row.appendChild(el("span", "sparkscope-job-status", job.status));
+  const dur = el("span", "sparkscope-job-duration");
+  dur.dataset.start = String(job.submissionTimeMs || 0);
+  if (job.completionTimeMs) dur.dataset.end = String(job.completionTimeMs);
+  dur.textContent = job.submissionTimeMs ? fmtDuration((job.completionTimeMs || now) - job.submissionTimeMs) : "";
+  row.appendChild(dur);
+  const action = el("span", "sparkscope-job-action");
+  if (job.status === "RUNNING") {
+    action.appendChild(
+      cancelButton("sparkscope-job-cancel", "Cancel", `Cancel job ${job.jobId} only`, t, vs, { target: "job", jobId: job.jobId, appId: job.appId }, act),
+    );
+  } else if (cancelled) {
+    action.appendChild(el("span", "sparkscope-job-cancelled", "cancelled"));
+  }
+  row.appendChild(action);
+  node.appendChild(row);
+
+  const st = job.stages;
+  const stageLine = [`${st.completed}/${job.stageIds.length} stages`];
+  if (st.active) stageLine.push(`${st.active} active`);
+  if (st.skipped) stageLine.push(`${st.skipped} skipped`);
+  if (st.failed) stageLine.push(`${st.failed} failed`);
+  if (tc.killed) stageLine.push(`${tc.killed} tasks killed`);
+  const box = el("div", "sparkscope-stages");
+  const summary = el("div", "sparkscope-stage-summary", stageLine.join(" · "));
+  const sql = t.links.sql[key];
+  if (sql) {
+    summary.appendChild(document.createTextNode(" · "));
+    summary.appendChild(link("sparkscope-sql-link", `SQL query ${job.sqlExecutionId}`, sql, `SQL execution ${job.sqlExecutionId} in Spark's UI`));
+  }
+  box.appendChild(summary);
+  for (const s of stages) {
+    const k = stageKey(s);
+    const mine = findings.filter((f) => stageKey(f) === k);
+    box.appendChild(stageRow(s, mine, t.links.stages[k], now));
+  }
+  node.appendChild(box);
+
+  // Some findings show on the job row too, so they are seen without opening it.
+  const onRow = findings.filter((f) => f.jobLabel);
+  if (onRow.length) {
+    const line = el("div", "sparkscope-job-hints");
+    for (const f of onRow) line.appendChild(hintBadge(f.kind, f.jobLabel, f.title));
+    node.appendChild(line);
+  }
+
+  if (cause) node.appendChild(rootCauseBlock(cause, vs));
+  else if (job.error) node.appendChild(el("div", "sparkscope-error", job.error));
+  return node;
+}
+
+function rootCauseBlock(cause, vs) {
+  const node = el("div", "sparkscope-root-cause");
+  node.dataset.jobId = String(cause.jobId);
+  node.setAttribute("role", "alert");
+  const head = el("div", "sparkscope-root-cause-head");
+  head.appendChild(el("span", "sparkscope-exception-class", cause.what));
+  if (cause.message) head.appendChild(el("span", "sparkscope-exception-message", `: ${cause.message}`));
+  node.appendChild(head);
+  node.appendChild(el("div", "sparkscope-failure-where", cause.where));
+  if (cause.stackTrace) {
+    const key = `${stageKey(cause)}/${cause.taskId}`;
+    const details = el("details", "sparkscope-trace");
+    details.open = vs.traces.has(key);
+    details.addEventListener("toggle", () => {
+      if (details.open) vs.traces.add(key);
+      else vs.traces.delete(key);
+    });
+    details.appendChild(el("summary", "sparkscope-trace-summary", "Stack trace"));
+    details.appendChild(el("pre", "sparkscope-trace-text", cause.stackTrace));
+    node.appendChild(details);
+  }
+  return node;
+}
+
+function stageRow(s, findings, href, now) {
+  const node = el("div", "sparkscope-stage");
+  node.dataset.stageId = String(s.stageId);
+  node.dataset.attemptId = String(s.attemptId);
+  node.dataset.status = s.status;
+  const id = el("span", "sparkscope-stage-id");
+  const label = `Stage ${s.stageId}${s.attemptId ? ` (attempt ${s.attemptId})` : ""}`;
+  if (href) id.appendChild(link("sparkscope-stage-link", label, href, `${label} in Spark's UI`));
+  else id.textContent = label;
+  node.appendChild(id);
+  const name = el("span", "sparkscope-stage-name", s.label || "");
+  name.title = s.name;
+  node.appendChild(name);
+  const skipped = s.status === "SKIPPED" ? s.numTasks : 0;
+  node.appendChild(bar({ total: s.numTasks, completed: s.completedTasks, skipped, running: s.activeTasks, failed: s.failedTasks }));
+  node.appendChild(el("span", "sparkscope-stage-status", s.status));
+  const dur = el("span", "sparkscope-stage-duration");
+  if (s.submissionTimeMs) {
+    dur.dataset.start = String(s.submissionTimeMs);
+    if (s.completionTimeMs) dur.dataset.end = String(s.completionTimeMs);
+    dur.textContent = fmtDuration((s.completionTimeMs || now) - s.submissionTimeMs);
+  }
+  node.appendChild(dur);
+  const hints = el("div", "sparkscope-stage-hints");
+  const d = s.taskDurations;
+  if (d) {
+    hints.dataset.minMs = String(d.minMs);
+    hints.dataset.medianMs = String(d.medianMs);
+    hints.dataset.maxMs = String(d.maxMs);
+    const t = el("span", "sparkscope-durations", `tasks ${fmtShort(d.minMs)} · ${fmtShort(d.medianMs)} · ${fmtShort(d.maxMs)}`);
+    t.title = "Run time of the stage's successful tasks: shortest · median · longest";
+    hints.appendChild(t);
+  }
+  for (const f of findings) {
+    if (f.severity === "warning") {
+      hints.appendChild(hintBadge(f.kind, f.label, f.title));
+    } else {
+      const plain = el("span", `sparkscope-${f.kind}`, f.label);
+      plain.title = f.title;
+      hints.appendChild(plain);
+    }
+  }
+  if (hints.childNodes.length) node.appendChild(hints);
+  if (s.failureReason) node.appendChild(el("div", "sparkscope-error", s.failureReason));
+  return node;
+}
+
+// ---- Tasks view: running tasks against the cores available, over the cell's run
+
+function tasksView(jobs, samples, cluster, now) {
+  const node = el("div", "sparkscope-tasks-view");
+  node.setAttribute("role", "img");
+  const W = 800;
+  const H = 140;
+  const pad = { l: 34, r: 8, t: 8, b: 18 };
+  const starts = jobs.map((j) => j.submissionTimeMs).filter((t) => t);
+  const t0 = Math.min(...(samples.length ? [samples[0][0]] : []), ...starts, now);
+  const ends = jobs.map((j) => j.completionTimeMs || now);
+  const running = jobs.some((j) => !j.completionTimeMs);
+  const t1 = Math.max(t0 + 1000, ...(running ? [now] : ends), ...(samples.length ? [samples[samples.length - 1][0]] : []));
+  const maxActive = Math.max(0, ...samples.map((s) => s[1]));
+  const maxCores = Math.max(0, ...samples.map((s) => s[2]), cluster.cores || 0);
+  const yMax = Math.max(1, maxActive, maxCores);
+  node.dataset.samples = String(samples.length);
+  node.dataset.maxActive = String(maxActive);
+  node.dataset.lastActive = String(samples.length ? samples[samples.length - 1][1] : 0);
+  node.dataset.cores = String(maxCores);
+  node.setAttribute("aria-label", `Running tasks over time: at most ${maxActive} of ${maxCores} cores busy`);
+  const x = (t) => pad.l + ((t - t0) / (t1 - t0)) * (W - pad.l - pad.r);
+  const y = (v) => H - pad.b - (v / yMax) * (H - pad.t - pad.b);
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "sparkscope-chart", preserveAspectRatio: "none" });
+  svg.appendChild(svgEl("line", { x1: pad.l, y1: y(0), x2: W - pad.r, y2: y(0), class: "sparkscope-axis" }));
+  for (const v of [yMax, Math.round(yMax / 2)]) {
+    const label = svgEl("text", { x: pad.l - 4, y: y(v) + 4, class: "sparkscope-axis-label", "text-anchor": "end" });
+    label.textContent = String(v);
+    svg.appendChild(label);
+  }
+  if (samples.length) {
+    // step paths: a value holds until the next sample, the last one until the end
+    const step = (idx) => {
+      let d = "";
+      samples.forEach((s, i) => {
+        const xs = x(Math.max(s[0], t0));
+        d += i === 0 ? `M${xs},${y(s[idx])}` : `H${xs}V${y(s[idx])}`;
+      });
+      return d + `H${x(t1)}`;
+    };
+    const area = `${step(1)}V${y(0)}H${x(Math.max(samples[0][0], t0))}Z`;
+    svg.appendChild(svgEl("path", { d: area, class: "sparkscope-active-area" }));
+    svg.appendChild(svgEl("path", { d: step(2), class: "sparkscope-cores-line", fill: "none" }));
+  }
+  for (const j of jobs) {
+    for (const [kind, t] of [
+      ["start", j.submissionTimeMs],
+      ["end", j.completionTimeMs],
+    ]) {
+      if (!t) continue;
+      const m = svgEl("line", { x1: x(t), x2: x(t), y1: pad.t, y2: H - pad.b, class: `sparkscope-job-marker sparkscope-job-marker-${kind}` });
+      m.dataset.jobId = String(j.jobId);
+      m.dataset.kind = kind;
+      const title = svgEl("title");
+      title.textContent = `job ${j.jobId} ${kind === "start" ? "started" : "ended"}`;
+      m.appendChild(title);
+      svg.appendChild(m);
+    }
+  }
+  const t0Label = svgEl("text", { x: pad.l, y: H - 4, class: "sparkscope-axis-label" });
+  t0Label.textContent = "0 s";
+  svg.appendChild(t0Label);
+  const t1Label = svgEl("text", { x: W - pad.r, y: H - 4, class: "sparkscope-axis-label", "text-anchor": "end" });
+  t1Label.textContent = fmtDuration(t1 - t0);
+  svg.appendChild(t1Label);
+  node.appendChild(svg);
+  const legend = el("div", "sparkscope-legend");
+  legend.appendChild(el("span", "sparkscope-legend-active", "running tasks"));
+  legend.appendChild(el("span", "sparkscope-legend-cores", "cores"));
+  legend.appendChild(el("span", "sparkscope-legend-marker", "job start / end"));
+  if (!samples.length) legend.appendChild(el("span", "sparkscope-muted", " · no samples yet"));
+  node.appendChild(legend);
+  return node;
+}
+
+// ---- Timeline view: jobs and stages on a time axis; a stage's tasks in executor lanes
+
+function timelineView(t, vs, now, act) {
+  const { jobs, stages } = t;
+  const node = el("div", "sparkscope-timeline");
+  const mine = stages.filter((s) => jobs.some((j) => j.appId === s.appId && j.stageIds.includes(s.stageId)));
+  const times = [...jobs.map((j) => j.submissionTimeMs), ...mine.map((s) => s.submissionTimeMs)].filter((x) => x);
+  if (!times.length) {
+    node.appendChild(el("div", "sparkscope-muted", "nothing has started yet"));
+    return node;
+  }
+  const t0 = Math.min(...times);
+  const ends = [...jobs.map((j) => j.completionTimeMs || now), ...mine.map((s) => s.completionTimeMs || (s.submissionTimeMs ? now : 0))];
+  const t1 = Math.max(t0 + 100, ...ends);
+  const pos = (a, b) => ({ left: pct(a - t0, t1 - t0), width: Math.max(pct(b - a, t1 - t0), 0.3) });
+  const axis = el("div", "sparkscope-tl-axis");
+  axis.appendChild(el("span", "", "0 s"));
+  axis.appendChild(el("span", "", fmtDuration(t1 - t0)));
+  node.appendChild(axis);
+  for (const job of jobs) {
+    node.appendChild(tlRow("sparkscope-tl-job", `Job ${job.jobId}`, job.status, job.submissionTimeMs, job.completionTimeMs, now, pos, { jobId: job.jobId }));
+    const js = mine.filter((s) => s.appId === job.appId && job.stageIds.includes(s.stageId)).sort((a, b) => (a.submissionTimeMs || 0) - (b.submissionTimeMs || 0));
+    for (const s of js) {
+      if (!s.submissionTimeMs) continue; // skipped or pending: never ran
+      const key = stageKey(s);
+      const row = tlRow("sparkscope-tl-stage", `Stage ${s.stageId}${s.attemptId ? `.${s.attemptId}` : ""}`, s.status, s.submissionTimeMs, s.completionTimeMs, now, pos, { stageId: s.stageId, attemptId: s.attemptId });
+      const open = vs.opened.has(key);
+      const b = button("sparkscope-link-button sparkscope-tl-open", open ? "hide tasks" : "tasks", `${open ? "Hide" : "Show"} the tasks of stage ${s.stageId} (from Spark's REST API)`, () => {
+        if (vs.opened.has(key)) {
+          vs.opened.delete(key);
+        } else {
+          vs.opened.add(key);
+          act.send({ kind: "tasks", appId: s.appId, stageId: s.stageId, attemptId: s.attemptId });
+        }
+        act.redraw();
+      });
+      b.setAttribute("aria-expanded", open ? "true" : "false");
+      row.appendChild(b);
+      node.appendChild(row);
+      if (open) node.appendChild(taskLanes(s, t.taskLists[key], vs, now, act));
+    }
+  }
+  return node;
+}
+
+function tlRow(cls, label, status, start, end, now, pos, data) {
+  const row = el("div", `sparkscope-tl-row ${cls}`);
+  row.dataset.status = status;
+  for (const [k, v] of Object.entries(data)) row.dataset[k] = String(v);
+  row.appendChild(el("span", "sparkscope-tl-label", label));
+  const track = el("div", "sparkscope-tl-track");
+  const b = el("div", `sparkscope-tl-bar sparkscope-tl-${String(status).toLowerCase()}`);
+  const p = pos(start, end || now);
+  b.style.left = `${p.left}%`;
+  b.style.width = `${p.width}%`;
+  b.dataset.start = String(start || 0);
+  if (end) b.dataset.end = String(end);
+  b.title = `${label}: ${status}, ${fmtDuration((end || now) - start)}`;
+  track.appendChild(b);
+  row.appendChild(track);
+  return row;
+}
+
+function taskLanes(stage, list, vs, now, act) {
+  const node = el("div", "sparkscope-tl-tasks");
+  node.dataset.stageId = String(stage.stageId);
+  node.dataset.attemptId = String(stage.attemptId);
+  if (!list || list.status !== "done") {
+    node.dataset.status = "pending";
+    node.appendChild(el("div", "sparkscope-muted", "asking Spark for the stage's tasks…"));
+    return node;
+  }
+  if (!list.ok) {
+    node.dataset.status = "error";
+    node.appendChild(el("div", "sparkscope-error", list.message || list.code || "the tasks could not be listed"));
+    return node;
+  }
+  node.dataset.status = "done";
+  const tasks = list.tasks || [];
+  node.dataset.tasks = String(tasks.length);
+  const start = Math.min(stage.submissionTimeMs || now, ...tasks.map((t) => t.launchTimeMs || now));
+  const end = Math.max(stage.completionTimeMs || now, ...tasks.map((t) => (t.launchTimeMs || 0) + t.durationMs));
+  const span = Math.max(end - start, 1);
+  const lanes = new Map();
+  for (const t of tasks) {
+    const lane = `${t.executorId} · ${t.host}`;
+    if (!lanes.has(lane)) lanes.set(lane, []);
+    lanes.get(lane).push(t);
+  }
+  const shown = tasks.length < list.total ? ` (the ${tasks.length} longest or failed of ${list.total})` : "";
+  node.appendChild(el("div", "sparkscope-tl-tasks-head", `${plural(tasks.length, "task")} by executor${shown}`));
+  const key = stageKey(stage);
+  for (const [lane, ts] of [...lanes.entries()].sort()) {
+    const row = el("div", "sparkscope-tl-row sparkscope-tl-lane");
+    row.dataset.executor = ts[0].executorId;
+    row.appendChild(el("span", "sparkscope-tl-label", `executor ${lane}`));
+    const track = el("div", "sparkscope-tl-track");
+    for (const t of ts) track.appendChild(taskBar(t, key, start, span, vs, act));
+    row.appendChild(track);
+    node.appendChild(row);
+  }
+  const legend = el("div", "sparkscope-legend");
+  for (const [, cls, label] of PHASES) legend.appendChild(el("span", `sparkscope-legend-phase sparkscope-phase-${cls}`, label));
+  node.appendChild(legend);
+  if (vs.popup && vs.popup.stage === key) {
+    const t = tasks.find((x) => x.taskId === vs.popup.taskId);
+    if (t) node.appendChild(taskPopup(t, vs, act));
+  }
+  return node;
+}
+
+function taskBar(t, key, start, span, vs, act) {
+  const b = el("button", `sparkscope-tl-task sparkscope-tl-task-${String(t.status).toLowerCase()}`);
+  b.type = "button";
+  b.dataset.taskId = String(t.taskId);
+  b.dataset.status = t.status;
+  b.style.left = `${pct((t.launchTimeMs || start) - start, span)}%`;
+  b.style.width = `${Math.max(pct(t.durationMs, span), 0.4)}%`;
+  const label = `task ${t.index} (attempt ${t.attempt}), ${t.status}, ${fmtShort(t.durationMs)}`;
+  b.title = label;
+  b.setAttribute("aria-label", label);
+  const total = Math.max(t.durationMs, 1);
+  for (const [field, cls] of PHASES) {
+    const v = t[field] || 0;
+    if (v <= 0) continue;
+    const seg = el("span", `sparkscope-phase sparkscope-phase-${cls}`);
+    seg.style.width = `${pct(v, total)}%`;
+    b.appendChild(seg);
+  }
+  b.addEventListener("click", (ev) => {
+    ev.stopPropagation();
+    vs.popup = { stage: key, taskId: t.taskId };
+    act.redraw();
+  });
+  return b;
+}
+
+function taskPopup(t, vs, act) {
+  const node = el("div", "sparkscope-task-popup");
+  node.setAttribute("role", "dialog");
+  node.setAttribute("aria-label", `Task ${t.index} details`);
+  node.dataset.taskId = String(t.taskId);
+  node.appendChild(
+    button("sparkscope-link-button sparkscope-popup-close", "×", "Close the task's details", () => {
+      vs.popup = null;
+      act.redraw();
+    }),
+  );
+  const rows = [
+    ["task", `${t.index} (attempt ${t.attempt}, id ${t.taskId})${t.speculative ? ", speculative" : ""}`],
+    ["status", t.status],
+    ["executor", `${t.executorId} on ${t.host}`],
+    ["duration", fmtShort(t.durationMs)],
+    ["GC", fmtShort(t.gcMs)],
+    ...PHASES.map(([field, , label]) => [label, fmtShort(t[field] || 0)]),
+  ];
+  const table = el("table", "sparkscope-popup-table");
+  for (const [k, v] of rows) {
+    const tr = el("tr");
+    tr.appendChild(el("th", "", k));
+    tr.appendChild(el("td", "", v));
+    table.appendChild(tr);
+  }
+  node.appendChild(table);
+  if (t.error) node.appendChild(el("pre", "sparkscope-task-error", t.error));
+  return node;
+}
+
+// Live durations between model updates: only text, not a render (data-updated-at stays).
+function tick(root, overview, now) {
+  for (const d of root.querySelectorAll(".sparkscope-job-duration, .sparkscope-stage-duration")) {
+    if (d.dataset.start && d.dataset.start !== "0" && !d.dataset.end) {
+      d.textContent = fmtDuration(now - Number(d.dataset.start));
+    }
+  }
+  const summary = root.querySelector(".sparkscope-summary");
+  if (summary) summary.textContent = summaryText(overview, now);
 }
 
 function render({ model, el: host }) {
@@ -261,727 +922,26 @@ function render({ model, el: host }) {
   let pending = false;
   let timer = null;
 
-  const serverNow = (vs) => (vs.serverMs ? vs.serverMs + (Date.now() - vs.serverSeenAt) : Date.now());
-
-  function noteServerTime(vs) {
-    const ms = model.get("server_time_ms") || 0;
-    if (ms !== vs.serverMs) {
-      vs.serverMs = ms;
-      vs.serverSeenAt = Date.now();
-    }
-  }
-
-  function currentView() {
-    const v = model.get("view");
-    return VIEWS.some(([name]) => name === v) ? v : "jobs";
-  }
-
-  function setView(v) {
-    model.set("view", v);
-    model.save_changes();
-    draw();
-  }
-
-  function uiLink() {
-    const ctx = model.get("context") || {};
-    return ctx.uiLink || "";
-  }
-
-  function draw() {
-    pending = false;
-    const tag = model.get("tag") || "";
-    const vs = stateFor(tag);
-    noteServerTime(vs);
-    const jobs = model.get("jobs") || [];
-    const stages = model.get("stages") || [];
-    const state = STATES.includes(model.get("state")) ? model.get("state") : "running";
-    const collapsed = vs.collapsed === null ? state !== "running" : vs.collapsed;
-    const cancelled = new Set(model.get("cancelled_jobs") || []);
-    const agentError = model.get("agent_error") || "";
-    const now = serverNow(vs);
-    const view = currentView();
-
-    // stage-completion latency probe: newest completion (Spark's clock) and when we first drew it
-    let lastStage = null;
-    for (const s of stages) {
-      if (s.status === "COMPLETE" && s.completionTimeMs && (lastStage === null || s.completionTimeMs > lastStage)) {
-        lastStage = s.completionTimeMs;
-      }
-    }
-    if (lastStage !== null && lastStage !== vs.lastStageMs) {
-      vs.lastStageMs = lastStage;
-      vs.lastStageSeenAt = Date.now();
-    }
-
-    root.replaceChildren();
-    root.dataset.tag = tag;
-    root.dataset.state = state;
-    root.dataset.view = view;
-    if (vs.lastStageMs !== null) {
-      root.dataset.lastStageCompletionMs = String(vs.lastStageMs);
-      root.dataset.lastStageSeenAt = String(vs.lastStageSeenAt);
-    }
-    root.dataset.updatedAt = String(Date.now());
-    if (model.get("hidden")) {
-      root.dataset.hidden = "true";
-      const bar = el("div", "sparkscope-hidden-bar");
-      bar.appendChild(el("span", "sparkscope-hidden-text", "Spark monitoring hidden"));
-      bar.appendChild(
-        button("sparkscope-link-button sparkscope-show-all", "Show", "Show Spark monitoring in every cell again", () =>
-          model.send({ kind: "show_all" }),
-        ),
-      );
-      root.appendChild(bar);
-      stopTimer();
-      return;
-    }
-    delete root.dataset.hidden;
-    root.classList.toggle("sparkscope-collapsed", collapsed);
-    root.classList.toggle("sparkscope-has-failed", jobs.some((j) => j.status === "FAILED"));
-
-    root.appendChild(header(jobs, state, collapsed, agentError, now, vs));
-    if (!collapsed) {
-      root.appendChild(toolbar(view));
-      const details = detailsLine();
-      if (details) root.appendChild(details);
-    }
-
-    const result = cancelResult(vs);
-    if (result) root.appendChild(result);
-    // Gaps the numbers went through: said, never hidden (a reconnect, drops, corrections).
-    for (const n of model.get("notices") || []) {
-      const line = el("div", `sparkscope-notice sparkscope-notice-${n.kind || "unspecified"}`, n.message || "");
-      line.setAttribute("role", "status");
-      root.appendChild(line);
-    }
-    for (const e of model.get("errors") || []) {
-      const line = el("div", "sparkscope-op-error", e.message);
-      line.dataset.operationId = e.operationId || "";
-      line.setAttribute("role", "alert");
-      root.appendChild(line);
-    }
-
-    const body = el("div", "sparkscope-body");
-    // The jobs stay in the DOM in every view (collapsed ones too): their numbers are the widget's.
-    const list = el("div", "sparkscope-jobs");
-    for (const job of jobs) list.appendChild(jobRow(job, stages, vs, now, cancelled, agentError));
-    list.hidden = view !== "jobs";
-    body.appendChild(list);
-    if (!collapsed && view === "tasks") body.appendChild(tasksView(jobs, now));
-    if (!collapsed && view === "timeline") body.appendChild(timeline(jobs, stages, vs, now));
-    root.appendChild(body);
-
-    if (state === "running" && timer === null) {
-      timer = setInterval(tick, 1000);
-    } else if (state !== "running") {
-      stopTimer();
-    }
-  }
-
-  function stopTimer() {
+  const stopTimer = () => {
     if (timer !== null) {
       clearInterval(timer);
       timer = null;
     }
-  }
-
-  function header(jobs, state, collapsed, agentError, now, vs) {
-    const node = el("div", "sparkscope-header");
-    const toggle = button("sparkscope-toggle", collapsed ? "▸" : "▾", collapsed ? "Show the jobs" : "Hide the jobs", () => {
-      vs.collapsed = !collapsed;
-      draw();
-    });
-    toggle.setAttribute("aria-expanded", collapsed ? "false" : "true");
-    node.appendChild(toggle);
-    node.appendChild(el("span", "sparkscope-title", "Spark"));
-    node.appendChild(pills(jobs));
-    node.appendChild(el("span", "sparkscope-summary", summaryText(jobs, now)));
-    if (state === "cancelled") node.appendChild(el("span", "sparkscope-badge", "cancelled"));
-    if (state === "running") {
-      node.appendChild(cancelButton("sparkscope-cancel", "Cancel", "Cancel this cell's Spark work (every operation it started)", agentError, { target: "cell" }));
-    }
-    node.title = collapsed ? "Show the jobs" : "Hide the jobs";
-    node.addEventListener("click", () => {
-      vs.collapsed = !collapsed;
-      draw();
-    });
-    return node;
-  }
-
-  // Executors, cores, busy slots now; the cell's jobs by state.
-  function pills(jobs) {
-    const box = el("span", "sparkscope-pills");
-    const c = model.get("cluster") || {};
-    const count = (s) => jobs.filter((j) => j.status === s).length;
-    const items = [
-      ["executors", c.executors || 0, plural(c.executors || 0, "executor"), "executors alive"],
-      ["cores", c.cores || 0, plural(c.cores || 0, "core"), "cores (task slots) of the live executors"],
-      ["busy", c.busy || 0, `${c.busy || 0} busy`, "task slots busy now, over the whole application"],
-      ["running", count("RUNNING"), `${count("RUNNING")} running`, "of this cell's jobs running"],
-      ["succeeded", count("SUCCEEDED"), `${count("SUCCEEDED")} ✓`, "of this cell's jobs succeeded"],
-      ["failed", count("FAILED"), `${count("FAILED")} failed`, "of this cell's jobs failed"],
-    ];
-    for (const [name, value, text, title] of items) {
-      if ((name === "running" || name === "failed" || name === "succeeded") && !value) continue;
-      const pill = el("span", `sparkscope-pill sparkscope-pill-${name}`, text);
-      pill.dataset.value = String(value);
-      pill.title = `${value} ${title}`;
-      box.appendChild(pill);
-    }
-    return box;
-  }
-
-  function toolbar(view) {
-    const node = el("div", "sparkscope-toolbar");
-    const tabs = el("div", "sparkscope-tabs");
-    tabs.setAttribute("role", "tablist");
-    for (const [name, text, title] of VIEWS) {
-      const tab = button("sparkscope-tab", text, title, () => setView(name));
-      tab.dataset.view = name;
-      tab.setAttribute("role", "tab");
-      tab.setAttribute("aria-selected", name === view ? "true" : "false");
-      tabs.appendChild(tab);
-    }
-    node.appendChild(tabs);
-    const href = uiLink();
-    if (href) node.appendChild(link("sparkscope-ui-link", "Spark UI ↗", href, "Open this application's Spark UI"));
-    node.appendChild(
-      button("sparkscope-link-button sparkscope-hide-all", "Hide all", "Hide Spark monitoring in every cell of this notebook", () =>
-        model.send({ kind: "hide_all" }),
-      ),
-    );
-    return node;
-  }
-
-  function detailsLine() {
-    const ctx = model.get("context") || {};
-    const parts = [];
-    if (ctx.sparkVersion) parts.push(`Spark ${ctx.sparkVersion}`);
-    if (ctx.master) parts.push(ctx.master);
-    if (ctx.appId) parts.push(ctx.appName ? `${ctx.appName} (${ctx.appId})` : ctx.appId);
-    if (ctx.connectAddress) parts.push(`Connect ${ctx.connectAddress}`);
-    if (ctx.userId) parts.push(`user ${ctx.userId}`);
-    if (ctx.sessionId) parts.push(`session ${ctx.sessionId}`);
-    if (!parts.length) return null;
-    const node = el("div", "sparkscope-details", parts.join(" · "));
-    if (ctx.appId && ctx.live === false) node.appendChild(el("span", "sparkscope-ended", " (no listener connected)"));
-    return node;
-  }
-
-  // A Cancel button: sends {kind: "cancel", target, jobId?, appId?, requestId} to the kernel.
-  function cancelButton(cls, label, title, agentError, request) {
+  };
+  const onTick = () => {
     const vs = stateFor(model.get("tag") || "");
-    const b = el("button", `sparkscope-button ${cls}`, label);
-    b.type = "button";
-    b.title = agentError ? `${title}. Not possible now: ${agentError}` : title;
-    b.setAttribute("aria-label", title);
-    if (agentError) {
-      b.dataset.unavailable = "true";
-      if (request.target === "cell") b.textContent = `${label} (no agent)`;
-    }
-    const inFlight = vs.sent && !settled(vs) && sameTarget(vs.sent, request);
-    const stopping = request.target === "job" && (model.get("cancelled_jobs") || []).includes(request.jobId);
-    if (inFlight || stopping) {
-      b.disabled = true;
-      b.textContent = "Cancelling…";
-    }
-    b.addEventListener("click", (ev) => {
-      ev.stopPropagation(); // the header's click folds the widget
-      const sent = { requestId: requestId(), ...request, at: Date.now() };
-      vs.sent = sent;
-      model.send({ kind: "cancel", requestId: sent.requestId, target: sent.target, jobId: sent.jobId, appId: sent.appId });
-      setTimeout(schedule, KERNEL_SILENT_MS + 50); // to say so if the kernel stays silent
-      draw();
-    });
-    return b;
-  }
-
-  function sameTarget(a, b) {
-    return a.target === b.target && (a.target === "cell" || (a.jobId === b.jobId && a.appId === b.appId));
-  }
-
-  // The kernel's answer to the last request from this page (or from any page: the trait), done.
-  function settled(vs) {
-    const c = model.get("cancel") || {};
-    return !vs.sent || (c.requestId === vs.sent.requestId && c.status === "done");
-  }
-
-  // What the latest cancel request came to: sent (the kernel has not taken it yet), pending (the
-  // kernel asked the agent) or done (the agent's answer, or why there was none).
-  function cancelResult(vs) {
-    const c = model.get("cancel") || {};
-    const sent = vs.sent;
-    let status, text, ok, code, target, jobId;
-    if (sent && c.requestId !== sent.requestId) {
-      status = "sent";
-      target = sent.target;
-      jobId = sent.jobId;
-      text =
-        Date.now() - sent.at < KERNEL_SILENT_MS
-          ? "Cancelling: sending the request to the kernel…"
-          : "The kernel has not taken the cancel request: it is busy running a cell and this " +
-            "frontend does not deliver widget messages to a kernel subshell (JupyterLab ≥ 4.4 " +
-            "with ipykernel ≥ 7 does). Use the kernel's stop button (■) to interrupt the cell.";
-    } else if (c.requestId) {
-      status = c.status === "done" ? "done" : "pending";
-      target = c.target;
-      jobId = c.jobId;
-      ok = c.ok;
-      code = c.code || "";
-      text = status === "pending" ? "Cancelling: asking the sparkscope agent…" : c.message || (ok ? "cancelled" : "cancel failed");
+    tick(root, model.get("overview") || {}, serverNow(vs));
+  };
+  const draw = () => {
+    pending = false;
+    const t = readTraits(model);
+    drawCell(root, t, stateFor(t.tag), act);
+    if (!t.hidden && t.state === "running") {
+      if (timer === null) timer = setInterval(onTick, 1000);
     } else {
-      return null;
+      stopTimer();
     }
-    const node = el("div", "sparkscope-cancel-result");
-    node.setAttribute("role", "status");
-    node.dataset.status = status;
-    node.dataset.target = target || "cell";
-    if (jobId !== undefined && jobId !== null) node.dataset.jobId = String(jobId);
-    if (status === "done") {
-      node.dataset.ok = ok ? "true" : "false";
-      node.dataset.code = code;
-    }
-    const what = target === "job" ? `Cancel job ${jobId}` : "Cancel";
-    const verdict = status !== "done" ? "" : ok ? " ✓" : ` failed${code ? ` (${code})` : ""}`;
-    node.appendChild(el("span", "sparkscope-cancel-what", `${what}${verdict}: `));
-    node.appendChild(el("span", "sparkscope-cancel-message", text));
-    return node;
-  }
-
-  function jobRow(job, stages, vs, now, cancelled, agentError) {
-    const key = jobKey(job);
-    const node = el("div", "sparkscope-job");
-    node.dataset.jobId = String(job.jobId);
-    node.dataset.status = job.status;
-    if (cancelled.has(job.jobId)) node.dataset.cancelled = "true";
-    const expanded = vs.expanded.has(key);
-    node.classList.toggle("sparkscope-expanded", expanded);
-
-    const mine = stages
-      .filter((s) => s.appId === job.appId && job.stageIds.includes(s.stageId))
-      .sort((a, b) => a.stageId - b.stageId || a.attemptId - b.attemptId);
-
-    const row = el("div", "sparkscope-job-row");
-    const expand = button("sparkscope-expand", expanded ? "▾" : "▸", `${expanded ? "Hide" : "Show"} ${plural(mine.length, "stage attempt")} of job ${job.jobId}`, () => {
-      if (vs.expanded.has(key)) vs.expanded.delete(key);
-      else vs.expanded.add(key);
-      draw();
-    });
-    expand.setAttribute("aria-expanded", expanded ? "true" : "false");
-    row.appendChild(expand);
-    const id = el("span", "sparkscope-job-id");
-    const href = uiLink();
-    if (href) id.appendChild(link("sparkscope-job-link", `Job ${job.jobId}`, `${href}/jobs/job/?id=${job.jobId}`, `Job ${job.jobId} in Spark's UI`));
-    else id.textContent = `Job ${job.jobId}`;
-    row.appendChild(id);
-    const name = el("span", "sparkscope-job-name", job.label || "");
-    name.title = [job.description, job.operationId && `operation ${job.operationId}`].filter(Boolean).join("\n");
-    row.appendChild(name);
-    const t = job.tasks;
-    row.appendChild(bar({ total: t.total, completed: t.completed, skipped: t.skipped, running: t.active, failed: t.failed }));
-    row.appendChild(el("span", "sparkscope-job-status", job.status));
-    const dur = el("span", "sparkscope-job-duration");
-    dur.dataset.start = String(job.submissionTimeMs || 0);
-    if (job.completionTimeMs) dur.dataset.end = String(job.completionTimeMs);
-    dur.textContent = job.submissionTimeMs ? fmtDuration((job.completionTimeMs || now) - job.submissionTimeMs) : "";
-    row.appendChild(dur);
-    const action = el("span", "sparkscope-job-action");
-    if (job.status === "RUNNING") {
-      action.appendChild(
-        cancelButton("sparkscope-job-cancel", "Cancel", `Cancel job ${job.jobId} only`, agentError, {
-          target: "job",
-          jobId: job.jobId,
-          appId: job.appId,
-        }),
-      );
-    } else if (cancelled.has(job.jobId)) {
-      action.appendChild(el("span", "sparkscope-job-cancelled", "cancelled"));
-    }
-    row.appendChild(action);
-    node.appendChild(row);
-
-    const st = job.stages;
-    const stageLine = [`${st.completed}/${job.stageIds.length} stages`];
-    if (st.active) stageLine.push(`${st.active} active`);
-    if (st.skipped) stageLine.push(`${st.skipped} skipped`);
-    if (st.failed) stageLine.push(`${st.failed} failed`);
-    if (t.killed) stageLine.push(`${t.killed} tasks killed`);
-    const box = el("div", "sparkscope-stages");
-    const summary = el("div", "sparkscope-stage-summary", stageLine.join(" · "));
-    if (href && job.sqlExecutionId !== null && job.sqlExecutionId !== undefined) {
-      summary.appendChild(document.createTextNode(" · "));
-      summary.appendChild(link("sparkscope-sql-link", `SQL query ${job.sqlExecutionId}`, `${href}/SQL/execution/?id=${job.sqlExecutionId}`, `SQL execution ${job.sqlExecutionId} in Spark's UI`));
-    }
-    box.appendChild(summary);
-    for (const s of mine) box.appendChild(stageRow(s, now, href));
-    node.appendChild(box);
-
-    // Skew and spill show on the job row too, so they are seen without opening it.
-    const hints = mine.filter((s) => skewed(s) || spilled(s) > 0);
-    if (hints.length) {
-      const line = el("div", "sparkscope-job-hints");
-      for (const s of hints) {
-        if (skewed(s)) line.appendChild(hintBadge("skew", `stage ${s.stageId}: skew`, skewTitle(s)));
-        if (spilled(s)) line.appendChild(hintBadge("spill", `stage ${s.stageId}: spill ${fmtBytes(spilled(s))}`, spillTitle(s)));
-      }
-      node.appendChild(line);
-    }
-
-    const cause = job.status === "FAILED" ? rootCause(job, mine) : null;
-    if (cause) node.appendChild(rootCauseBlock(job, cause, vs));
-    else if (job.error) node.appendChild(el("div", "sparkscope-error", job.error));
-    return node;
-  }
-
-  function skewTitle(s) {
-    const d = s.taskDurations;
-    return `Skew: the slowest task took ${fmtShort(d.maxMs)}, the median ${fmtShort(d.medianMs)} (more than ${SKEW_RATIO}×). One partition holds much more data than the others: repartition, or salt the key.`;
-  }
-
-  function spillTitle(s) {
-    return `Spill: ${fmtBytes(s.memorySpilledBytes || 0)} in memory, ${fmtBytes(s.diskSpilledBytes || 0)} on disk. Tasks ran out of execution memory: more partitions, or more memory per task.`;
-  }
-
-  function hintBadge(kind, text, title) {
-    const b = el("span", `sparkscope-hint sparkscope-hint-${kind}`, text);
-    b.title = title;
-    return b;
-  }
-
-  function rootCauseBlock(job, stage, vs) {
-    const f = stage.firstFailure;
-    const node = el("div", "sparkscope-root-cause");
-    node.dataset.jobId = String(job.jobId);
-    node.setAttribute("role", "alert");
-    const head = el("div", "sparkscope-root-cause-head");
-    head.appendChild(el("span", "sparkscope-exception-class", f.exceptionClass || f.reason || "failure"));
-    if (f.message) head.appendChild(el("span", "sparkscope-exception-message", `: ${f.message}`));
-    node.appendChild(head);
-    const where = `stage ${stage.stageId}${stage.attemptId ? ` (attempt ${stage.attemptId})` : ""} · task ${f.index}, attempt ${f.attempt} · executor ${f.executorId || "?"} on ${f.host || "?"}`;
-    node.appendChild(el("div", "sparkscope-failure-where", where));
-    if (f.stackTrace) {
-      const key = `${stageKey(stage)}/${f.taskId}`;
-      const details = el("details", "sparkscope-trace");
-      details.open = vs.traces.has(key);
-      details.addEventListener("toggle", () => {
-        if (details.open) vs.traces.add(key);
-        else vs.traces.delete(key);
-      });
-      details.appendChild(el("summary", "sparkscope-trace-summary", "Stack trace"));
-      details.appendChild(el("pre", "sparkscope-trace-text", f.stackTrace));
-      node.appendChild(details);
-    }
-    return node;
-  }
-
-  function stageRow(s, now, href) {
-    const node = el("div", "sparkscope-stage");
-    node.dataset.stageId = String(s.stageId);
-    node.dataset.attemptId = String(s.attemptId);
-    node.dataset.status = s.status;
-    const id = el("span", "sparkscope-stage-id");
-    const label = `Stage ${s.stageId}${s.attemptId ? ` (attempt ${s.attemptId})` : ""}`;
-    if (href) id.appendChild(link("sparkscope-stage-link", label, `${href}/stages/stage/?id=${s.stageId}&attempt=${s.attemptId}`, `${label} in Spark's UI`));
-    else id.textContent = label;
-    node.appendChild(id);
-    // Connect stages carry their job's truncated request text as name: not worth a column
-    const name = el("span", "sparkscope-stage-name", s.name.startsWith("Spark Connect - ") ? "" : s.name);
-    name.title = s.name;
-    node.appendChild(name);
-    const skipped = s.status === "SKIPPED" ? s.numTasks : 0;
-    node.appendChild(bar({ total: s.numTasks, completed: s.completedTasks, skipped, running: s.activeTasks, failed: s.failedTasks }));
-    node.appendChild(el("span", "sparkscope-stage-status", s.status));
-    const dur = el("span", "sparkscope-stage-duration");
-    if (s.submissionTimeMs) {
-      dur.dataset.start = String(s.submissionTimeMs);
-      if (s.completionTimeMs) dur.dataset.end = String(s.completionTimeMs);
-      dur.textContent = fmtDuration((s.completionTimeMs || now) - s.submissionTimeMs);
-    }
-    node.appendChild(dur);
-    const hints = el("div", "sparkscope-stage-hints");
-    const d = s.taskDurations;
-    if (d) {
-      hints.dataset.minMs = String(d.minMs);
-      hints.dataset.medianMs = String(d.medianMs);
-      hints.dataset.maxMs = String(d.maxMs);
-      const t = el("span", "sparkscope-durations", `tasks ${fmtShort(d.minMs)} · ${fmtShort(d.medianMs)} · ${fmtShort(d.maxMs)}`);
-      t.title = "Run time of the stage's successful tasks: shortest · median · longest";
-      hints.appendChild(t);
-    }
-    if (skewed(s)) hints.appendChild(hintBadge("skew", "skew", skewTitle(s)));
-    if (spilled(s)) hints.appendChild(hintBadge("spill", `spill ${fmtBytes(spilled(s))}`, spillTitle(s)));
-    const gc = gcShare(s);
-    if (s.executorRunTimeMs > 0) {
-      const g = el("span", gc >= GC_SHARE ? "sparkscope-hint sparkscope-hint-gc" : "sparkscope-gc", `GC ${Math.round(gc * 100)}%`);
-      g.title = `Garbage collection took ${fmtShort(s.gcTimeMs || 0)} of ${fmtShort(s.executorRunTimeMs)} task time`;
-      hints.appendChild(g);
-    }
-    if (hints.childNodes.length) node.appendChild(hints);
-    if (s.failureReason) node.appendChild(el("div", "sparkscope-error", s.failureReason));
-    return node;
-  }
-
-  // ---- Tasks view: running tasks against the cores available, over the cell's run
-
-  function tasksView(jobs, now) {
-    const samples = model.get("samples") || [];
-    const node = el("div", "sparkscope-tasks-view");
-    node.setAttribute("role", "img");
-    const W = 800;
-    const H = 140;
-    const pad = { l: 34, r: 8, t: 8, b: 18 };
-    const starts = jobs.map((j) => j.submissionTimeMs).filter((t) => t);
-    const t0 = Math.min(...(samples.length ? [samples[0][0]] : []), ...starts, now);
-    const ends = jobs.map((j) => j.completionTimeMs || now);
-    const running = jobs.some((j) => !j.completionTimeMs);
-    const t1 = Math.max(t0 + 1000, ...(running ? [now] : ends), ...(samples.length ? [samples[samples.length - 1][0]] : []));
-    const maxActive = Math.max(0, ...samples.map((s) => s[1]));
-    const maxCores = Math.max(0, ...samples.map((s) => s[2]), (model.get("cluster") || {}).cores || 0);
-    const yMax = Math.max(1, maxActive, maxCores);
-    node.dataset.samples = String(samples.length);
-    node.dataset.maxActive = String(maxActive);
-    node.dataset.lastActive = String(samples.length ? samples[samples.length - 1][1] : 0);
-    node.dataset.cores = String(maxCores);
-    node.setAttribute("aria-label", `Running tasks over time: at most ${maxActive} of ${maxCores} cores busy`);
-    const x = (t) => pad.l + ((t - t0) / (t1 - t0)) * (W - pad.l - pad.r);
-    const y = (v) => H - pad.b - (v / yMax) * (H - pad.t - pad.b);
-    const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, class: "sparkscope-chart", preserveAspectRatio: "none" });
-    svg.appendChild(svgEl("line", { x1: pad.l, y1: y(0), x2: W - pad.r, y2: y(0), class: "sparkscope-axis" }));
-    for (const v of [yMax, Math.round(yMax / 2)]) {
-      const label = svgEl("text", { x: pad.l - 4, y: y(v) + 4, class: "sparkscope-axis-label", "text-anchor": "end" });
-      label.textContent = String(v);
-      svg.appendChild(label);
-    }
-    if (samples.length) {
-      // step paths: a value holds until the next sample, the last one until the end
-      const step = (idx) => {
-        let d = "";
-        samples.forEach((s, i) => {
-          const xs = x(Math.max(s[0], t0));
-          d += i === 0 ? `M${xs},${y(s[idx])}` : `H${xs}V${y(s[idx])}`;
-        });
-        return d + `H${x(t1)}`;
-      };
-      const area = `${step(1)}V${y(0)}H${x(Math.max(samples[0][0], t0))}Z`;
-      svg.appendChild(svgEl("path", { d: area, class: "sparkscope-active-area" }));
-      svg.appendChild(svgEl("path", { d: step(2), class: "sparkscope-cores-line", fill: "none" }));
-    }
-    for (const j of jobs) {
-      for (const [kind, t] of [
-        ["start", j.submissionTimeMs],
-        ["end", j.completionTimeMs],
-      ]) {
-        if (!t) continue;
-        const m = svgEl("line", { x1: x(t), x2: x(t), y1: pad.t, y2: H - pad.b, class: `sparkscope-job-marker sparkscope-job-marker-${kind}` });
-        m.dataset.jobId = String(j.jobId);
-        m.dataset.kind = kind;
-        const title = svgEl("title");
-        title.textContent = `job ${j.jobId} ${kind === "start" ? "started" : "ended"}`;
-        m.appendChild(title);
-        svg.appendChild(m);
-      }
-    }
-    const t0Label = svgEl("text", { x: pad.l, y: H - 4, class: "sparkscope-axis-label" });
-    t0Label.textContent = "0 s";
-    svg.appendChild(t0Label);
-    const t1Label = svgEl("text", { x: W - pad.r, y: H - 4, class: "sparkscope-axis-label", "text-anchor": "end" });
-    t1Label.textContent = fmtDuration(t1 - t0);
-    svg.appendChild(t1Label);
-    node.appendChild(svg);
-    const legend = el("div", "sparkscope-legend");
-    legend.appendChild(el("span", "sparkscope-legend-active", "running tasks"));
-    legend.appendChild(el("span", "sparkscope-legend-cores", "cores"));
-    legend.appendChild(el("span", "sparkscope-legend-marker", "job start / end"));
-    if (!samples.length) legend.appendChild(el("span", "sparkscope-muted", " · no samples yet"));
-    node.appendChild(legend);
-    return node;
-  }
-
-  // ---- Timeline view: jobs and stages on a time axis; a stage's tasks in executor lanes
-
-  function timeline(jobs, stages, vs, now) {
-    const node = el("div", "sparkscope-timeline");
-    const mine = stages.filter((s) => jobs.some((j) => j.appId === s.appId && j.stageIds.includes(s.stageId)));
-    const times = [...jobs.map((j) => j.submissionTimeMs), ...mine.map((s) => s.submissionTimeMs)].filter((t) => t);
-    if (!times.length) {
-      node.appendChild(el("div", "sparkscope-muted", "nothing has started yet"));
-      return node;
-    }
-    const t0 = Math.min(...times);
-    const ends = [...jobs.map((j) => j.completionTimeMs || now), ...mine.map((s) => s.completionTimeMs || (s.submissionTimeMs ? now : 0))];
-    const t1 = Math.max(t0 + 100, ...ends);
-    const pos = (a, b) => ({ left: pct(a - t0, t1 - t0), width: Math.max(pct(b - a, t1 - t0), 0.3) });
-    const axis = el("div", "sparkscope-tl-axis");
-    axis.appendChild(el("span", "", "0 s"));
-    axis.appendChild(el("span", "", fmtDuration(t1 - t0)));
-    node.appendChild(axis);
-    const tasksFor = model.get("task_lists") || {};
-    for (const job of jobs) {
-      node.appendChild(tlRow("sparkscope-tl-job", `Job ${job.jobId}`, job.status, job.submissionTimeMs, job.completionTimeMs, now, pos, { jobId: job.jobId }));
-      const js = mine.filter((s) => s.appId === job.appId && job.stageIds.includes(s.stageId)).sort((a, b) => (a.submissionTimeMs || 0) - (b.submissionTimeMs || 0));
-      for (const s of js) {
-        if (!s.submissionTimeMs) continue; // skipped or pending: never ran
-        const key = stageKey(s);
-        const row = tlRow("sparkscope-tl-stage", `Stage ${s.stageId}${s.attemptId ? `.${s.attemptId}` : ""}`, s.status, s.submissionTimeMs, s.completionTimeMs, now, pos, { stageId: s.stageId, attemptId: s.attemptId });
-        const open = vs.opened.has(key);
-        const b = button("sparkscope-link-button sparkscope-tl-open", open ? "hide tasks" : "tasks", `${open ? "Hide" : "Show"} the tasks of stage ${s.stageId} (from Spark's REST API)`, () => {
-          if (vs.opened.has(key)) {
-            vs.opened.delete(key);
-          } else {
-            vs.opened.add(key);
-            model.send({ kind: "tasks", appId: s.appId, stageId: s.stageId, attemptId: s.attemptId });
-          }
-          draw();
-        });
-        b.setAttribute("aria-expanded", open ? "true" : "false");
-        row.appendChild(b);
-        node.appendChild(row);
-        if (open) node.appendChild(taskLanes(s, tasksFor[key], vs, now));
-      }
-    }
-    return node;
-  }
-
-  function tlRow(cls, label, status, start, end, now, pos, data) {
-    const row = el("div", `sparkscope-tl-row ${cls}`);
-    row.dataset.status = status;
-    for (const [k, v] of Object.entries(data)) row.dataset[k] = String(v);
-    row.appendChild(el("span", "sparkscope-tl-label", label));
-    const track = el("div", "sparkscope-tl-track");
-    const b = el("div", `sparkscope-tl-bar sparkscope-tl-${String(status).toLowerCase()}`);
-    const p = pos(start, end || now);
-    b.style.left = `${p.left}%`;
-    b.style.width = `${p.width}%`;
-    b.dataset.start = String(start || 0);
-    if (end) b.dataset.end = String(end);
-    b.title = `${label}: ${status}, ${fmtDuration((end || now) - start)}`;
-    track.appendChild(b);
-    row.appendChild(track);
-    return row;
-  }
-
-  function taskLanes(stage, list, vs, now) {
-    const node = el("div", "sparkscope-tl-tasks");
-    node.dataset.stageId = String(stage.stageId);
-    node.dataset.attemptId = String(stage.attemptId);
-    if (!list || list.status !== "done") {
-      node.dataset.status = "pending";
-      node.appendChild(el("div", "sparkscope-muted", "asking Spark for the stage's tasks…"));
-      return node;
-    }
-    if (!list.ok) {
-      node.dataset.status = "error";
-      node.appendChild(el("div", "sparkscope-error", list.message || list.code || "the tasks could not be listed"));
-      return node;
-    }
-    node.dataset.status = "done";
-    const tasks = list.tasks || [];
-    node.dataset.tasks = String(tasks.length);
-    const start = Math.min(stage.submissionTimeMs || now, ...tasks.map((t) => t.launchTimeMs || now));
-    const end = Math.max(stage.completionTimeMs || now, ...tasks.map((t) => (t.launchTimeMs || 0) + t.durationMs));
-    const span = Math.max(end - start, 1);
-    const lanes = new Map();
-    for (const t of tasks) {
-      const lane = `${t.executorId} · ${t.host}`;
-      if (!lanes.has(lane)) lanes.set(lane, []);
-      lanes.get(lane).push(t);
-    }
-    const shown = tasks.length < list.total ? ` (the ${tasks.length} longest or failed of ${list.total})` : "";
-    node.appendChild(el("div", "sparkscope-tl-tasks-head", `${plural(tasks.length, "task")} by executor${shown}`));
-    for (const [lane, ts] of [...lanes.entries()].sort()) {
-      const row = el("div", "sparkscope-tl-row sparkscope-tl-lane");
-      row.dataset.executor = ts[0].executorId;
-      row.appendChild(el("span", "sparkscope-tl-label", `executor ${lane}`));
-      const track = el("div", "sparkscope-tl-track");
-      for (const t of ts) track.appendChild(taskBar(t, start, span, vs));
-      row.appendChild(track);
-      node.appendChild(row);
-    }
-    const legend = el("div", "sparkscope-legend");
-    for (const [, cls, label] of PHASES) legend.appendChild(el("span", `sparkscope-legend-phase sparkscope-phase-${cls}`, label));
-    node.appendChild(legend);
-    if (vs.popup && vs.popup.stage === stageKey(stage)) {
-      const t = tasks.find((x) => x.taskId === vs.popup.taskId);
-      if (t) node.appendChild(taskPopup(t, vs));
-    }
-    return node;
-  }
-
-  function taskBar(t, start, span, vs) {
-    const b = el("button", `sparkscope-tl-task sparkscope-tl-task-${String(t.status).toLowerCase()}`);
-    b.type = "button";
-    b.dataset.taskId = String(t.taskId);
-    b.dataset.status = t.status;
-    b.style.left = `${pct((t.launchTimeMs || start) - start, span)}%`;
-    b.style.width = `${Math.max(pct(t.durationMs, span), 0.4)}%`;
-    const label = `task ${t.index} (attempt ${t.attempt}), ${t.status}, ${fmtShort(t.durationMs)}`;
-    b.title = label;
-    b.setAttribute("aria-label", label);
-    const total = Math.max(t.durationMs, 1);
-    for (const [field, cls] of PHASES) {
-      const v = t[field] || 0;
-      if (v <= 0) continue;
-      const seg = el("span", `sparkscope-phase sparkscope-phase-${cls}`);
-      seg.style.width = `${pct(v, total)}%`;
-      b.appendChild(seg);
-    }
-    b.addEventListener("click", (ev) => {
-      ev.stopPropagation();
-      vs.popup = { stage: currentStageKey(b), taskId: t.taskId };
-      draw();
-    });
-    return b;
-  }
-
-  function currentStageKey(node) {
-    const box = node.closest(".sparkscope-tl-tasks");
-    const stages = model.get("stages") || [];
-    const s = stages.find((x) => String(x.stageId) === box.dataset.stageId && String(x.attemptId) === box.dataset.attemptId);
-    return s ? stageKey(s) : "";
-  }
-
-  function taskPopup(t, vs) {
-    const node = el("div", "sparkscope-task-popup");
-    node.setAttribute("role", "dialog");
-    node.setAttribute("aria-label", `Task ${t.index} details`);
-    node.dataset.taskId = String(t.taskId);
-    node.appendChild(button("sparkscope-link-button sparkscope-popup-close", "×", "Close the task's details", () => {
-      vs.popup = null;
-      draw();
-    }));
-    const rows = [
-      ["task", `${t.index} (attempt ${t.attempt}, id ${t.taskId})${t.speculative ? ", speculative" : ""}`],
-      ["status", t.status],
-      ["executor", `${t.executorId} on ${t.host}`],
-      ["duration", fmtShort(t.durationMs)],
-      ["GC", fmtShort(t.gcMs)],
-      ...PHASES.map(([field, , label]) => [label, fmtShort(t[field] || 0)]),
-    ];
-    const table = el("table", "sparkscope-popup-table");
-    for (const [k, v] of rows) {
-      const tr = el("tr");
-      tr.appendChild(el("th", "", k));
-      tr.appendChild(el("td", "", v));
-      table.appendChild(tr);
-    }
-    node.appendChild(table);
-    if (t.error) node.appendChild(el("pre", "sparkscope-task-error", t.error));
-    return node;
-  }
-
-  // Live durations between model updates: only text, not a render (data-updated-at stays).
-  function tick() {
-    const vs = stateFor(model.get("tag") || "");
-    const now = serverNow(vs);
-    for (const d of root.querySelectorAll(".sparkscope-job-duration, .sparkscope-stage-duration")) {
-      if (d.dataset.start && d.dataset.start !== "0" && !d.dataset.end) {
-        d.textContent = fmtDuration(now - Number(d.dataset.start));
-      }
-    }
-    const summary = root.querySelector(".sparkscope-summary");
-    if (summary) summary.textContent = summaryText(model.get("jobs") || [], now);
-  }
-
+  };
   // Several traits change per comm message: draw once after all of them.
   const schedule = () => {
     if (!pending) {
@@ -989,30 +949,21 @@ function render({ model, el: host }) {
       queueMicrotask(draw);
     }
   };
-  const traits = [
-    "tag",
-    "state",
-    "cell_done",
-    "jobs",
-    "stages",
-    "server_time_ms",
-    "cancel",
-    "cancelled_jobs",
-    "agent_error",
-    "notices",
-    "context",
-    "cluster",
-    "samples",
-    "errors",
-    "task_lists",
-    "view",
-    "hidden",
-  ];
-  for (const name of traits) model.on(`change:${name}`, schedule);
+  const act = {
+    redraw: draw,
+    schedule,
+    send: (msg) => model.send(msg),
+    setView: (v) => {
+      model.set("view", v);
+      model.save_changes();
+      draw();
+    },
+  };
+  for (const name of TRAITS) model.on(`change:${name}`, schedule);
   draw();
 
   return () => {
-    for (const name of traits) model.off(`change:${name}`, schedule);
+    for (const name of TRAITS) model.off(`change:${name}`, schedule);
     stopTimer();
   };
 }

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import harness
+from .jupyterlab import JupyterLab
+from .util import wait_until
 
 CHROMIUM = Path(os.environ.get("SPARKSCOPE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = (
@@ -107,15 +108,13 @@ class Screenshots:
 class LabNotebook:
     """One notebook open in JupyterLab in a Chromium page."""
 
-    def __init__(self, page: Any, lab: harness.JupyterLab, path: str) -> None:
+    def __init__(self, page: Any, lab: JupyterLab, path: str) -> None:
         self.page = page
         self.lab = lab
         self.path = path
 
     @classmethod
-    def open(
-        cls, context: Any, lab: harness.JupyterLab, path: str, timeout: float = 120.0
-    ) -> LabNotebook:
+    def open(cls, context: Any, lab: JupyterLab, path: str, timeout: float = 120.0) -> LabNotebook:
         """Open `path` (relative to the lab's root) and wait until its kernel is idle."""
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(timeout * 1000)
@@ -130,7 +129,7 @@ class LabNotebook:
         return self.page.evaluate(_KERNEL_STATUS_JS)
 
     def wait_kernel_idle(self, timeout: float = 120.0) -> None:
-        harness.wait_until(
+        wait_until(
             lambda: self.kernel_status() == "idle/connected",
             timeout,
             0.25,
@@ -170,7 +169,7 @@ class LabNotebook:
                 return cell["count"]
             return None
 
-        return harness.wait_until(done, timeout, 0.25, f"cell {index} of {self.path} to finish")
+        return wait_until(done, timeout, 0.25, f"cell {index} of {self.path} to finish")
 
     def cell_locator(self, index: int) -> Any:
         return self.page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(index)
@@ -183,7 +182,7 @@ class LabNotebook:
 
 
 def open_beside(
-    context: Any, lab: harness.JupyterLab, path: str, workspace: str, timeout: float = 120.0
+    context: Any, lab: JupyterLab, path: str, workspace: str, timeout: float = 120.0
 ) -> LabNotebook:
     """Open `path` in a new page of `context`, in a JupyterLab workspace of its own, so two
     notebooks (two kernels, two users) can be driven side by side; the first page is left as it

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import harness
+from .util import REPO_ROOT, venv_bin
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
+NOTEBOOKS_DIR = REPO_ROOT / "tests" / "notebooks"
 # A notebook's first Spark lines: a Connect session of its own for the kernel's SPARK_REMOTE.
 CONNECT = (
     "import os, warnings\n"
@@ -39,7 +39,7 @@ def kernel_env(work_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
     # set by pyspark in this process once a test made a Connect session: not the kernel's mode
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)
     env.update(
-        PATH=f"{harness.venv_bin()}{os.pathsep}{env.get('PATH', '')}",
+        PATH=f"{venv_bin()}{os.pathsep}{env.get('PATH', '')}",
         IPYTHONDIR=str(work_dir / "ipython"),
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",

@@ -1,0 +1,722 @@
+"""One cell run as every view shows it: its job and stage rows, the findings on its stages (skew,
+spill, GC), the root cause of each failed job, the summary, links into Spark's UI, the cluster
+context and busy task slots. Pure: plain data in (the stream state's normalized entities), plain
+data out; the widget's traits, the text/plain and the text/html all render this one model."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from .state import Sample
+
+if TYPE_CHECKING:
+    from .cellrun import CellRun
+    from .state import StreamState
+
+# A stage is skewed when its slowest task takes more than this many times its median, and at
+# least SKEW_MIN_MS longer (a few milliseconds either way are no finding).
+SKEW_RATIO = 3.0
+SKEW_MIN_MS = 1000
+# Garbage collection over this share of a stage's task time is worth a look.
+GC_SHARE = 0.1
+# Samples sent to the browser per cell: enough for a chart as wide as a notebook.
+MAX_POINTS = 400
+# After a cell's last job ended, the first sample this soon after still belongs to it.
+SETTLE_MS = 2000
+
+# Job statuses in the order a summary names them.
+JOB_ORDER = ("RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN")
+# Findings of one stage in the order they are shown.
+FINDING_ORDER = ("skew", "spill", "gc")
+
+JOB_FIELDS = (
+    "appId",
+    "jobId",
+    "name",
+    "description",
+    "status",
+    "stageIds",
+    "tasks",
+    "stages",
+    "submissionTimeMs",
+    "completionTimeMs",
+    "error",
+    "sqlExecutionId",
+)
+STAGE_FIELDS = (
+    "appId",
+    "stageId",
+    "attemptId",
+    "name",
+    "status",
+    "numTasks",
+    "activeTasks",
+    "completedTasks",
+    "failedTasks",
+    "killedTasks",
+    "jobIds",
+    "submissionTimeMs",
+    "completionTimeMs",
+    "failureReason",
+    "executorRunTimeMs",
+    "memorySpilledBytes",
+    "diskSpilledBytes",
+    "gcTimeMs",
+    "taskDurations",
+    "firstFailure",
+)
+
+# Spark names every Connect job and stage after its truncated request: not worth showing.
+CONNECT_NAME = "Spark Connect - "
+
+
+# ---- numbers as people read them (the widget draws its live durations the same way)
+
+
+def _fixed1(x: float) -> str:
+    """`x` with one decimal, ties away from zero, as JavaScript's `toFixed(1)` rounds."""
+    return str(Decimal(x).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def _round(x: float) -> int:
+    """JavaScript's `Math.round`: ties towards +infinity."""
+    r = math.floor(x)
+    return r + 1 if x - r >= 0.5 else r
+
+
+def format_duration(ms: float) -> str:
+    """`4.2 s`, `3 min 07 s`, `1 h 02 min`."""
+    s = max(ms, 0) / 1000
+    if s < 60:
+        return f"{_fixed1(s)} s"
+    m, sec = divmod(int(s), 60)
+    if m < 60:
+        return f"{m} min {sec:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+def format_short(ms: float) -> str:
+    """Milliseconds below a second, else as `format_duration`."""
+    return f"{_round(ms)} ms" if ms < 1000 else format_duration(ms)
+
+
+def format_bytes(n: int) -> str:
+    """`512 B`, `1.5 MiB`."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    v: float = n
+    i = 0
+    while v >= 1024 and i < len(units) - 1:
+        v /= 1024
+        i += 1
+    return f"{_fixed1(v) if i else int(v)} {units[i]}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def shorten(text: str, limit: int) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def job_key(row: Mapping[str, Any]) -> str:
+    return f"{row['appId']}/{row['jobId']}"
+
+
+def stage_key(row: Mapping[str, Any]) -> str:
+    return f"{row['appId']}/{row['stageId']}/{row['attemptId']}"
+
+
+# ---- what ran
+
+
+# Spark Connect relation and command names worth showing (spark/connect/relations.proto,
+# commands.proto); the rest of a plan's text (common, input, expressions, …) is structure.
+_PLAN_NODES = frozenset(
+    (
+        "read",
+        "project",
+        "filter",
+        "join",
+        "set_op",
+        "sort",
+        "limit",
+        "aggregate",
+        "sql",
+        "local_relation",
+        "sample",
+        "offset",
+        "deduplicate",
+        "range",
+        "subquery_alias",
+        "repartition",
+        "to_df",
+        "with_columns_renamed",
+        "show_string",
+        "drop",
+        "tail",
+        "with_columns",
+        "hint",
+        "unpivot",
+        "to_schema",
+        "repartition_by_expression",
+        "map_partitions",
+        "collect_metrics",
+        "parse",
+        "group_map",
+        "co_group_map",
+        "with_watermark",
+        "apply_in_pandas_with_state",
+        "html_string",
+        "cached_local_relation",
+        "cached_remote_relation",
+        "as_of_join",
+        "lateral_join",
+        "transpose",
+        "write_operation",
+        "write_operation_v2",
+        "create_dataframe_view",
+        "sql_command",
+        "write_stream_operation_start",
+    )
+)
+_SQL_TEXT = re.compile(r'^\s*(?:query|sql): "((?:[^"\\]|\\.)*)"', re.MULTILINE)
+_NODE = re.compile(r"^\s*([a-z_0-9]+) \{", re.MULTILINE)
+
+
+def plan_label(statement: str, limit: int = 80) -> str:
+    """A short name for a Connect operation from its plan text: the SQL it ran, else its plan's
+    relations outermost first (`sort ← aggregate ← range`)."""
+    sql = _SQL_TEXT.search(statement)
+    if sql:
+        text = " ".join(sql.group(1).replace("\\'", "'").replace('\\"', '"').split())
+    else:
+        nodes: list[str] = []
+        for name in _NODE.findall(statement):
+            if name in _PLAN_NODES and name not in nodes:
+                nodes.append(name)
+        text = " ← ".join(nodes)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def job_row(job: Mapping[str, Any], label: str = "") -> dict[str, Any]:
+    """A normalized agent job (state.normalize_job) as a view shows it; `label` is what the row
+    names it by (the operation's SQL text or plan outline)."""
+    out = {k: job[k] for k in JOB_FIELDS}
+    connect = job.get("connect") or {}
+    out["sessionId"] = connect.get("sessionId", "")
+    out["userId"] = connect.get("userId", "")
+    out["operationId"] = connect.get("operationId", "")
+    name = job["name"]
+    out["label"] = label or ("" if name.startswith(CONNECT_NAME) else name)
+    return out
+
+
+def stage_row(stage: Mapping[str, Any]) -> dict[str, Any]:
+    """A normalized stage attempt as a view shows it, `label` the name worth showing."""
+    out = {k: stage[k] for k in STAGE_FIELDS}
+    out["label"] = "" if stage["name"].startswith(CONNECT_NAME) else stage["name"]
+    return out
+
+
+def stages_of(job: Mapping[str, Any], stages: Iterable[Mapping[str, Any]]) -> list:
+    return [s for s in stages if s["appId"] == job["appId"] and s["stageId"] in job["stageIds"]]
+
+
+# ---- the summary
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The summary line: `3 jobs (2 succeeded, 1 failed) · 180/200 tasks (20 skipped, 1 failed)`
+    and the time from the first job's submission to the last one's end (Spark's clock), which
+    runs on while a job runs."""
+
+    head: str
+    job_counts: dict[str, int]
+    # no jobs: no elapsed time at all; else from start_ms to end_ms, or to now while live
+    has_jobs: bool = False
+    start_ms: int = 0
+    end_ms: int = 0
+    live: bool = False
+
+    def elapsed_ms(self, now_ms: int) -> int:
+        return (max(self.end_ms, now_ms) if self.live else self.end_ms) - self.start_ms
+
+    def text(self, now_ms: int) -> str:
+        if not self.has_jobs:
+            return self.head
+        return f"{self.head} · {format_duration(self.elapsed_ms(now_ms))}"
+
+    def to_json(self) -> dict[str, Any]:
+        elapsed = (
+            {"startMs": self.start_ms, "endMs": self.end_ms, "live": self.live}
+            if self.has_jobs
+            else None
+        )
+        return {"text": self.head, "elapsed": elapsed, "jobCounts": dict(self.job_counts)}
+
+
+def _rank(status: str) -> int:
+    return JOB_ORDER.index(status) if status in JOB_ORDER else len(JOB_ORDER)
+
+
+def summary(jobs: Sequence[Mapping[str, Any]]) -> Summary:
+    by_status: dict[str, int] = {}
+    for job in jobs:
+        by_status[job["status"]] = by_status.get(job["status"], 0) + 1
+    counts = {s.lower(): by_status.get(s, 0) for s in JOB_ORDER}
+    if not jobs:
+        return Summary("no Spark jobs", counts)
+    statuses = ", ".join(f"{by_status[s]} {s.lower()}" for s in sorted(by_status, key=_rank))
+    tasks = {k: sum(j["tasks"][k] for j in jobs) for k in jobs[0]["tasks"]}
+    extra = [
+        f"{tasks[k]} {label}"
+        for k, label in (("active", "running"), ("skipped", "skipped"), ("failed", "failed"))
+        if tasks[k]
+    ]
+    task_text = f"{tasks['completed']}/{tasks['total']} tasks"
+    if extra:
+        task_text += f" ({', '.join(extra)})"
+    head = f"{plural(len(jobs), 'job')} ({statuses}) · {task_text}"
+    starts = [j["submissionTimeMs"] for j in jobs if j["submissionTimeMs"]]
+    if not starts:
+        return Summary(head, counts, has_jobs=True)
+    return Summary(
+        head,
+        counts,
+        has_jobs=True,
+        start_ms=min(starts),
+        end_ms=max((j["completionTimeMs"] or 0 for j in jobs), default=0),
+        live=any(not j["completionTimeMs"] for j in jobs),
+    )
+
+
+def summarize(jobs: Sequence[Mapping[str, Any]], now_ms: int) -> str:
+    """`3 jobs (2 succeeded, 1 failed) · 180/200 tasks (20 skipped, 1 failed) · 4.2 s`."""
+    return summary(jobs).text(now_ms)
+
+
+# ---- findings on stages
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something about one stage attempt worth a reader's attention, with the numbers behind it.
+    `severity` is `warning` (highlighted) or `info` (shown plainly: a GC share below GC_SHARE)."""
+
+    kind: str  # skew | spill | gc
+    severity: str
+    app_id: str
+    stage_id: int
+    attempt_id: int
+    job_ids: tuple[int, ...]
+    evidence: Mapping[str, float]
+    label: str  # the badge on the stage
+    title: str  # what it means, and what to do about it
+    # the badge on the job row ("" when the finding shows on the stage only), and the sentence
+    # a static report prints
+    job_label: str = ""
+    text: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "severity": self.severity,
+            "appId": self.app_id,
+            "stageId": self.stage_id,
+            "attemptId": self.attempt_id,
+            "jobIds": list(self.job_ids),
+            "evidence": dict(self.evidence),
+            "label": self.label,
+            "jobLabel": self.job_label,
+            "title": self.title,
+            "text": self.text,
+        }
+
+
+def skewed(stage: Mapping[str, Any]) -> bool:
+    d = stage.get("taskDurations")
+    if not d:
+        return False
+    return d["maxMs"] - d["medianMs"] >= SKEW_MIN_MS and d["maxMs"] > SKEW_RATIO * d["medianMs"]
+
+
+def spilled(stage: Mapping[str, Any]) -> int:
+    return int(stage.get("memorySpilledBytes", 0)) + int(stage.get("diskSpilledBytes", 0))
+
+
+def gc_share(stage: Mapping[str, Any]) -> float:
+    run = stage.get("executorRunTimeMs", 0)
+    return stage.get("gcTimeMs", 0) / run if run > 0 else 0.0
+
+
+def stage_findings(stage: Mapping[str, Any], job_ids: Sequence[int] = ()) -> list[Finding]:
+    """Skew, spill and the GC share of one stage attempt, in FINDING_ORDER."""
+    where = {
+        "app_id": stage["appId"],
+        "stage_id": stage["stageId"],
+        "attempt_id": stage["attemptId"],
+        "job_ids": tuple(job_ids),
+    }
+    sid = stage["stageId"]
+    out = []
+    if skewed(stage):
+        d = stage["taskDurations"]
+        out.append(
+            Finding(
+                "skew",
+                "warning",
+                evidence={k: d[k] for k in ("minMs", "medianMs", "maxMs")},
+                label="skew",
+                title=(
+                    f"Skew: the slowest task took {format_short(d['maxMs'])}, the median "
+                    f"{format_short(d['medianMs'])} (more than {SKEW_RATIO:g}×). One partition "
+                    "holds much more data than the others: repartition, or salt the key."
+                ),
+                job_label=f"stage {sid}: skew",
+                text=(
+                    f"stage {sid}: skew, slowest task {format_duration(d['maxMs'])} against a "
+                    f"median of {format_duration(d['medianMs'])}"
+                ),
+                **where,
+            )
+        )
+    total = spilled(stage)
+    if total:
+        memory, disk = stage["memorySpilledBytes"], stage["diskSpilledBytes"]
+        out.append(
+            Finding(
+                "spill",
+                "warning",
+                evidence={"memoryBytes": memory, "diskBytes": disk, "bytes": total},
+                label=f"spill {format_bytes(total)}",
+                title=(
+                    f"Spill: {format_bytes(memory)} in memory, {format_bytes(disk)} on disk. "
+                    "Tasks ran out of execution memory: more partitions, or more memory per task."
+                ),
+                job_label=f"stage {sid}: spill {format_bytes(total)}",
+                text=f"stage {sid}: spilled {total:,} bytes",
+                **where,
+            )
+        )
+    run = stage["executorRunTimeMs"]
+    if run > 0:
+        share = gc_share(stage)
+        out.append(
+            Finding(
+                "gc",
+                "warning" if share >= GC_SHARE else "info",
+                evidence={"gcTimeMs": stage["gcTimeMs"], "executorRunTimeMs": run, "share": share},
+                label=f"GC {_round(share * 100)}%",
+                title=(
+                    f"Garbage collection took {format_short(stage['gcTimeMs'])} of "
+                    f"{format_short(run)} task time"
+                ),
+                **where,
+            )
+        )
+    return out
+
+
+def findings(
+    jobs: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]]
+) -> list[Finding]:
+    """The findings of every stage attempt of the cell, by stage attempt."""
+    out = []
+    for s in stages:
+        job_ids = [
+            j["jobId"] for j in jobs if j["appId"] == s["appId"] and s["stageId"] in j["stageIds"]
+        ]
+        out.extend(stage_findings(s, job_ids))
+    return out
+
+
+# ---- why a job failed
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """Why a failed job failed: the first task failure among its stage attempts."""
+
+    app_id: str
+    job_id: int
+    stage_id: int
+    attempt_id: int
+    failure: Mapping[str, Any]  # the stage attempt's `firstFailure`
+
+    @property
+    def what(self) -> str:
+        f = self.failure
+        return f["exceptionClass"] or f["reason"] or "failure"
+
+    @property
+    def text(self) -> str:
+        """`java.lang.ArithmeticException: / by zero`."""
+        return f"{self.what}: {self.failure['message']}" if self.failure["message"] else self.what
+
+    @property
+    def where(self) -> str:
+        f = self.failure
+        attempt = f" (attempt {self.attempt_id})" if self.attempt_id else ""
+        return (
+            f"stage {self.stage_id}{attempt} · task {f['index']}, attempt {f['attempt']} · "
+            f"executor {f['executorId'] or '?'} on {f['host'] or '?'}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        f = self.failure
+        return {
+            "appId": self.app_id,
+            "jobId": self.job_id,
+            "stageId": self.stage_id,
+            "attemptId": self.attempt_id,
+            "taskId": f["taskId"],
+            "what": self.what,
+            "message": f["message"],
+            "where": self.where,
+            "stackTrace": f["stackTrace"],
+        }
+
+
+def root_cause(
+    job: Mapping[str, Any], stages: Iterable[Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
+    """The stage attempt with the first task failure among the job's (by when it happened)."""
+    failures = [
+        (s["firstFailure"]["timeMs"], s["stageId"], s["attemptId"], s)
+        for s in stages_of(job, stages)
+        if s.get("firstFailure")
+    ]
+    if not failures:
+        return None
+    return min(failures, key=lambda f: f[:3])[3]
+
+
+def root_causes(
+    jobs: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]]
+) -> list[RootCause]:
+    """A root cause for each failed job that has one."""
+    out = []
+    for job in jobs:
+        stage = root_cause(job, stages) if job["status"] == "FAILED" else None
+        if stage is not None:
+            out.append(
+                RootCause(
+                    job["appId"],
+                    job["jobId"],
+                    stage["stageId"],
+                    stage["attemptId"],
+                    stage["firstFailure"],
+                )
+            )
+    return out
+
+
+def operation_errors(operations: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Connect operations of the cell that failed before running any job (an analysis error):
+    a failed job shows its own root cause."""
+    return [
+        {"operationId": op["operationId"], "message": op["error"]}
+        for op in sorted(operations, key=lambda o: o["startTimeMs"])
+        if op.get("error") and "FAILED" in (op["state"], op["finalState"]) and not op["jobIds"]
+    ]
+
+
+# ---- where the cell ran, and links into Spark's UI
+
+
+def context(app: Mapping[str, Any] | None, app_id: str, session_id: str, user_id: str) -> dict:
+    """The cell's application and session."""
+    app = app or {}
+    return {
+        "appId": app_id,
+        "appName": app.get("name", ""),
+        "sparkVersion": app.get("sparkVersion", ""),
+        "master": app.get("master", ""),
+        "connectAddress": app.get("connectAddress", ""),
+        "userId": user_id,
+        "sessionId": session_id,
+        "live": bool(app.get("live", False)),
+        "uiLink": ui_link(app.get("uiLink", ""), user_id),
+    }
+
+
+def ui_link(template: str, user: str) -> str:
+    """The agent's UI address with the `{user}` it leaves for the client filled in."""
+    return template.replace("{user}", user) if template else ""
+
+
+def details(ctx: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The details line's parts, by what they name: Spark version, master, application, Connect
+    server, user, session."""
+    parts = [
+        ("spark", f"Spark {ctx['sparkVersion']}" if ctx.get("sparkVersion") else ""),
+        ("master", ctx.get("master", "")),
+        ("app", ""),
+        ("connect", f"Connect {ctx['connectAddress']}" if ctx.get("connectAddress") else ""),
+        ("user", f"user {ctx['userId']}" if ctx.get("userId") else ""),
+        ("session", f"session {ctx['sessionId']}" if ctx.get("sessionId") else ""),
+    ]
+    if ctx.get("appId"):
+        name = ctx.get("appName", "")
+        parts[2] = ("app", f"{name} ({ctx['appId']})" if name else ctx["appId"])
+    return [(k, v) for k, v in parts if v]
+
+
+def cluster(app: Mapping[str, Any] | None) -> dict[str, int]:
+    c = (app or {}).get("cluster") or {}
+    return {
+        "executors": int(c.get("executors", 0)),
+        "cores": int(c.get("totalCores", 0)),
+        "busy": int(c.get("activeTasks", 0)),
+    }
+
+
+def links(
+    ui: str, jobs: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Spark UI pages: the application's, each job's (and its SQL query's), each stage attempt's;
+    none without the UI's address."""
+    out: dict[str, Any] = {"ui": ui, "jobs": {}, "sql": {}, "stages": {}}
+    if not ui:
+        return out
+    for j in jobs:
+        out["jobs"][job_key(j)] = f"{ui}/jobs/job/?id={j['jobId']}"
+        if j.get("sqlExecutionId") is not None:
+            out["sql"][job_key(j)] = f"{ui}/SQL/execution/?id={j['sqlExecutionId']}"
+    for s in stages:
+        out["stages"][stage_key(s)] = (
+            f"{ui}/stages/stage/?id={s['stageId']}&attempt={s['attemptId']}"
+        )
+    return out
+
+
+def window(
+    samples: Sequence[Sample], start_ms: int, end_ms: int, max_points: int = MAX_POINTS
+) -> list[list[int]]:
+    """The samples of [start_ms, end_ms] as `[atMs, activeTasks, totalCores]` rows, starting with
+    the value in force at start_ms; at most `max_points`, keeping each bucket's busiest sample
+    (a short burst of tasks stays visible)."""
+    rows: list[list[int]] = []
+    before = None
+    for at, active, cores, _executors in samples:
+        if at < start_ms:
+            before = [start_ms, active, cores]
+            continue
+        if at > end_ms:
+            # the agent samples at its stream's cadence: the value the work ended on comes a
+            # moment after Spark's end time
+            if at <= end_ms + SETTLE_MS:
+                rows.append([at, active, cores])
+            break
+        rows.append([at, active, cores])
+    if before is not None:
+        rows.insert(0, before)
+    if len(rows) <= max_points:
+        return rows
+    span = max(end_ms - start_ms, 1)
+    buckets: dict[int, list[int]] = {}
+    for row in rows:
+        b = min((row[0] - start_ms) * max_points // span, max_points - 1)
+        kept = buckets.get(b)
+        if kept is None or row[1] > kept[1] or (row[1] == kept[1] and row[2] != kept[2]):
+            buckets[b] = row
+    out = [buckets[b] for b in sorted(buckets)]
+    # the latest value is the one in force now
+    if out[-1] is not rows[-1]:
+        out.append(rows[-1])
+    return out
+
+
+# ---- the whole view
+
+
+@dataclass
+class CellView:
+    """Everything a view of one cell run shows. The rows and facts are given; the summary,
+    findings, root causes and links follow from them."""
+
+    tag: str
+    jobs: list[dict[str, Any]]  # job_row()s, oldest first
+    stages: list[dict[str, Any]]  # stage_row()s, by stage attempt
+    now_ms: int  # the agent's clock now: running durations end here
+    state: str = "running"  # running | done | cancelled
+    cell_done: bool = False
+    context: dict[str, Any] = field(default_factory=dict)
+    cluster: dict[str, int] = field(default_factory=dict)
+    samples: list[list[int]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)
+    operation_ids: list[str] = field(default_factory=list)
+    session_ids: list[str] = field(default_factory=list)
+    # the Cancel buttons' outcome and the stages whose tasks were asked for
+    cancel: dict[str, Any] = field(default_factory=dict)
+    cancelled_jobs: list[int] = field(default_factory=list)
+    task_lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    summary: Summary = field(init=False)
+    findings: list[Finding] = field(init=False)
+    root_causes: list[RootCause] = field(init=False)
+    links: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = summary(self.jobs)
+        self.findings = findings(self.jobs, self.stages)
+        self.root_causes = root_causes(self.jobs, self.stages)
+        self.links = links(self.context.get("uiLink", ""), self.jobs, self.stages)
+
+    @property
+    def summary_text(self) -> str:
+        return self.summary.text(self.now_ms)
+
+    def root_cause_of(self, job: Mapping[str, Any]) -> RootCause | None:
+        return next(
+            (c for c in self.root_causes if (c.app_id, c.job_id) == (job["appId"], job["jobId"])),
+            None,
+        )
+
+    def findings_of(self, job: Mapping[str, Any]) -> list[Finding]:
+        return [f for f in self.findings if f.app_id == job["appId"] and job["jobId"] in f.job_ids]
+
+
+def build(run: CellRun, stream: StreamState, now_ms: int) -> CellView:
+    """The view of a cell run from what the agent streamed so far, at `now_ms` (agent clock)."""
+    ordered = sorted(run.jobs.values(), key=lambda j: (j["submissionTimeMs"], j["jobId"]))
+    jobs = [job_row(j, run.label_of(j)) for j in ordered]
+    stages = [stage_row(s) for _, s in sorted(run.stages.items())]
+    app_id = next(iter(sorted(run.app_ids())), "")
+    app = stream.applications.get(app_id)
+    sessions = run.sessions()
+    session = sessions[0] if sessions else None
+    ctx = context(
+        app, app_id, session.session_id if session else "", session.user_id if session else ""
+    )
+    end_ms = now_ms
+    if run.done():
+        end_ms = max((j["completionTimeMs"] for j in jobs if j["completionTimeMs"]), default=now_ms)
+    return CellView(
+        tag=run.tag,
+        jobs=jobs,
+        stages=stages,
+        now_ms=now_ms,
+        state=run.state(),
+        cell_done=run.finished,
+        context=ctx,
+        cluster=cluster(app),
+        samples=window(stream.samples.get(app_id, []), run.started_ms, end_ms),
+        errors=operation_errors(run.operations.values()),
+        notices=[dict(n) for n in run.notices],
+        operation_ids=sorted({op_id for _, op_id in run.operations}),
+        session_ids=sorted({j["sessionId"] for j in jobs if j["sessionId"]}),
+        cancel=dict(run.cancel or {}),
+        cancelled_jobs=sorted(run.cancelled_jobs),
+        task_lists={k: dict(v) for k, v in run.task_lists.items()},
+    )

@@ -1,0 +1,74 @@
+"""Process harness for whole-system tests: real servers on free loopback ports, one module each
+(a Spark Connect server with Spark's REST API, the sparkscope agent, `sparkscope server`, Spark's
+History Server, JupyterLab, Prometheus, JupyterHub), all on the process lifecycle of `service`.
+
+Shared by the end-to-end tests, the kernel extension's notebook test, the demo and the benchmarks
+(scripts/setup.sh installs it into .venv), so it depends on the standard library and `requests`
+only; pyspark is imported lazily by `connect_session`. `harness.nbrun` (notebooks under nbclient)
+and `harness.browser` (JupyterLab in Chromium) are imported by those who need them.
+"""
+
+from .agent import Agent
+from .history import HistoryServer, replay
+from .jupyterhub import JupyterHub, configurable_http_proxy
+from .jupyterlab import JupyterLab
+from .prometheus import Prometheus, PromQLError, prometheus_binary, promtool_binary
+from .spark import (
+    CONNECT_SERVER_CLASS,
+    JOB_FIELDS,
+    LISTENER_CLASS,
+    SparkConnectServer,
+    connect_operations,
+    connect_session,
+    connect_sessions,
+    rest_get,
+    spark_jobs,
+)
+from .sparkscope_server import SparkscopeServer
+from .util import (
+    LOOPBACK,
+    REPO_ROOT,
+    agent_binary,
+    free_port,
+    free_ports,
+    listener_jar,
+    port_open,
+    spark_home,
+    tail,
+    venv_bin,
+    wait_until,
+)
+
+__all__ = [
+    "CONNECT_SERVER_CLASS",
+    "JOB_FIELDS",
+    "LISTENER_CLASS",
+    "LOOPBACK",
+    "REPO_ROOT",
+    "Agent",
+    "HistoryServer",
+    "JupyterHub",
+    "JupyterLab",
+    "PromQLError",
+    "Prometheus",
+    "SparkConnectServer",
+    "SparkscopeServer",
+    "agent_binary",
+    "configurable_http_proxy",
+    "connect_operations",
+    "connect_session",
+    "connect_sessions",
+    "free_port",
+    "free_ports",
+    "listener_jar",
+    "port_open",
+    "prometheus_binary",
+    "promtool_binary",
+    "replay",
+    "rest_get",
+    "spark_home",
+    "spark_jobs",
+    "tail",
+    "venv_bin",
+    "wait_until",
+]
