@@ -121,9 +121,17 @@ def test_every_trait_comes_from_the_view_and_is_json() -> None:
     assert values["summary"] == view.summary_text
     assert values["overview"]["text"] == "2 jobs (2 succeeded) · 16/24 tasks (8 skipped)"
     assert values["overview"]["details"] == (
-        "Spark 4.3.0 · Spark Connect server (local-1795258400000) · user alice · session "
-        "11111111-1111-4111-8111-111111111111"
+        "Spark 4.3.0 · Spark Connect server (local-1795258400000)"
     )
+    # Who ran the cell, and in which session and operations, never reaches a synced trait (the
+    # notebook file saves those); the kernel keeps them.
+    synced = json.dumps(
+        {k: v for k, v in values.items() if CellWidget.class_traits()[k].metadata.get("sync")}
+    )
+    assert "11111111-1111-4111-8111-111111111111" not in synced
+    assert "alice" not in synced
+    assert "22222222-2222-4222-8222-222222222222" not in synced
+    assert view.session_ids == ["11111111-1111-4111-8111-111111111111"]
 
 
 def test_findings_carry_their_evidence_and_say_it_as_the_widget_did() -> None:

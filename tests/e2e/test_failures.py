@@ -42,7 +42,7 @@ def agent(work: Path, require_piece):
     with harness.Agent(
         binary,
         work / "agent",
-        token=secrets.token_hex(8),
+        token=secrets.token_hex(16),
         extra_args=["--reconcile-interval-seconds", "0"],
     ) as a:
         yield a

@@ -11,7 +11,6 @@ import json
 import secrets
 import sqlite3
 import ssl
-import subprocess
 from pathlib import Path
 
 import harness
@@ -22,23 +21,6 @@ import websocket
 from harness import nbrun
 
 
-def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, in PEM, made with the system's openssl."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    key.chmod(0o600)
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("tls")
@@ -46,7 +28,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def certs(work: Path) -> dict[str, tuple[Path, Path]]:
-    return {name: self_signed(work / "certs", name) for name in ("agent", "stranger")}
+    return {name: harness.self_signed(work / "certs", name) for name in ("agent", "stranger")}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +75,7 @@ def test_plain_text_and_untrusted_clients_get_nothing(agent: harness.Agent) -> N
     with pytest.raises(ssl.SSLCertVerificationError):
         websocket.create_connection(
             agent.stream_url,
+            suppress_origin=True,  # as the kernel: no web page's origin
             header=[f"Authorization: Bearer {agent.subscriber_token}"],
             timeout=10,
         )
@@ -156,6 +139,7 @@ def test_a_notebook_over_wss_shows_its_jobs_and_stores_no_secret(
     (session,) = {j["connect"]["sessionId"] for j in agent.jobs(server.app_id) if j.get("connect")}
     ws = websocket.create_connection(
         agent.stream_url,
+        suppress_origin=True,  # as the kernel: no web page's origin
         header=[f"Authorization: Bearer {agent.subscriber_token}"],
         sslopt={"ca_certs": str(certs["agent"][0])},
         timeout=15,

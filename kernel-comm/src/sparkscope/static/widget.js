@@ -85,7 +85,19 @@ function button(cls, text, label, onClick) {
   return b;
 }
 
+// Only http and https addresses become links, whatever the kernel was told (the agent checks
+// them as well): a "javascript:" address must never reach an href.
+function isHttpUrl(href) {
+  try {
+    const u = new URL(href);
+    return (u.protocol === "http:" || u.protocol === "https:") && u.host !== "";
+  } catch {
+    return false;
+  }
+}
+
 function link(cls, text, href, label) {
+  if (!isHttpUrl(href)) return el("span", cls, text);
   const a = el("a", cls, text);
   a.href = href;
   a.target = "_blank";
@@ -275,7 +287,6 @@ function drawCell(root, t, vs, act) {
   }
   for (const e of t.errors) {
     const line = el("div", "sparkscope-op-error", e.message);
-    line.dataset.operationId = e.operationId || "";
     line.setAttribute("role", "alert");
     root.appendChild(line);
   }
@@ -536,7 +547,7 @@ function jobRow(job, stages, findings, cause, t, vs, now, act) {
   else id.textContent = `Job ${job.jobId}`;
   row.appendChild(id);
   const name = el("span", "sparkscope-job-name", job.label || "");
-  name.title = [job.description, job.operationId && `operation ${job.operationId}`].filter(Boolean).join("\n");
+  name.title = job.description || "";
   row.appendChild(name);
   const tc = job.tasks;
   row.appendChild(bar({ total: tc.total, completed: tc.completed, skipped: tc.skipped, running: tc.active, failed: tc.failed }));
