@@ -152,8 +152,8 @@ def test_sparkscope_server_and_a_notebook_that_configures_nothing(
                 "SELECT reflect('java.lang.System', 'getenv', 'SPARKSCOPE_LISTENER_TOKEN') AS t"
             ).collect()
             assert row["t"] is None, "the listener token is in the driver's environment"
-            token_file = spark.conf.get("spark.sparkscope.tokenFile")
-            assert token_file and not os.path.exists(token_file), token_file
+            left = sorted(p.name for p in home.glob("listener-token*"))
+            assert left == [], f"the listener's token file is still there: {left}"
         finally:
             spark.stop()
 

@@ -232,12 +232,13 @@ class FakeAgent:
             with self._cond:
                 self.hellos.append(hello)
                 self._cond.notify_all()
-            if not self.token or hello.get("keyId") != key_id(self.token):
+            known = bool(self.token) and hello.get("keyId") == key_id(self.token)
+            if not known and not self.impostor:
                 return self._refuse(conn, "no token of this agent has that key id")
             conn.hello, conn.agent_nonce = hello, secrets.token_hex(16)
             mine = (
                 "0" * 64
-                if self.impostor
+                if self.impostor or not self.token
                 else proof(
                     self.token,
                     "sparkscope-agent-stream-1",
@@ -319,7 +320,7 @@ class FakeAgent:
                 f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             ).encode()
         )
-        conn = Connection(self, sock, proven=bearer_ok or not self.token)
+        conn = Connection(self, sock, proven=bearer_ok or (not self.token and not self.impostor))
         with self._cond:
             self.connections.append(conn)
             self._cond.notify_all()
