@@ -216,3 +216,39 @@ def test_the_widget_formats_numbers_as_the_kernel_does() -> None:
     browser = json.loads(out.stdout)
     kernel = [[cellview.format_duration(x), cellview.format_short(x)] for x in values]
     assert kernel == browser
+
+
+HREFS = [
+    "http://driver:4040/jobs/job/?id=3",
+    "https://spark.example.org/proxy/app-1/",
+    "HTTP://DRIVER:4040/",
+    "javascript:alert(document.cookie)",
+    "JavaScript:alert(1)",
+    " javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "file:///etc/passwd",
+    "//evil.example/x",
+    "/relative/path",
+    "http://",
+    "https:///nohost",
+    "http://driver:4040/\x07jobs",
+    "",
+]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node to run the widget's link check")
+def test_the_widget_links_only_what_the_kernel_links() -> None:
+    source = WIDGET_JS.read_text(encoding="utf-8")
+    func = re.search(r"^function isHttpUrl\(.*?^\}$", source, re.MULTILINE | re.DOTALL).group(0)
+    script = func + (
+        f"\nconst v = {json.dumps(HREFS)};\nconsole.log(JSON.stringify(v.map(isHttpUrl)));"
+    )
+    out = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    browser = json.loads(out.stdout)
+    kernel = [cellview.is_http_url(h) for h in HREFS]
+    assert browser == kernel, list(zip(HREFS, browser, kernel, strict=True))
+    # and what both let through is exactly the http and https links
+    assert kernel == [True, True, True] + [False] * (len(HREFS) - 3)

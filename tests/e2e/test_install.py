@@ -148,10 +148,14 @@ def test_sparkscope_server_and_a_notebook_that_configures_nothing(
         # can read it, neither the driver's environment nor the file it was read from.
         spark = harness.connect_session(server.remote_url(user_id="mallory"))
         try:
+            getenv = "reflect('java.lang.System', 'getenv', '{}')"
             (row,) = spark.sql(
-                "SELECT reflect('java.lang.System', 'getenv', 'SPARKSCOPE_LISTENER_TOKEN') AS t"
+                f"SELECT {getenv.format('SPARKSCOPE_LISTENER_TOKEN')} AS t,"
+                f" {getenv.format('SPARK_HOME')} AS home"
             ).collect()
-            assert row["t"] is None, "the listener token is in the driver's environment"
+            # reflect() gives a null result as the string "null"; SPARK_HOME shows it reads
+            assert row["home"] not in (None, "null"), row
+            assert row["t"] in (None, "null"), "the listener token is in the driver's environment"
             left = sorted(p.name for p in home.glob("listener-token*"))
             assert left == [], f"the listener's token file is still there: {left}"
         finally:

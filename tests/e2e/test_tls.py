@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sqlite3
 import ssl
+import subprocess
 from pathlib import Path
 
 import harness
@@ -122,7 +124,9 @@ def test_a_notebook_over_wss_shows_its_jobs_and_stores_no_secret(
     state = nbrun.widget_states(run.nb)[model_id]["state"]
     assert state["state"] == "done", state
     assert state["jobs"] and all(j["status"] == "SUCCEEDED" for j in state["jobs"]), state["jobs"]
-    assert {j["userId"] for j in state["jobs"]} == {"carol"}
+    # the widget keeps no user ids; the agent attributed the jobs it shows to carol
+    users = {j["jobId"]: (j.get("connect") or {}).get("userId") for j in agent.jobs(server.app_id)}
+    assert {users[j["jobId"]] for j in state["jobs"]} == {"carol"}, users
 
     # nothing the notebook keeps holds the credential: the saved file (widget state and
     # outputs included) and the kernel's input history, which did record the magic's line
@@ -177,3 +181,77 @@ def test_a_listener_trusting_another_certificate_never_connects(
         assert "connected to agent" not in log
     # the genuine listener is untouched
     assert live(agent, server.app_id)
+
+
+def subscribe_frame(session: str, user: str) -> bytes:
+    """A SubscribeRequest with one SessionKey, in protobuf's wire format (field 1 of each)."""
+
+    def field(number: int, payload: bytes) -> bytes:
+        assert len(payload) < 128
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    key = field(1, session.encode()) + field(2, user.encode())
+    return field(1, key)
+
+
+def test_grpc_speaks_tls_only(
+    agent: harness.Agent, server: harness.SparkConnectServer, certs
+) -> None:
+    import grpc
+
+    (session,) = {j["connect"]["sessionId"] for j in agent.jobs(server.app_id) if j.get("connect")}
+    method = "/sparkscope.v1.Monitor/Subscribe"
+    metadata = [("authorization", f"Bearer {agent.subscriber_token}")]
+    trusted = grpc.ssl_channel_credentials(root_certificates=certs["agent"][0].read_bytes())
+    with grpc.secure_channel(agent.grpc_addr, trusted) as channel:
+        call = channel.unary_stream(method)(
+            subscribe_frame(session, "carol"), metadata=metadata, timeout=15
+        )
+        first = next(iter(call))
+        call.cancel()
+    # an Update with applications (field 3) holding this server's application id
+    assert server.app_id.encode() in first, first[:200]
+
+    # in clear text the port answers nothing a gRPC client can use
+    with grpc.insecure_channel(agent.grpc_addr) as channel:
+        call = channel.unary_stream(method)(
+            subscribe_frame(session, "carol"), metadata=metadata, timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            next(iter(call))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value
+    # nor to a client that trusts another certificate
+    stranger = grpc.ssl_channel_credentials(root_certificates=certs["stranger"][0].read_bytes())
+    with grpc.secure_channel(agent.grpc_addr, stranger) as channel:
+        call = channel.unary_stream(method)(
+            subscribe_frame(session, "carol"), metadata=metadata, timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            next(iter(call))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value
+
+
+def test_a_certificate_that_cannot_be_loaded_stops_the_agent(
+    work: Path, certs, require_piece
+) -> None:
+    binary = require_piece(harness.agent_binary(), "sparkscope binary", "cargo build")
+    # the agent's certificate with another key: nothing may serve, not even in clear
+    mismatched = (certs["agent"][0], certs["stranger"][1])
+    a = harness.Agent(binary, work / "mismatched", token=secrets.token_hex(16), tls=mismatched)
+    a._pick_ports()
+    a.work_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        a.command(),
+        check=False,
+        env=a._environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert "key" in proc.stderr.lower() or "certificate" in proc.stderr.lower(), proc.stderr
+    for port in (a.ingest_port, a.http_port, a.grpc_port):
+        with socket.socket() as s:
+            s.settimeout(1)
+            assert s.connect_ex((harness.LOOPBACK, port)) != 0, f"port {port} is open"

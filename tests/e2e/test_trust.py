@@ -8,7 +8,8 @@ Connect server with the real listener, and the kernel extension's own client:
 - an impostor with a real application's id, while that application's listener reconnects, is
   refused, and the real driver gets back in;
 - a user removed from the token file loses the stream it has open within a second, and what it
-  asks to cancel is refused.
+  asks to cancel is refused;
+- a driver's UI address that is no http or https address never becomes a link.
 
 The impostors are written here, from docs/wire-protocol.md and docs/streaming-api.md, apart from
 the real parts on purpose: they are the people the real parts must refuse.
@@ -413,6 +414,62 @@ def test_a_revoked_user_loses_its_open_stream_and_its_cancels(
         tokens_file.write_text("".join(f"{u} {t}\n" for u, t in USERS.items()))
         tokens_file.chmod(0o600)
         spark.stop()
+
+
+def test_a_ui_address_that_is_no_http_url_never_becomes_a_link(
+    work: Path, agent: harness.Agent, server, require_piece
+) -> None:
+    """A driver may announce any UI address (`spark.sparkscope.uiUrl`). Beside a notebook on the
+    genuine server, whose widget links to Spark's UI, one on a server announcing a `javascript:`
+    address: nothing in its saved widget state or HTML snapshot holds that address."""
+    jar = require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
+    address = "javascript:alert(document.domain)//"
+    with harness.SparkConnectServer(
+        work / "js-server",
+        listener_jar=jar,
+        agent_addr=agent.ingest_addr,
+        token=agent.token,
+        master="local[1]",
+        conf={"spark.sparkscope.uiUrl": address},
+    ) as hostile:
+        harness.wait_until(lambda: live(agent, hostile.app_id), 60, 0.2, "the listener")
+        runs = []
+        for name, srv in (("genuine", server), ("hostile", hostile)):
+            source = work / f"{name}.ipynb"
+            nb = nbformat.v4.new_notebook()
+            cells = (
+                nbrun.SETUP,
+                "spark.range(0, 1000, 1, 2).count()",
+                "import time; time.sleep(2)",
+            )
+            nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+            nbformat.write(nb, source)
+            (work / name).mkdir(exist_ok=True)
+            env = nbrun.kernel_env(
+                work / name,
+                {
+                    "SPARKSCOPE_URL": agent.stream_url,
+                    "SPARKSCOPE_TOKEN": USERS["alice"],
+                    "SPARK_REMOTE": srv.remote_url(user_id="alice"),
+                },
+            )
+            env.pop("JUPYTERHUB_API_TOKEN", None)
+            runs.append(nbrun.NotebookRun(name, source, work / f"{name}.out.ipynb", env))
+        nbrun.execute_concurrently(runs, timeout=300)
+        for run in runs:
+            assert run.error is None, run.error
+            ((model_id, _),) = nbrun.cell_widgets(run.nb, 1)
+            state = nbrun.widget_states(run.nb)[model_id]["state"]
+            assert state["state"] == "done" and state["jobs"], state
+        genuine, attacked = runs
+        links = nbrun.widget_states(genuine.nb)[nbrun.cell_widgets(genuine.nb, 1)[0][0]]["state"]
+        assert links["links"].get("ui", "").startswith("http://"), links["links"]
+        saved = attacked.out_path.read_text()
+        # (the widget's own code, saved with it, names the scheme in a comment: look for the address)
+        assert "javascript:alert" not in saved.lower(), "the address reached the saved notebook"
+        state = nbrun.widget_states(attacked.nb)[nbrun.cell_widgets(attacked.nb, 1)[0][0]]
+        assert not state["state"]["links"].get("ui"), state["state"]["links"]
+        assert agent.application(hostile.app_id).get("uiLink", "") == ""
 
 
 @pytest.fixture(autouse=True)

@@ -87,13 +87,17 @@ function button(cls, text, label, onClick) {
 
 // Only http and https addresses become links, whatever the kernel was told (the agent checks
 // them as well): a "javascript:" address must never reach an href.
+// The kernel's rule (cellview.is_http_url): http or https, a host right after "//", no
+// whitespace, quotes or control characters.
 function isHttpUrl(href) {
-  try {
-    const u = new URL(href);
-    return (u.protocol === "http:" || u.protocol === "https:") && u.host !== "";
-  } catch {
+  if (typeof href !== "string" || !/^https?:\/\/[^/?#\s"'<>`]+[^\s"'<>`]*$/i.test(href)) {
     return false;
   }
+  for (const c of href) {
+    const code = c.codePointAt(0);
+    if (code < 32 || code === 127) return false;
+  }
+  return true;
 }
 
 function link(cls, text, href, label) {
