@@ -231,6 +231,9 @@ impl Connect {
             if !op.job_ids.contains(&job_id) {
                 op.job_ids.push(job_id);
             }
+            if op.tags.is_empty() {
+                op.tags.clone_from(&connect.tags); // the cell it belongs to, from its job
+            }
             op.updated = g;
         }
         Some(connect)
@@ -243,21 +246,22 @@ impl Connect {
             .get(op_tag)
             .and_then(|id| self.operations.get(id))
         {
+            // An operation known only from events after its start (the agent was away when it
+            // started) has no client tags of its own: the job's tags name them.
+            let tags = if op.tags.is_empty() {
+                client_tags(tags, &op.user_id, &op.session_id)
+            } else {
+                op.tags.clone()
+            };
             return Some(ConnectRef {
                 user_id: op.user_id.clone(),
                 session_id: op.session_id.clone(),
                 operation_id: op.operation_id.clone(),
-                tags: op.tags.clone(),
+                tags,
             });
         }
         let parsed = parse_operation_tag(op_tag)?;
-        let mut client: Vec<String> = tags
-            .iter()
-            .filter_map(|t| parse_session_tag(t, Some((parsed.user_id, parsed.session_id))))
-            .map(|s| s.tag.to_owned())
-            .collect();
-        client.sort();
-        client.dedup();
+        let client = client_tags(tags, parsed.user_id, parsed.session_id);
         Some(ConnectRef {
             user_id: parsed.user_id.to_owned(),
             session_id: parsed.session_id.to_owned(),
@@ -549,4 +553,16 @@ impl Connect {
             self.sessions.remove(&id);
         }
     }
+}
+
+/// The client tags among a job's tags that belong to this user's session, sorted, once each.
+fn client_tags(tags: &[String], user_id: &str, session_id: &str) -> Vec<String> {
+    let mut client: Vec<String> = tags
+        .iter()
+        .filter_map(|t| parse_session_tag(t, Some((user_id, session_id))))
+        .map(|s| s.tag.to_owned())
+        .collect();
+    client.sort();
+    client.dedup();
+    client
 }
