@@ -31,7 +31,7 @@ def main() -> None:
     if binary is None:
         sys.exit("build the agent first (make setup)")
     with tempfile.TemporaryDirectory() as work:
-        agent = harness.Agent(binary, Path(work), token=secrets.token_hex(8))
+        agent = harness.Agent(binary, Path(work), token=secrets.token_hex(16))
         with agent:
             pid = agent.proc.pid
             before = rss_mb(pid)

@@ -63,7 +63,7 @@ def run(tasks: int) -> None:
         if binary is None or jar is None:
             sys.exit("build the agent and the listener first (make setup)")
         with (
-            harness.Agent(binary, work / "agent", token=secrets.token_hex(8)) as agent,
+            harness.Agent(binary, work / "agent", token=secrets.token_hex(16)) as agent,
             harness.SparkConnectServer(
                 work / "server", listener_jar=jar, agent_addr=agent.ingest_addr, token=agent.token
             ) as server,

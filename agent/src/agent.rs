@@ -11,7 +11,7 @@ use crate::model::Store;
 use crate::publish::metrics::{MetricsExport, UserLabels};
 use crate::publish::stream::grpc::MonitorService;
 use crate::publish::stream::hub::{self, Hub};
-use crate::publish::stream::identity::SubscriberAuth;
+use crate::publish::stream::identity::{IdentityError, SubscriberAuth};
 use crate::publish::stream::tasks::TaskLister;
 use crate::publish::stream::Streams;
 use crate::publish::{http, ApiState};
@@ -19,6 +19,7 @@ use crate::shutdown::{Shutdown, Trigger};
 use crate::spark_api::SparkApi;
 use crate::tls::{Loaded, TlsError, TlsListener};
 use crate::upkeep;
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub enum BuildError {
     NoApiToken,
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Subscribers(#[from] IdentityError),
     #[error("cannot serve {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -52,6 +55,9 @@ pub enum BuildError {
         source: std::io::Error,
     },
 }
+
+/// How often the subscriber token file is read again: a revoked user's streams end within it.
+const TOKEN_FILE_POLL: Duration = Duration::from_millis(250);
 
 /// The addresses the agent serves on (with the ports the system chose for port 0).
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +74,7 @@ pub struct Agent {
     sockets: [TcpListener; 3],
     addrs: Addrs,
     tls: Option<Loaded>,
+    subscribers: Arc<SubscriberAuth>,
     trigger: Trigger,
     shutdown: Shutdown,
 }
@@ -95,6 +102,7 @@ impl Agent {
                 .map_err(|source| BuildError::Bind { what, addr, source })
         };
         let tls = cfg.tls.files().map(|f| f.load()).transpose()?;
+        let subscribers = Arc::new(SubscriberAuth::new(cfg.stream.auth.clone())?);
         cfg.ingest.tls = tls.as_ref().map(|t| t.acceptor.clone());
         let ingest = bind("listeners", cfg.ingest_addr).await?;
         let web = bind("HTTP", cfg.http_addr).await?;
@@ -115,6 +123,7 @@ impl Agent {
             sockets: [ingest, web, grpc],
             addrs,
             tls,
+            subscribers,
             trigger,
             shutdown,
         })
@@ -136,6 +145,7 @@ impl Agent {
             sockets: [ingest, web, grpc],
             addrs,
             tls,
+            subscribers,
             trigger,
             shutdown,
         } = self;
@@ -144,7 +154,7 @@ impl Agent {
             users: UserLabels::new(cfg.metrics.max_users),
         });
         let spark = Arc::new(SparkApi::new(cfg.spark_api.clone()));
-        let listeners = Arc::new(Listeners::default());
+        let listeners = Arc::new(Listeners::new(cfg.ingest.rebind_grace));
         let control = Arc::new(Control::new(
             store.clone(),
             listeners.clone(),
@@ -164,7 +174,7 @@ impl Agent {
             cfg: cfg.stream.clone(),
             shutdown: shutdown.clone(),
             subscribers: Arc::default(),
-            auth: Arc::new(SubscriberAuth::new(cfg.stream.auth.clone())),
+            auth: subscribers.clone(),
         };
         let mut tasks = vec![
             ingest_thread(
@@ -189,6 +199,11 @@ impl Agent {
                 cfg.stream.ui_link_template.clone(),
                 shutdown.clone(),
             )),
+            // The subscriber token file, read again as it changes; revocations end streams.
+            tokio::spawn({
+                let stop = shutdown.clone();
+                async move { subscribers.watch(TOKEN_FILE_POLL, stop).await }
+            }),
             // Samples, the age limit and the recorder's upkeep.
             tokio::spawn(upkeep::run(
                 store.clone(),
@@ -200,26 +215,31 @@ impl Agent {
         ];
 
         let mut grpc_stop = shutdown.clone();
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(t) = &tls {
-            let identity = tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem);
-            let tls_config = tonic::transport::ServerTlsConfig::new().identity(identity);
-            builder = match tonic::transport::Server::builder().tls_config(tls_config) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "gRPC cannot use the certificate; it is off");
-                    builder
-                }
-            };
-        }
-        let grpc_server = builder
-            .add_service(MonitorService::server(streams.clone()))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
-                async move { grpc_stop.requested().await },
-            );
+        let service = MonitorService::server(streams.clone());
+        let grpc_acceptor = tls.as_ref().map(|t| t.grpc.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = grpc_server.await {
+            let stop = async move { grpc_stop.requested().await };
+            let server = tonic::transport::Server::builder().add_service(service);
+            // With a certificate, gRPC goes through the same TLS as every other socket: there is
+            // no way for it to end up in plain text.
+            let served = match grpc_acceptor {
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+                    server.serve_with_incoming_shutdown(incoming, stop).await
+                }
+                Some(acceptor) => match TlsListener::new(grpc, acceptor) {
+                    Ok(l) => {
+                        server
+                            .serve_with_incoming_shutdown(l.into_stream(), stop)
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the gRPC stream is not served");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::warn!(error = %e, "the gRPC server stopped");
             }
         }));
@@ -235,10 +255,16 @@ impl Agent {
         let https = tls.as_ref().map(|t| t.acceptor.clone());
         tasks.push(tokio::spawn(async move {
             let stop = async move { http_stop.requested().await };
+            let api = api.into_make_service_with_connect_info::<SocketAddr>();
             let served = match https {
                 None => axum::serve(web, api).with_graceful_shutdown(stop).await,
                 Some(acceptor) => match TlsListener::new(web, acceptor) {
-                    Ok(l) => axum::serve(l, api).with_graceful_shutdown(stop).await,
+                    // Tapped only so that handlers learn the peer's address, as over plain TCP.
+                    Ok(l) => {
+                        axum::serve(l.tap_io(|_| ()), api)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    }
                     Err(e) => Err(e),
                 },
             };

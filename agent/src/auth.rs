@@ -21,11 +21,21 @@ impl Secret {
             .map(|v| Secret(Arc::from(v)))
     }
 
-    /// A token flag's value (clap's value parser): an empty one is refused, it would let anyone
-    /// in.
+    /// A token of someone else's (Spark Connect's) as a flag gives it: only an empty one is
+    /// refused.
     pub fn parse(value: &str) -> Result<Secret, String> {
         Secret::new(Some(crate::flags::non_empty(value)?))
             .ok_or_else(|| "the token is empty".to_owned())
+    }
+
+    /// One of sparkscope's own tokens as a flag gives it: strong enough that guessing it from a
+    /// proof it signed is hopeless ([`weakness`]).
+    pub fn parse_own(value: &str) -> Result<Secret, String> {
+        let secret = Secret::parse(value)?;
+        match weakness(secret.expose()) {
+            Some(why) => Err(why),
+            None => Ok(secret),
+        }
     }
 
     pub fn matches(&self, given: &str) -> bool {
@@ -41,6 +51,30 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(…)")
+    }
+}
+
+/// The fewest characters one of sparkscope's tokens may have.
+pub const MIN_TOKEN_CHARS: usize = 16;
+/// The fewest different characters among them.
+const MIN_DISTINCT_CHARS: usize = 8;
+
+/// Why a token is too weak to stand for anyone, if it is: one that proves itself by HMAC can be
+/// guessed offline from a proof. 16 random bytes in hex (`head -c 16 /dev/urandom | xxd -p`) are
+/// plenty.
+pub fn weakness(token: &str) -> Option<String> {
+    let chars = token.chars().count();
+    let mut distinct: Vec<char> = token.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if chars < MIN_TOKEN_CHARS || distinct.len() < MIN_DISTINCT_CHARS {
+        Some(format!(
+            "the token is too weak to guess-proof: it needs at least {MIN_TOKEN_CHARS} \
+             characters, {MIN_DISTINCT_CHARS} of them different (e.g. the output of \
+             `head -c 16 /dev/urandom | xxd -p`)"
+        ))
+    } else {
+        None
     }
 }
 
@@ -88,6 +122,22 @@ pub fn hmac_hex(key: &Secret, parts: &[&str]) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
+/// 16 random bytes as 32 lower-case hex digits: one side's half of a handshake.
+pub fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No system randomness: the clock still makes each nonce one of its kind.
+        bytes.copy_from_slice(
+            &std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
+    }
+    hex(&bytes)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -107,6 +157,27 @@ mod tests {
         assert!(!allows(Some(&s), None));
         assert!(allows(None, None));
         assert_eq!(format!("{s:?}"), "Secret(…)");
+    }
+
+    #[test]
+    fn weak_tokens_are_refused_with_the_reason() {
+        for weak in [
+            "",
+            "lt",
+            "aaaaaaaaaaaaaaaaaaaaaaaa",
+            "abcabcabcabcabcabc",
+            "0123456789abcde",
+        ] {
+            assert!(weakness(weak).is_some(), "{weak:?}");
+        }
+        assert!(weakness("0123456789abcdef").is_none());
+        assert!(weakness("9f86d081884c7d65").is_none());
+        let refused = Secret::parse_own("password").expect_err("weak");
+        assert!(refused.contains("at least 16"), "{refused}");
+        assert!(
+            Secret::parse("password").is_ok(),
+            "Spark's own tokens are Spark's business"
+        );
     }
 
     #[test]

@@ -117,6 +117,12 @@ catalog! {
         "Cancel requests, by target (tag, operation, job) and outcome (ok, not_found, finished, forbidden, unavailable, refused, bad_request).";
     LISTENER_REFUSALS = "sparkscope_listener_refusals_total", Counter, ["reason"],
         "Listener connections refused before they were accepted, by reason: token (no proof of it), protocol, hello (no or a bad hello line), timeout (no hello in time), taken (another driver holds the application), tls (a failed TLS handshake).";
+    HUB_REQUESTS = "sparkscope_jupyterhub_requests_total", Counter, ["result"],
+        "Requests to JupyterHub about a subscriber's token, by result: ok (a user), refused, unavailable.";
+    REVOKED = "sparkscope_subscribers_revoked_total", Counter, ["transport"],
+        "Open streams ended because their credential was revoked (removed from the token file, or no longer vouched for by JupyterHub).";
+    SESSION_CONFLICTS = "sparkscope_connect_session_conflicts_total", Counter, [],
+        "Connect sessions an application reported while another application had reported them first: ignored for streams and cancels (a listener token in the wrong hands, or a misconfiguration).";
     LIMIT_HITS = "sparkscope_limit_hits_total", Counter, ["limit", "action"],
         "Things a bound refused or evicted, by the bound (each has a flag of the same name) and action (refused or evicted).";
 }
@@ -143,10 +149,16 @@ pub enum Limit {
     TaskSamples,
     /// Task-list requests to Spark's REST API at once; more are answered `unavailable`.
     TaskListsInFlight,
+    /// Unknown tokens one address may have JupyterHub asked about per minute; more are refused.
+    HubLookups,
+    /// Users JupyterHub vouched for, remembered; the least recently used goes.
+    HubUsers,
+    /// Tokens JupyterHub refused, remembered; the least recently used goes.
+    HubRefusals,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 12] = [
+    pub const ALL: [Limit; 15] = [
         Limit::ListenerConnections,
         Limit::PendingListeners,
         Limit::Subscribers,
@@ -159,6 +171,9 @@ impl Limit {
         Limit::Executors,
         Limit::TaskSamples,
         Limit::TaskListsInFlight,
+        Limit::HubLookups,
+        Limit::HubUsers,
+        Limit::HubRefusals,
     ];
 
     pub fn label(self) -> &'static str {
@@ -175,6 +190,9 @@ impl Limit {
             Limit::Executors => "executors",
             Limit::TaskSamples => "task_samples",
             Limit::TaskListsInFlight => "task_lists_in_flight",
+            Limit::HubLookups => "jupyterhub_lookups",
+            Limit::HubUsers => "jupyterhub_cached_users",
+            Limit::HubRefusals => "jupyterhub_refusals",
         }
     }
 
@@ -185,7 +203,8 @@ impl Limit {
             | Limit::Subscribers
             | Limit::SessionsPerSubscriber
             | Limit::CancelsInFlight
-            | Limit::TaskListsInFlight => "refused",
+            | Limit::TaskListsInFlight
+            | Limit::HubLookups => "refused",
             _ => "evicted",
         }
     }
@@ -257,6 +276,18 @@ impl Refusal {
             Refusal::Tls => "tls",
         }
     }
+}
+
+pub fn hub_request(result: &'static str) {
+    counter!(HUB_REQUESTS, "result" => result).increment(1);
+}
+
+pub fn subscriber_revoked(transport: &'static str) {
+    counter!(REVOKED, "transport" => transport).increment(1);
+}
+
+pub fn session_conflicts(n: u64) {
+    counter!(SESSION_CONFLICTS).increment(n);
 }
 
 pub fn listener_refused(why: Refusal) {

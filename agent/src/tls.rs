@@ -9,6 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tokio_stream::StreamExt;
 
 /// TLS on every socket, when both files are given.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -74,7 +75,8 @@ impl TlsFiles {
         }
     }
 
-    /// The PEM files, read.
+    /// The PEM files, read, and the two acceptors made from them. An error here stops the
+    /// agent: no socket is ever served in plain text because its TLS could not be set up.
     pub fn load(&self) -> Result<Loaded, TlsError> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)
             .map_err(Self::read_err(&self.cert))?
@@ -84,37 +86,32 @@ impl TlsFiles {
             return Err(TlsError::NoCertificate(self.cert.clone()));
         }
         let key = PrivateKeyDer::from_pem_file(&self.key).map_err(Self::read_err(&self.key))?;
-        let cert_pem = std::fs::read(&self.cert).map_err(|e| TlsError::Read {
-            path: self.cert.clone(),
-            why: e.to_string(),
-        })?;
-        let key_pem = std::fs::read(&self.key).map_err(|e| TlsError::Read {
-            path: self.key.clone(),
-            why: e.to_string(),
-        })?;
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        let config = |alpn: &[&[u8]]| -> Result<TlsAcceptor, TlsError> {
+            let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+            server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            Ok(TlsAcceptor::from(Arc::new(server)))
+        };
         Ok(Loaded {
-            acceptor: TlsAcceptor::from(Arc::new(server)),
-            cert_pem,
-            key_pem,
+            acceptor: config(&[])?,
+            // gRPC clients insist on negotiating HTTP/2.
+            grpc: config(&[b"h2"])?,
         })
     }
 }
 
-/// A loaded certificate: the acceptor for the listeners' and HTTP sockets, and the PEM for
-/// tonic's own TLS set-up.
+/// A loaded certificate: the acceptor for the listeners' and HTTP sockets, and the one for the
+/// gRPC socket (the same certificate, HTTP/2 negotiated).
 #[derive(Clone)]
 pub struct Loaded {
     pub acceptor: TlsAcceptor,
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
+    pub grpc: TlsAcceptor,
 }
 
 /// How long a client gets for its TLS handshake.
@@ -157,6 +154,15 @@ impl TlsListener {
             }
         });
         Ok(TlsListener { ready, local })
+    }
+}
+
+impl TlsListener {
+    /// The connections as a stream, for tonic.
+    pub fn into_stream(
+        self,
+    ) -> impl tokio_stream::Stream<Item = std::io::Result<TlsStream<TcpStream>>> {
+        tokio_stream::wrappers::ReceiverStream::new(self.ready).map(|(tls, _)| Ok(tls))
     }
 }
 

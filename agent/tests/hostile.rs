@@ -150,7 +150,7 @@ async fn silent_connections_are_bounded_and_a_real_listener_still_gets_in() {
         let mut said = Vec::new();
         let read = tokio::time::timeout(Duration::from_millis(20), s.read_to_end(&mut said));
         if let Ok(Ok(_)) = read.await {
-            assert!(String::from_utf8_lossy(&said).contains("without a hello"));
+            assert!(String::from_utf8_lossy(&said).contains("not proven themselves"));
             closed += 1;
         }
     }
@@ -231,5 +231,65 @@ async fn a_second_driver_for_a_connected_application_is_refused() {
     let impostor = common::listener(addr, "local-x", "another-run", common::LISTENER_TOKEN).await;
     assert!(impostor.expect_err("refused").contains("another driver"));
     // The same driver, reconnecting over a half-open connection, is welcome.
-    let _again = listener(addr, "local-x").await;
+    let again = listener(addr, "local-x").await;
+    drop((_real, again));
+    // While the driver is away (a network blip, its reconnect backing off), its application is
+    // still its own: someone else with the token cannot take it.
+    let store = agent.store().clone();
+    eventually("the driver's connections closed", || {
+        store.get("local-x").is_some_and(|a| !lock(&a).is_live())
+    })
+    .await;
+    let impostor = common::listener(addr, "local-x", "another-run", common::LISTENER_TOKEN).await;
+    assert!(impostor.expect_err("refused").contains("another driver"));
+    let _back = listener(addr, "local-x").await;
+}
+
+/// Connections that say hello and then never prove they know the token stay among the unproven
+/// ones, bounded like silent ones: past the bound the oldest are closed and counted.
+#[tokio::test]
+async fn connections_past_the_hello_are_bounded_until_they_prove_themselves() {
+    let mut cfg = common::config();
+    cfg.ingest.max_pending = 2;
+    cfg.ingest.hello_timeout = Duration::from_secs(30);
+    let agent = common::start(cfg).await;
+    let addr = agent.addrs().ingest;
+    let before = scrape(agent.addrs().http).await;
+    let limit = "sparkscope_limit_hits_total{limit=\"pending_listeners\",action=\"evicted\"}";
+    let hello = |i: usize| {
+        format!(
+            "{{\"Event\":\"SparkscopeHello\",\"protocol\":3,\"appId\":\"app-{i}\",\"runId\":\"r\",\
+             \"nonce\":\"0123456789abcdef0123456789abcdef\"}}\n"
+        )
+    };
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let mut s = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
+        s.get_mut()
+            .write_all(hello(i).as_bytes())
+            .await
+            .expect("hello");
+        let mut challenge = String::new();
+        s.read_line(&mut challenge).await.expect("challenge");
+        assert!(challenge.contains("\"nonce\""), "{challenge}");
+        held.push(s);
+    }
+    let mut closed = 0;
+    for s in &mut held {
+        let mut rest = String::new();
+        let read = tokio::time::timeout(Duration::from_millis(50), s.read_to_string(&mut rest));
+        if let Ok(Ok(_)) = read.await {
+            assert!(rest.contains("not proven themselves"), "{rest}");
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed,
+        40 - 2,
+        "every connection past the bound of 2 was closed"
+    );
+    let after = scrape(agent.addrs().http).await;
+    assert_eq!(sample(&after, limit) - sample(&before, limit), 38.0);
+    // A real listener still gets in (and takes the place of the oldest unproven one).
+    let _real = listener(addr, "local-real").await;
 }

@@ -67,9 +67,9 @@ async fn next<T: Clone>(rx: &mut tokio::sync::broadcast::Receiver<T>) -> T {
 async fn a_change_reaches_only_its_sessions_feed_and_every_subscriber_shares_one_piece() {
     let (store, hub, _trigger) = start();
     let (mut a1, mut a2, mut b) = (
-        hub.follow(&key(S_A)),
-        hub.follow(&key(S_A)),
-        hub.follow(&key(S_B)),
+        hub.follow(&key(S_A), None),
+        hub.follow(&key(S_A), None),
+        hub.follow(&key(S_B), None),
     );
     feed(&store, &[operation(S_A, "op-a"), job(1, S_A, "op-a")]);
     let (p1, p2) = (next(&mut a1).await, next(&mut a2).await);
@@ -109,7 +109,7 @@ async fn a_snapshot_and_the_deltas_after_it_neither_overlap_nor_leave_a_gap() {
     feed(&store, &[operation(S_A, "op-a"), job(1, S_A, "op-a")]);
     tokio::time::sleep(Duration::from_millis(100)).await; // built while nobody followed
 
-    let mut feed_a = hub.follow(&key(S_A));
+    let mut feed_a = hub.follow(&key(S_A), None);
     let snap = tokio::time::timeout(Duration::from_secs(3), hub.snapshot(vec![key(S_A)]))
         .await
         .expect("answered within 3 s")
@@ -137,7 +137,7 @@ async fn a_snapshot_and_the_deltas_after_it_neither_overlap_nor_leave_a_gap() {
 #[tokio::test]
 async fn a_session_nobody_knows_gets_an_empty_snapshot() {
     let (_store, hub, _trigger) = start();
-    let _feed = hub.follow(&key(S_B));
+    let _feed = hub.follow(&key(S_B), None);
     let snap = tokio::time::timeout(Duration::from_secs(3), hub.snapshot(vec![key(S_B)]))
         .await
         .expect("answered within 3 s")

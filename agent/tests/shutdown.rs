@@ -93,6 +93,7 @@ async fn shutdown_answers_cancels_tells_subscribers_and_closes_connections() {
         sessions: vec![pb::SessionKey {
             session_id: SESSION.into(),
             user_id: "alice".into(),
+            ..Default::default()
         }],
     });
     sub.metadata_mut()

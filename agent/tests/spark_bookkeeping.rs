@@ -401,6 +401,37 @@ fn jobs_are_attributed_from_tags_when_the_operation_event_was_missed() {
     assert!(a.job(1).is_some_and(|j| j.connect.is_none()));
 }
 
+/// The agent was away when the operation started: it learns of it from a later event (here
+/// its end), without the client tags Started carries. Its jobs' tags name the cell, and so
+/// does the operation from then on.
+#[test]
+fn an_operation_whose_start_was_missed_takes_its_cell_from_its_jobs() {
+    let mut a = app();
+    let user = "alice";
+    feed(
+        &mut a,
+        &[
+            json!({"Event": "org.apache.spark.sql.connect.service.SparkListenerConnectOperationReadyForExecution",
+               "jobTag": op_tag(user), "operationId": OID, "eventTime": 7, "extraTags": {}}),
+            job_start(
+                0,
+                &[stage_info(0, 0, 1, false, false)],
+                &connect_tags(user, &["cell-1"]),
+            ),
+        ],
+    );
+    let c = a
+        .job(0)
+        .and_then(|j| j.connect.clone())
+        .expect("attributed");
+    assert_eq!((c.session_id.as_str(), c.operation_id.as_str()), (SID, OID));
+    assert_eq!(c.tags, vec!["cell-1".to_owned()]);
+    assert_eq!(
+        a.operation(OID).expect("op").tags,
+        vec!["cell-1".to_owned()]
+    );
+}
+
 fn hello() -> Value {
     json!({"Event": "SparkscopeHello", "protocol": 1, "appId": "local-1", "appName": "n",
            "sparkVersion": "4.3.0", "listenerVersion": "0.1.0", "token": "t",

@@ -3,11 +3,12 @@
 
 mod common;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use sparkscope::agent::RunningAgent;
 use sparkscope::ingest::ingest_line;
 use sparkscope::model::{lock, Store};
 use sparkscope_proto::sparkscope::v1 as pb;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -256,6 +257,7 @@ async fn grpc_subscribers_get_the_same_stream() {
         sessions: vec![pb::SessionKey {
             session_id: S_BOB.into(),
             user_id: "bob_smith".into(),
+            ..Default::default()
         }],
     };
     let Err(refused) = client.subscribe(tonic::Request::new(req.clone())).await else {
@@ -506,6 +508,7 @@ async fn subscribers_past_the_bound_are_refused_until_a_place_frees() {
         sessions: vec![pb::SessionKey {
             session_id: S_ALICE.into(),
             user_id: "alice".into(),
+            ..Default::default()
         }],
     });
     req.metadata_mut()
@@ -572,7 +575,10 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
     use sparkscope_proto::sparkscope::v1::monitor_client::MonitorClient;
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("tokens");
-    std::fs::write(&file, "alice alice-token\nbob_smith bob-token\n").expect("write");
+    private_file(
+        &file,
+        &format!("alice {ALICE_TOKEN}\nbob_smith {BOB_TOKEN}\n"),
+    );
     let mut cfg = common::config();
     cfg.stream.auth.shared = None;
     cfg.stream.auth.tokens_file = Some(file.clone());
@@ -585,7 +591,7 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
         .expect_err("refused");
     assert!(err.to_string().contains("401"), "{err}");
 
-    let mut alice = connect(&agent, "alice-token").await.expect("alice");
+    let mut alice = connect(&agent, ALICE_TOKEN).await.expect("alice");
     // Bob's session, named with its real ids: refused, and nothing of it is sent.
     subscribe(&mut alice, S_BOB, "bob_smith").await;
     match next_message(&mut alice).await.kind {
@@ -620,6 +626,7 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
             sessions: vec![pb::SessionKey {
                 session_id: session.into(),
                 user_id: user.into(),
+                ..Default::default()
             }],
         });
         let value = format!("Bearer {token}").parse().expect("metadata");
@@ -627,7 +634,7 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
         r
     };
     let denied = client
-        .subscribe(req(S_BOB, "bob_smith", "alice-token"))
+        .subscribe(req(S_BOB, "bob_smith", ALICE_TOKEN))
         .await
         .expect_err("not hers");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
@@ -637,7 +644,7 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
         .expect_err("not a user");
     assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
     let mut own = client
-        .subscribe(req(S_BOB, "bob_smith", "bob-token"))
+        .subscribe(req(S_BOB, "bob_smith", BOB_TOKEN))
         .await
         .expect("his")
         .into_inner();
@@ -647,19 +654,56 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
         .iter()
         .all(|j| j.connect.as_ref().is_some_and(|c| c.user_id == "bob_smith")));
 
-    // The file is read again when it changes: a revoked token stops working, a new one works.
-    std::fs::write(&file_again, "bob_smith bob-token-2\n").expect("rewrite");
-    let later = std::time::SystemTime::now() + Duration::from_secs(2);
-    std::fs::File::options()
-        .write(true)
-        .open(&file_again)
-        .and_then(|f| f.set_modified(later))
-        .expect("mtime");
-    let err = connect(&agent, "alice-token").await.expect_err("revoked");
+    // The file is read again when it changes: a revoked token stops working, at once for the
+    // streams already open with it; a new one works.
+    private_file(&file_again, &format!("bob_smith {BOB_TOKEN_2}\n"));
+    let changed = tokio::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match alice.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("alice's stream closed within a second of the change")
+    .expect("with a close frame");
+    assert!(closed.reason.contains("revoked"), "{closed:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match own.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => return Some(status),
+            }
+        }
+    })
+    .await
+    .expect("bob's old stream ended within a second")
+    .expect("with a status");
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    println!(
+        "streams of revoked tokens closed {:?} after the change",
+        changed.elapsed()
+    );
+    let err = connect(&agent, ALICE_TOKEN).await.expect_err("revoked");
     assert!(err.to_string().contains("401"), "{err}");
-    let mut bob = connect(&agent, "bob-token-2").await.expect("the new token");
+    let mut bob = connect(&agent, BOB_TOKEN_2).await.expect("the new token");
     subscribe(&mut bob, S_BOB, "bob_smith").await;
     assert!(next_update(&mut bob).await.snapshot);
+}
+
+const ALICE_TOKEN: &str = "alice-token-0123456789";
+const BOB_TOKEN: &str = "bob-token-0123456789abc";
+const BOB_TOKEN_2: &str = "bob-token-2-0123456789ab";
+
+/// A token file as the agent takes it: readable by its owner only.
+fn private_file(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 /// Spark's REST task list for one stage, as a stand-in: the longest tasks for
@@ -843,4 +887,267 @@ async fn the_notebook_view_gets_context_samples_hints_failures_and_tasks() {
         }
     };
     assert_eq!(missing.code, "not_found");
+}
+
+/// Another application (whoever holds a listener token can make one) announces a session that
+/// a real application reported first: its jobs never reach that session's subscribers, and a
+/// cancel of the session's job goes to the real application's listener only.
+#[tokio::test]
+async fn a_session_belongs_to_the_application_that_reported_it_first() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let agent = start().await;
+    let session = |app: &str| {
+        format!(
+            r#"{{"Event":"org.apache.spark.sql.connect.service.SparkListenerConnectSessionStarted","sessionId":"{S_ALICE}","userId":"alice","eventTime":1}}"#
+        ) + "\n"
+            + &[
+                operation(
+                    "alice",
+                    S_ALICE,
+                    if app == "real" { OP_A } else { OP_B },
+                    "cell",
+                ),
+                job(
+                    1,
+                    10,
+                    "alice",
+                    S_ALICE,
+                    if app == "real" { OP_A } else { OP_B },
+                ),
+            ]
+            .join("\n")
+            + "\n"
+    };
+    let mut real = common::listener(agent.ingest, "app-real", "run-1", common::LISTENER_TOKEN)
+        .await
+        .expect("welcome");
+    real.get_mut()
+        .write_all(session("real").as_bytes())
+        .await
+        .expect("events");
+    let has_job = |id: &str| {
+        agent
+            .store
+            .get(id)
+            .is_some_and(|a| lock(&a).job(1).is_some())
+    };
+    while !has_job("app-real") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut fake = common::listener(agent.ingest, "app-fake", "run-2", common::LISTENER_TOKEN)
+        .await
+        .expect("welcome");
+    fake.get_mut()
+        .write_all(session("fake").as_bytes())
+        .await
+        .expect("events");
+    while !has_job("app-fake") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(agent.store.owner_of(S_ALICE).as_deref(), Some("app-real"));
+
+    let mut ws = connect(&agent, common::SUBSCRIBER_TOKEN).await.expect("ws");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    let snap = next_update(&mut ws).await;
+    let apps: BTreeSet<&str> = snap.jobs.iter().map(|j| j.app_id.as_str()).collect();
+    assert_eq!(apps, BTreeSet::from(["app-real"]), "{snap:?}");
+    assert!(snap.operations.iter().all(|o| o.operation_id == OP_A));
+
+    let frame = format!(
+        r#"{{"cancel":{{"requestId":"j","sessionId":"{S_ALICE}","userId":"alice","jobId":1}}}}"#
+    );
+    ws.send(Message::Text(frame.into())).await.expect("send");
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(3), real.read_line(&mut line))
+        .await
+        .expect("the real application's listener gets the command")
+        .expect("read");
+    assert!(line.contains("cancelJob"), "{line}");
+    let mut other = String::new();
+    let nothing = tokio::time::timeout(Duration::from_millis(300), fake.read_line(&mut other));
+    assert!(nothing.await.is_err(), "the other application got {other}");
+}
+
+/// A listener may announce any UI address; only an http or https one becomes a link.
+#[tokio::test]
+async fn a_ui_address_that_is_no_http_url_never_becomes_a_link() {
+    use sparkscope::ingest::protocol::{connect_listener, AgentCheck, Hello};
+    use tokio::io::AsyncWriteExt;
+    let agent = start().await;
+    let token = sparkscope::auth::Secret::new(Some(common::LISTENER_TOKEN)).expect("token");
+    let hello = Hello {
+        app_id: "app-js".into(),
+        run_id: "run-1".into(),
+        task_events: "coalesced".into(),
+        ui_url: "javascript:alert(document.domain)//http://x".into(),
+        ..Hello::default()
+    };
+    let mut sock = connect_listener(
+        agent.ingest,
+        hello,
+        &token,
+        AgentCheck::Verify,
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("welcome");
+    let events = [
+        format!(
+            r#"{{"Event":"org.apache.spark.sql.connect.service.SparkListenerConnectSessionStarted","sessionId":"{S_ALICE}","userId":"alice","eventTime":1}}"#
+        ),
+        operation("alice", S_ALICE, OP_A, "cell"),
+    ]
+    .join("\n")
+        + "\n";
+    sock.get_mut()
+        .write_all(events.as_bytes())
+        .await
+        .expect("events");
+    while agent.store.owner_of(S_ALICE).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let app = agent.store.get("app-js").expect("the application");
+    assert_eq!(lock(&app).info().ui_url, "", "the address is dropped");
+    let mut ws = connect(&agent, common::SUBSCRIBER_TOKEN).await.expect("ws");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    let snap = next_update(&mut ws).await;
+    let a = snap
+        .applications
+        .iter()
+        .find(|a| a.id == "app-js")
+        .expect("the application record");
+    assert_eq!(a.ui_link, "");
+}
+
+/// A web page's WebSocket carries its origin: refused unless the operator lists it. The token
+/// goes in the Authorization header only, never in the query string.
+#[tokio::test]
+async fn web_pages_of_other_origins_and_tokens_in_the_query_are_refused() {
+    let mut cfg = common::config();
+    cfg.stream.allowed_origins = vec!["https://hub.example".to_owned()];
+    let agent = start_with(cfg).await;
+    let with_origin = |origin: &str| {
+        let mut req = format!("ws://{}/api/v1/stream", agent.http)
+            .into_client_request()
+            .expect("request");
+        let headers = req.headers_mut();
+        headers.insert(
+            "authorization",
+            format!("Bearer {}", common::SUBSCRIBER_TOKEN)
+                .parse()
+                .expect("header"),
+        );
+        headers.insert("origin", origin.parse().expect("header"));
+        req
+    };
+    let refused = tokio_tungstenite::connect_async(with_origin("https://evil.example")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 403)
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    assert!(
+        tokio_tungstenite::connect_async(with_origin("https://hub.example"))
+            .await
+            .is_ok()
+    );
+    // A token in the query string is no credential: the stream waits for a handshake, and a
+    // request instead is refused.
+    let url = format!(
+        "ws://{}/api/v1/stream?token={}",
+        agent.http,
+        common::SUBSCRIBER_TOKEN
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    match next_message(&mut ws).await.kind {
+        Some(pb::server_message::Kind::Error(e)) => assert_eq!(e.code, "unauthorized"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A notebook holding one of the agent's own tokens never sends it: it names it by its key id,
+/// checks the agent's proof, then proves it too. A wrong proof, an unknown key id or a request
+/// before the handshake gets nothing.
+#[tokio::test]
+async fn a_notebook_proves_its_token_without_sending_it() {
+    use sparkscope::auth::Secret;
+    use sparkscope::publish::stream::handshake::{agent_proof, notebook_proof};
+    use sparkscope::publish::stream::identity::key_id;
+    let agent = start().await;
+    workload(&agent);
+    let url = format!("ws://{}/api/v1/stream", agent.http);
+    let token = Secret::new(Some(common::SUBSCRIBER_TOKEN)).expect("token");
+    let hello = pb::StreamHello {
+        key_id: key_id(common::SUBSCRIBER_TOKEN),
+        nonce: "00112233445566778899aabbccddeeff".to_owned(),
+    };
+    let send =
+        |m: pb::ClientMessage| Message::Text(serde_json::to_string(&m).expect("json").into());
+    let hello_msg = pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Hello(hello.clone())),
+    };
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+    ws.send(send(hello_msg.clone())).await.expect("hello");
+    let Some(pb::server_message::Kind::Challenge(c)) = next_message(&mut ws).await.kind else {
+        panic!("expected a challenge");
+    };
+    assert_eq!(
+        c.proof,
+        agent_proof(&token, &c.nonce, &hello),
+        "the agent proved it"
+    );
+    let proof = pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Proof(pb::StreamProof {
+            proof: notebook_proof(&token, &c.nonce, &hello),
+        })),
+    };
+    ws.send(send(proof)).await.expect("proof");
+    let Some(pb::server_message::Kind::Welcome(w)) = next_message(&mut ws).await.kind else {
+        panic!("expected a welcome");
+    };
+    assert_eq!(w.user_id, "", "the shared token names no user");
+    subscribe(&mut ws, S_ALICE, "alice").await;
+    assert_eq!(next_update(&mut ws).await.jobs.len(), 1);
+
+    // A proof made without the token: refused, and the stream closed.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+    ws.send(send(hello_msg)).await.expect("hello");
+    let Some(pb::server_message::Kind::Challenge(c)) = next_message(&mut ws).await.kind else {
+        panic!("expected a challenge");
+    };
+    let guess = Secret::new(Some("a-guess-0123456789abcdef")).expect("guess");
+    let forged = pb::ClientMessage {
+        kind: Some(pb::client_message::Kind::Proof(pb::StreamProof {
+            proof: notebook_proof(&guess, &c.nonce, &hello),
+        })),
+    };
+    ws.send(send(forged)).await.expect("proof");
+    let Some(pb::server_message::Kind::Error(e)) = next_message(&mut ws).await.kind else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(e.code, "unauthorized", "{e:?}");
+
+    // An unknown key id gets no challenge; neither does a request before the handshake.
+    for first in [
+        pb::ClientMessage {
+            kind: Some(pb::client_message::Kind::Hello(pb::StreamHello {
+                key_id: key_id("someone-else-0123456789"),
+                nonce: hello.nonce.clone(),
+            })),
+        },
+        serde_json::from_str(&format!(
+            r#"{{"subscribe":{{"sessions":[{{"sessionId":"{S_ALICE}","userId":"alice"}}]}}}}"#
+        ))
+        .expect("subscribe"),
+    ] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("ws");
+        ws.send(send(first)).await.expect("first frame");
+        let Some(pb::server_message::Kind::Error(e)) = next_message(&mut ws).await.kind else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(e.code, "unauthorized", "{e:?}");
+    }
 }

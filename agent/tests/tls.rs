@@ -67,7 +67,7 @@ async fn every_socket_speaks_tls_and_plain_text_is_refused() {
         .connect(name.clone(), sock)
         .await
         .expect("TLS to the ingest port");
-    let hello = "{\"Event\":\"SparkscopeHello\",\"protocol\":2,\"appId\":\"tls-app\",\"runId\":\"r\",\"nonce\":\"0123456789abcdef0123\"}\n";
+    let hello = "{\"Event\":\"SparkscopeHello\",\"protocol\":3,\"appId\":\"tls-app\",\"runId\":\"r\",\"nonce\":\"0123456789abcdef0123456789abcdef\"}\n";
     s.write_all(hello.as_bytes()).await.expect("hello");
     let mut buf = vec![0u8; 1024];
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
@@ -113,6 +113,7 @@ async fn every_socket_speaks_tls_and_plain_text_is_refused() {
         sessions: vec![pb::SessionKey {
             session_id: "39ed1fc5-ed53-4117-945b-fae9e26c0ce8".into(),
             user_id: "alice".into(),
+            ..Default::default()
         }],
     });
     let bearer = format!("Bearer {}", common::SUBSCRIBER_TOKEN);
@@ -121,4 +122,27 @@ async fn every_socket_speaks_tls_and_plain_text_is_refused() {
     let mut updates = client.subscribe(req).await.expect("subscribe").into_inner();
     let first = updates.message().await.expect("update").expect("open");
     assert!(first.snapshot);
+}
+
+/// TLS that cannot be set up stops the agent before it serves anything: no socket, gRPC
+/// included, is ever served in plain text instead.
+#[tokio::test]
+async fn a_certificate_that_cannot_be_used_stops_the_agent() {
+    let (a, b) = (self_signed(), self_signed());
+    let mut cfg = common::config();
+    cfg.tls = sparkscope::tls::TlsConfig {
+        cert: a.tls.cert.clone(),
+        key: b.tls.key.clone(),
+    };
+    let err = match sparkscope::agent::Agent::build(cfg).await {
+        Ok(_) => panic!("the agent started with a key that is not its certificate's"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("TLS"), "{err}");
+    let mut cfg = common::config();
+    cfg.tls = sparkscope::tls::TlsConfig {
+        cert: a.tls.cert.clone(),
+        key: Some(a.tls.cert.clone().expect("cert").with_extension("missing")),
+    };
+    assert!(sparkscope::agent::Agent::build(cfg).await.is_err());
 }

@@ -170,7 +170,7 @@ def test_cell_cancel_names_the_tag_in_every_session_of_the_cells_operations(
     assert result["requestId"] == "req1" and result["target"] == "cell"
     assert result["ok"] is True and result["code"] == ""
     assert result["message"] == "interrupted 1 operation(s)"
-    assert result["interruptedOperationIds"] == [OP, OP2]
+    assert result["interruptedOperations"] == 2 and "interruptedOperationIds" not in result
     assert widget.state == "running"  # the jobs have not ended yet
 
     # the agent reports the interrupted work ended: the widget says cancelled, the jobs FAILED

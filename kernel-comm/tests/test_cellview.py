@@ -121,9 +121,17 @@ def test_every_trait_comes_from_the_view_and_is_json() -> None:
     assert values["summary"] == view.summary_text
     assert values["overview"]["text"] == "2 jobs (2 succeeded) · 16/24 tasks (8 skipped)"
     assert values["overview"]["details"] == (
-        "Spark 4.3.0 · Spark Connect server (local-1795258400000) · user alice · session "
-        "11111111-1111-4111-8111-111111111111"
+        "Spark 4.3.0 · Spark Connect server (local-1795258400000)"
     )
+    # Who ran the cell, and in which session and operations, never reaches a synced trait (the
+    # notebook file saves those); the kernel keeps them.
+    synced = json.dumps(
+        {k: v for k, v in values.items() if CellWidget.class_traits()[k].metadata.get("sync")}
+    )
+    assert "11111111-1111-4111-8111-111111111111" not in synced
+    assert "alice" not in synced
+    assert "22222222-2222-4222-8222-222222222222" not in synced
+    assert view.session_ids == ["11111111-1111-4111-8111-111111111111"]
 
 
 def test_findings_carry_their_evidence_and_say_it_as_the_widget_did() -> None:
@@ -208,3 +216,39 @@ def test_the_widget_formats_numbers_as_the_kernel_does() -> None:
     browser = json.loads(out.stdout)
     kernel = [[cellview.format_duration(x), cellview.format_short(x)] for x in values]
     assert kernel == browser
+
+
+HREFS = [
+    "http://driver:4040/jobs/job/?id=3",
+    "https://spark.example.org/proxy/app-1/",
+    "HTTP://DRIVER:4040/",
+    "javascript:alert(document.cookie)",
+    "JavaScript:alert(1)",
+    " javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "file:///etc/passwd",
+    "//evil.example/x",
+    "/relative/path",
+    "http://",
+    "https:///nohost",
+    "http://driver:4040/\x07jobs",
+    "",
+]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node to run the widget's link check")
+def test_the_widget_links_only_what_the_kernel_links() -> None:
+    source = WIDGET_JS.read_text(encoding="utf-8")
+    func = re.search(r"^function isHttpUrl\(.*?^\}$", source, re.MULTILINE | re.DOTALL).group(0)
+    script = func + (
+        f"\nconst v = {json.dumps(HREFS)};\nconsole.log(JSON.stringify(v.map(isHttpUrl)));"
+    )
+    out = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, check=True, timeout=30
+    )
+    browser = json.loads(out.stdout)
+    kernel = [cellview.is_http_url(h) for h in HREFS]
+    assert browser == kernel, list(zip(HREFS, browser, kernel, strict=True))
+    # and what both let through is exactly the http and https links
+    assert kernel == [True, True, True] + [False] * (len(HREFS) - 3)

@@ -149,10 +149,13 @@ def test_widget_appears_on_the_cells_first_job_in_that_cells_output(
     agent.send(frames[2:])
     publisher.wait_for(lambda: publisher.of("update"))
     assert widget.state == "done" and widget.cell_done
-    assert [(j["jobId"], j["status"], j["operationId"]) for j in widget.jobs] == [
-        (4, "SUCCEEDED", OP),
-        (5, "SUCCEEDED", OP),
+    assert [(j["jobId"], j["status"]) for j in widget.jobs] == [
+        (4, "SUCCEEDED"),
+        (5, "SUCCEEDED"),
     ]
+    # the operation stays kernel-side, out of the synced (saved) rows
+    assert widget.operation_ids == [OP]
+    assert all("operationId" not in j and "sessionId" not in j for j in widget.jobs)
     assert widget.jobs[1]["tasks"] == {
         "total": 16,
         "active": 0,

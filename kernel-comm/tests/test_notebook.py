@@ -30,13 +30,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip(msg)
     work = tmp_path_factory.mktemp("notebook")
     with (
-        harness.Agent(binary, work, token="T", subscriber_token="S") as agent,
+        harness.Agent(
+            binary, work, token=LISTENER_TOKEN, subscriber_token="nb-subscriber-0123456789"
+        ) as agent,
         harness.SparkConnectServer(
-            work, listener_jar=jar, agent_addr=agent.ingest_addr, token="T"
+            work, listener_jar=jar, agent_addr=agent.ingest_addr, token=LISTENER_TOKEN
         ) as server,
     ):
         yield agent, server
 
+
+LISTENER_TOKEN = "nb-listener-0123456789"
 
 CELLS = [
     "%load_ext sparkscope",
@@ -95,7 +99,6 @@ def test_saved_notebook_has_each_cells_jobs(stack, tmp_path: Path, monkeypatch) 
                 "killed": ref["numKilledTasks"],
             }
             assert job["stageIds"] == ref["stageIds"]
-            assert job["operationId"] == ref["connect"]["operationId"]
             seen_jobs.add(job["jobId"])
         # frontends without widgets show the final summary
         assert out["data"]["text/plain"].startswith("sparkscope: ")
@@ -106,6 +109,12 @@ def test_saved_notebook_has_each_cells_jobs(stack, tmp_path: Path, monkeypatch) 
     }
     failing = states[shown[4][0]["data"][WIDGET_VIEW]["model_id"]]["state"]
     assert [j["status"] for j in failing["jobs"]] == ["FAILED"]
+    # Who ran the cells and in which session stays in the kernel: the file holds neither.
+    saved = (tmp_path / "run.ipynb").read_text()
+    ids = {j["connect"]["sessionId"] for j in rest.values() if j.get("connect")}
+    ids |= {j["connect"]["operationId"] for j in rest.values() if j.get("connect")}
+    assert ids and not any(i in saved for i in ids), "a session or operation id was saved"
+    assert '"alice"' not in saved and "user alice" not in saved
 
 
 def _widget_outputs(cell) -> list:

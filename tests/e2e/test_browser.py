@@ -89,7 +89,7 @@ def pieces(require_piece) -> Path:
 @pytest.fixture(scope="module")
 def agent(pieces: Path, artifacts_dir: Path, log_registry):
     log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
-    token = "br-" + secrets.token_hex(8)
+    token = "br-" + secrets.token_hex(16)
     with harness.Agent(pieces, artifacts_dir, token=token) as agent:
         yield agent
 

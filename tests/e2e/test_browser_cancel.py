@@ -141,7 +141,7 @@ def pieces(require_piece) -> Path:
 @pytest.fixture(scope="module")
 def agent(pieces: Path, artifacts_dir: Path, log_registry) -> Iterator[harness.Agent]:
     log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
-    with harness.Agent(pieces, artifacts_dir, token="bc-" + secrets.token_hex(8)) as agent:
+    with harness.Agent(pieces, artifacts_dir, token="bc-" + secrets.token_hex(16)) as agent:
         yield agent
 
 

@@ -36,13 +36,13 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def admin_token() -> str:
-    return secrets.token_hex(8)
+    return secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
 def agent(work: Path, admin_token: str, require_piece):
     binary = require_piece(harness.agent_binary(), "sparkscope binary", "cargo build")
-    token = secrets.token_hex(8)
+    token = secrets.token_hex(16)
     with harness.Agent(binary, work / "agent", token=token, admin_token=admin_token) as a:
         yield a
 
@@ -85,6 +85,7 @@ class Stream:
     def __init__(self, agent: harness.Agent, token: str | None = None) -> None:
         self.ws = websocket.create_connection(
             agent.stream_url,
+            suppress_origin=True,  # as the kernel: no web page's origin
             header=[f"Authorization: Bearer {token or agent.subscriber_token}"],
             timeout=15,
         )

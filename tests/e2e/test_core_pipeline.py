@@ -189,7 +189,7 @@ def run_workload(
 
 @pytest.fixture(scope="module")
 def token() -> str:
-    return "e2e-" + secrets.token_hex(8)
+    return "e2e-" + secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import secrets
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -42,7 +41,7 @@ def agent(work: Path, require_piece):
     with harness.Agent(
         binary,
         work / "agent",
-        token=secrets.token_hex(8),
+        token=secrets.token_hex(16),
         extra_args=["--reconcile-interval-seconds", "0"],
     ) as a:
         yield a
@@ -315,23 +314,8 @@ def test_hostile_input_on_the_ingest_port_is_refused_and_counted(agent, server, 
 
 @pytest.fixture(scope="module")
 def slow_listener_jar(work: Path) -> Path:
-    """Compiles the slow listener against the installed pyspark's jars."""
-    src = Path(__file__).parent / "listeners" / "SlowListener.java"
-    out = work / "slow-listener"
-    out.mkdir(exist_ok=True)
-    jars = harness.spark_home() / "jars" / "*"
-    subprocess.run(
-        ["javac", "--release", "17", "-cp", str(jars), "-d", str(out), str(src)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    jar = work / "slow-listener.jar"
-    subprocess.run(
-        ["jar", "--create", "--file", str(jar), "-C", str(out), "."],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    return jar
+    """The slow listener, compiled against the installed pyspark's jars."""
+    return harness.compile_listener(Path(__file__).parent / "listeners" / "SlowListener.java", work)
 
 
 @pytest.fixture(scope="module")

@@ -138,9 +138,28 @@ def test_sparkscope_server_and_a_notebook_that_configures_nothing(
         assert state["state"] == "done", state
         shown = {j["jobId"]: j for j in state["jobs"]}
         assert shown and all(j["status"] == "SUCCEEDED" for j in shown.values())
-        assert {j["userId"] for j in shown.values()} == {"dana"}
+        (current,) = server.applications()
+        attributed = {j["jobId"]: j.get("connect") or {} for j in current["jobs"]}
+        assert {attributed[j]["userId"] for j in shown} == {"dana"}
         status = nbrun.stdout(run.nb, 2)
         assert f":{server.http_port}/api/v1/stream" in status and "connected" in status, status
+
+        # A Connect user runs code in the driver: the listener's token is not where that code
+        # can read it, neither the driver's environment nor the file it was read from.
+        spark = harness.connect_session(server.remote_url(user_id="mallory"))
+        try:
+            getenv = "reflect('java.lang.System', 'getenv', '{}')"
+            (row,) = spark.sql(
+                f"SELECT {getenv.format('SPARKSCOPE_LISTENER_TOKEN')} AS t,"
+                f" {getenv.format('SPARK_HOME')} AS home"
+            ).collect()
+            # reflect() gives a null result as the string "null"; SPARK_HOME shows it reads
+            assert row["home"] not in (None, "null"), row
+            assert row["t"] in (None, "null"), "the listener token is in the driver's environment"
+            left = sorted(p.name for p in home.glob("listener-token*"))
+            assert left == [], f"the listener's token file is still there: {left}"
+        finally:
+            spark.stop()
 
         # the same jobs, with the same task counts, as Spark's own REST API
         spark = {j["jobId"]: j for j in harness.spark_jobs(server.ui_url, app["id"])}

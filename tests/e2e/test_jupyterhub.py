@@ -2,8 +2,10 @@
 its proxy (configurable-http-proxy, from npm).
 
 Each notebook's kernel holds only what JupyterHub gives every kernel it spawns, its user's API
-token (JUPYTERHUB_API_TOKEN), plus the stream's URL: no sparkscope credential of its own. The
-extension sends that token and the agent asks the Hub whose it is (`--jupyterhub-api-url`).
+token (JUPYTERHUB_API_TOKEN), plus the stream's `wss://` URL and the CA that signed the agent's
+certificate: no sparkscope credential of its own. The extension sends that token only to an agent
+that proved itself with that certificate, and the agent asks the Hub whose it is
+(`--jupyterhub-api-url`); to a plain ws:// address, or any other, it sends nothing.
 Each user then sees and cancels only their own Spark Connect sessions, on every surface; a
 forged, an expired, or a service's token is refused. The kernels run under nbclient with that
 environment rather than inside Hub-spawned servers: what the extension and the agent see is the
@@ -41,21 +43,32 @@ def hub(work: Path):
         yield h
 
 
+# Unknown tokens one address may have the agent ask the Hub about per minute.
+LOOKUPS = 20
+
+
 @pytest.fixture(scope="module")
-def agent(work: Path, hub: harness.JupyterHub, require_piece):
+def cert(work: Path) -> tuple[Path, Path]:
+    return harness.self_signed(work / "certs", "agent")
+
+
+@pytest.fixture(scope="module")
+def agent(work: Path, hub: harness.JupyterHub, cert, require_piece):
     binary = require_piece(harness.agent_binary(), "sparkscope binary", "cargo build")
     env = {
         # no shared subscriber token: every subscriber is a Hub user
         "SPARKSCOPE_SUBSCRIBER_TOKEN": "",
         "SPARKSCOPE_JUPYTERHUB_API_URL": hub.api_url,
+        "SPARKSCOPE_JUPYTERHUB_LOOKUPS_PER_MINUTE": str(LOOKUPS),
     }
-    with harness.Agent(binary, work / "agent", token=secrets.token_hex(16), env=env) as a:
+    with harness.Agent(binary, work / "agent", token=secrets.token_hex(16), env=env, tls=cert) as a:
         yield a
 
 
 @pytest.fixture(scope="module")
-def server(work: Path, agent: harness.Agent, reporting_to):
-    with reporting_to(work / "server", agent) as s:
+def server(work: Path, agent: harness.Agent, cert, reporting_to):
+    trust = {"spark.sparkscope.tls.trustCert": str(cert[0])}
+    with reporting_to(work / "server", agent, conf=trust) as s:
         yield s
 
 
@@ -73,7 +86,7 @@ def notebook(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def executed(work: Path, agent, server, tokens) -> dict[str, nbrun.NotebookRun]:
+def executed(work: Path, agent, server, tokens, cert) -> dict[str, nbrun.NotebookRun]:
     runs = {}
     for user in USERS:
         source = work / f"{user}.ipynb"
@@ -84,6 +97,7 @@ def executed(work: Path, agent, server, tokens) -> dict[str, nbrun.NotebookRun]:
                 "JUPYTERHUB_API_TOKEN": tokens[user],
                 "JUPYTERHUB_USER": user,
                 "SPARKSCOPE_URL": agent.stream_url,
+                "SPARKSCOPE_CA_FILE": str(cert[0]),
                 "SPARK_REMOTE": server.remote_url(user_id=user),
             },
         )
@@ -102,17 +116,28 @@ def session_of(run: nbrun.NotebookRun) -> str:
 
 def stream(agent: harness.Agent, token: str) -> websocket.WebSocket:
     return websocket.create_connection(
-        agent.stream_url, header=[f"Authorization: Bearer {token}"], timeout=15
+        agent.stream_url,
+        header=[f"Authorization: Bearer {token}"],
+        timeout=15,
+        suppress_origin=True,  # as the kernel: no web page's origin
+        sslopt={"ca_certs": agent.verify},
     )
 
 
-def test_each_users_notebook_shows_only_its_own_work_with_no_configuration(executed) -> None:
+def test_each_users_notebook_shows_only_its_own_work_with_no_configuration(
+    executed, agent, server
+) -> None:
     for user, run in executed.items():
         ((model_id, _),) = nbrun.cell_widgets(run.nb, 1)
         state = nbrun.widget_states(run.nb)[model_id]["state"]
         jobs = state["jobs"]
         assert jobs, f"{user}'s widget shows no jobs: the Hub token did not get it in"
-        owners = {(j["userId"], j["sessionId"]) for j in jobs}
+        # whose jobs they are, by the agent's attribution (the widget keeps no ids)
+        attributed = {j["jobId"]: j.get("connect") or {} for j in agent.jobs(server.app_id)}
+        owners = {
+            (attributed[j["jobId"]].get("userId"), attributed[j["jobId"]].get("sessionId"))
+            for j in jobs
+        }
         assert owners == {(user, session_of(run))}, owners
         assert state["state"] == "done"
 
@@ -158,5 +183,77 @@ def test_forged_expired_and_service_tokens_are_refused(agent, hub) -> None:
         f"{agent.url}/api/v1/applications",
         headers={"Authorization": f"Bearer {hub.user_token('bob')}"},
         timeout=10,
+        verify=agent.verify,
     )
     assert resp.status_code == 401
+
+
+def metric(agent: harness.Agent, name: str, **labels: str) -> float:
+    text = requests.get(f"{agent.url}/metrics", timeout=10, verify=agent.verify).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.split("{")[0].split(" ")[0] == name and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_bogus_tokens_cost_the_hub_a_bounded_number_of_requests(agent, hub, tokens) -> None:
+    """A thousand made-up tokens from one address: the Hub is asked about at most the agent's
+    lookups per minute of them, and a genuine user stays known without asking it again."""
+    stream(agent, tokens["alice"]).close()  # alice is known (and cached) before the flood
+    asked = metric(agent, "sparkscope_jupyterhub_requests_total")
+    refused = 0
+    for i in range(1000):
+        try:
+            stream(agent, f"bogus-{i:04}-{secrets.token_hex(8)}").close()
+        except websocket.WebSocketBadStatusException as e:
+            assert e.status_code in (401, 429), e.status_code
+            refused += 1
+    flood = metric(agent, "sparkscope_jupyterhub_requests_total") - asked
+    print(f"1,000 bogus tokens: {flood:.0f} Hub requests, {refused} refused")
+    assert refused == 1000
+    assert flood <= LOOKUPS, f"the Hub was asked {flood:.0f} times"
+    assert (
+        metric(agent, "sparkscope_limit_hits_total", limit="jupyterhub_lookups") >= 1000 - LOOKUPS
+    )
+    stream(agent, tokens["alice"]).close()
+    assert metric(agent, "sparkscope_jupyterhub_requests_total") - asked == flood, (
+        "alice's token was asked about again: the flood evicted her"
+    )
+
+
+def test_a_kernel_sends_its_hub_token_to_no_agent_that_has_not_proven_itself(
+    work: Path, tokens, server, cert
+) -> None:
+    """A program on the stream's port, speaking plain ws:// (the agent down, someone else on its
+    port) or TLS with a certificate the kernel does not trust, receives nothing from a kernel
+    inside JupyterHub: no connection at all, or none past the TLS handshake."""
+    from harness.fake_agent import FakeAgent
+
+    stranger = harness.self_signed(work / "stranger", "stranger")
+    for tls in (None, stranger):
+        with FakeAgent(token=None, tls=tls) as impostor:
+            (work / "impostor").mkdir(exist_ok=True)
+            source = work / "impostor.ipynb"
+            notebook(source)
+            env = nbrun.kernel_env(
+                work / "impostor",
+                {
+                    "JUPYTERHUB_API_TOKEN": tokens["alice"],
+                    "SPARKSCOPE_URL": impostor.url,
+                    # the kernel trusts the real agent's certificate, not the stranger's
+                    "SPARKSCOPE_CA_FILE": str(cert[0]),
+                    "SPARK_REMOTE": server.remote_url(user_id="alice"),
+                },
+            )
+            for name in ("SPARKSCOPE_TOKEN", "SPARKSCOPE_TOKEN_FILE"):
+                env.pop(name, None)
+            run = nbrun.NotebookRun("impostor", source, work / "impostor.out.ipynb", env)
+            nbrun.execute_concurrently([run], timeout=300)
+            assert run.error is None, run.error
+            received = "\n".join(impostor.raw)
+            assert tokens["alice"] not in received, "the Hub token reached the impostor"
+            assert "authorization" not in received.lower(), received[:500]
+            assert impostor.messages == [] and impostor.connections == [], impostor.raw

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,8 @@ def pieces(require_piece) -> Path:
 @pytest.fixture(scope="module")
 def tokens() -> dict[str, str]:
     return {
-        "listener": "nb-" + secrets.token_hex(8),
-        "subscriber": "nb-sub-" + secrets.token_hex(8),
+        "listener": "nb-" + secrets.token_hex(16),
+        "subscriber": "nb-sub-" + secrets.token_hex(16),
     }
 
 
@@ -235,6 +236,27 @@ def _fail_on(problems: list[str], what: str) -> None:
         pytest.fail(f"{what}: {len(problems)} problem(s)\n" + "\n".join(problems), pytrace=False)
 
 
+OPERATION_TAG = re.compile(
+    r"^SparkConnect_OperationTag_User_(.*)_Session_([0-9a-f-]{36})_Operation_([0-9a-f-]{36})$"
+)
+
+
+def _operation_tag(job: dict) -> re.Match | None:
+    """Spark's operation tag of a Connect job (docs: user, session and operation ids)."""
+    return next(filter(None, (OPERATION_TAG.match(t) for t in job.get("jobTags", []))), None)
+
+
+def _owner(job: dict) -> tuple[str, str] | None:
+    """(session id, user id) of a Connect job, as Spark tagged it."""
+    m = _operation_tag(job)
+    return (m.group(2), m.group(1)) if m else None
+
+
+def _operation(job: dict) -> str | None:
+    m = _operation_tag(job)
+    return m.group(3) if m else None
+
+
 def _brief_job(job: dict) -> str:
     keep = ("jobId", "status", "stageIds", *TASK_FIELDS.values(), *STAGE_COUNT_FIELDS.values())
     return json.dumps({k: job.get(k) for k in keep})
@@ -348,19 +370,20 @@ def test_each_cell_widget_holds_exactly_its_jobs_with_spark_counts(executed: Exe
                 if (mine.get("stages") or {}).get(key) != spark[field]:
                     have = (mine.get("stages") or {}).get(key)
                     diffs.append(f"stages.{key} widget={have!r} spark {field}={spark[field]}")
+            # Whose job it is, by Spark's own tags (the widget keeps no ids of its user).
             want_owner = (ex.session_ids[name], NOTEBOOKS[name][1])
-            if (mine.get("sessionId"), mine.get("userId")) != want_owner:
-                diffs.append(
-                    f"(sessionId, userId) widget={(mine.get('sessionId'), mine.get('userId'))} "
-                    f"want {want_owner}"
-                )
+            if _owner(spark) != want_owner:
+                diffs.append(f"owner by Spark's tags {_owner(spark)}, want {want_owner}")
             if diffs:
                 problems.append(f"{where} job {jid}: " + "; ".join(diffs))
                 problems.append(f"    spark:  {_brief_job(spark)}")
                 problems.append(f"    widget: {json.dumps(mine, sort_keys=True)[:600]}")
-        # The operations behind the widget's jobs are the cell's operations that ran jobs.
+        # The operations behind the widget's jobs (by Spark's tags) are the cell's operations
+        # that ran jobs.
         want_ops = sorted(op["operationId"] for op in cell.operations if op["jobIds"])
-        have_ops = sorted({j.get("operationId") for j in jobs})
+        have_ops = sorted(
+            {_operation(ex.spark_jobs[j["jobId"]]) for j in jobs if j["jobId"] in ex.spark_jobs}
+        )
         if have_ops != want_ops:
             problems.append(f"{where}: widget jobs' operations {have_ops}, Spark {want_ops}")
     _fail_on(problems, "cell widgets vs Spark's REST jobs of each cell")
@@ -389,11 +412,34 @@ def test_no_widget_shows_the_other_notebooks_work(executed: Executed) -> None:
                     problems.append(
                         f"{where}: jobs {sorted(jobs & other_jobs)} of notebook {other}"
                     )
-                if set(state.get("operation_ids") or []) & other_ops:
+                saved = json.dumps(state)
+                if any(op in saved for op in other_ops):
                     problems.append(f"{where}: operations of notebook {other}")
-                if ex.session_ids[other] in (state.get("session_ids") or []):
+                if ex.session_ids[other] in saved:
                     problems.append(f"{where}: session {ex.session_ids[other]} of notebook {other}")
     _fail_on(problems, "widgets showing the other notebook's work")
+
+
+def test_no_saved_notebook_names_its_user_or_session(executed: Executed) -> None:
+    """Who ran a notebook, and in which Connect session and operations, stays in its kernel:
+    what sparkscope saves in the file (widget state, the widgets' outputs with their text/plain
+    and text/html) holds none of those ids. (The test notebooks print their own session ids, for
+    the tests; that output is not sparkscope's.)"""
+    ex = executed
+    problems: list[str] = []
+    for name, run in ex.runs.items():
+        ours = [nbrun.widget_states(run.nb)]
+        for cell in run.nb.cells:
+            ours += [o for o in cell.get("outputs", []) if nbrun.WIDGET_VIEW in o.get("data", {})]
+        saved = json.dumps(ours)
+        own_ops = {op["operationId"] for op in ex.session_operations(name)}
+        user = NOTEBOOKS[name][1]
+        if ex.session_ids[name] in saved:
+            problems.append(f"notebook {name}: its session id {ex.session_ids[name]} is saved")
+        problems += [f"notebook {name}: operation {op} is saved" for op in own_ops if op in saved]
+        if f'"{user}"' in saved or f"user {user}" in saved or f"User_{user}_" in saved:
+            problems.append(f"notebook {name}: its user {user!r} is saved")
+    _fail_on(problems, "ids saved in notebooks")
 
 
 def test_widget_stages_equal_spark_stages(executed: Executed) -> None:

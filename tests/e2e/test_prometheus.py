@@ -260,7 +260,7 @@ def test_grafana_provisioning_files() -> None:
 
 @pytest.fixture(scope="module")
 def token() -> str:
-    return "prom-" + secrets.token_hex(8)
+    return "prom-" + secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
@@ -309,6 +309,7 @@ class Stream:
     def __init__(self, agent: harness.Agent, **kwargs: Any) -> None:
         self.ws = websocket.create_connection(
             agent.stream_url,
+            suppress_origin=True,  # as the kernel: no web page's origin
             header=[f"Authorization: Bearer {agent.subscriber_token}"],
             timeout=15,
             **kwargs,

@@ -21,11 +21,16 @@ import harness
 import pytest
 
 SECRET_CONF = ("spark.sparkscope.test.password", "hunter2-s3cret-value")
+# A streaming query's name travels in Spark's streaming events, which are not the agent's.
+SECRET_QUERY = "password_hunter2_s3cret_stream"
+# What a third party's event carries.
+THIRD_PARTY_SECRET = "third-party-token-" + secrets.token_hex(8)
 SLEEPY = "reflect('java.lang.Thread', 'sleep', cast({ms} as bigint))"
 
 
 def proof(token: str, *parts: str) -> str:
-    """The handshake's HMAC-SHA256 (docs/wire-protocol.md): every part ends with a newline."""
+    """The handshake's HMAC-SHA256 (docs/wire-protocol.md, protocol 3): every part ends with a
+    newline. Written here from the document, apart from both real sides, on purpose."""
     data = b"".join(p.encode() + b"\n" for p in parts)
     return hmac.new(token.encode(), data, hashlib.sha256).hexdigest()
 
@@ -84,12 +89,12 @@ class StandInAgent:
                 "ok": True,
                 "agent": "recorder",
                 "nonce": mine,
-                "proof": proof(self.token, "sparkscope-agent", app, run, nonce, mine),
+                "proof": proof(self.token, "sparkscope-agent-3", mine, nonce, app, run),
             }
             f.write((json.dumps(challenge) + "\n").encode())
             f.flush()
             theirs = json.loads(f.readline())
-            want = proof(self.token, "sparkscope-listener", app, run, mine, nonce)
+            want = proof(self.token, "sparkscope-listener-3", mine, nonce, app, run)
             if not hmac.compare_digest(theirs.get("proof", ""), want):
                 return
             f.write(b'{"ok":true,"welcome":true}\n')
@@ -132,14 +137,47 @@ def recorder(agent_port: int, token: str):
 
 @pytest.fixture(scope="module")
 def server(work: Path, recorder: StandInAgent, agent_port: int, token: str, require_piece):
+    """The listener beside a third party's (listeners/ThirdPartyEvents.java), which posts an event
+    of its own carrying THIRD_PARTY_SECRET; Spark's event log, kept uncompressed, shows it was
+    posted."""
     jar = require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
+    third_party = harness.compile_listener(
+        Path(__file__).parent / "listeners" / "ThirdPartyEvents.java", work
+    )
     with harness.SparkConnectServer(
         work / "server",
         listener_jar=jar,
         agent_addr=f"{harness.LOOPBACK}:{agent_port}",
         token=token,
+        event_log_dir=work / "events",
+        event_log_compress=False,
+        conf={
+            "spark.driver.extraClassPath": str(third_party),
+            "spark.extraListeners": f"{harness.LISTENER_CLASS},sparkscope.test.ThirdPartyEvents",
+            "spark.sparkscope.test.thirdPartySecret": THIRD_PARTY_SECRET,
+        },
     ) as s:
         yield s
+
+
+def found(value: object, secret: str, path: str = "") -> list[str]:
+    """Where in a decoded JSON value `secret` occurs, as paths (`Properties.spark.job.description`)."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in found(v, secret, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [p for v in value for p in found(v, secret, f"{path}[]")]
+    return [path] if isinstance(value, str) and secret in value else []
+
+
+# Where a streaming query's name may travel: in what the user wrote (the Connect plan's text,
+# redacted by Spark's own rules) and in the descriptions Spark gives the query's batch jobs.
+USERS_OWN_TEXT = {
+    "statementText",
+    "description",
+    "Properties.spark.job.description",
+    "Stage Info.Details",
+    "Stage Infos[].Details",
+}
 
 
 def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
@@ -149,6 +187,18 @@ def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
         spark.sql("SELECT 1 AS x").collect()
         df = spark.range(0, 1000, numPartitions=4).selectExpr("id % 7 AS k")
         df.groupBy("k").count().collect()
+        stream = (
+            spark.readStream.format("rate")
+            .option("rowsPerSecond", 10)
+            .load()
+            .writeStream.format("noop")
+            .queryName(SECRET_QUERY)
+            .start()
+        )
+        harness.wait_until(
+            lambda: stream.lastProgress is not None, 60, 0.2, "the streaming query's progress"
+        )
+        stream.stop()
     finally:
         spark.stop()
     harness.wait_until(
@@ -160,6 +210,18 @@ def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
     time.sleep(1)
     text = "".join(recorder.lines)
     assert SECRET_CONF[1] not in text, "a session conf left the driver"
+    events = {json.loads(line)["Event"] for line in recorder.lines}
+    assert not any("Streaming" in e or "QueryProgress" in e for e in events), events
+    # the streaming query's name only where the user's own text goes, never in Spark's
+    # streaming events (QueryStartedEvent, QueryProgressEvent, QueryTerminatedEvent)
+    places = {p for line in recorder.lines for p in found(json.loads(line), SECRET_QUERY)}
+    assert places <= USERS_OWN_TEXT, places
+    # the third party's event was posted (Spark's event log has it) and did not leave
+    logs = [p for p in server.event_log_dir.rglob("*") if p.is_file()]  # rolling: a directory
+    logged = "".join(p.read_text(errors="replace") for p in logs)
+    assert f'"secret":"{THIRD_PARTY_SECRET}"' in logged and "SecretEvent" in logged
+    assert THIRD_PARTY_SECRET not in text, "a third party's event left the driver"
+    assert not any("ThirdParty" in e for e in events), events
     assert token not in text and all(token not in json.dumps(h) for h in recorder.hellos)
     for field in ("modifiedConfigs", "physicalPlanDescription", "sparkPlanInfo", "extraTags"):
         assert f'"{field}"' not in text, f"{field} left the driver"

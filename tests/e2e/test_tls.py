@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -22,23 +23,6 @@ import websocket
 from harness import nbrun
 
 
-def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, in PEM, made with the system's openssl."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "2", "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    key.chmod(0o600)
-    return cert, key
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("tls")
@@ -46,7 +30,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def certs(work: Path) -> dict[str, tuple[Path, Path]]:
-    return {name: self_signed(work / "certs", name) for name in ("agent", "stranger")}
+    return {name: harness.self_signed(work / "certs", name) for name in ("agent", "stranger")}
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +77,7 @@ def test_plain_text_and_untrusted_clients_get_nothing(agent: harness.Agent) -> N
     with pytest.raises(ssl.SSLCertVerificationError):
         websocket.create_connection(
             agent.stream_url,
+            suppress_origin=True,  # as the kernel: no web page's origin
             header=[f"Authorization: Bearer {agent.subscriber_token}"],
             timeout=10,
         )
@@ -139,7 +124,9 @@ def test_a_notebook_over_wss_shows_its_jobs_and_stores_no_secret(
     state = nbrun.widget_states(run.nb)[model_id]["state"]
     assert state["state"] == "done", state
     assert state["jobs"] and all(j["status"] == "SUCCEEDED" for j in state["jobs"]), state["jobs"]
-    assert {j["userId"] for j in state["jobs"]} == {"carol"}
+    # the widget keeps no user ids; the agent attributed the jobs it shows to carol
+    users = {j["jobId"]: (j.get("connect") or {}).get("userId") for j in agent.jobs(server.app_id)}
+    assert {users[j["jobId"]] for j in state["jobs"]} == {"carol"}, users
 
     # nothing the notebook keeps holds the credential: the saved file (widget state and
     # outputs included) and the kernel's input history, which did record the magic's line
@@ -156,6 +143,7 @@ def test_a_notebook_over_wss_shows_its_jobs_and_stores_no_secret(
     (session,) = {j["connect"]["sessionId"] for j in agent.jobs(server.app_id) if j.get("connect")}
     ws = websocket.create_connection(
         agent.stream_url,
+        suppress_origin=True,  # as the kernel: no web page's origin
         header=[f"Authorization: Bearer {agent.subscriber_token}"],
         sslopt={"ca_certs": str(certs["agent"][0])},
         timeout=15,
@@ -193,3 +181,77 @@ def test_a_listener_trusting_another_certificate_never_connects(
         assert "connected to agent" not in log
     # the genuine listener is untouched
     assert live(agent, server.app_id)
+
+
+def subscribe_frame(session: str, user: str) -> bytes:
+    """A SubscribeRequest with one SessionKey, in protobuf's wire format (field 1 of each)."""
+
+    def field(number: int, payload: bytes) -> bytes:
+        assert len(payload) < 128
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    key = field(1, session.encode()) + field(2, user.encode())
+    return field(1, key)
+
+
+def test_grpc_speaks_tls_only(
+    agent: harness.Agent, server: harness.SparkConnectServer, certs
+) -> None:
+    import grpc
+
+    (session,) = {j["connect"]["sessionId"] for j in agent.jobs(server.app_id) if j.get("connect")}
+    method = "/sparkscope.v1.Monitor/Subscribe"
+    metadata = [("authorization", f"Bearer {agent.subscriber_token}")]
+    trusted = grpc.ssl_channel_credentials(root_certificates=certs["agent"][0].read_bytes())
+    with grpc.secure_channel(agent.grpc_addr, trusted) as channel:
+        call = channel.unary_stream(method)(
+            subscribe_frame(session, "carol"), metadata=metadata, timeout=15
+        )
+        first = next(iter(call))
+        call.cancel()
+    # an Update with applications (field 3) holding this server's application id
+    assert server.app_id.encode() in first, first[:200]
+
+    # in clear text the port answers nothing a gRPC client can use
+    with grpc.insecure_channel(agent.grpc_addr) as channel:
+        call = channel.unary_stream(method)(
+            subscribe_frame(session, "carol"), metadata=metadata, timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            next(iter(call))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value
+    # nor to a client that trusts another certificate
+    stranger = grpc.ssl_channel_credentials(root_certificates=certs["stranger"][0].read_bytes())
+    with grpc.secure_channel(agent.grpc_addr, stranger) as channel:
+        call = channel.unary_stream(method)(
+            subscribe_frame(session, "carol"), metadata=metadata, timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            next(iter(call))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value
+
+
+def test_a_certificate_that_cannot_be_loaded_stops_the_agent(
+    work: Path, certs, require_piece
+) -> None:
+    binary = require_piece(harness.agent_binary(), "sparkscope binary", "cargo build")
+    # the agent's certificate with another key: nothing may serve, not even in clear
+    mismatched = (certs["agent"][0], certs["stranger"][1])
+    a = harness.Agent(binary, work / "mismatched", token=secrets.token_hex(16), tls=mismatched)
+    a._pick_ports()
+    a.work_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        a.command(),
+        check=False,
+        env=a._environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode != 0, proc.stderr[-2000:]
+    assert "key" in proc.stderr.lower() or "certificate" in proc.stderr.lower(), proc.stderr
+    for port in (a.ingest_port, a.http_port, a.grpc_port):
+        with socket.socket() as s:
+            s.settimeout(1)
+            assert s.connect_ex((harness.LOOPBACK, port)) != 0, f"port {port} is open"

@@ -4,8 +4,9 @@ History Server, JupyterLab, Prometheus, JupyterHub), all on the process lifecycl
 
 Shared by the end-to-end tests, the kernel extension's notebook test, the demo and the benchmarks
 (scripts/setup.sh installs it into .venv), so it depends on the standard library and `requests`
-only; pyspark is imported lazily by `connect_session`. `harness.nbrun` (notebooks under nbclient)
-and `harness.browser` (JupyterLab in Chromium) are imported by those who need them.
+only; pyspark is imported lazily by `connect_session`. `harness.nbrun` (notebooks under nbclient),
+`harness.browser` (JupyterLab in Chromium) and `harness.fake_agent` (a stand-in for the agent's
+stream, honest or an impostor) are imported by those who need them.
 """
 
 from .agent import Agent
@@ -29,10 +30,12 @@ from .util import (
     LOOPBACK,
     REPO_ROOT,
     agent_binary,
+    compile_listener,
     free_port,
     free_ports,
     listener_jar,
     port_open,
+    self_signed,
     spark_home,
     tail,
     venv_bin,
@@ -54,6 +57,7 @@ __all__ = [
     "SparkConnectServer",
     "SparkscopeServer",
     "agent_binary",
+    "compile_listener",
     "configurable_http_proxy",
     "connect_operations",
     "connect_session",
@@ -66,6 +70,7 @@ __all__ = [
     "promtool_binary",
     "replay",
     "rest_get",
+    "self_signed",
     "spark_home",
     "spark_jobs",
     "tail",

@@ -87,6 +87,26 @@ def spark_home() -> Path:
     return Path(pyspark.__file__).resolve().parent
 
 
+def compile_listener(source: Path, work_dir: Path) -> Path:
+    """A jar of one Java source file compiled against Spark's own jars (a test's extra listener:
+    no build tool, no dependency but Spark)."""
+    classes = work_dir / f"{source.stem}-classes"
+    classes.mkdir(parents=True, exist_ok=True)
+    jars = spark_home() / "jars" / "*"
+    subprocess.run(
+        ["javac", "--release", "17", "-cp", str(jars), "-d", str(classes), str(source)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    jar = work_dir / f"{source.stem}.jar"
+    subprocess.run(
+        ["jar", "--create", "--file", str(jar), "-C", str(classes), "."],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return jar
+
+
 def venv_bin() -> Path:
     """The directory of the Python running the tests (the venv's bin/), where `jupyter` lives."""
     return Path(sys.executable).parent
@@ -123,3 +143,21 @@ def agent_binary() -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, in PEM, made with the system's openssl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2", "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    key.chmod(0o600)
+    return cert, key

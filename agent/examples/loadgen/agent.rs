@@ -36,13 +36,13 @@ impl AgentProcess {
 
     pub(crate) async fn start(bin: &Path) -> Result<Self, Box<dyn std::error::Error>> {
         let tokens = Tokens {
-            listener: "loadgen-listener".to_owned(),
-            subscriber: "loadgen-subscriber".to_owned(),
-            metrics: "loadgen-metrics".to_owned(),
+            listener: sparkscope::auth::new_nonce(),
+            subscriber: sparkscope::auth::new_nonce(),
+            metrics: sparkscope::auth::new_nonce(),
         };
         let dir = tempfile::tempdir()?;
         let addresses = dir.path().join("addresses.json");
-        let child = tokio::process::Command::new(bin)
+        let mut child = tokio::process::Command::new(bin)
             .args([
                 "serve",
                 "--ingest",
@@ -67,6 +67,9 @@ impl AgentProcess {
         let text = loop {
             if let Ok(t) = std::fs::read_to_string(&addresses) {
                 break t;
+            }
+            if let Some(status) = child.try_wait()? {
+                return Err(format!("the agent exited ({status}) before writing its addresses").into());
             }
             if Instant::now() > deadline {
                 return Err("the agent did not write its addresses within 20 s".into());

@@ -132,6 +132,9 @@ async fn serve(
     if let Some(t) = &creds.api {
         write_secret(&api_token_file, t.expose())?;
     }
+    let listener_token_file = dir.join(format!("listener-token-{}", std::process::id()));
+    write_secret(&listener_token_file, creds.listener.expose())?;
+    let _remove = RemoveOnDrop(listener_token_file.clone());
     let tls = cfg.tls.is_on();
     let agent = Agent::build(cfg).await?;
     let addrs = agent.addrs();
@@ -160,6 +163,13 @@ async fn serve(
             install::LISTENER_CLASS.into(),
         ),
         ("spark.sparkscope.agent".into(), addrs.ingest.to_string()),
+        // The listener reads its token from this file, which is gone once it has connected:
+        // Connect users run code in the driver (`reflect`), and must find the token neither in
+        // its environment nor on disk.
+        (
+            "spark.sparkscope.tokenFile".into(),
+            listener_token_file.display().to_string(),
+        ),
         // What a notebook's kernel reads from its Connect session to find the stream.
         ("spark.sparkscope.streamUrl".into(), stream_url.clone()),
     ];
@@ -178,9 +188,14 @@ async fn serve(
     for (k, v) in &conf {
         cmd.arg("--conf").arg(format!("{k}={v}"));
     }
-    // The listener's token in the driver's environment, never on its command line.
+    // No secret of ours in the driver's environment (Connect users can read it) nor on its
+    // command line (every local user can).
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SPARKSCOPE_") {
+            cmd.env_remove(name);
+        }
+    }
     cmd.env("SPARK_HOME", &home)
-        .env("SPARKSCOPE_LISTENER_TOKEN", creds.listener.expose())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -199,6 +214,10 @@ async fn serve(
             &log_path,
         )
         .await?;
+        // The listener read its token when Spark started it; once it has connected, the file
+        // goes (it keeps the token in memory for its reconnects).
+        wait_listener(&running, Duration::from_secs(30)).await;
+        let _ = std::fs::remove_file(&listener_token_file);
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
@@ -240,6 +259,32 @@ async fn serve(
         tracing::warn!("grace period over; exiting with connections still open");
     }
     result
+}
+
+/// Waits until a listener has connected to the agent, at most `timeout`.
+async fn wait_listener(agent: &sparkscope::agent::RunningAgent, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        let connected = agent
+            .store()
+            .apps()
+            .iter()
+            .any(|a| sparkscope::model::lock(a).is_live());
+        if connected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!("no listener connected within {} s", timeout.as_secs());
+}
+
+/// A file removed when this goes out of scope, however the run ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 async fn wait_ready(

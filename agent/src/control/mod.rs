@@ -290,7 +290,18 @@ impl Control {
                 "say what to cancel: tag, operationId or jobId".to_owned(),
             ));
         };
-        for shared in self.store.apps() {
+        // The session's own application only: the one the request names (a notebook reads it
+        // from its Connect server), else the one that reported the session first. Another
+        // application announcing the same session id never gets its interrupts.
+        let owner = match req.app_id.as_str() {
+            "" => self.store.owner_of(&req.session_id),
+            named => Some(named.to_owned()),
+        };
+        let candidates = match &owner {
+            Some(app) => self.store.get(app).into_iter().collect(),
+            None => self.store.apps(),
+        };
+        for shared in candidates {
             let app = lock(&shared);
             let user = if trusted && req.user_id.is_empty() {
                 match app.sessions().find(|s| s.session_id == req.session_id) {

@@ -7,7 +7,7 @@ use super::ingest_line_at;
 use super::protocol::{self, parse_command_result, parse_hello, PROTOCOL_VERSION};
 use crate::auth::Secret;
 use crate::clock::now_ms;
-use crate::flags::millis;
+use crate::flags::{millis, seconds};
 use crate::model::retention::LiveBound;
 use crate::model::{lock, AppState, SharedApp, Store};
 use crate::shutdown::Shutdown;
@@ -32,7 +32,7 @@ pub struct IngestConfig {
         long = "listener-token", value_name = "TOKEN",
         env = "SPARKSCOPE_LISTENER_TOKEN",
         hide_env_values = true,
-        value_parser = Secret::parse
+        value_parser = Secret::parse_own
     )]
     pub token: Option<Secret>,
     /// Accept listeners without a token. Only for a machine where every local user is trusted.
@@ -66,8 +66,9 @@ pub struct IngestConfig {
         env = "SPARKSCOPE_MAX_LISTENER_CONNECTIONS"
     )]
     pub max_connections: usize,
-    /// Connections that have not yet sent their hello (at most 16 KiB each); past it, the oldest
-    /// is closed, so silent connections cannot keep a real listener out.
+    /// Connections that have not yet proven they know the token (their TLS handshake, hello and
+    /// proof; at most 16 KiB each); past it, the oldest is closed, so connections that never
+    /// prove anything cannot keep a real listener out.
     #[arg(
         long = "max-pending-listeners",
         value_name = "N",
@@ -75,6 +76,16 @@ pub struct IngestConfig {
         env = "SPARKSCOPE_MAX_PENDING_LISTENERS"
     )]
     pub max_pending: usize,
+    /// After a listener went away, how long (seconds) its application stays that driver's: a
+    /// listener of another run of the driver (another `runId`) is refused meanwhile.
+    #[arg(
+        long = "listener-rebind-grace-seconds",
+        value_name = "SECONDS",
+        value_parser = seconds,
+        default_value = "300",
+        env = "SPARKSCOPE_LISTENER_REBIND_GRACE_SECONDS"
+    )]
+    pub rebind_grace: Duration,
     /// TLS on this port, when the agent has a certificate.
     #[arg(skip)]
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -89,12 +100,16 @@ impl std::fmt::Debug for IngestConfig {
             .field("hello_timeout", &self.hello_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_pending", &self.max_pending)
+            .field("rebind_grace", &self.rebind_grace)
             .field("tls", &self.tls.is_some())
             .finish()
     }
 }
 
 crate::flags::default_from_flags!(IngestConfig);
+
+/// Why a connection is closed when newer ones crowd it out of the unproven ones.
+const UNPROVEN_EVICTED: &str = "too many connections that have not proven themselves";
 
 /// The longest hello line; a connection holds no more than this before its token is checked.
 const MAX_HELLO_BYTES: usize = 16 * 1024;
@@ -138,7 +153,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((sock, peer)) => {
                     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                    let evicted = shared.wait_for_hello(id);
+                    let evicted = shared.unproven(id);
                     let (shared, shutdown) = (shared.clone(), shutdown.clone());
                     open.spawn(async move {
                         if let Err(e) = connection(sock, peer, id, evicted, &shared, shutdown).await {
@@ -158,9 +173,10 @@ pub async fn serve(
 }
 
 impl Shared {
-    /// Registers a connection that has yet to say hello; closes the oldest such one when there
-    /// are too many, so a flood of silent connections cannot keep a real listener out.
-    fn wait_for_hello(&self, id: u64) -> oneshot::Receiver<()> {
+    /// Registers a connection that has yet to prove it knows the token (its TLS handshake, its
+    /// hello and its proof); closes the oldest such one when there are too many, so a flood of
+    /// connections that never prove anything cannot keep a real listener out.
+    fn unproven(&self, id: u64) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.insert(id, tx);
@@ -176,7 +192,7 @@ impl Shared {
         rx
     }
 
-    fn said_hello(&self, id: u64) {
+    fn proven_or_gone(&self, id: u64) {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -228,6 +244,18 @@ async fn read_small_line(
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
+/// A connection among the unproven ones until it is dropped.
+struct Unproven<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Unproven<'_> {
+    fn drop(&mut self) {
+        self.shared.proven_or_gone(self.id);
+    }
+}
+
 async fn connection(
     sock: TcpStream,
     peer: SocketAddr,
@@ -236,14 +264,15 @@ async fn connection(
     shared: &Shared,
     mut shutdown: Shutdown,
 ) -> Result<(), ConnError> {
+    let unproven = Unproven { shared, id };
     sock.set_nodelay(true)?;
     let cfg = &shared.cfg;
-    // The TLS handshake, when TLS is on, is part of saying hello: within the same time.
-    let started = tokio::time::Instant::now();
+    // The TLS handshake, the hello and the proof, all within the hello timeout.
+    let deadline = tokio::time::Instant::now() + cfg.hello_timeout;
     let stream: Box<dyn Io> = match &cfg.tls {
         None => Box::new(sock),
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(cfg.hello_timeout, acceptor.accept(sock));
+            let handshake = tokio::time::timeout_at(deadline, acceptor.accept(sock));
             let done = tokio::select! {
                 r = handshake => Some(r),
                 _ = &mut evicted => None,
@@ -252,35 +281,25 @@ async fn connection(
             match done {
                 Some(Ok(Ok(tls))) => Box::new(tls),
                 Some(Ok(Err(e))) => {
-                    shared.said_hello(id);
                     telemetry::listener_refused(Refusal::Tls);
                     return Err(ConnError::Refused(format!("TLS handshake: {e}")));
                 }
                 Some(Err(_)) => {
-                    shared.said_hello(id);
                     telemetry::listener_refused(Refusal::Timeout);
                     return Err(ConnError::Refused("no TLS handshake in time".into()));
                 }
-                None => {
-                    shared.said_hello(id);
-                    return Ok(());
-                }
+                None => return Ok(()),
             }
         }
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let left = cfg.hello_timeout.saturating_sub(started.elapsed());
     let read = tokio::select! {
-        r = tokio::time::timeout(left, read_small_line(&mut rd, Vec::new())) => Some(r),
+        r = tokio::time::timeout_at(deadline, read_small_line(&mut rd, Vec::new())) => Some(r),
         _ = &mut evicted => None,
-        _ = shutdown.requested() => {
-            shared.said_hello(id);
-            return Ok(());
-        }
+        _ = shutdown.requested() => return Ok(()),
     };
-    shared.said_hello(id);
     let (first, leftover) = match read {
-        None => return refuse(&mut wr, None, "too many connections without a hello").await,
+        None => return refuse(&mut wr, None, UNPROVEN_EVICTED).await,
         Some(Ok(Ok(Some(hello)))) => hello,
         Some(Ok(Ok(None))) => return Ok(()),
         Some(Ok(Err(e))) => {
@@ -303,17 +322,13 @@ async fn connection(
             return refuse(&mut wr, Some(Refusal::Hello), why).await;
         }
     };
-    if hello.protocol != PROTOCOL_VERSION {
-        let msg = format!(
-            "protocol {} is not supported (this agent speaks {PROTOCOL_VERSION}, in which the \
-             token never crosses the wire): use the listener of this agent's release",
-            hello.protocol
-        );
-        return refuse(&mut wr, Some(Refusal::Protocol), &msg).await;
-    }
-    if hello.app_id.is_empty() || hello.run_id.is_empty() || hello.nonce.len() < 16 {
-        let why = "the hello needs an appId, a runId and a nonce";
-        return refuse(&mut wr, Some(Refusal::Hello), why).await;
+    if let Some(why) = protocol::hello_problem(&hello) {
+        let reason = if hello.protocol != PROTOCOL_VERSION {
+            Refusal::Protocol
+        } else {
+            Refusal::Hello
+        };
+        return refuse(&mut wr, Some(reason), &why).await;
     }
     // The agent proves it knows the token first: a listener never talks to an impostor agent.
     let agent_nonce = protocol::new_nonce();
@@ -323,15 +338,20 @@ async fn connection(
         .map(|t| protocol::agent_proof(t, &hello, &agent_nonce));
     wr.write_all(protocol::challenge_line(&agent_nonce, proof).as_bytes())
         .await?;
-    let read = tokio::time::timeout(cfg.hello_timeout, read_small_line(&mut rd, leftover)).await;
+    let read = tokio::select! {
+        r = tokio::time::timeout_at(deadline, read_small_line(&mut rd, leftover)) => Some(r),
+        _ = &mut evicted => None,
+        _ = shutdown.requested() => return Ok(()),
+    };
     let (proof_line, leftover) = match read {
-        Ok(Ok(Some(line))) => line,
-        Ok(Ok(None)) => return Ok(()), // the listener did not trust us, or went away
-        Ok(Err(e)) => {
+        None => return refuse(&mut wr, None, UNPROVEN_EVICTED).await,
+        Some(Ok(Ok(Some(line)))) => line,
+        Some(Ok(Ok(None))) => return Ok(()), // the listener did not trust us, or went away
+        Some(Ok(Err(e))) => {
             let why = format!("no proof line: {e}");
             return refuse(&mut wr, Some(Refusal::Hello), &why).await;
         }
-        Err(_) => {
+        Some(Err(_)) => {
             let why = "no proof within the timeout";
             return refuse(&mut wr, Some(Refusal::Timeout), why).await;
         }
@@ -342,6 +362,8 @@ async fn connection(
             return refuse(&mut wr, Some(Refusal::Token), "wrong or missing token").await;
         }
     }
+    // Proven: from here on the connection counts against the listener connections' bound.
+    drop(unproven);
     if shared.accepted.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections {
         shared.accepted.fetch_sub(1, Ordering::AcqRel);
         telemetry::limit_hit(Limit::ListenerConnections, 1);
@@ -499,10 +521,17 @@ impl Lines<'_> {
                     self.partial.extend_from_slice(rest);
                 }
             }
-            app.take_evictions()
+            (app.take_evictions(), app.take_fresh_sessions())
         };
+        let (evictions, fresh) = evictions;
         for bound in LiveBound::ALL {
             telemetry::limit_hit(limit_of(bound), evictions.of(bound));
+        }
+        let conflicts = self.store.claim_sessions(self.answers.app_id, fresh);
+        if conflicts > 0 {
+            telemetry::session_conflicts(conflicts);
+            tracing::warn!(app = %self.answers.app_id, sessions = conflicts,
+                "ignored Connect sessions another application reported first");
         }
         self.store.notify();
     }
@@ -567,7 +596,7 @@ mod tests {
     fn a_panicking_connection_gives_back_what_it_held() {
         let shared = Shared {
             store: Arc::new(Store::default()),
-            listeners: Arc::new(Listeners::default()),
+            listeners: Arc::new(Listeners::new(IngestConfig::default().rebind_grace)),
             cfg: IngestConfig::default(),
             accepted: AtomicUsize::new(1),
             pending: Mutex::default(),

@@ -12,9 +12,17 @@ use crate::model::event::{
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// Version 2: the listener and the agent each prove they know the token (HMAC over both sides'
-/// nonces) and the token never crosses the wire.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 3: the listener and the agent each prove they know the token with an HMAC that starts
+/// with the agent's nonce and then the listener's, fixed-length both, so that nobody can have the
+/// agent compute a MAC over bytes of their choosing; the token never crosses the wire. (Version 2
+/// put the listener's chosen ids first.)
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// A nonce: 16 random bytes, as 32 lowercase hex digits.
+pub const NONCE_HEX: usize = 32;
+
+/// The longest application or run id a hello may carry.
+pub const MAX_ID_BYTES: usize = 256;
 
 /// The agent's last handshake line to a listener it accepted.
 pub const WELCOME: &str = "{\"ok\":true,\"welcome\":true}\n";
@@ -56,33 +64,54 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
 
 // ---- The handshake (docs/wire-protocol.md § Handshake) ----
 
-/// What the agent sends to prove it knows the token: over the listener's nonce and then its own.
+/// What the agent sends to prove it knows the token. Its role comes first, so that no proof of
+/// one side serves as the other's.
 pub fn agent_proof(token: &Secret, hello: &Hello, agent_nonce: &str) -> String {
+    proof(token, "sparkscope-agent-3", hello, agent_nonce)
+}
+
+/// What the listener sends to prove it knows the token.
+pub fn listener_proof(token: &Secret, hello: &Hello, agent_nonce: &str) -> String {
+    proof(token, "sparkscope-listener-3", hello, agent_nonce)
+}
+
+fn proof(token: &Secret, role: &str, hello: &Hello, agent_nonce: &str) -> String {
     auth::hmac_hex(
         token,
         &[
-            "sparkscope-agent",
+            role,
+            agent_nonce,
+            &hello.nonce,
             &hello.app_id,
             &hello.run_id,
-            &hello.nonce,
-            agent_nonce,
         ],
     )
 }
 
-/// What the listener sends to prove it knows the token: over the agent's nonce and then its own,
-/// so that no proof of one side can be replayed as the other's.
-pub fn listener_proof(token: &Secret, hello: &Hello, agent_nonce: &str) -> String {
-    auth::hmac_hex(
-        token,
-        &[
-            "sparkscope-listener",
-            &hello.app_id,
-            &hello.run_id,
-            agent_nonce,
-            &hello.nonce,
-        ],
-    )
+/// Why a hello is not one this agent answers, if it is not.
+pub fn hello_problem(hello: &Hello) -> Option<String> {
+    if hello.protocol != PROTOCOL_VERSION {
+        return Some(format!(
+            "protocol {} is not supported (this agent speaks {PROTOCOL_VERSION}): use the \
+             listener of this agent's release",
+            hello.protocol
+        ));
+    }
+    if hello.app_id.is_empty() || hello.run_id.is_empty() {
+        return Some("the hello needs an appId and a runId".to_owned());
+    }
+    if hello.app_id.len() > MAX_ID_BYTES || hello.run_id.len() > MAX_ID_BYTES {
+        return Some(format!(
+            "appId and runId may have at most {MAX_ID_BYTES} bytes"
+        ));
+    }
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    if hello.nonce.len() != NONCE_HEX || !hello.nonce.bytes().all(hex) {
+        return Some(format!(
+            "the hello's nonce must be {NONCE_HEX} lowercase hex digits"
+        ));
+    }
+    None
 }
 
 /// The agent's answer to a hello: its nonce and, when it has a token, its proof.
@@ -112,18 +141,7 @@ pub fn proof_holds(token: &Secret, hello: &Hello, agent_nonce: &str, line: &[u8]
 
 /// 16 random bytes, hex: one side's half of a handshake.
 pub fn new_nonce() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No system randomness: the clock still makes each nonce one of its kind.
-        bytes[..16].copy_from_slice(
-            &std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-                .to_le_bytes(),
-        );
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    auth::new_nonce()
 }
 
 /// The listener's first line on a connection: who it is, and its half of the handshake.
@@ -167,7 +185,12 @@ impl Hello {
             spark_user: self.spark_user.clone(),
             start_time: self.start_time,
             coalesced_tasks: self.task_events == "coalesced",
-            ui_url: self.ui_url.clone(),
+            // Spark's UI only at an http or https address: it becomes a link in notebooks.
+            ui_url: if crate::spark_api::is_http_url(&self.ui_url) {
+                self.ui_url.clone()
+            } else {
+                String::new()
+            },
             master: self.master.clone(),
             classic_session: self.classic_session,
         }

@@ -473,6 +473,15 @@ impl AppState {
         self.connect.prune_ended_before(cutoff_ms);
     }
 
+    /// The Connect sessions this application reported first since the last call (all of them
+    /// when more were new than are kept in between), for [`super::Store::claim_sessions`].
+    pub fn take_fresh_sessions(&mut self) -> Vec<String> {
+        match self.connect.take_fresh() {
+            Some(fresh) => fresh,
+            None => self.connect.sessions.keys().cloned().collect(),
+        }
+    }
+
     /// Closed operations since the last call, oldest first: the exporter's backlog.
     pub fn take_closed_operations(&mut self) -> Vec<ClosedOperation> {
         self.connect.take_closed_operations()

@@ -143,7 +143,15 @@ pub struct Connect {
     pub(super) counters: OperationCounters,
     pub(super) evictions: Evictions,
     retention: Retention,
+    /// Sessions whose record was created since ingest last took them: the store records which
+    /// application reported each session first (`Store::claim_sessions`).
+    pub(super) fresh: Vec<String>,
+    /// More sessions were created than `fresh` holds: every session must be claimed again.
+    pub(super) fresh_overflow: bool,
 }
+
+/// Fresh sessions kept between two takes; past it ingest claims them all again.
+const MAX_FRESH: usize = 4096;
 
 impl Connect {
     pub(super) fn new(retention: Retention) -> Self {
@@ -181,6 +189,7 @@ impl Connect {
     fn session(&mut self, g: u64, session_id: String, user_id: &str, time: i64) -> &mut Session {
         if !self.sessions.contains_key(&session_id) {
             self.bound_open_sessions(g, time);
+            self.fresh_session(&session_id);
         }
         let s = self
             .sessions
@@ -222,6 +231,9 @@ impl Connect {
             if !op.job_ids.contains(&job_id) {
                 op.job_ids.push(job_id);
             }
+            if op.tags.is_empty() {
+                op.tags.clone_from(&connect.tags); // the cell it belongs to, from its job
+            }
             op.updated = g;
         }
         Some(connect)
@@ -234,21 +246,22 @@ impl Connect {
             .get(op_tag)
             .and_then(|id| self.operations.get(id))
         {
+            // An operation known only from events after its start (the agent was away when it
+            // started) has no client tags of its own: the job's tags name them.
+            let tags = if op.tags.is_empty() {
+                client_tags(tags, &op.user_id, &op.session_id)
+            } else {
+                op.tags.clone()
+            };
             return Some(ConnectRef {
                 user_id: op.user_id.clone(),
                 session_id: op.session_id.clone(),
                 operation_id: op.operation_id.clone(),
-                tags: op.tags.clone(),
+                tags,
             });
         }
         let parsed = parse_operation_tag(op_tag)?;
-        let mut client: Vec<String> = tags
-            .iter()
-            .filter_map(|t| parse_session_tag(t, Some((parsed.user_id, parsed.session_id))))
-            .map(|s| s.tag.to_owned())
-            .collect();
-        client.sort();
-        client.dedup();
+        let client = client_tags(tags, parsed.user_id, parsed.session_id);
         Some(ConnectRef {
             user_id: parsed.user_id.to_owned(),
             session_id: parsed.session_id.to_owned(),
@@ -277,6 +290,25 @@ impl Connect {
         op.tags = o.tags;
         op.statement = statement;
         self.insert_operation(g, o.time, op);
+    }
+
+    fn fresh_session(&mut self, session_id: &str) {
+        if self.fresh.len() < MAX_FRESH {
+            self.fresh.push(session_id.to_owned());
+        } else {
+            self.fresh_overflow = true;
+        }
+    }
+
+    /// The sessions created since the last call; `None` when there were more than could be
+    /// kept, and every session should be taken instead.
+    pub(super) fn take_fresh(&mut self) -> Option<Vec<String>> {
+        let fresh = std::mem::take(&mut self.fresh);
+        if std::mem::take(&mut self.fresh_overflow) {
+            None
+        } else {
+            Some(fresh)
+        }
     }
 
     /// Makes room for one more open session: past the bound, the oldest open one is closed (its
@@ -414,6 +446,12 @@ impl Connect {
                 ended += 1;
             }
         }
+        for id in other.fresh {
+            if !self.sessions.contains_key(&id) {
+                self.fresh_session(&id);
+            }
+        }
+        self.fresh_overflow |= other.fresh_overflow;
         for (id, mut s) in other.sessions {
             s.updated = g;
             self.sessions.insert(id, s);
@@ -515,4 +553,16 @@ impl Connect {
             self.sessions.remove(&id);
         }
     }
+}
+
+/// The client tags among a job's tags that belong to this user's session, sorted, once each.
+fn client_tags(tags: &[String], user_id: &str, session_id: &str) -> Vec<String> {
+    let mut client: Vec<String> = tags
+        .iter()
+        .filter_map(|t| parse_session_tag(t, Some((user_id, session_id))))
+        .map(|s| s.tag.to_owned())
+        .collect();
+    client.sort();
+    client.dedup();
+    client
 }

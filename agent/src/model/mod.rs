@@ -16,13 +16,17 @@ pub mod views;
 pub use app::AppState;
 pub use retention::Retention;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// Every application the agent knows, each behind its own lock so that one listener's ingest
 /// never waits for another's. Guards are short-lived and never held across an `.await`.
 pub struct Store {
     apps: RwLock<BTreeMap<String, Arc<Mutex<AppState>>>>,
+    /// Each Connect session id, with the application whose listener reported it first: streams
+    /// and cancels that name no application use that one, so another application announcing the
+    /// same session id (whoever holds a listener token can) is never mixed in.
+    claims: Mutex<HashMap<String, String>>,
     retention: Retention,
     /// Bumped after every batch of changes; subscribers wait on it instead of polling.
     changes: tokio::sync::watch::Sender<u64>,
@@ -40,6 +44,7 @@ impl Store {
     pub fn new(retention: Retention) -> Self {
         Store {
             apps: RwLock::default(),
+            claims: Mutex::default(),
             retention,
             changes: tokio::sync::watch::channel(0).0,
         }
@@ -62,7 +67,13 @@ impl Store {
         }
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
         apps.entry(id.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(AppState::new(id, self.retention.clone()))))
+            .or_insert_with(|| {
+                let mut app = AppState::new(id, self.retention.clone());
+                // Seen now: the age limit must not take an application in the moment between
+                // its creation and its listener's connection being recorded.
+                app.seen(crate::clock::now_ms());
+                Arc::new(Mutex::new(app))
+            })
             .clone()
     }
 
@@ -84,6 +95,32 @@ impl Store {
             .cloned()
     }
 
+    /// Records `app_id` as the owner of each of `sessions` no application owns yet; returns how
+    /// many another application owns already (a conflict: counted and ignored).
+    pub fn claim_sessions(&self, app_id: &str, sessions: Vec<String>) -> u64 {
+        if sessions.is_empty() {
+            return 0;
+        }
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conflicts = 0;
+        for s in sessions {
+            let owner = claims.entry(s).or_insert_with(|| app_id.to_owned());
+            if owner != app_id {
+                conflicts += 1;
+            }
+        }
+        conflicts
+    }
+
+    /// The application that reported this Connect session first.
+    pub fn owner_of(&self, session_id: &str) -> Option<String> {
+        self.claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session_id)
+            .cloned()
+    }
+
     /// Drops what finished more than `max_age_ms` before `now_ms`, in every application.
     pub fn prune(&self, now_ms: i64, max_age_ms: i64) {
         let cutoff = now_ms.saturating_sub(max_age_ms);
@@ -97,6 +134,30 @@ impl Store {
             let a = app.lock().unwrap_or_else(|e| e.into_inner());
             a.is_live() || a.last_seen_ms() >= cutoff
         });
+        drop(apps);
+        // A claim lasts as long as its application still holds the session. The claims are
+        // never locked while an application is (streams look claims up under one).
+        let held: Vec<(String, String)> = self
+            .claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(s, a)| (s.clone(), a.clone()))
+            .collect();
+        let gone: Vec<(String, String)> = held
+            .into_iter()
+            .filter(|(session, app)| {
+                !self
+                    .get(app)
+                    .is_some_and(|a| lock(&a).knows_session_id(session))
+            })
+            .collect();
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        for (session, app) in gone {
+            if claims.get(&session) == Some(&app) {
+                claims.remove(&session);
+            }
+        }
     }
 }
 

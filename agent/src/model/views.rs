@@ -235,6 +235,11 @@ impl AppState {
             .filter(|s| s.user_id == user_id)
     }
 
+    /// Whether this application holds a record of the session, whatever its user.
+    pub fn knows_session_id(&self, session_id: &str) -> bool {
+        self.connect.sessions.contains_key(session_id)
+    }
+
     /// Whether anything of this (session, user) pair is known: a session record or operations.
     pub fn knows_session(&self, session_id: &str, user_id: &str) -> bool {
         self.session_of(session_id, user_id).is_some()

@@ -25,7 +25,7 @@ pub struct AccessConfig {
         long = "api-token", value_name = "TOKEN",
         env = "SPARKSCOPE_API_TOKEN",
         hide_env_values = true,
-        value_parser = Secret::parse
+        value_parser = Secret::parse_own
     )]
     pub api_token: Option<Secret>,
     /// Serve the JSON API without a token. Only for a machine where every local user is trusted.
@@ -36,7 +36,7 @@ pub struct AccessConfig {
         long = "metrics-token", value_name = "TOKEN",
         env = "SPARKSCOPE_METRICS_TOKEN",
         hide_env_values = true,
-        value_parser = Secret::parse
+        value_parser = Secret::parse_own
     )]
     pub metrics_token: Option<Secret>,
     /// Token for operators' cancel (`POST /api/v1/cancel`, `sparkscope cancel`); unset turns
@@ -46,7 +46,7 @@ pub struct AccessConfig {
         long = "admin-token", value_name = "TOKEN",
         env = "SPARKSCOPE_ADMIN_TOKEN",
         hide_env_values = true,
-        value_parser = Secret::parse
+        value_parser = Secret::parse_own
     )]
     pub admin_token: Option<Secret>,
 }

@@ -11,11 +11,12 @@ use crate::model::jobs::JobCounters;
 use crate::model::{lock, AppState, Store};
 use crate::telemetry::{
     Limit, Refusal, APPLICATIONS, BUSY_TASK_SLOTS, CANCELS, EXECUTORS, EXECUTOR_CORES,
-    FAILED_CONNECTIONS, INGEST_ERRORS, INGEST_LINES, INGEST_UNKNOWN, JOBS_FINISHED, JOBS_RUNNING,
-    JOBS_STARTED, LIMIT_HITS, LISTENERS, LISTENER_DROPPED, LISTENER_EVICTED, LISTENER_REFUSALS,
-    OPERATIONS_CLOSED, OPERATIONS_RUNNING, OPERATION_DURATION, RECONCILE_CORRECTIONS,
-    RECONCILIATIONS, RESYNCS, RESYNCS_APP, SESSIONS_ACTIVE, SLOW_SUBSCRIBERS, SPARK_BUS_DROPPED,
-    STAGES_ACTIVE, STAGES_FINISHED, STAGES_SUBMITTED, SUBSCRIBERS, TASKS_FINISHED, TASKS_STARTED,
+    FAILED_CONNECTIONS, HUB_REQUESTS, INGEST_ERRORS, INGEST_LINES, INGEST_UNKNOWN, JOBS_FINISHED,
+    JOBS_RUNNING, JOBS_STARTED, LIMIT_HITS, LISTENERS, LISTENER_DROPPED, LISTENER_EVICTED,
+    LISTENER_REFUSALS, OPERATIONS_CLOSED, OPERATIONS_RUNNING, OPERATION_DURATION,
+    RECONCILE_CORRECTIONS, RECONCILIATIONS, RESYNCS, RESYNCS_APP, REVOKED, SESSIONS_ACTIVE,
+    SESSION_CONFLICTS, SLOW_SUBSCRIBERS, SPARK_BUS_DROPPED, STAGES_ACTIVE, STAGES_FINISHED,
+    STAGES_SUBMITTED, SUBSCRIBERS, TASKS_FINISHED, TASKS_STARTED,
 };
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -86,6 +87,10 @@ fn touch_fixed_series() {
         gauge!(SUBSCRIBERS, "transport" => t).increment(0.0);
         counter!(RESYNCS, "transport" => t).increment(0);
         counter!(SLOW_SUBSCRIBERS, "transport" => t).increment(0);
+        counter!(REVOKED, "transport" => t).increment(0);
+    }
+    for result in ["ok", "refused", "unavailable"] {
+        counter!(HUB_REQUESTS, "result" => result).increment(0);
     }
     for limit in Limit::ALL {
         counter!(LIMIT_HITS, "limit" => limit.label(), "action" => limit.action()).increment(0);
@@ -93,6 +98,7 @@ fn touch_fixed_series() {
     for why in Refusal::ALL {
         counter!(LISTENER_REFUSALS, "reason" => why.label()).increment(0);
     }
+    counter!(SESSION_CONFLICTS).increment(0);
     for target in CANCEL_TARGETS {
         for outcome in CancelOutcome::ALL {
             counter!(CANCELS, "target" => target, "outcome" => outcome.label()).increment(0);

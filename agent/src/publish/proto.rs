@@ -55,6 +55,16 @@ pub fn application(
 /// template with `{host}`, `{port}` and `{app}` filled in from it (`{user}` is left for the
 /// client). Empty when the UI address is unknown.
 pub fn ui_link(info: &AppInfo, template: Option<&str>) -> String {
+    let link = fill_ui_link(info, template);
+    // Every link a browser will follow is http or https, whatever a listener announced.
+    if crate::spark_api::is_http_url(&link) {
+        link
+    } else {
+        String::new()
+    }
+}
+
+fn fill_ui_link(info: &AppInfo, template: Option<&str>) -> String {
     let url = info.ui_url.trim_end_matches('/');
     let Some(template) = template else {
         return url.to_owned();

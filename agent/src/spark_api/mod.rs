@@ -11,8 +11,37 @@ pub use date::SparkDate;
 pub use types::{JobData, JobStatus, TaskData};
 
 use crate::flags::non_empty;
+
+/// An `http` or `https` address, as a flag gives it.
+pub fn http_url(value: &str) -> Result<String, String> {
+    let v = non_empty(value)?;
+    if is_http_url(&v) {
+        Ok(v)
+    } else {
+        Err("not an http:// or https:// address".to_owned())
+    }
+}
 use serde::de::DeserializeOwned;
 use std::time::Duration;
+
+/// Whether `url` may be used as a link or an address of Spark's UI: `http` or `https`, a host,
+/// nothing a browser would run or a terminal would interpret (a listener's hello and an
+/// operator's template are both input).
+pub fn is_http_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    !host.is_empty()
+        && url
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '"' | '<' | '>' | '`'))
+}
 
 /// Where Spark's REST API is.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,7 +49,7 @@ use std::time::Duration;
 pub struct SparkApiConfig {
     /// Spark's UI address (e.g. http://driver:4040) for reconciliation with its REST API and for
     /// task lists, for every application; by default the address each listener announces.
-    #[arg(long = "spark-ui", value_name = "URL", env = "SPARKSCOPE_SPARK_UI", value_parser = non_empty)]
+    #[arg(long = "spark-ui", value_name = "URL", env = "SPARKSCOPE_SPARK_UI", value_parser = http_url)]
     pub spark_ui: Option<String>,
     /// One request's time limit.
     #[arg(skip = Duration::from_secs(5))]
@@ -28,6 +57,36 @@ pub struct SparkApiConfig {
 }
 
 crate::flags::default_from_flags!(SparkApiConfig);
+
+#[cfg(test)]
+mod tests {
+    use super::is_http_url;
+
+    #[test]
+    fn only_http_addresses_are_links() {
+        for ok in [
+            "http://127.0.0.1:4040",
+            "HTTPS://driver.example:4040/proxy/app-1/",
+            "https://hub.example/user/{user}/proxy/4040",
+        ] {
+            assert!(is_http_url(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(document.domain)",
+            "JavaScript://%0aalert(1)",
+            "data:text/html,<script>",
+            "http://",
+            "http:///path",
+            "http://host/\"onmouseover=alert(1)",
+            "http://host/a b",
+            "http://host/\u{1b}[31m",
+            "file:///etc/passwd",
+            "",
+        ] {
+            assert!(!is_http_url(bad), "{bad:?}");
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {

@@ -7,10 +7,14 @@ caller's thread."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import ipaddress
 import json
 import logging
 import os
 import random
+import secrets
 import select
 import socket
 import threading
@@ -19,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .sessions import SessionKey
 from .state import CANCEL_RESULT, TASK_LIST
@@ -33,6 +38,63 @@ CANCEL_TIMEOUT = 20.0  # seconds to wait for the agent's CancelResult
 NO_AGENT = "no_agent"  # not connected to the agent
 UNAUTHORIZED = "unauthorized"  # the agent refused this notebook's credential
 NO_ANSWER = "no_answer"  # sent, but the connection was lost or the agent did not answer in time
+UNTRUSTED = (
+    "untrusted"  # the agent did not prove itself, or the way to it is not safe for the token
+)
+
+
+class Untrusted(ConnectionError):
+    """The agent, or the way to it, is not one this notebook's credential may be given to: the
+    connection is not made, or closed before anything secret is sent."""
+
+
+def key_id(token: str) -> str:
+    """A token's public name in the stream's handshake (docs/streaming-api.md): the agent finds
+    the token by it, nobody can find the token from it."""
+    return hashlib.sha256(b"sparkscope-key-id\n" + token.encode()).digest()[:16].hex()
+
+
+def proof(token: str, *parts: str) -> str:
+    """HMAC-SHA256 of the token over the parts, each followed by a newline, in hex."""
+    data = b"".join(p.encode() + b"\n" for p in parts)
+    return hmac.new(token.encode(), data, hashlib.sha256).hexdigest()
+
+
+def is_hub_token(token: str | None) -> bool:
+    """Whether the credential is the kernel's JupyterHub API token, which opens the user's own
+    Jupyter server: it goes only to an agent whose certificate this kernel verified."""
+    hub = os.environ.get("JUPYTERHUB_API_TOKEN")
+    return bool(token) and token == hub
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refusal(url: str, token: str | None) -> str | None:
+    """Why this kernel will not connect to `url` with `token` at all, or None. Plain ws:// goes to
+    this machine only; a JupyterHub token only over wss://, whose certificate the connection
+    then verifies (against SPARKSCOPE_CA_FILE, or the system's trust store)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "ws" and not is_loopback(url):
+        return (
+            f"plain ws:// is for an agent on this machine only; {redact(url)} is another host: "
+            "use wss:// (an agent with --tls-cert) and, for a private CA, SPARKSCOPE_CA_FILE"
+        )
+    if is_hub_token(token) and scheme != "wss":
+        return (
+            f"JupyterHub's API token goes only to an agent that proves itself with a certificate: "
+            f"{redact(url)} is plain ws://. Point SPARKSCOPE_URL at the agent's wss:// address "
+            "(and SPARKSCOPE_CA_FILE at its CA), or give the notebook one of the agent's own tokens "
+            "(SPARKSCOPE_TOKEN_FILE)"
+        )
+    return None
 
 
 @dataclass
@@ -55,6 +117,8 @@ class AgentStatus:
     failures: int = 0
     last_error: str | None = None
     unauthorized: bool = False
+    # the agent could not prove itself, or the way to it is not safe for the credential
+    untrusted: bool = False
 
 
 class AgentClient:
@@ -88,6 +152,7 @@ class AgentClient:
         self.status = AgentStatus()
         self._lock = threading.RLock()
         self._sessions: set[SessionKey] = set()
+        self._apps: dict[SessionKey, str] = {}  # the Spark application of each, when known
         self._to_subscribe: set[SessionKey] = set()
         self._to_unsubscribe: set[SessionKey] = set()
         self._stop = threading.Event()
@@ -101,8 +166,16 @@ class AgentClient:
 
     # -- called from any thread; never block
 
-    def follow(self, keys: Iterable[SessionKey]) -> None:
+    def follow(
+        self, keys: Iterable[SessionKey], apps: Mapping[SessionKey, str] | None = None
+    ) -> None:
+        """Follow these sessions; `apps` names the Spark application (the Connect server's
+        `spark.app.id`) a session runs in, so that no other application's claim to the same
+        session id is mixed in."""
         with self._lock:
+            for k, app in (apps or {}).items():
+                if app:
+                    self._apps[k] = app
             new = set(keys) - self._sessions
             if not new:
                 return
@@ -110,6 +183,16 @@ class AgentClient:
             self._to_subscribe |= new
             self._to_unsubscribe -= new
         self._start()
+        self._wake()
+
+    def pin(self, key: SessionKey, app: str) -> None:
+        """The Spark application a followed session runs in, learnt after it was followed: it is
+        subscribed again, naming it."""
+        with self._lock:
+            self._apps[key] = app
+            if key not in self._sessions:
+                return
+            self._to_subscribe.add(key)
         self._wake()
 
     def unfollow(self, keys: Iterable[SessionKey]) -> None:
@@ -136,6 +219,8 @@ class AgentClient:
                 return None
             if self._stop.is_set():
                 return NO_AGENT, "sparkscope's connection to the agent is stopped"
+            if s.untrusted:
+                return UNTRUSTED, s.last_error or f"the agent at {redact(self.url)} is not trusted"
             if s.unauthorized:
                 message = (
                     f"the agent at {redact(self.url)} refused this notebook's credential "
@@ -264,6 +349,7 @@ class AgentClient:
                 self.status.ever_connected = True
                 self.status.last_error = None
                 self.status.unauthorized = False
+                self.status.untrusted = False
             log.info("sparkscope: connected to %s", redact(self.url))
             self._notify_status()
             try:
@@ -297,9 +383,15 @@ class AgentClient:
     def _connect(self) -> Any:
         import websocket  # lazy: only once there is a session to follow
 
-        headers = [f"Authorization: Bearer {self.token}"] if self.token else []
+        why = refusal(self.url, self.token)
+        if why is not None:
+            raise Untrusted(why)
+        # Only a JupyterHub token travels as a bearer token, and only over verified TLS. One of
+        # the agent's own tokens is proven in the handshake below and never sent.
+        headers = [f"Authorization: Bearer {self.token}"] if is_hub_token(self.token) else []
         # wss:// to an agent with TLS: its certificate, or the CA that signed it, may come from
-        # SPARKSCOPE_CA_FILE; otherwise the system's trust store decides.
+        # SPARKSCOPE_CA_FILE; otherwise the system's trust store decides. Either way it is
+        # verified, host name included.
         ca_file = os.environ.get("SPARKSCOPE_CA_FILE")
         sslopt = {"ca_certs": ca_file} if ca_file and self.url.startswith("wss:") else None
         ws = websocket.create_connection(
@@ -311,8 +403,53 @@ class AgentClient:
             sslopt=sslopt,
         )
         ws.settimeout(self.connect_timeout)  # for the rest of a frame once one started
+        if self.token and not is_hub_token(self.token):
+            try:
+                self._handshake(ws, self.token)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    ws.close(timeout=0.5)
+                raise
         self._ws = ws
         return ws
+
+    def _handshake(self, ws: Any, token: str) -> None:
+        """Proves `token` without sending it: the agent must prove it first (docs/streaming-api.md).
+        An agent that cannot is left before anything else is said."""
+        kid, nonce = key_id(token), secrets.token_hex(16)
+        ws.send(json.dumps({"hello": {"keyId": kid, "nonce": nonce}}))
+        challenge = self._expect(ws, "challenge")
+        agent_nonce = str(challenge.get("nonce", ""))
+        expected = proof(token, "sparkscope-agent-stream-1", agent_nonce, nonce, kid)
+        if len(agent_nonce) != 32 or not hmac.compare_digest(
+            expected, str(challenge.get("proof", ""))
+        ):
+            raise Untrusted(
+                f"the agent at {redact(self.url)} could not prove it knows this notebook's "
+                "token: not an agent of ours; nothing was sent to it"
+            )
+        mine = proof(token, "sparkscope-notebook-1", agent_nonce, nonce, kid)
+        ws.send(json.dumps({"proof": {"proof": mine}}))
+        self._expect(ws, "welcome")
+
+    def _expect(self, ws: Any, kind: str) -> dict[str, Any]:
+        """The next frame, which must be `{kind: …}`; the agent's refusal raises as one."""
+        import websocket
+
+        text = ws.recv()
+        try:
+            msg = json.loads(text)
+        except (TypeError, ValueError):
+            msg = None
+        if isinstance(msg, dict) and isinstance(msg.get(kind), dict):
+            return msg[kind]
+        if isinstance(msg, dict) and isinstance(msg.get("error"), dict):
+            err = msg["error"]
+            exc = websocket.WebSocketBadStatusException(
+                f"the agent refused: {err.get('message', '')}", 401
+            )
+            raise exc
+        raise ConnectionError(f"the agent's answer is not a {kind}")
 
     def _serve(self, ws: Any) -> None:
         import websocket
@@ -354,7 +491,9 @@ class AgentClient:
         if unsub:
             ws.send(json.dumps({"unsubscribe": {"sessions": [k.to_json() for k in unsub]}}))
         if sub:
-            ws.send(json.dumps({"subscribe": {"sessions": [k.to_json() for k in sub]}}))
+            with self._lock:
+                keys = [_with_app(k.to_json(), self._apps.get(k)) for k in sub]
+            ws.send(json.dumps({"subscribe": {"sessions": keys}}))
         for c in cancels:
             ws.send(c.frame)
 
@@ -414,6 +553,7 @@ class AgentClient:
             self.status.failures += 1
             self.status.last_error = describe(exc)
             self.status.unauthorized = getattr(exc, "status_code", None) in (401, 403)
+            self.status.untrusted = isinstance(exc, Untrusted)
         log.info("sparkscope: cannot reach %s: %s", redact(self.url), self.status.last_error)
         self._notify_status()
 
@@ -442,6 +582,10 @@ class AgentClient:
                 pass
         except (BlockingIOError, OSError):
             pass
+
+
+def _with_app(key: dict[str, str], app: str | None) -> dict[str, str]:
+    return {**key, "appId": app} if app else key
 
 
 def cancel_result(request_id: str, **fields: Any) -> dict[str, Any]:
@@ -487,6 +631,8 @@ def close_reason(data: bytes) -> str:
 
 
 def describe(exc: BaseException) -> str:
+    if isinstance(exc, Untrusted):
+        return str(exc)
     code = getattr(exc, "status_code", None)
     if code in (401, 403):
         return f"HTTP {code}: the agent refused this notebook's credential"

@@ -549,21 +549,30 @@ def context(app: Mapping[str, Any] | None, app_id: str, session_id: str, user_id
     }
 
 
+_HTTP_URL = re.compile(r"^https?://[^/?#\s\"'<>`]+[^\s\"'<>`]*$", re.IGNORECASE)
+
+
+def is_http_url(url: str) -> bool:
+    """Whether `url` may become a link: http or https with a host, nothing a browser would run.
+    The agent checks the addresses it sends too; this is the same rule where they are drawn."""
+    return bool(_HTTP_URL.match(url)) and not any(ord(c) < 32 or ord(c) == 127 for c in url)
+
+
 def ui_link(template: str, user: str) -> str:
-    """The agent's UI address with the `{user}` it leaves for the client filled in."""
-    return template.replace("{user}", user) if template else ""
+    """The agent's UI address with the `{user}` it leaves for the client filled in; "" unless it
+    is an http or https address."""
+    link = template.replace("{user}", user) if template else ""
+    return link if is_http_url(link) else ""
 
 
 def details(ctx: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The details line's parts, by what they name: Spark version, master, application, Connect
-    server, user, session."""
+    server. Never who ran the cell or in which session: the line is saved with the notebook."""
     parts = [
         ("spark", f"Spark {ctx['sparkVersion']}" if ctx.get("sparkVersion") else ""),
         ("master", ctx.get("master", "")),
         ("app", ""),
         ("connect", f"Connect {ctx['connectAddress']}" if ctx.get("connectAddress") else ""),
-        ("user", f"user {ctx['userId']}" if ctx.get("userId") else ""),
-        ("session", f"session {ctx['sessionId']}" if ctx.get("sessionId") else ""),
     ]
     if ctx.get("appId"):
         name = ctx.get("appName", "")
@@ -585,6 +594,8 @@ def links(
 ) -> dict[str, Any]:
     """Spark UI pages: the application's, each job's (and its SQL query's), each stage attempt's;
     none without the UI's address."""
+    if not is_http_url(ui):
+        ui = ""
     out: dict[str, Any] = {"ui": ui, "jobs": {}, "sql": {}, "stages": {}}
     if not ui:
         return out

@@ -93,6 +93,9 @@ class ClassicClient:
     """A classic SparkContext as the session tracker sees a Connect client: a session key
     (application id, Spark user) and tags, which are the context's job tags."""
 
+    # its session is its application
+    is_classic = True
+
     def __init__(self, sc: Any) -> None:
         self._sc = sc
         self._session_id: str = str(sc.applicationId)

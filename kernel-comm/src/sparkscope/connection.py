@@ -23,23 +23,37 @@ if TYPE_CHECKING:
 log = logging.getLogger("sparkscope")
 
 STREAM_URL_CONF = "spark.sparkscope.streamUrl"  # where a Connect server says its agent streams
+APP_ID_CONF = "spark.app.id"  # the Spark application a Connect session runs in
 OFF = "sparkscope is off (%sparkscope --on)"
+
+
+def server_conf(client: Any, key: str) -> str:
+    """A non-secret conf of a Connect client's server (its clients may read those); "" when it
+    has none or cannot be asked."""
+    get = getattr(client, "get_config_with_defaults", None)
+    if get is None:
+        return ""
+    try:
+        (value,) = get((key, ""))
+    except Exception:  # the server is unreachable, or refuses
+        log.debug("sparkscope: cannot read %s from the Connect server", key, exc_info=True)
+        return ""
+    return (value or "").strip()
+
+
+def application_of(client: Any) -> str:
+    """The Spark application a session runs in: a classic SparkContext is its own; a Connect
+    server says its `spark.app.id`. The agent then never mixes in another application that
+    claims the same session id."""
+    if getattr(client, "is_classic", False):
+        return str(getattr(client, "_session_id", ""))
+    return server_conf(client, APP_ID_CONF)
 
 
 def announced_url(client: Any) -> str | None:
     """The stream URL a Connect server announces in `spark.sparkscope.streamUrl` (a non-secret
     conf, readable by its clients); None when it announces none or cannot be asked."""
-    get = getattr(client, "get_config_with_defaults", None)
-    if get is None:
-        return None
-    try:
-        (value,) = get((STREAM_URL_CONF, ""))
-    except Exception:  # the server is unreachable, or refuses: the default stays
-        log.debug(
-            "sparkscope: cannot read %s from the Connect server", STREAM_URL_CONF, exc_info=True
-        )
-        return None
-    value = (value or "").strip()
+    value = server_conf(client, STREAM_URL_CONF)
     if value.startswith(("ws://", "wss://")):
         return value
     if value:
@@ -73,6 +87,7 @@ class AgentConnection:
         self._clock_offset_ms = 0.0  # agent clock minus ours, from sentAtMs
         self._warned = False
         self.private: PrivateAgent | None = None  # for a SparkContext of the kernel's own
+        self._apps: dict[SessionKey, str] = {}  # each followed session's Spark application
         self._private_failed = False
 
     @property
@@ -103,14 +118,34 @@ class AgentConnection:
         if not self.config.url and self._announced is None and self.client is None:
             self._announced = (announced_url(client) if client is not None else None) or ""
 
+    def learn_application(self, key: SessionKey, client: Any) -> None:
+        """Asks, once and off the caller's thread (the server may be slow or away), which Spark
+        application session `key` runs in; the followed session is then pinned to it."""
+        if client is None or key in self._apps:
+            return
+        self._apps[key] = ""  # asked
+
+        def ask() -> None:
+            app = application_of(client)
+            if not app:
+                return
+            with self._lock:
+                self._apps[key] = app
+                agent = self.client
+            if agent is not None:
+                agent.pin(key, app)
+
+        threading.Thread(target=ask, name="sparkscope-app-id", daemon=True).start()
+
     def follow(self, keys: Iterable[SessionKey]) -> None:
+        keys = list(keys)
         with self._lock:
             if self.client is None:
                 self.client = AgentClient(
                     self.url, self.config.token, self._on_update, self._on_status
                 )
             client = self.client
-        client.follow(keys)
+        client.follow(keys, {k: self._apps[k] for k in keys if self._apps.get(k)})
 
     def unfollow(self, keys: Iterable[SessionKey]) -> None:
         if self.client is not None:

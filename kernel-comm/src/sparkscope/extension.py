@@ -302,9 +302,9 @@ class Monitor:
     def _on_new_session(self, key: SessionKey) -> None:
         if not self.config.enabled or self.publisher is None:
             return
-        self.connection.announce(
-            next((c for c in self.tracker.clients() if session_key(c) == key), None)
-        )
+        client = next((c for c in self.tracker.clients() if session_key(c) == key), None)
+        self.connection.announce(client)
+        self.connection.learn_application(key, client)
         self._follow([key])
 
     def _on_operation(self, op_id: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from .cellview import CellView, details, format_duration, shorten
+from .cellview import CellView, details, format_duration, is_http_url, shorten
 
 _COLORS = {
     "RUNNING": "#1976d2",
@@ -74,7 +74,7 @@ def html_report(view: CellView) -> str:
         ),
         f"<div><b>Spark</b> · {escape(view.summary_text)}{cancelled}</div>",
     ]
-    shown = [text for key, text in details(ctx) if key in ("spark", "master", "app", "user")]
+    shown = [text for key, text in details(ctx) if key in ("spark", "master", "app")]
     if shown:
         parts.append(f'<div style="color:#616161">{escape(" · ".join(shown))}</div>')
     for n in view.notices:
@@ -96,7 +96,7 @@ def html_report(view: CellView) -> str:
         name = job.get("label") or ""
         job_link = view.links["jobs"].get(f"{job['appId']}/{job['jobId']}", "")
         job_cell = f"Job {job['jobId']}"
-        if job_link:
+        if is_http_url(job_link):
             job_cell = f'<a href="{escape(job_link)}">{job_cell}</a>'
         color = _COLORS.get(job["status"], "#757575")
         counts = f"{t['completed']}/{t['total']}"
@@ -129,7 +129,7 @@ def html_report(view: CellView) -> str:
                 f'<tr><td></td><td colspan="5" style="color:#616161">{escape(h[:300])}</td></tr>'
             )
     parts.append("</tbody></table>")
-    if link:
+    if is_http_url(link):
         parts.append(f'<div><a href="{escape(link)}">Spark UI</a></div>')
     parts.append("</div>")
     return "".join(parts)

@@ -14,7 +14,7 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   (`RUNNING|SUCCEEDED|FAILED|UNKNOWN`), `stageIds`, `tasks` {`total, active, completed, skipped,
   failed, killed`} and `stages` {`active, completed, skipped, failed`} with the meaning of Spark's
   REST `JobData`, `submissionTimeMs, completionTimeMs` (Spark's clock, null while running),
-  `sessionId, userId, operationId, error`, and `label` (what the row shows: the operation's SQL
+  `error`, and `label` (what the row shows: the operation's SQL
   text or plan outline, since Spark names every Connect job after its truncated request).
 - `stages` (list of dict), one per stage attempt of those jobs, by stage and attempt: `appId,
   stageId, attemptId, name, status` (`PENDING|ACTIVE|COMPLETE|FAILED|SKIPPED`), `numTasks,
@@ -25,7 +25,7 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
 - `cancel` (dict): the outcome of the latest Cancel click, `{}` before any: `requestId, target`
   (`cell|job`), `jobId, status` (`pending|done`), `ok, code, message` (the agent's
   `CancelResult`, or the kernel's own codes `no_agent`, `unauthorized`, `no_answer`),
-  `interruptedOperationIds, cancelledJobIds`.
+  `interruptedOperations` (how many), `cancelledJobIds`.
 - `cancelled_jobs` (list of int): jobs Spark was asked to cancel one by one.
 - `agent_error` (str): why a Cancel cannot reach the agent now, `""` when it can.
 - `notices` (list of dict): gaps the cell's numbers went through since it started, newest last
@@ -33,11 +33,11 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   `dropped`: events were dropped on the way; `reconciled`: counts were corrected from Spark's
   REST API; `unreconciled`: Spark's REST API could not be asked), `atMs`, `message`.
 - `context` (dict): the cell's application and session: `appId, appName, sparkVersion, master,
-  connectAddress, userId, sessionId, live, uiLink` (Spark's UI for people, "" when unknown).
+  connectAddress, live, uiLink` (Spark's UI for people, "" when unknown; http or https only).
 - `cluster` (dict): `executors, cores, busy` (tasks running now on the application).
 - `samples` (list of `[atMs, activeTasks, totalCores]`): the application's busy task slots over
   the cell's run (agent clock), each value holding until the next; at most 400.
-- `errors` (list of dict): the cell's Connect operations that failed, `operationId, message`
+- `errors` (list of dict): the cell's Connect operations that failed, `message`
   (an analysis error has no job to show it).
 - `task_lists` (dict): per opened stage attempt, `"<appId>/<stageId>/<attemptId>"` →
   `{status: pending|done, ok, code, message, total, tasks: [TaskDetail as in
@@ -68,7 +68,9 @@ Stages also carry `executorRunTimeMs, memorySpilledBytes, diskSpilledBytes, gcTi
 `taskDurations` {`minMs, medianMs, maxMs`} of their successful tasks, and `firstFailure` {`taskId,
 index, attempt, executorId, host, reason, exceptionClass, message, stackTrace, timeMs`}.
 
-Kernel-side traits, not sent to the browser (it draws from the jobs it has):
+Kernel-side traits, not sent to the browser (it draws from the jobs it has). Who ran the cell,
+in which Connect sessions and operations, stays here and out of the synced traits, which the
+notebook file saves:
 
 - `operation_ids` (list of str): the Connect operations (ExecutePlan requests) of the cell.
 - `session_ids` (list of str): the Connect sessions they ran in.
@@ -96,7 +98,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from .cellview import details
+from .cellview import CONNECT_NAME, details
 
 if TYPE_CHECKING:
     from .cellview import CellView
@@ -183,27 +185,53 @@ class CellWidget(anywidget.AnyWidget):
         return self.summary or f"sparkscope cell {self.tag}"
 
 
+# What the kernel knows of a cell run but never puts in the widget's synced state, which the
+# notebook file keeps: who ran it and in which Connect session and operations.
+PRIVATE_FIELDS = frozenset({"sessionId", "userId", "operationId"})
+
+
+def public(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of the view without the ids that stay in the kernel. Spark names Connect jobs and
+    stages after their request, session id and user included: such a name is no name to show
+    (rows have their `label`) and stays in the kernel too."""
+    out = {k: v for k, v in row.items() if k not in PRIVATE_FIELDS}
+    for k in ("name", "description"):
+        if isinstance(out.get(k), str) and out[k].startswith(CONNECT_NAME):
+            out[k] = ""
+    return out
+
+
+def public_cancel(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """A cancel's outcome as the widget shows it: how many operations were interrupted, not
+    which."""
+    out = {k: v for k, v in outcome.items() if k != "interruptedOperationIds"}
+    if "interruptedOperationIds" in outcome:
+        out["interruptedOperations"] = len(outcome["interruptedOperationIds"])
+    return out
+
+
 def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> dict[str, Any]:
-    """A cell run's view as the widget's traits (but `view`, which the browser sets)."""
-    ctx = view.context
+    """A cell run's view as the widget's traits (but `view`, which the browser sets). Session,
+    user and operation ids stay kernel-side: the synced traits are saved with the notebook."""
+    ctx = public(view.context)
     return {
         "tag": view.tag,
-        "jobs": view.jobs,
-        "stages": view.stages,
+        "jobs": [public(j) for j in view.jobs],
+        "stages": [public(st) for st in view.stages],
         "operation_ids": view.operation_ids,
         "session_ids": view.session_ids,
         "cell_done": view.cell_done,
         "state": view.state,
         "server_time_ms": view.now_ms,
         "summary": view.summary_text,
-        "cancel": view.cancel,
+        "cancel": public_cancel(view.cancel),
         "cancelled_jobs": view.cancelled_jobs,
         "agent_error": agent_error,
         "notices": view.notices,
         "context": ctx,
         "cluster": view.cluster,
         "samples": view.samples,
-        "errors": view.errors,
+        "errors": [public(e) for e in view.errors],
         "task_lists": view.task_lists,
         "hidden": hidden,
         "overview": {

@@ -3,10 +3,10 @@
 //! request.
 
 use super::follow::{FollowError, Follower};
-use super::identity::{AuthError, Principal};
+use super::identity::{AuthError, Credential, Principal};
 use super::subscriber::{self, Close, Frame, Gone, Incoming, Transport};
 use super::Streams;
-use crate::auth;
+use crate::auth::{self, Secret};
 use sparkscope_proto::sparkscope::v1 as pb;
 use sparkscope_proto::sparkscope::v1::monitor_server::{Monitor, MonitorServer};
 use std::pin::Pin;
@@ -37,7 +37,7 @@ impl Monitor for MonitorService {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<UpdateStream>, Status> {
-        let principal = self.identify(req.metadata()).await?;
+        let (principal, cred) = self.identify(&req).await?;
         let mut follower = Follower::new(self.streams.cfg.max_sessions, principal);
         follower
             .subscribe(&req.get_ref().sessions)
@@ -56,6 +56,7 @@ impl Monitor for MonitorService {
             follower,
             self.streams.clone(),
             admitted,
+            cred,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -64,7 +65,7 @@ impl Monitor for MonitorService {
         &self,
         req: Request<pb::TaskListRequest>,
     ) -> Result<Response<pb::TaskList>, Status> {
-        let principal = self.identify(req.metadata()).await?;
+        let (principal, _) = self.identify(&req).await?;
         let req = req.into_inner();
         if !principal.may_follow(&req.user_id) {
             return Err(Status::permission_denied(format!(
@@ -72,18 +73,30 @@ impl Monitor for MonitorService {
                 req.user_id
             )));
         }
-        Ok(Response::new(self.streams.tasks.list(&req).await))
+        Ok(Response::new(self.streams.tasks.list(&req, None).await))
     }
 }
 
 impl MonitorService {
-    /// Who the call's `authorization` metadata says the caller is.
-    async fn identify(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Principal, Status> {
+    /// Who the call's `authorization` metadata says the caller is, and the credential to check
+    /// again while its stream is open.
+    async fn identify<R>(&self, req: &Request<R>) -> Result<(Principal, Credential), Status> {
+        let metadata = req.metadata();
         let given = auth::bearer(metadata.get("authorization").and_then(|v| v.to_str().ok()));
-        match self.streams.auth.identify(given).await {
-            Ok(p) => Ok(p),
+        let source = req.remote_addr().map(|a| a.ip());
+        match self.streams.auth.identify(given, source).await {
+            Ok(p) => {
+                let cred = match given.and_then(|t| Secret::new(Some(t))) {
+                    Some(token) => Credential::Token(token),
+                    None => Credential::Anonymous,
+                };
+                Ok((p, cred))
+            }
             Err(e @ AuthError::Unavailable(_)) => {
                 Err(Status::unavailable(format!("subscriber: {e}")))
+            }
+            Err(e @ AuthError::Throttled) => {
+                Err(Status::resource_exhausted(format!("subscriber: {e}")))
             }
             Err(e) => Err(Status::unauthenticated(format!("subscriber: {e}"))),
         }
@@ -103,7 +116,10 @@ impl Transport for GrpcTransport {
             Some(Kind::Update(u)) => Ok(u),
             Some(Kind::Error(e)) => Err(Status::invalid_argument(e.message)),
             // Nothing a gRPC client sends on the stream leads to these.
-            Some(Kind::CancelResult(_) | Kind::Tasks(_)) | None => return Ok(()),
+            Some(
+                Kind::CancelResult(_) | Kind::Tasks(_) | Kind::Challenge(_) | Kind::Welcome(_),
+            )
+            | None => return Ok(()),
         };
         self.tx.send(item).await.map_err(|_| Gone)
     }
@@ -124,6 +140,11 @@ impl Transport for GrpcTransport {
                 let _ = self
                     .tx
                     .try_send(Err(Status::resource_exhausted("slow consumer")));
+            }
+            Close::Unauthorized | Close::Revoked => {
+                let status = Status::unauthenticated("the credential was revoked");
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), self.tx.send(Err(status))).await;
             }
             Close::ShuttingDown => {
                 let status = Status::unavailable("the agent is shutting down");

@@ -76,6 +76,9 @@ pub struct Hub {
 #[derive(Default)]
 struct Feeds {
     by_key: HashMap<SessionKey, broadcast::Sender<Arc<Piece>>>,
+    /// The application a follower named for a session (the kernel reads it from its Connect
+    /// server); a session nobody pinned is the application's that reported it first.
+    pins: HashMap<SessionKey, String>,
     keys: Arc<Vec<SessionKey>>,
     stale: bool,
 }
@@ -91,10 +94,14 @@ impl Hub {
         (Arc::new(hub), HubInbox(inbox))
     }
 
-    /// The feed of one session's deltas from the next tick on.
-    pub fn follow(&self, key: &SessionKey) -> broadcast::Receiver<Arc<Piece>> {
+    /// The feed of one session's deltas from the next tick on; `app` pins the session to that
+    /// application.
+    pub fn follow(&self, key: &SessionKey, app: Option<&str>) -> broadcast::Receiver<Arc<Piece>> {
         let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
         let feeds = &mut *feeds;
+        if let Some(app) = app.filter(|a| !a.is_empty()) {
+            feeds.pins.insert(key.clone(), app.to_owned());
+        }
         feeds
             .by_key
             .entry(key.clone())
@@ -119,6 +126,10 @@ impl Hub {
         let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
         let before = feeds.by_key.len();
         feeds.by_key.retain(|_, f| f.receiver_count() > 0);
+        if feeds.pins.len() > feeds.by_key.len() {
+            let Feeds { by_key, pins, .. } = &mut *feeds;
+            pins.retain(|k, _| by_key.contains_key(k));
+        }
         if feeds.stale || feeds.by_key.len() != before {
             let mut keys: Vec<SessionKey> = feeds.by_key.keys().cloned().collect();
             keys.sort_unstable();
@@ -126,6 +137,21 @@ impl Hub {
             feeds.stale = false;
         }
         feeds.keys.clone()
+    }
+
+    /// The application each of `keys` belongs to: the one its follower pinned, else the one
+    /// that reported the session first; `None` when no application has a record of it.
+    fn owners(&self, keys: &[SessionKey], store: &Store) -> Vec<Option<String>> {
+        let pins = {
+            let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            keys.iter()
+                .map(|k| feeds.pins.get(k).cloned())
+                .collect::<Vec<_>>()
+        };
+        keys.iter()
+            .zip(pins)
+            .map(|(k, pin)| pin.or_else(|| store.owner_of(&k.0)))
+            .collect()
     }
 
     fn publish(&self, piece: Arc<Piece>) {
@@ -248,15 +274,20 @@ impl Builder {
         let mut deltas: BTreeMap<usize, Parts> = BTreeMap::new();
         let mut snapshots: BTreeMap<usize, Parts> = BTreeMap::new();
         let mut present = Vec::new();
+        // Looked up before any application is locked.
+        let followed_owners = hub.owners(&followed, store);
+        let wanted_owners = hub.owners(&wanted, store);
         for shared in store.apps() {
             let app = lock(&shared);
             let id = app.id().to_owned();
             let (since, samples_after) = self.seen.get(&id).copied().unwrap_or((0, i64::MIN));
             if app.generation() > since && !followed.is_empty() {
-                self.deltas(&app, &followed, since, samples_after, &mut deltas);
+                let mine = owned_by(&id, &followed, &followed_owners);
+                self.deltas(&app, &followed, &mine, since, samples_after, &mut deltas);
             }
             if !wanted.is_empty() {
-                self.snapshots(&app, &wanted, &mut snapshots);
+                let mine = owned_by(&id, &wanted, &wanted_owners);
+                self.snapshots(&app, &wanted, &mine, &mut snapshots);
             }
             let newest_sample = app.samples().next_back().map_or(samples_after, |s| s.at_ms);
             self.seen
@@ -310,6 +341,7 @@ impl Builder {
         &self,
         app: &AppState,
         followed: &[SessionKey],
+        mine: &[usize],
         since: u64,
         samples_after: i64,
         out: &mut BTreeMap<usize, Parts>,
@@ -318,14 +350,12 @@ impl Builder {
         // Unless the record changed (it goes to every session the application knows), only the
         // followed sessions that changed are sliced: idle ones cost a set lookup.
         let (index, keys): (Vec<usize>, Vec<SessionKey>) = if record_changed {
-            (0..followed.len()).zip(followed.iter().cloned()).unzip()
+            mine.iter().map(|&i| (i, followed[i].clone())).unzip()
         } else {
             let changed = app.sessions_changed_since(since);
-            followed
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| changed.contains(k.0.as_str()))
-                .map(|(i, k)| (i, k.clone()))
+            mine.iter()
+                .filter(|&&i| changed.contains(followed[i].0.as_str()))
+                .map(|&i| (i, followed[i].clone()))
                 .unzip()
         };
         if keys.is_empty() {
@@ -346,13 +376,21 @@ impl Builder {
         }
     }
 
-    /// Everything of each wanted session this application knows.
-    fn snapshots(&self, app: &AppState, wanted: &[SessionKey], out: &mut BTreeMap<usize, Parts>) {
+    /// Everything of each wanted session this application knows, of those it owns.
+    fn snapshots(
+        &self,
+        app: &AppState,
+        wanted: &[SessionKey],
+        mine: &[usize],
+        out: &mut BTreeMap<usize, Parts>,
+    ) {
         let mut record: Option<pb::Application> = None;
-        for (i, slice) in app.session_slices(wanted, 0).iter().enumerate() {
+        let keys: Vec<SessionKey> = mine.iter().map(|&i| wanted[i].clone()).collect();
+        for (j, slice) in app.session_slices(&keys, 0).iter().enumerate() {
             if !slice.known && slice.is_empty() {
                 continue;
             }
+            let i = mine[j];
             let parts = out.entry(i).or_default();
             parts.add_slice(app.id(), &wanted[i].0, slice);
             let r = record.get_or_insert_with(|| {
@@ -361,6 +399,14 @@ impl Builder {
             parts.applications.push(r.clone());
         }
     }
+}
+
+/// The indices of the keys application `app` may answer for: those it owns, and those nobody
+/// owns (no application has a record of the session, only jobs tagged with it).
+fn owned_by(app: &str, keys: &[SessionKey], owners: &[Option<String>]) -> Vec<usize> {
+    (0..keys.len())
+        .filter(|&i| owners[i].as_deref().is_none_or(|o| o == app))
+        .collect()
 }
 
 /// One update out of several pieces (a subscriber following more than one session, or one that

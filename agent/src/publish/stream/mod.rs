@@ -7,6 +7,7 @@
 
 pub mod follow;
 pub mod grpc;
+pub mod handshake;
 pub mod hub;
 pub mod identity;
 pub mod subscriber;
@@ -14,9 +15,10 @@ pub mod tasks;
 pub mod ws;
 
 use crate::control::Control;
-use crate::flags::{millis, non_empty};
+use crate::flags::millis;
 use crate::model::Store;
 use crate::shutdown::Shutdown;
+use crate::spark_api::http_url;
 use crate::telemetry::{self, Limit};
 use identity::{SubscriberAuth, SubscriberAuthConfig};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,11 +76,22 @@ pub struct StreamConfig {
     /// address, `{user}` with the Connect user of the session shown
     /// (e.g. https://hub.example/user/{user}/proxy/{port}).
     #[arg(
-        long = "spark-ui-link-template", value_name = "TEMPLATE",
+        long = "spark-ui-link-template",
+        value_name = "TEMPLATE",
         env = "SPARKSCOPE_SPARK_UI_LINK_TEMPLATE",
-        value_parser = non_empty
+        value_parser = http_url
     )]
     pub ui_link_template: Option<String>,
+    /// Web origins (e.g. https://hub.example) whose pages may open the WebSocket stream;
+    /// comma-separated. A connection that carries another Origin header is refused; notebooks'
+    /// kernels send none.
+    #[arg(
+        long = "allowed-origins",
+        value_name = "ORIGINS",
+        value_delimiter = ',',
+        env = "SPARKSCOPE_ALLOWED_ORIGINS"
+    )]
+    pub allowed_origins: Vec<String>,
 }
 
 crate::flags::default_from_flags!(StreamConfig);

@@ -6,6 +6,7 @@
 
 use super::follow::{FollowError, Follower, SessionKey};
 use super::hub::{self, Piece, Snapshot};
+use super::identity::Credential;
 use super::{Admitted, Streams};
 use crate::clock::now_ms;
 use crate::control::CancelOutcome;
@@ -99,6 +100,10 @@ pub enum Incoming {
 pub enum Close {
     SlowConsumer,
     ShuttingDown,
+    /// No credential, or one that did not hold, before the stream began.
+    Unauthorized,
+    /// The credential the stream came in with was revoked.
+    Revoked,
 }
 
 enum SendError {
@@ -192,7 +197,8 @@ fn refollow(feeds: &mut Feeds, follower: &Follower, streams: &Streams) {
     }
     for k in follower.sessions() {
         if !feeds.contains_key(k) {
-            feeds.insert(k.clone(), BroadcastStream::new(streams.hub.follow(k)));
+            let feed = streams.hub.follow(k, follower.app_of(k));
+            feeds.insert(k.clone(), BroadcastStream::new(feed));
         }
     }
 }
@@ -226,9 +232,22 @@ pub async fn serve<T: Transport>(
     mut follower: Follower,
     streams: Streams,
     _admitted: Admitted,
+    cred: Credential,
 ) {
     let cfg = streams.cfg.clone();
     let mut shutdown = streams.shutdown.clone();
+    // The credential is checked again whenever credentials may have been revoked, and as often
+    // as JupyterHub's answers are trusted.
+    let mut revocations = streams.auth.revocations();
+    revocations.borrow_and_update();
+    let mut recheck = tokio::time::interval(
+        streams
+            .auth
+            .recheck_every()
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_secs(1)),
+    );
+    recheck.tick().await;
     let mut feeds = Feeds::new();
     let mut out = Outbox::default();
     // Cancels and task lists run as their own tasks so updates keep flowing; their answers come
@@ -268,6 +287,22 @@ pub async fn serve<T: Transport>(
         }
         let reply = tokio::select! {
             _ = shutdown.requested() => break,
+            _ = revocations.changed() => {
+                if revoked(&streams, &cred, &follower).await {
+                    telemetry::subscriber_revoked(T::NAME);
+                    t.close(Close::Revoked).await;
+                    return;
+                }
+                None
+            }
+            _ = recheck.tick() => {
+                if revoked(&streams, &cred, &follower).await {
+                    telemetry::subscriber_revoked(T::NAME);
+                    t.close(Close::Revoked).await;
+                    return;
+                }
+                None
+            }
             incoming = t.recv() => match incoming {
                 None => return,
                 Some(Incoming::Bad(why)) => Some(error("bad_request", &why)),
@@ -286,6 +321,11 @@ pub async fn serve<T: Transport>(
                         let result = streams.control.refuse(&req, CancelOutcome::Forbidden, why);
                         Some(cancel_message(result))
                     }
+                    Handled::Cancel(req) if revoked(&streams, &cred, &follower).await => {
+                        let why = "the credential of this stream was revoked".to_owned();
+                        let result = streams.control.refuse(&req, CancelOutcome::Forbidden, why);
+                        Some(cancel_message(result))
+                    }
                     Handled::Cancel(req) => {
                         let (control, done) = (streams.control.clone(), results_tx.clone());
                         in_flight += 1;
@@ -297,9 +337,11 @@ pub async fn serve<T: Transport>(
                     }
                     Handled::Tasks(req) => {
                         let (tasks, done) = (streams.tasks.clone(), results_tx.clone());
+                        let key = (req.session_id.clone(), req.user_id.clone());
+                        let pinned = follower.app_of(&key).map(str::to_owned);
                         in_flight += 1;
                         tokio::spawn(async move {
-                            let list = tasks.list(&req).await;
+                            let list = tasks.list(&req, pinned.as_deref()).await;
                             let _ = done.send(tasks_message(list)).await;
                         });
                         None
@@ -343,6 +385,15 @@ pub async fn serve<T: Transport>(
         }
     }
     t.close(Close::ShuttingDown).await;
+}
+
+/// Whether the stream's credential no longer stands for its subscriber.
+async fn revoked(streams: &Streams, cred: &Credential, follower: &Follower) -> bool {
+    streams
+        .auth
+        .recheck(cred, follower.principal())
+        .await
+        .is_err()
 }
 
 /// What a client frame asks for, once checked against what the subscriber follows.
@@ -390,8 +441,17 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
             follower.unsubscribe(&req.sessions);
             Handled::Done
         }
+        // The handshake is over before the stream begins.
+        Some(Kind::Hello(_) | Kind::Proof(_)) => Handled::Reply(error(
+            "bad_request",
+            "the handshake is the stream's first frames only",
+        )),
         // A notebook may stop only the sessions it follows: the pair it knows.
-        Some(Kind::Cancel(req)) if follower.follows(&req.session_id, &req.user_id) => {
+        Some(Kind::Cancel(mut req)) if follower.follows(&req.session_id, &req.user_id) => {
+            if req.app_id.is_empty() {
+                let key = (req.session_id.clone(), req.user_id.clone());
+                req.app_id = follower.app_of(&key).unwrap_or_default().to_owned();
+            }
             Handled::Cancel(req)
         }
         Some(Kind::Cancel(req)) => {

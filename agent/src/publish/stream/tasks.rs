@@ -57,7 +57,8 @@ impl TaskLister {
 
     /// Answers a request whose session the requester may see (the caller checks that): the
     /// stage must have run for a job of that session.
-    pub async fn list(&self, req: &pb::TaskListRequest) -> pb::TaskList {
+    /// `pinned`: the application the subscriber named for the session, which then owns it.
+    pub async fn list(&self, req: &pb::TaskListRequest, pinned: Option<&str>) -> pb::TaskList {
         let refuse = |code: &str, message: String| pb::TaskList {
             request_id: req.request_id.clone(),
             app_id: req.app_id.clone(),
@@ -69,6 +70,19 @@ impl TaskLister {
             ..Default::default()
         };
         let key = (req.stage_id, req.attempt_id);
+        // Only the session's own application answers for its stages.
+        let owner = pinned
+            .map(str::to_owned)
+            .or_else(|| self.store.owner_of(&req.session_id));
+        if owner.as_deref().is_some_and(|o| o != req.app_id) {
+            return refuse(
+                "not_found",
+                format!(
+                    "session {} belongs to another application than {}",
+                    req.session_id, req.app_id
+                ),
+            );
+        }
         let (ui, total) = {
             let Some(app) = self.store.get(&req.app_id) else {
                 return refuse("not_found", format!("no application {}", req.app_id));

@@ -85,7 +85,23 @@ function button(cls, text, label, onClick) {
   return b;
 }
 
+// Only http and https addresses become links, whatever the kernel was told (the agent checks
+// them as well): a "javascript:" address must never reach an href.
+// The kernel's rule (cellview.is_http_url): http or https, a host right after "//", no
+// whitespace, quotes or control characters.
+function isHttpUrl(href) {
+  if (typeof href !== "string" || !/^https?:\/\/[^/?#\s"'<>`]+[^\s"'<>`]*$/i.test(href)) {
+    return false;
+  }
+  for (const c of href) {
+    const code = c.codePointAt(0);
+    if (code < 32 || code === 127) return false;
+  }
+  return true;
+}
+
 function link(cls, text, href, label) {
+  if (!isHttpUrl(href)) return el("span", cls, text);
   const a = el("a", cls, text);
   a.href = href;
   a.target = "_blank";
@@ -275,7 +291,6 @@ function drawCell(root, t, vs, act) {
   }
   for (const e of t.errors) {
     const line = el("div", "sparkscope-op-error", e.message);
-    line.dataset.operationId = e.operationId || "";
     line.setAttribute("role", "alert");
     root.appendChild(line);
   }
@@ -536,7 +551,7 @@ function jobRow(job, stages, findings, cause, t, vs, now, act) {
   else id.textContent = `Job ${job.jobId}`;
   row.appendChild(id);
   const name = el("span", "sparkscope-job-name", job.label || "");
-  name.title = [job.description, job.operationId && `operation ${job.operationId}`].filter(Boolean).join("\n");
+  name.title = job.description || "";
   row.appendChild(name);
   const tc = job.tasks;
   row.appendChild(bar({ total: tc.total, completed: tc.completed, skipped: tc.skipped, running: tc.active, failed: tc.failed }));

@@ -22,6 +22,23 @@ final class Commands {
     }
 
     /**
+     * The answer to a command from an agent that could not prove itself (the listener has no
+     * token): refused, never carried out.
+     */
+    static String refuse(String line) {
+        String id = "";
+        try {
+            JsonNode node = MAPPER.readTree(line);
+            id = node == null ? "" : node.path("id").asText("");
+        } catch (Exception ignored) {
+            // an id is all that is read; without one the answer goes to no request
+        }
+        LOG.warn("sparkscope: refused a command: this listener has no token, so the agent is "
+                + "not proven");
+        return answer(id, "the listener has no token: it takes no commands");
+    }
+
+    /**
      * A command line from the agent (cancelJob, cancelJobsWithTag), carried out; returns its
      * {@code SparkscopeCommandResult} line. Runs on the sender thread: SparkContext.cancelJob only
      * posts to the DAG scheduler's event loop.
@@ -58,6 +75,11 @@ final class Commands {
             error = e.toString();
             LOG.warn("sparkscope: could not carry out the agent's command: {}", error);
         }
+        return answer(id, error);
+    }
+
+    /** The {@code SparkscopeCommandResult} line: ok when {@code error} is null. */
+    private static String answer(String id, String error) {
         Json answer = new Json("SparkscopeCommandResult").field("id", id).field("ok", error == null);
         if (error != null) {
             answer.field("error", error);

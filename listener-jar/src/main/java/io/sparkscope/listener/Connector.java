@@ -61,7 +61,11 @@ final class Connector {
         this.counts = counts;
         AgentTls t = null;
         boolean ok = true;
-        if (!config.tlsTrust.isEmpty()) {
+        if (config.unusable != null) {
+            // Never fall back to another token, or to none: nothing is sent.
+            LOG.error("sparkscope: {}; the listener will not connect", config.unusable);
+            ok = false;
+        } else if (!config.tlsTrust.isEmpty()) {
             try {
                 t = new AgentTls(config.tlsTrust);
             } catch (IOException | java.security.GeneralSecurityException e) {
@@ -75,7 +79,10 @@ final class Connector {
         this.usable = ok;
     }
 
-    /** False when TLS was asked for and cannot be had: the sender must then send nothing. */
+    /**
+     * False when TLS was asked for and cannot be had, or a token file was named and cannot be
+     * read: the sender must then send nothing.
+     */
     boolean usable() {
         return usable;
     }

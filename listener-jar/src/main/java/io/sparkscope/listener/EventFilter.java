@@ -35,6 +35,40 @@ final class EventFilter {
     /** SQL and Connect events are known here only by class name: the jar links against core. */
     static final String SQL_UI = "org.apache.spark.sql.execution.ui.";
     static final String CONNECT = "org.apache.spark.sql.connect.service.SparkListenerConnect";
+
+    /**
+     * The SQL and Connect events that leave the driver; any other event that is not Spark's own
+     * (a streaming query's, a third-party library's) never does, whatever it carries
+     * (docs/wire-protocol.md § Events).
+     */
+    static final Set<String> FORWARDED_OTHER_EVENTS = Set.of(
+            SQL_UI + "SparkListenerSQLExecutionStart",
+            SQL_UI + "SparkListenerSQLExecutionEnd",
+            CONNECT + "ServiceStarted", CONNECT + "ServiceEnd",
+            CONNECT + "SessionStarted", CONNECT + "SessionClosed",
+            CONNECT + "OperationStarted", CONNECT + "OperationAnalyzed",
+            CONNECT + "OperationReadyForExecution", CONNECT + "OperationFinished",
+            CONNECT + "OperationFailed", CONNECT + "OperationCanceled",
+            CONNECT + "OperationClosed");
+
+    /** Spark's own events that leave the driver, besides the task events behind progress. */
+    static final Set<String> FORWARDED_CORE_EVENTS = Set.of(
+            "org.apache.spark.scheduler.SparkListenerApplicationStart",
+            "org.apache.spark.scheduler.SparkListenerApplicationEnd",
+            "org.apache.spark.scheduler.SparkListenerExecutorAdded",
+            "org.apache.spark.scheduler.SparkListenerExecutorRemoved",
+            "org.apache.spark.scheduler.SparkListenerJobStart",
+            "org.apache.spark.scheduler.SparkListenerJobEnd",
+            "org.apache.spark.scheduler.SparkListenerStageSubmitted",
+            "org.apache.spark.scheduler.SparkListenerStageCompleted",
+            "org.apache.spark.scheduler.SparkListenerTaskStart",
+            "org.apache.spark.scheduler.SparkListenerTaskEnd");
+
+    /** Whether an event of this class may leave the driver at all. */
+    static boolean forwarded(String className) {
+        return FORWARDED_CORE_EVENTS.contains(className)
+                || FORWARDED_OTHER_EVENTS.contains(className);
+    }
     /** Free text (a statement, an error) is cut to this many characters before it leaves. */
     static final int MAX_TEXT = 4096;
     /**
@@ -54,8 +88,18 @@ final class EventFilter {
     private final Map<String, Boolean> failureLogged = new HashMap<>();
     private Constructor<?> jobStartCtor;
 
-    /** The event as one line, or null when it cannot be serialized (then it is dropped). */
+    /**
+     * The event as one line, or null when it may not leave the driver or cannot be serialized
+     * (then it is dropped).
+     */
     String serialize(SparkListenerEvent e) {
+        if (!forwarded(e.getClass().getName())) {
+            if (failureLogged.put("not forwarded " + e.getClass().getName(), Boolean.TRUE) == null) {
+                LOG.warn("sparkscope: {} is not an event that leaves the driver (dropped)",
+                        e.getClass().getName());
+            }
+            return null;
+        }
         Throwable failure = null;
         // Spark mutates StageInfo & co. on its own threads; a second try usually succeeds.
         for (int attempt = 0; attempt < 2; attempt++) {

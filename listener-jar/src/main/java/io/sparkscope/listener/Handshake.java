@@ -9,9 +9,11 @@ import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
 
 /**
- * The proofs of the listener handshake (protocol 2, docs/wire-protocol.md): each side shows it
- * knows the token with an HMAC-SHA256 over both sides' nonces, and the token never crosses the
- * wire. The agent proves first, so a listener tells nothing to an impostor.
+ * The proofs of the listener handshake (protocol 3, docs/wire-protocol.md): each side shows it
+ * knows the token with an HMAC-SHA256 that starts with the agent's nonce, then the listener's
+ * (both 32 hex digits), then the application and run ids; the token never crosses the wire. The
+ * agent proves first, so a listener tells nothing to an impostor, and no one can have the agent
+ * compute a MAC over bytes of their choosing.
  */
 final class Handshake {
     private static final SecureRandom RANDOM = new SecureRandom();
@@ -41,10 +43,16 @@ final class Handshake {
         }
     }
 
+    /** What an agent that knows the token answers to this listener's hello. */
+    static String agentProof(String token, String appId, String runId, String nonce,
+            String agentNonce) {
+        return proof(token, "sparkscope-agent-3", agentNonce, nonce, appId, runId);
+    }
+
     /** The agent's proof for this listener's hello: compared in constant time. */
     static boolean agentProved(String token, String appId, String runId, String nonce,
             String agentNonce, String proof) {
-        String expected = proof(token, "sparkscope-agent", appId, runId, nonce, agentNonce);
+        String expected = agentProof(token, appId, runId, nonce, agentNonce);
         return MessageDigest.isEqual(expected.getBytes(StandardCharsets.UTF_8),
                 proof.getBytes(StandardCharsets.UTF_8));
     }
@@ -52,7 +60,7 @@ final class Handshake {
     /** The listener's proof, answering the agent's nonce. */
     static String listenerProof(String token, String appId, String runId, String nonce,
             String agentNonce) {
-        return proof(token, "sparkscope-listener", appId, runId, agentNonce, nonce);
+        return proof(token, "sparkscope-listener-3", agentNonce, nonce, appId, runId);
     }
 
     private static String hex(byte[] bytes) {

@@ -10,7 +10,7 @@ import org.slf4j.LoggerFactory;
  * reconcile with Spark's REST API. Never the token (the handshake proves it instead).
  */
 final class Hello {
-    static final int PROTOCOL = 2;
+    static final int PROTOCOL = 3;
 
     private static final Logger LOG = LoggerFactory.getLogger(Hello.class);
 

@@ -31,6 +31,11 @@ final class ListenerConfig {
     final String agentHost;
     final int agentPort;
     final String token;
+    /**
+     * Why the listener must not connect at all, or null: a token file was named and cannot be
+     * read (falling back to another source, or to none, would be a surprise).
+     */
+    final String unusable;
     final long flushIntervalMs;
     final int queueCapacity;
     final int maxLiveEntities;
@@ -38,11 +43,13 @@ final class ListenerConfig {
     /** A PEM file of the agent's certificate (or its CA): TLS to the agent when set. */
     final String tlsTrust;
 
-    private ListenerConfig(String agentHost, int agentPort, String token, long flushIntervalMs,
-            int queueCapacity, int maxLiveEntities, long writeTimeoutMs, String tlsTrust) {
+    private ListenerConfig(String agentHost, int agentPort, String token, String unusable,
+            long flushIntervalMs, int queueCapacity, int maxLiveEntities, long writeTimeoutMs,
+            String tlsTrust) {
         this.agentHost = agentHost;
         this.agentPort = agentPort;
         this.token = token;
+        this.unusable = unusable;
         this.flushIntervalMs = flushIntervalMs;
         this.queueCapacity = queueCapacity;
         this.maxLiveEntities = maxLiveEntities;
@@ -69,8 +76,15 @@ final class ListenerConfig {
             host = "127.0.0.1";
             port = 4741;
         }
-        String token = token(conf);
-        return new ListenerConfig(host, port, token,
+        String token;
+        String unusable = null;
+        try {
+            token = token(conf);
+        } catch (java.io.IOException e) {
+            token = "";
+            unusable = e.getMessage();
+        }
+        return new ListenerConfig(host, port, token, unusable,
                 positive(conf, FLUSH_INTERVAL_MS, 100),
                 (int) positive(conf, QUEUE_CAPACITY, 10_000),
                 (int) positive(conf, MAX_LIVE_ENTITIES, 10_000),
@@ -82,20 +96,23 @@ final class ListenerConfig {
      * The token, from the first of: the file named by {@code spark.sparkscope.tokenFile}, the
      * driver's environment variable {@code SPARKSCOPE_LISTENER_TOKEN}, the conf
      * {@code spark.sparkscope.token}. A conf given on the command line is visible to every local
-     * user in the process list, so it is taken with a warning.
+     * user in the process list, so it is taken with a warning. A token file that is named but
+     * cannot be read (or is empty) is an error: no other source is tried.
      */
-    static String token(SparkConf conf) {
+    static String token(SparkConf conf) throws java.io.IOException {
         String file = conf.get(TOKEN_FILE, "").trim();
         if (!file.isEmpty()) {
+            String t;
             try {
-                String t = java.nio.file.Files.readString(java.nio.file.Path.of(file)).trim();
-                if (!t.isEmpty()) {
-                    return t;
-                }
-                LOG.warn("sparkscope: {} ({}) is empty", TOKEN_FILE, file);
+                t = java.nio.file.Files.readString(java.nio.file.Path.of(file)).trim();
             } catch (java.io.IOException | RuntimeException e) {
-                LOG.warn("sparkscope: cannot read {} ({}): {}", TOKEN_FILE, file, e.toString());
+                throw new java.io.IOException(String.format(
+                        "cannot read %s (%s): %s", TOKEN_FILE, file, e), e);
             }
+            if (t.isEmpty()) {
+                throw new java.io.IOException(String.format("%s (%s) is empty", TOKEN_FILE, file));
+            }
+            return t;
         }
         String env = System.getenv(TOKEN_ENV);
         if (env != null && !env.trim().isEmpty()) {

@@ -90,9 +90,11 @@ final class Sender implements Runnable {
             if (!last && agent.due(now) && agent.connect()) {
                 events.snapshot();
             }
-            // Commands (job cancel) are read every poll, not once per flush interval.
+            // Commands (job cancel) are read every poll, not once per flush interval. Without a
+            // token the agent proved nothing, so nothing it asks is carried out.
             for (String command : agent.poll()) {
-                agent.write(Commands.run(command));
+                agent.write(config.token.isEmpty() ? Commands.refuse(command)
+                        : Commands.run(command));
                 agent.flush();
             }
             // Adopt new stages before draining: their StageSubmitted is then already in the ring.

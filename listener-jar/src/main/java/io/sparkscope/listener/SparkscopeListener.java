@@ -55,10 +55,6 @@ public class SparkscopeListener extends SparkListener {
 
     private static final Logger LOG = LoggerFactory.getLogger(SparkscopeListener.class);
     /** SQL events the agent has no use for: accumulator floods and whole-plan JSON updates. */
-    private static final java.util.Set<String> SKIPPED_OTHER_EVENTS = java.util.Set.of(
-            "org.apache.spark.sql.execution.ui.SparkListenerDriverAccumUpdates",
-            "org.apache.spark.sql.execution.ui.SparkListenerSQLAdaptiveExecutionUpdate",
-            "org.apache.spark.sql.execution.ui.SparkListenerSQLAdaptiveSQLMetricUpdates");
     private static final long FULL_LOG_INTERVAL_NANOS = 60_000_000_000L;
     private static final long STOP_TIMEOUT_MS = 3_000;
 
@@ -278,68 +274,14 @@ public class SparkscopeListener extends SparkListener {
         offerSafely(e);
     }
 
-    @Override
-    public void onUnpersistRDD(SparkListenerUnpersistRDD e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onExecutorExcluded(SparkListenerExecutorExcluded e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onExecutorExcludedForStage(SparkListenerExecutorExcludedForStage e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onNodeExcludedForStage(SparkListenerNodeExcludedForStage e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onExecutorUnexcluded(SparkListenerExecutorUnexcluded e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onNodeExcluded(SparkListenerNodeExcluded e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onNodeUnexcluded(SparkListenerNodeUnexcluded e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onUnschedulableTaskSetAdded(SparkListenerUnschedulableTaskSetAdded e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onUnschedulableTaskSetRemoved(SparkListenerUnschedulableTaskSetRemoved e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onSpeculativeTaskSubmitted(SparkListenerSpeculativeTaskSubmitted e) {
-        offerSafely(e);
-    }
-
-    @Override
-    public void onResourceProfileAdded(SparkListenerResourceProfileAdded e) {
-        offerSafely(e);
-    }
-
-    // The deprecated *Blacklisted callbacks stay no-ops: Spark posts the *Excluded twin as well.
-
-    /** SQL and Spark Connect events arrive here. */
+    /**
+     * SQL and Spark Connect events arrive here, with every other event that is not Spark core's
+     * (streaming queries', third-party libraries'): only those the agent uses are taken.
+     */
     @Override
     public void onOtherEvent(SparkListenerEvent e) {
         try {
-            if (e.logEvent() && !SKIPPED_OTHER_EVENTS.contains(e.getClass().getName())) {
+            if (EventFilter.FORWARDED_OTHER_EVENTS.contains(e.getClass().getName())) {
                 offer(e);
             }
         } catch (Throwable t) {
@@ -347,7 +289,51 @@ public class SparkscopeListener extends SparkListener {
         }
     }
 
-    // ---- deliberately not sent (protocol: environment, block manager, metrics updates) ----
+    // ---- deliberately not sent: nothing the agent uses (docs/wire-protocol.md § Events) ----
+
+    @Override
+    public void onUnpersistRDD(SparkListenerUnpersistRDD e) {
+    }
+
+    @Override
+    public void onExecutorExcluded(SparkListenerExecutorExcluded e) {
+    }
+
+    @Override
+    public void onExecutorExcludedForStage(SparkListenerExecutorExcludedForStage e) {
+    }
+
+    @Override
+    public void onNodeExcludedForStage(SparkListenerNodeExcludedForStage e) {
+    }
+
+    @Override
+    public void onExecutorUnexcluded(SparkListenerExecutorUnexcluded e) {
+    }
+
+    @Override
+    public void onNodeExcluded(SparkListenerNodeExcluded e) {
+    }
+
+    @Override
+    public void onNodeUnexcluded(SparkListenerNodeUnexcluded e) {
+    }
+
+    @Override
+    public void onUnschedulableTaskSetAdded(SparkListenerUnschedulableTaskSetAdded e) {
+    }
+
+    @Override
+    public void onUnschedulableTaskSetRemoved(SparkListenerUnschedulableTaskSetRemoved e) {
+    }
+
+    @Override
+    public void onSpeculativeTaskSubmitted(SparkListenerSpeculativeTaskSubmitted e) {
+    }
+
+    @Override
+    public void onResourceProfileAdded(SparkListenerResourceProfileAdded e) {
+    }
 
     @Override
     public void onEnvironmentUpdate(SparkListenerEnvironmentUpdate e) {

@@ -113,4 +113,28 @@ class EventFilterTest {
                 + "\"}";
         assertSame(json, filter.trim("org.apache.spark.scheduler.SparkListenerJobEnd", json));
     }
+
+    /** An event of someone else's, as a streaming query's or a library's would be. */
+    static final class ThirdPartyEvent implements org.apache.spark.scheduler.SparkListenerEvent {
+        public String getPassword() {
+            return "hunter2";
+        }
+
+        @Override
+        public boolean logEvent() {
+            return true;
+        }
+    }
+
+    @Test
+    void onlyTheEventsTheAgentUsesLeaveTheDriver() {
+        assertNull(filter.serialize(new ThirdPartyEvent()), "a third-party event never leaves");
+        assertFalse(EventFilter.forwarded(
+                "org.apache.spark.sql.streaming.StreamingQueryListener$QueryProgressEvent"));
+        assertFalse(EventFilter.forwarded(
+                "org.apache.spark.scheduler.SparkListenerEnvironmentUpdate"));
+        assertTrue(EventFilter.forwarded(
+                EventFilter.CONNECT + "OperationStarted"));
+        assertTrue(EventFilter.forwarded("org.apache.spark.scheduler.SparkListenerJobStart"));
+    }
 }

@@ -47,6 +47,19 @@ final class FakeAgent implements AutoCloseable {
         return server.getLocalPort();
     }
 
+    /** Whether a listener connects within {@code ms} (the connection is then closed). */
+    boolean connectsWithin(int ms) throws IOException {
+        int before = server.getSoTimeout();
+        server.setSoTimeout(ms);
+        try (java.net.Socket s = server.accept()) {
+            return s != null;
+        } catch (java.net.SocketTimeoutException e) {
+            return false;
+        } finally {
+            server.setSoTimeout(before);
+        }
+    }
+
     /** Takes the next connection and its hello, and answers it; returns the hello. */
     String accept(String answer) throws IOException {
         String hello = take();
@@ -61,7 +74,7 @@ final class FakeAgent implements AutoCloseable {
         String runId = field(hello, "runId");
         String nonce = field(hello, "nonce");
         String mine = Handshake.nonce();
-        String proof = Handshake.proof(TOKEN, "sparkscope-agent", appId, runId, nonce, mine);
+        String proof = Handshake.agentProof(TOKEN, appId, runId, nonce, mine);
         send("{\"ok\":true,\"agent\":\"fake\",\"nonce\":\"" + mine + "\",\"proof\":\"" + proof
                 + "\"}");
         String theirs = readLine();
@@ -69,6 +82,15 @@ final class FakeAgent implements AutoCloseable {
         if (!theirs.contains("\"proof\":\"" + expected + "\"")) {
             throw new IOException("the listener's proof is wrong: " + theirs);
         }
+        send("{\"ok\":true,\"welcome\":true}");
+        return hello;
+    }
+
+    /** An agent without a token (--allow-anonymous-listeners): a challenge with no proof. */
+    String acceptWithoutToken() throws IOException {
+        String hello = take();
+        send("{\"ok\":true,\"agent\":\"anonymous\",\"nonce\":\"" + Handshake.nonce() + "\"}");
+        readLine(); // the listener's (empty) proof
         send("{\"ok\":true,\"welcome\":true}");
         return hello;
     }

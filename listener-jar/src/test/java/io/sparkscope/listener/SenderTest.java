@@ -3,6 +3,7 @@ package io.sparkscope.listener;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -169,7 +170,8 @@ class SenderTest {
             Sender s = sender(agent);
             String hello = agent.acceptAsImpostor();
             assertFalse(hello.contains(FakeAgent.TOKEN), "the hello carries no token");
-            assertTrue(hello.contains("\"protocol\":2") && hello.contains("\"nonce\":\""), hello);
+            assertTrue(hello.contains("\"protocol\":" + Hello.PROTOCOL)
+                    && hello.contains("\"nonce\":\""), hello);
             agent.send("{\"cmd\":\"cancelJob\",\"id\":\"c1\",\"jobId\":1}");
             String rest = agent.readToEnd();
             assertEquals("", rest, "the listener said nothing more and closed");
@@ -219,6 +221,47 @@ class SenderTest {
             }
             Thread.sleep(3_000); // not reading: the listener's writes must time out meanwhile
             assertTrue(agent.closedByListener(2_000), "the listener gave up on the stalled agent");
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void aTokenFileThatCannotBeReadMeansNothingIsSent() throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            SparkConf conf = new SparkConf(false)
+                    .set("spark.sparkscope.agent", "127.0.0.1:" + agent.port())
+                    .set("spark.sparkscope.tokenFile", "/nonexistent/sparkscope.token")
+                    .set("spark.app.id", "app-test")
+                    .set("spark.sparkscope.flushIntervalMs", "20");
+            ListenerConfig config = ListenerConfig.from(conf);
+            assertTrue(config.unusable != null && config.unusable.contains("cannot read"),
+                    String.valueOf(config.unusable));
+            Sender s = new Sender(config, conf, ring, newStages, new AtomicLong(),
+                    new AtomicLong());
+            s.start();
+            assertFalse(agent.connectsWithin(1_000), "the listener connected anyway");
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void withoutATokenTheListenerTakesNoCommands() throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            SparkConf conf = new SparkConf(false)
+                    .set("spark.sparkscope.agent", "127.0.0.1:" + agent.port())
+                    .set("spark.app.id", "app-test")
+                    .set("spark.sparkscope.flushIntervalMs", "20");
+            ListenerConfig config = ListenerConfig.from(conf);
+            assumeTrue(config.token.isEmpty(), "no token in this environment");
+            Sender s = new Sender(config, conf, ring, newStages, new AtomicLong(),
+                    new AtomicLong());
+            s.start();
+            agent.acceptWithoutToken();
+            agent.readSnapshot();
+            agent.send("{\"cmd\":\"cancelJob\",\"id\":\"c9\",\"jobId\":1}");
+            String answer = agent.readUntil(l -> l.contains("SparkscopeCommandResult"));
+            assertTrue(answer.contains("\"id\":\"c9\"") && answer.contains("\"ok\":false")
+                    && answer.contains("no token"), answer);
             s.stop(3_000);
         }
     }
