@@ -69,7 +69,9 @@ impl AgentProcess {
                 break t;
             }
             if let Some(status) = child.try_wait()? {
-                return Err(format!("the agent exited ({status}) before writing its addresses").into());
+                return Err(
+                    format!("the agent exited ({status}) before writing its addresses").into(),
+                );
             }
             if Instant::now() > deadline {
                 return Err("the agent did not write its addresses within 20 s".into());
