@@ -170,7 +170,9 @@ def test_widget_lands_in_the_cell_that_ran_the_job(kernel: Kernel, agent: FakeAg
 
     # the rest arrives while another cell runs: trait syncs and the final text go out anyway
     kernel.wait_for(lambda: kernel.idle(long_cell))
-    other = kernel.execute("time.sleep(3)")
+    other = kernel.execute("print('running', flush=True); time.sleep(3)")
+    # sent once the other cell runs (not merely once its request is on its way)
+    kernel.wait_for(lambda: kernel.stdout(other).strip())
     agent.send(frames[3:])
     (final,) = kernel.wait_for(lambda: kernel.of("update_display_data"))
     assert final["content"]["transient"]["display_id"] == display_id
