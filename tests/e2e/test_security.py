@@ -170,13 +170,17 @@ def found(value: object, secret: str, path: str = "") -> list[str]:
 
 
 # Where a streaming query's name may travel: in what the user wrote (the Connect plan's text,
-# redacted by Spark's own rules) and in the descriptions Spark gives the query's batch jobs.
+# redacted by Spark's own rules), in the descriptions Spark gives the query's batch jobs, and in
+# the error Spark gives a batch job that stopping the query cancels (it quotes that description;
+# seen when the stop lands mid-batch, on a loaded machine).
 USERS_OWN_TEXT = {
     "statementText",
     "description",
     "Properties.spark.job.description",
     "Stage Info.Details",
     "Stage Infos[].Details",
+    "Job Result.Exception.Message",
+    "Stage Info.Failure Reason",
 }
 
 
