@@ -145,6 +145,12 @@ pub enum Limit {
     OpenSessions,
     UnclosedOperations,
     Executors,
+    /// Per application: progress lines waiting for their stage's submission (the whole set is
+    /// dropped when full), and ranges of retired job ids (the oldest go).
+    PendingProgress,
+    RetiredJobs,
+    /// Listener connections closed because nothing arrived within the idle timeout.
+    SilentListeners,
     /// Busy-slots samples per application (the Tasks view's window); the oldest goes.
     TaskSamples,
     /// Task-list requests to Spark's REST API at once; more are answered `unavailable`.
@@ -158,7 +164,7 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 15] = [
+    pub const ALL: [Limit; 18] = [
         Limit::ListenerConnections,
         Limit::PendingListeners,
         Limit::Subscribers,
@@ -169,6 +175,9 @@ impl Limit {
         Limit::OpenSessions,
         Limit::UnclosedOperations,
         Limit::Executors,
+        Limit::PendingProgress,
+        Limit::RetiredJobs,
+        Limit::SilentListeners,
         Limit::TaskSamples,
         Limit::TaskListsInFlight,
         Limit::HubLookups,
@@ -188,6 +197,9 @@ impl Limit {
             Limit::OpenSessions => "open_sessions",
             Limit::UnclosedOperations => "unclosed_operations",
             Limit::Executors => "executors",
+            Limit::PendingProgress => "pending_progress",
+            Limit::RetiredJobs => "retired_jobs",
+            Limit::SilentListeners => "silent_listeners",
             Limit::TaskSamples => "task_samples",
             Limit::TaskListsInFlight => "task_lists_in_flight",
             Limit::HubLookups => "jupyterhub_lookups",

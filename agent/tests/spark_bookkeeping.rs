@@ -607,7 +607,7 @@ fn live_state_past_its_bounds_evicts_the_oldest_and_counts_it() {
     // Two sessions named, plus the operations' own session: two evicted past a bound of one.
     assert_eq!(ev.of(LiveBound::OpenSessions), 2);
     assert_eq!(ev.of(LiveBound::UnclosedOperations), 1);
-    assert_eq!(a.take_evictions().0, [0; 5], "taken once");
+    assert_eq!(a.take_evictions().0, [0; 7], "taken once");
     assert_eq!(a.broken_invariants(), Vec::<String>::new());
 }
 
@@ -739,6 +739,7 @@ fn what_ended_unseen_is_unknown_until_spark_says_how() {
             spark(1, JobStatus::Running, Vec::new()),
             spark(7, JobStatus::Failed, missed_tags),
         ],
+        a.generation(),
     );
     assert_eq!((done.filled, done.ended, done.corrected), (1, 1, 0));
     let j = a.job(0).expect("job 0");
@@ -760,7 +761,11 @@ fn what_ended_unseen_is_unknown_until_spark_says_how() {
         .notices()
         .any(|n| n.message.contains("1 job(s) filled in")));
     // Asking again changes nothing.
-    let again = a.reconcile(9_500, vec![spark(0, JobStatus::Succeeded, Vec::new())]);
+    let again = a.reconcile(
+        9_500,
+        vec![spark(0, JobStatus::Succeeded, Vec::new())],
+        a.generation(),
+    );
     assert_eq!(again.total(), 0);
 }
 
@@ -772,7 +777,7 @@ fn a_snapshot_cut_off_changes_nothing() {
     let mut cut = snapshot(vec![]);
     cut.pop();
     feed(&mut a, &cut);
-    a.listener_disconnected(10, false);
+    a.listener_disconnected(10, false, 0);
     feed(
         &mut a,
         &[json!({"Event": "SparkscopeSnapshotEnd", "time": 51})],
@@ -833,7 +838,7 @@ fn jobs_that_ran_through_a_gap_are_asked_about_until_spark_reports_them_ended() 
     };
     // Still running in Spark: nothing to correct yet, but the job stays suspect.
     assert_eq!(
-        a.reconcile(1_500, vec![spark(JobStatus::Running, 12)])
+        a.reconcile(1_500, vec![spark(JobStatus::Running, 12)], a.generation())
             .total(),
         0
     );
@@ -844,7 +849,7 @@ fn jobs_that_ran_through_a_gap_are_asked_about_until_spark_reports_them_ended() 
         a.reconcile_due(3_500, 500, 2_000),
         "asked again while it is suspect"
     );
-    let done = a.reconcile(3_500, vec![spark(JobStatus::Succeeded, 30)]);
+    let done = a.reconcile(3_500, vec![spark(JobStatus::Succeeded, 30)], a.generation());
     assert_eq!(done.corrected, 1);
     assert_eq!(a.job(0).map(|j| j.completed_tasks), Some(30));
     assert!(

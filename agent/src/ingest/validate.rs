@@ -12,6 +12,8 @@ const MAX_TIME_MS: i64 = 253_402_300_799_999;
 const MAX_CORES: u32 = 1 << 16;
 /// A metric sum (bytes, ms, ns); f64-exact, so exports never round.
 const MAX_METRIC: i64 = 1 << 53;
+/// A `SparkscopeJobsGone` line names at most this many jobs (the listener splits longer lists).
+const MAX_JOBS_GONE: usize = 1000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{field} = {value} is out of range")]
@@ -165,6 +167,18 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
         }
         Event::ListenerStats(s) => time("time", s.time),
         Event::SnapshotStart { time: t } | Event::SnapshotEnd { time: t } => time("time", *t),
+        Event::JobsGone { time: t, job_ids } => {
+            if job_ids.len() > MAX_JOBS_GONE {
+                return Err(OutOfRange {
+                    field: "number of job ids",
+                    value: i64::try_from(job_ids.len()).unwrap_or(i64::MAX),
+                });
+            }
+            for id in job_ids {
+                count("job id", i64::from(*id))?;
+            }
+            time("time", *t)
+        }
         Event::LogStart { .. }
         | Event::ConnectServiceStarted { .. }
         | Event::Ignored

@@ -484,6 +484,22 @@ impl Connect {
         ended
     }
 
+    /// Ends every operation not over yet (its driver is gone): closed at `time`, as a snapshot
+    /// that lacks it would. How many.
+    pub(super) fn end_running_as_unknown(&mut self, g: u64, time: i64) -> usize {
+        let mut ended = 0;
+        for op in self.operations.values_mut() {
+            if !op.state.is_terminal() {
+                op.state = OpState::Closed;
+                op.end_time.get_or_insert(time);
+                op.close_time = Some(time);
+                op.updated = g;
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     /// Closed operations since the last call, oldest first.
     pub(super) fn take_closed_operations(&mut self) -> Vec<ClosedOperation> {
         self.closed_operations.drain(..).collect()
