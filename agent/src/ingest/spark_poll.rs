@@ -78,7 +78,13 @@ pub async fn run(
                 let busy = a.is_live() && a.running_jobs() > 0 && !a.reconcile_backing_off(now);
                 let due = a.reconcile_due(now, ms(cfg.delay), ms(cfg.retry));
                 let info = a.info();
-                (a.id().to_owned(), info.ui_url.clone(), due, busy, a.generation())
+                (
+                    a.id().to_owned(),
+                    info.ui_url.clone(),
+                    due,
+                    busy,
+                    a.generation(),
+                )
             };
             let now = Instant::now();
             let every = cfg.interval;

@@ -623,7 +623,10 @@ impl Jobs {
         }
         for (key, mut stage) in live_stages {
             stage.updated = g;
-            let old = self.done_stages.remove(&key);
+            let old = self
+                .live_stages
+                .remove(&key)
+                .or_else(|| self.done_stages.remove(&key));
             keep_what_the_snapshot_lacks(&mut stage, old.as_ref());
             self.live_stages.insert(key, stage);
         }
@@ -701,7 +704,11 @@ impl Jobs {
             stages.extend(job.stage_ids.iter().copied());
         }
         // A stage shared with a job still running stays as it is.
-        for job in self.jobs.values().filter(|j| j.status == JobStatus::Running) {
+        for job in self
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running)
+        {
             for s in &job.stage_ids {
                 stages.remove(s);
             }

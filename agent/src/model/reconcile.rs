@@ -151,9 +151,16 @@ impl AppState {
         self.last_reconcile_ms = now_ms;
         self.stats.reconcile_failures += 1;
         let began = self.outage.is_none();
-        let tries = self.outage.as_ref().map_or(0, |o| o.tries).saturating_add(1);
+        let tries = self
+            .outage
+            .as_ref()
+            .map_or(0, |o| o.tries)
+            .saturating_add(1);
         let shift = (tries - 1).min(30);
-        let wait = first_ms.max(1).saturating_mul(1 << shift).min(max_ms.max(1));
+        let wait = first_ms
+            .max(1)
+            .saturating_mul(1 << shift)
+            .min(max_ms.max(1));
         self.outage = Some(Outage {
             tries,
             next_ms: now_ms.saturating_add(wait),
@@ -234,9 +241,7 @@ impl AppState {
 fn end_stage(stage: &mut Stage, job: JobStatus, g: u64) {
     stage.status = match (stage.status, job) {
         (StageStatus::Pending, _) => StageStatus::Skipped,
-        (StageStatus::Active | StageStatus::Unknown, JobStatus::Succeeded) => {
-            StageStatus::Complete
-        }
+        (StageStatus::Active | StageStatus::Unknown, JobStatus::Succeeded) => StageStatus::Complete,
         (StageStatus::Active | StageStatus::Unknown, _) => StageStatus::Failed,
         (other, _) => other,
     };
