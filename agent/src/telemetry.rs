@@ -314,9 +314,10 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 // Series of applications the store has dropped stop being updated; they leave
-                // the exposition after this long. Histograms stay (bounded by the user cap).
+                // the exposition after this long, histograms too (a series per application
+                // and user would otherwise stay for the life of the agent).
                 .idle_timeout(
-                    MetricKindMask::COUNTER | MetricKindMask::GAUGE,
+                    MetricKindMask::COUNTER | MetricKindMask::GAUGE | MetricKindMask::HISTOGRAM,
                     Some(std::time::Duration::from_secs(15 * 60)),
                 )
                 .set_buckets_for_metric(

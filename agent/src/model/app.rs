@@ -212,7 +212,10 @@ impl AppState {
         let sample = TaskSample {
             at_ms: now_ms,
             active_tasks: u32::try_from(self.active_tasks()).unwrap_or(u32::MAX),
-            total_cores: self.executors.values().map(|e| e.cores).sum(),
+            total_cores: self
+                .executors
+                .values()
+                .fold(0u32, |n, e| n.saturating_add(e.cores)),
             executors: u32::try_from(self.executors.len()).unwrap_or(u32::MAX),
         };
         let same = |s: &TaskSample| {
@@ -541,6 +544,13 @@ impl AppState {
         self.reconcile_wanted.get_or_insert(at_ms);
         let running = self.jobs.running_ids();
         self.suspects.extend(running);
+        // Bounded while Spark's REST API stays out of reach: only jobs the model still holds,
+        // at most as many as running jobs are kept (the newest).
+        let jobs = &self.jobs.jobs;
+        self.suspects.retain(|id| jobs.contains_key(id));
+        while self.suspects.len() > self.retention.live.running_jobs {
+            self.suspects.pop_first();
+        }
     }
 
     /// Jobs Spark no longer runs although their end never came: over, how is unknown until
@@ -576,8 +586,10 @@ impl AppState {
     fn listener_stats(&mut self, s: ListenerStats) {
         self.generation += 1;
         let baseline = std::mem::take(&mut self.stats_baseline);
-        let new_drops = s.dropped.saturating_sub(self.stats.listener_dropped)
-            + s.bus_dropped.saturating_sub(self.stats.bus_dropped);
+        let new_drops = s
+            .dropped
+            .saturating_sub(self.stats.listener_dropped)
+            .saturating_add(s.bus_dropped.saturating_sub(self.stats.bus_dropped));
         // Counters start afresh when a new listener (a restarted driver) reports.
         let restarted =
             s.dropped < self.stats.listener_dropped || s.bus_dropped < self.stats.bus_dropped;

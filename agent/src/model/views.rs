@@ -198,6 +198,13 @@ impl AppState {
         self.connect.sessions.values()
     }
 
+    /// Cores of the live executors, saturating.
+    pub fn total_cores(&self) -> u32 {
+        self.executors
+            .values()
+            .fold(0u32, |n, e| n.saturating_add(e.cores))
+    }
+
     pub fn executors(&self) -> impl Iterator<Item = &Executor> {
         self.executors.values()
     }

@@ -36,7 +36,7 @@ pub fn application(
         live: app.is_live(),
         cluster: Some(pb::Cluster {
             executors: u32::try_from(app.executors().count()).unwrap_or(u32::MAX),
-            total_cores: app.executors().map(|e| e.cores).sum(),
+            total_cores: app.total_cores(),
             active_tasks: u32::try_from(app.active_tasks()).unwrap_or(u32::MAX),
         }),
         notices: app.notices().map(notice).collect(),
