@@ -12,68 +12,15 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import harness
 import pytest
 import requests
-from sparkscope.agent import AgentClient
+from harness.feed import Feed
 from sparkscope.sessions import SessionKey
 from test_failures import SLEEPY, Query, jobs_of, metric, wait_same
-
-
-class Feed:
-    """A notebook's view of the agent's stream, merged: the latest of each application, job,
-    stage attempt and tag group of the sessions it follows."""
-
-    def __init__(self, agent: harness.Agent, key: SessionKey) -> None:
-        self.lock = threading.Lock()
-        self.apps: dict[str, dict] = {}
-        self.jobs: dict[int, dict] = {}
-        self.stages: dict[tuple[int, int], dict] = {}
-        self.groups: dict[str, dict] = {}
-        self.key = key
-        self.client = AgentClient(
-            agent.stream_url, agent.subscriber_token, self._update, backoff_max=1.0
-        )
-        self.client.follow([key])
-
-    def _update(self, update) -> None:
-        with self.lock:
-            if update.get("snapshot"):
-                self.apps, self.jobs, self.stages, self.groups = {}, {}, {}, {}
-            for a in update.get("applications", []):
-                self.apps[a["id"]] = a
-            for j in update.get("jobs", []):
-                self.jobs[j["jobId"]] = j
-            for s in update.get("stages", []):
-                self.stages[(s["stageId"], s.get("attemptId", 0))] = s
-            for g in update.get("tagGroups", []):
-                self.groups[g["tag"]] = g
-
-    def view(self) -> tuple[dict, dict, dict, dict]:
-        with self.lock:
-            return dict(self.apps), dict(self.jobs), dict(self.stages), dict(self.groups)
-
-    def wait(self, what: str, check, timeout: float = 30) -> None:
-        harness.wait_until(lambda: check(*self.view()), timeout, 0.1, what)
-
-    def cancel(self, target: dict, timeout: float = 15) -> dict:
-        done = threading.Event()
-        result: dict = {}
-
-        def got(r: dict) -> None:
-            result.update(r)
-            done.set()
-
-        self.client.cancel(self.key, target, got, reason="test")
-        assert done.wait(timeout), "no answer to the cancel"
-        return result
-
-    def close(self) -> None:
-        self.client.stop()
 
 
 def notices(app: dict, kind: str) -> list[dict]:
