@@ -84,6 +84,7 @@ pub struct Agent {
 impl Agent {
     /// Checks the configuration and binds the three sockets.
     pub async fn build(mut cfg: Config) -> Result<Agent, BuildError> {
+        crate::tls::install_crypto_provider();
         if cfg.ingest.token.is_none() && !cfg.ingest.allow_anonymous {
             return Err(BuildError::NoListenerToken);
         }
