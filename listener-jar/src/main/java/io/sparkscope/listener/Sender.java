@@ -126,7 +126,7 @@ final class Sender implements Runnable {
 
     /** Once per flush interval: progress lines, a stats line if anything changed, flush. */
     private void tick() {
-        progress.write(false);
+        progress.write();
         if (agent.connected()) { // else nobody to tell; the next connection gets a fresh line
             String line = stats.next();
             if (line != null) {
