@@ -1,10 +1,11 @@
 package io.sparkscope.listener;
 
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongSupplier;
 
 /**
  * The listener's health line: what it sent and lost, its queue, reconnects, live-state evictions,
- * task events of untracked stages and Spark's own bus drops, so the agent knows when to reconcile
+ * task events of untracked stages, zombie jobs reaped and Spark's own bus drops, so the agent knows when to reconcile
  * with Spark's REST API. Written only when something in it changed. Sender thread only.
  */
 final class StatsLine {
@@ -13,21 +14,24 @@ final class StatsLine {
     private final EventRing ring;
     private final LiveState live;
     private final AtomicLong untrackedTaskEvents;
+    private final LongSupplier jobsReaped;
     private final BusDrops busDrops = new BusDrops();
 
     private long lastData = -1;
     private long lastDropped = -1;
     private long lastQueue = -1;
     private long lastReconnects = -1;
+    private long lastReaped = -1;
     private String lastBus = "";
 
     StatsLine(LineCounts counts, AtomicLong queueDropped, EventRing ring, LiveState live,
-            AtomicLong untrackedTaskEvents) {
+            AtomicLong untrackedTaskEvents, LongSupplier jobsReaped) {
         this.counts = counts;
         this.queueDropped = queueDropped;
         this.ring = ring;
         this.live = live;
         this.untrackedTaskEvents = untrackedTaskEvents;
+        this.jobsReaped = jobsReaped;
     }
 
     /** Every line lost: on the bus thread (a full queue) and on the sender thread. */
@@ -40,8 +44,10 @@ final class StatsLine {
         long dropped = dropped();
         long queue = ring.size();
         String bus = busDrops.read();
+        long reaped = jobsReaped.getAsLong();
         if (counts.data == lastData && dropped == lastDropped && queue == lastQueue
-                && counts.reconnects == lastReconnects && bus.equals(lastBus)) {
+                && counts.reconnects == lastReconnects && reaped == lastReaped
+                && bus.equals(lastBus)) {
             return null;
         }
         lastData = counts.data;
@@ -49,6 +55,7 @@ final class StatsLine {
         lastQueue = queue;
         lastReconnects = counts.reconnects;
         lastBus = bus;
+        lastReaped = reaped;
         return new Json("SparkscopeListenerStats")
                 .field("time", System.currentTimeMillis())
                 .field("sent", counts.sent + counts.pending)
@@ -57,6 +64,7 @@ final class StatsLine {
                 .field("reconnects", counts.reconnects)
                 .field("liveEvicted", live.evicted())
                 .field("untrackedTaskEvents", untrackedTaskEvents.get())
+                .field("jobsReaped", reaped)
                 .raw("busDropped", bus)
                 .end();
     }

@@ -31,6 +31,9 @@ import org.junit.jupiter.api.Test;
 class SenderTest {
     private final EventRing ring = new EventRing(10_000);
     private final ConcurrentLinkedQueue<StageCounters> newStages = new ConcurrentLinkedQueue<>();
+    /** What Spark says is active; no SparkContext (cannot tell) unless a test sets it. */
+    private volatile int[] sparkActive;
+    private final ActiveJobs activeJobs = () -> sparkActive;
 
     private Sender sender(FakeAgent agent, String... extra) throws java.io.IOException {
         java.nio.file.Path tokenFile = java.nio.file.Files.createTempFile("sparkscope", ".token");
@@ -45,7 +48,7 @@ class SenderTest {
             conf.set(extra[i], extra[i + 1]);
         }
         Sender s = new Sender(ListenerConfig.from(conf), conf, ring, newStages, new AtomicLong(),
-                new AtomicLong());
+                new AtomicLong(), activeJobs);
         s.start();
         return s;
     }
@@ -227,6 +230,38 @@ class SenderTest {
             agent.drop();
             agent.accept();
             assertEquals(List.of(), agent.readSnapshot());
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void jobsSparkNoLongerRunsAreAnnouncedGoneCountedAndLeaveTheSnapshot() throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            sparkActive = new int[] {7, 8, 9};
+            Sender s = sender(agent, "spark.sparkscope.jobCheckIntervalMs", "100");
+            agent.accept();
+            agent.readSnapshot();
+            StageInfo s5 = stage(5, 2);
+            for (int job = 7; job <= 9; job++) {
+                ring.offer(new SparkListenerJobStart(job, 1L,
+                        seq(job == 9 ? List.of(s5) : List.of()), props()));
+            }
+            ring.offer(new SparkListenerStageSubmitted(s5, props()));
+            agent.readUntil(l -> l.contains("StageSubmitted"));
+
+            // Spark's bus dropped the JobEnds of jobs 7 and 9.
+            sparkActive = new int[] {8};
+            String gone = agent.readUntil(l -> l.contains("SparkscopeJobsGone"));
+            assertTrue(gone.matches("\\{\"Event\":\"SparkscopeJobsGone\",\"time\":\\d+,"
+                    + "\"jobIds\":\\[7,9]}"), gone);
+            agent.readUntil(l -> l.contains("SparkscopeListenerStats")
+                    && l.contains("\"jobsReaped\":2,"));
+
+            agent.drop();
+            agent.accept();
+            List<String> snap = agent.readSnapshot();
+            assertEquals(1, snap.size(), String.join("\n", snap));
+            assertTrue(snap.get(0).contains("\"Job ID\":8"), snap.get(0));
             s.stop(3_000);
         }
     }

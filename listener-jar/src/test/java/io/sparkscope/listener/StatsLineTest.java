@@ -17,7 +17,9 @@ class StatsLineTest {
         AtomicLong queueDropped = new AtomicLong(4);
         EventRing ring = new EventRing(16);
         LiveState live = new LiveState(1);
-        StatsLine stats = new StatsLine(counts, queueDropped, ring, live, new AtomicLong(5));
+        AtomicLong reaped = new AtomicLong(2);
+        StatsLine stats = new StatsLine(counts, queueDropped, ring, live, new AtomicLong(5),
+                reaped::get);
         counts.sent = 3;
         counts.pending = 2;
         counts.dropped = 1;
@@ -30,7 +32,7 @@ class StatsLineTest {
         assertNotNull(line);
         for (String part : new String[] {"\"Event\":\"SparkscopeListenerStats\"", "\"sent\":5,",
             "\"dropped\":5,", "\"queueSize\":1,", "\"reconnects\":1,", "\"liveEvicted\":1,",
-            "\"untrackedTaskEvents\":5,", "\"busDropped\":{}"}) {
+            "\"untrackedTaskEvents\":5,", "\"jobsReaped\":2,", "\"busDropped\":{}"}) {
             assertTrue(line.contains(part), part + " in " + line);
         }
         assertNull(stats.next(), "nothing changed: no line");
@@ -47,5 +49,7 @@ class StatsLineTest {
         assertTrue(stats.next().contains("\"queueSize\":0,"));
         counts.reconnects++;
         assertTrue(stats.next().contains("\"reconnects\":2,"));
+        reaped.incrementAndGet();
+        assertTrue(stats.next().contains("\"jobsReaped\":3,"));
     }
 }
