@@ -126,8 +126,12 @@ final class Sender implements Runnable {
                 nextJobCheck = now + jobCheckNanos;
             }
             if (last || now - nextFlush >= 0) {
-                tick();
+                tick(now);
                 nextFlush = now + flushNanos;
+            } else if (agent.connected() && stats.heartbeatDue(now)) {
+                // Only with a flush interval over 10 s: the heartbeat keeps its own pace.
+                writeStats(now);
+                agent.flush();
             } else if (drained) {
                 // Job, stage and operation changes go out within one poll, not one flush
                 // interval: that is what a notebook's progress view waits for. Task counts
@@ -158,15 +162,22 @@ final class Sender implements Runnable {
         agent.flush();
     }
 
-    /** Once per flush interval: progress lines, a stats line if anything changed, flush. */
-    private void tick() {
+    /**
+     * Once per flush interval: progress lines, a stats line if anything changed or the last is
+     * 10 s old, flush.
+     */
+    private void tick(long now) {
         progress.write();
+        writeStats(now);
+        agent.flush();
+    }
+
+    private void writeStats(long now) {
         if (agent.connected()) { // else nobody to tell; the next connection gets a fresh line
-            String line = stats.next();
+            String line = stats.next(now);
             if (line != null) {
                 agent.write(line);
             }
         }
-        agent.flush();
     }
 }

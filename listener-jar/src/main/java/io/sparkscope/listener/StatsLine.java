@@ -6,7 +6,8 @@ import java.util.function.LongSupplier;
 /**
  * The listener's health line: what it sent and lost, its queue, reconnects, live-state evictions,
  * task events of untracked stages, zombie jobs reaped and Spark's own bus drops, so the agent knows when to reconcile
- * with Spark's REST API. Written only when something in it changed. Sender thread only.
+ * with Spark's REST API. Written when something in it changed, and at least every 10 s as a
+ * heartbeat, so an agent's read idle timeout never cuts a quiet listener. Sender thread only.
  */
 final class StatsLine {
     private final LineCounts counts;
@@ -15,6 +16,8 @@ final class StatsLine {
     private final LiveState live;
     private final AtomicLong untrackedTaskEvents;
     private final LongSupplier jobsReaped;
+    static final long HEARTBEAT_NANOS = 10_000_000_000L;
+
     private final BusDrops busDrops = new BusDrops();
 
     private long lastData = -1;
@@ -23,6 +26,8 @@ final class StatsLine {
     private long lastReconnects = -1;
     private long lastReaped = -1;
     private String lastBus = "";
+    private boolean written;
+    private long lastLineNanos;
 
     StatsLine(LineCounts counts, AtomicLong queueDropped, EventRing ring, LiveState live,
             AtomicLong untrackedTaskEvents, LongSupplier jobsReaped) {
@@ -39,17 +44,27 @@ final class StatsLine {
         return queueDropped.get() + counts.dropped;
     }
 
-    /** The stats line, or null when nothing it reports has changed since the last one. */
-    String next() {
+    /** Whether a line is due as a heartbeat at {@code nowNanos} (System.nanoTime()). */
+    boolean heartbeatDue(long nowNanos) {
+        return !written || nowNanos - lastLineNanos >= HEARTBEAT_NANOS;
+    }
+
+    /**
+     * The stats line, or null when nothing it reports has changed since the last one and the
+     * last one is less than 10 s old.
+     */
+    String next(long nowNanos) {
         long dropped = dropped();
         long queue = ring.size();
         String bus = busDrops.read();
         long reaped = jobsReaped.getAsLong();
         if (counts.data == lastData && dropped == lastDropped && queue == lastQueue
                 && counts.reconnects == lastReconnects && reaped == lastReaped
-                && bus.equals(lastBus)) {
+                && bus.equals(lastBus) && !heartbeatDue(nowNanos)) {
             return null;
         }
+        written = true;
+        lastLineNanos = nowNanos;
         lastData = counts.data;
         lastDropped = dropped;
         lastQueue = queue;
