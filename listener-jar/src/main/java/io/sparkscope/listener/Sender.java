@@ -37,15 +37,15 @@ final class Sender implements Runnable {
 
     Sender(ListenerConfig config, SparkConf conf, EventRing ring,
             ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped,
-            AtomicLong untrackedTaskEvents) {
-        this(config, conf, ring, newStages, queueDropped, untrackedTaskEvents,
+            AtomicLong untrackedTaskEvents, AtomicLong countersEvicted) {
+        this(config, conf, ring, newStages, queueDropped, untrackedTaskEvents, countersEvicted,
                 new SparkActiveJobs());
     }
 
     /** The same, asking {@code activeJobs} which jobs Spark really runs. */
     Sender(ListenerConfig config, SparkConf conf, EventRing ring,
             ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped,
-            AtomicLong untrackedTaskEvents, ActiveJobs activeJobs) {
+            AtomicLong untrackedTaskEvents, AtomicLong countersEvicted, ActiveJobs activeJobs) {
         this.config = config;
         this.ring = ring;
         LiveState live = new LiveState(config.maxLiveEntities);
@@ -57,7 +57,7 @@ final class Sender implements Runnable {
         this.events = new LiveEvents(live, new EventFilter(), progress, agent, counts, hello);
         this.reaper = config.jobCheckIntervalMs > 0 ? new JobReaper(activeJobs, live) : null;
         this.stats = new StatsLine(counts, queueDropped, ring, live, untrackedTaskEvents,
-                reaper == null ? () -> 0L : reaper::reaped);
+                countersEvicted, reaper == null ? () -> 0L : reaper::reaped);
         this.jobCheckNanos = TimeUnit.MILLISECONDS.toNanos(config.jobCheckIntervalMs);
         this.flushNanos = TimeUnit.MILLISECONDS.toNanos(config.flushIntervalMs);
         // Drain the ring ten times per flush interval, so bursts do not fill it and job and stage

@@ -15,6 +15,7 @@ final class StatsLine {
     private final EventRing ring;
     private final LiveState live;
     private final AtomicLong untrackedTaskEvents;
+    private final AtomicLong countersEvicted;
     private final LongSupplier jobsReaped;
     static final long HEARTBEAT_NANOS = 10_000_000_000L;
 
@@ -30,12 +31,13 @@ final class StatsLine {
     private long lastLineNanos;
 
     StatsLine(LineCounts counts, AtomicLong queueDropped, EventRing ring, LiveState live,
-            AtomicLong untrackedTaskEvents, LongSupplier jobsReaped) {
+            AtomicLong untrackedTaskEvents, AtomicLong countersEvicted, LongSupplier jobsReaped) {
         this.counts = counts;
         this.queueDropped = queueDropped;
         this.ring = ring;
         this.live = live;
         this.untrackedTaskEvents = untrackedTaskEvents;
+        this.countersEvicted = countersEvicted;
         this.jobsReaped = jobsReaped;
     }
 
@@ -77,7 +79,7 @@ final class StatsLine {
                 .field("dropped", dropped)
                 .field("queueSize", queue)
                 .field("reconnects", counts.reconnects)
-                .field("liveEvicted", live.evicted())
+                .field("liveEvicted", live.evicted() + countersEvicted.get())
                 .field("untrackedTaskEvents", untrackedTaskEvents.get())
                 .field("jobsReaped", reaped)
                 .raw("busDropped", bus)

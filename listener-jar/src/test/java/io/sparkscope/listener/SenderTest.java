@@ -48,13 +48,13 @@ class SenderTest {
             conf.set(extra[i], extra[i + 1]);
         }
         Sender s = new Sender(ListenerConfig.from(conf), conf, ring, newStages, new AtomicLong(),
-                new AtomicLong(), activeJobs);
+                new AtomicLong(), new AtomicLong(), activeJobs);
         s.start();
         return s;
     }
 
     @SuppressWarnings("unchecked")
-    private static <T> scala.collection.immutable.Seq<T> seq(List<T> items) {
+    static <T> scala.collection.immutable.Seq<T> seq(List<T> items) {
         return (scala.collection.immutable.Seq<T>) scala.jdk.javaapi.CollectionConverters
                 .asScala(items).toList();
     }
@@ -63,7 +63,7 @@ class SenderTest {
         return stage(id, 0, tasks);
     }
 
-    private static StageInfo stage(int id, int attempt, int tasks) {
+    static StageInfo stage(int id, int attempt, int tasks) {
         StageInfo info = new StageInfo(id, attempt, "stage " + id, tasks, seq(List.of()),
                 seq(List.of()), "", TaskMetrics.empty(), seq(List.of()), scala.Option.empty(), 0,
                 false, 0);
@@ -365,7 +365,7 @@ class SenderTest {
             assertTrue(config.unusable != null && config.unusable.contains("cannot read"),
                     String.valueOf(config.unusable));
             Sender s = new Sender(config, conf, ring, newStages, new AtomicLong(),
-                    new AtomicLong());
+                    new AtomicLong(), new AtomicLong());
             s.start();
             assertFalse(agent.connectsWithin(1_000), "the listener connected anyway");
             s.stop(3_000);
@@ -382,7 +382,7 @@ class SenderTest {
             ListenerConfig config = ListenerConfig.from(conf);
             assumeTrue(config.token.isEmpty(), "no token in this environment");
             Sender s = new Sender(config, conf, ring, newStages, new AtomicLong(),
-                    new AtomicLong());
+                    new AtomicLong(), new AtomicLong());
             s.start();
             agent.acceptWithoutToken();
             agent.readSnapshot();

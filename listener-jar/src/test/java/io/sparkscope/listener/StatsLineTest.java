@@ -20,7 +20,7 @@ class StatsLineTest {
         LiveState live = new LiveState(1);
         AtomicLong reaped = new AtomicLong(2);
         StatsLine stats = new StatsLine(counts, queueDropped, ring, live, new AtomicLong(5),
-                reaped::get);
+                new AtomicLong(3), reaped::get);
         counts.sent = 3;
         counts.pending = 2;
         counts.dropped = 1;
@@ -33,7 +33,7 @@ class StatsLineTest {
         String line = stats.next(t);
         assertNotNull(line);
         for (String part : new String[] {"\"Event\":\"SparkscopeListenerStats\"", "\"sent\":5,",
-            "\"dropped\":5,", "\"queueSize\":1,", "\"reconnects\":1,", "\"liveEvicted\":1,",
+            "\"dropped\":5,", "\"queueSize\":1,", "\"reconnects\":1,", "\"liveEvicted\":4,",
             "\"untrackedTaskEvents\":5,", "\"jobsReaped\":2,", "\"busDropped\":{}"}) {
             assertTrue(line.contains(part), part + " in " + line);
         }
@@ -59,7 +59,7 @@ class StatsLineTest {
     void aQuietListenerStillSendsALineEveryTenSeconds() {
         LineCounts counts = new LineCounts();
         StatsLine stats = new StatsLine(counts, new AtomicLong(), new EventRing(16),
-                new LiveState(1), new AtomicLong(), () -> 0L);
+                new LiveState(1), new AtomicLong(), new AtomicLong(), () -> 0L);
         long t = 123_456_789L;
         assertTrue(stats.heartbeatDue(t), "nothing written yet");
         assertNotNull(stats.next(t));
