@@ -129,7 +129,8 @@ final class Sender implements Runnable {
                 tick(now);
                 nextFlush = now + flushNanos;
             } else if (agent.connected() && stats.heartbeatDue(now)) {
-                // Only with a flush interval over 10 s: the heartbeat keeps its own pace.
+                // Before the first stats line, or with a flush interval over 10 s: the
+                // heartbeat keeps its own pace.
                 writeStats(now);
                 agent.flush();
             } else if (drained) {
