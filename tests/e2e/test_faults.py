@@ -58,13 +58,17 @@ def wait_live(agent: harness.Agent, app_id: str, timeout: float = 30) -> None:
 
 
 def test_ui_off_a_job_that_ended_unseen_is_over_and_unknown_with_one_notice(
-    tmp_path: Path, reporting_to, require_piece
+    tmp_path: Path, require_piece
 ) -> None:
     require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
+    jar = require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
     with agent_with(tmp_path, "agent") as agent:
-        server = reporting_to(
+        link = harness.Proxy(agent.ingest_addr)
+        server = harness.SparkConnectServer(
             tmp_path / "server",
-            agent,
+            listener_jar=jar,
+            agent_addr=link.addr,
+            token=agent.token,
             conf={"spark.ui.enabled": "false"},
             app_id_of=lambda: live_app(agent),
         )
@@ -85,9 +89,11 @@ def test_ui_off_a_job_that_ended_unseen_is_over_and_unknown_with_one_notice(
                     lambda a, j, s, g: any(x["status"] == "JOB_STATUS_RUNNING" for x in j.values()),
                     60,
                 )
-                agent.kill()
-                q.finish()  # the job ends while the agent is away
-                agent.restart()
+                # the listener's link is down while the job ends: its end never reaches the
+                # agent, whose Spark REST API is off
+                link.cut()
+                q.finish()
+                link.resume()
                 wait_live(agent, server.app_id)
                 started = time.monotonic()
 
@@ -122,6 +128,7 @@ def test_ui_off_a_job_that_ended_unseen_is_over_and_unknown_with_one_notice(
             finally:
                 feed.close()
                 spark.stop()
+                link.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,10 +211,11 @@ def test_a_failed_tasks_root_cause_survives_an_agent_restart(agent, server) -> N
     feed = Feed(agent, SessionKey(spark.client._session_id, "gus"))
     try:
         # partition 0's first attempt fails at once; the retry and partition 1 sleep 8 s
+        # (reflect gives a null result as the string 'null')
         fail_once = (
             "IF(spark_partition_id() = 0 AND "
-            "reflect('java.lang.System', 'getProperty', 'sparkscope.failed') IS NULL AND "
-            "reflect('java.lang.System', 'setProperty', 'sparkscope.failed', 'yes') IS NULL, "
+            "reflect('java.lang.System', 'getProperty', 'sparkscope.failed') = 'null' AND "
+            "reflect('java.lang.System', 'setProperty', 'sparkscope.failed', 'yes') = 'null', "
             "raise_error('root cause: partition zero refused'), "
             f"{SLEEPY.format(ms=8000)})"
         )
@@ -222,9 +230,11 @@ def test_a_failed_tasks_root_cause_survives_an_agent_restart(agent, server) -> N
             return None
 
         feed.wait("the task failure seen", lambda *v: cause(*v) is not None, 60)
+        seen = feed.snapshots
         agent.kill()
         agent.restart()
         wait_live(agent, server.app_id)
+        feed.wait_snapshot_after(seen)
         assert jobs_of(q.tag, server.jobs("running")), "the job ended before the restart"
         # the stream starts over with a snapshot of the restarted agent's state
         feed.wait("the stage back after the restart", lambda a, j, s, g: bool(s), 30)
@@ -251,7 +261,7 @@ def test_a_driver_killed_with_sigkill_is_told_and_nothing_stays_running(agent, s
     )
     killed = time.monotonic()
     os.killpg(server.proc.pid, signal.SIGKILL)
-    feed.wait("the disconnect pushed", lambda a, j, s, g: not a[server.app_id]["live"], 60)
+    feed.wait("the disconnect pushed", lambda a, j, s, g: not a[server.app_id].get("live"), 60)
     told = time.monotonic() - killed
 
     def ended(a, j, s, g) -> bool:
@@ -334,10 +344,12 @@ def test_a_classic_session_keeps_its_cell_and_cancel_through_an_agent_restart(
                 )
 
             feed.wait("the cell's job running", cell_running, 120)
+            seen = feed.snapshots
             agent.kill()
             time.sleep(1)
             agent.restart()
             wait_live(agent, app_id)
+            feed.wait_snapshot_after(seen)
             feed.wait("the cell's job running again after the restart", cell_running, 30)
             result = feed.cancel({"tag": tag})
             assert result.get("ok") is True, result

@@ -23,6 +23,7 @@ class Feed:
         self.stages: dict[tuple[int, int], dict] = {}
         self.groups: dict[str, dict] = {}
         self.key = key
+        self.snapshots = 0  # how many snapshots arrived: one per (re)subscription
         self.client = AgentClient(
             agent.stream_url, agent.subscriber_token, self._update, backoff_max=1.0
         )
@@ -32,12 +33,13 @@ class Feed:
         with self.lock:
             if update.get("snapshot"):
                 self.apps, self.jobs, self.stages, self.groups = {}, {}, {}, {}
+                self.snapshots += 1
             for a in update.get("applications", []):
                 self.apps[a["id"]] = a
             for j in update.get("jobs", []):
-                self.jobs[j["jobId"]] = j
+                self.jobs[j.get("jobId", 0)] = j
             for s in update.get("stages", []):
-                self.stages[(s["stageId"], s.get("attemptId", 0))] = s
+                self.stages[(s.get("stageId", 0), s.get("attemptId", 0))] = s
             for g in update.get("tagGroups", []):
                 self.groups[g["tag"]] = g
 
@@ -47,6 +49,11 @@ class Feed:
 
     def wait(self, what: str, check, timeout: float = 30) -> None:
         wait_until(lambda: check(*self.view()), timeout, 0.1, what)
+
+    def wait_snapshot_after(self, seen: int, timeout: float = 30) -> None:
+        """Waits for a snapshot newer than the `seen`-th: the stream back after a restart, so
+        that what the feed holds is the agent's state now and not the one before."""
+        wait_until(lambda: self.snapshots > seen, timeout, 0.1, "a new snapshot on the stream")
 
     def cancel(self, target: dict, timeout: float = 15) -> dict:
         done = threading.Event()
