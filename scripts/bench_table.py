@@ -140,7 +140,8 @@ def rows(r: dict[str, list[dict]]) -> list[tuple[str, str, str, str, str]]:
             )
         )
     for m in r.get("memory", []):
-        flat = m["rss_end_mb"] <= m["rss_after_burst_mb"] * 1.1 + 2
+        growth = m.get("rss_growth_after_warmup_mb")
+        flat = growth <= 2 if growth is not None else m["rss_end_mb"] <= m["rss_after_burst_mb"] + 2
         out += [
             (
                 (
@@ -158,9 +159,13 @@ def rows(r: dict[str, list[dict]]) -> list[tuple[str, str, str, str, str]]:
                     "RSS max / at the end"
                 ),
                 f"{m['rss_max_mb']:.1f} / {m['rss_end_mb']:.1f} MB",
-                f"after the burst {m['rss_after_burst_mb']:.1f} MB",
-                "",
-                f"flat · {mark(flat)}",
+                (
+                    f"after the burst {m['rss_after_burst_mb']:.1f} MB; after "
+                    f"{m.get('warmup_seconds', 0):.0f} s of warm-up "
+                    f"{m.get('rss_at_warmup_mb', 0):.1f} MB"
+                ),
+                f"+{growth:.1f} MB after warm-up" if growth is not None else "",
+                f"flat (≤ +2 MB after warm-up, no scrape) · {mark(flat)}",
             ),
         ]
     for w in r.get("widget_latency", []):

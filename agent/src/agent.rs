@@ -46,6 +46,8 @@ pub enum BuildError {
     NoApiToken,
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("Spark's REST API client: {0}")]
+    SparkApi(String),
     #[error(transparent)]
     Subscribers(#[from] IdentityError),
     #[error("cannot serve {what} on {addr}: {source}")]
@@ -82,9 +84,12 @@ pub struct Agent {
 impl Agent {
     /// Checks the configuration and binds the three sockets.
     pub async fn build(mut cfg: Config) -> Result<Agent, BuildError> {
+        crate::tls::install_crypto_provider();
         if cfg.ingest.token.is_none() && !cfg.ingest.allow_anonymous {
             return Err(BuildError::NoListenerToken);
         }
+        // A header or CA file that cannot be read stops the agent here, not on its first fault.
+        crate::spark_api::check(&cfg.spark_api).map_err(BuildError::SparkApi)?;
         if !cfg.stream.auth.any() {
             return Err(BuildError::NoSubscriberToken);
         }

@@ -145,6 +145,12 @@ pub enum Limit {
     OpenSessions,
     UnclosedOperations,
     Executors,
+    /// Per application: progress lines waiting for their stage's submission (the whole set is
+    /// dropped when full), and ranges of retired job ids (the oldest go).
+    PendingProgress,
+    RetiredJobs,
+    /// Listener connections closed because nothing arrived within the idle timeout.
+    SilentListeners,
     /// Busy-slots samples per application (the Tasks view's window); the oldest goes.
     TaskSamples,
     /// Task-list requests to Spark's REST API at once; more are answered `unavailable`.
@@ -158,7 +164,7 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 15] = [
+    pub const ALL: [Limit; 18] = [
         Limit::ListenerConnections,
         Limit::PendingListeners,
         Limit::Subscribers,
@@ -169,6 +175,9 @@ impl Limit {
         Limit::OpenSessions,
         Limit::UnclosedOperations,
         Limit::Executors,
+        Limit::PendingProgress,
+        Limit::RetiredJobs,
+        Limit::SilentListeners,
         Limit::TaskSamples,
         Limit::TaskListsInFlight,
         Limit::HubLookups,
@@ -188,6 +197,9 @@ impl Limit {
             Limit::OpenSessions => "open_sessions",
             Limit::UnclosedOperations => "unclosed_operations",
             Limit::Executors => "executors",
+            Limit::PendingProgress => "pending_progress",
+            Limit::RetiredJobs => "retired_jobs",
+            Limit::SilentListeners => "silent_listeners",
             Limit::TaskSamples => "task_samples",
             Limit::TaskListsInFlight => "task_lists_in_flight",
             Limit::HubLookups => "jupyterhub_lookups",
@@ -302,9 +314,10 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 // Series of applications the store has dropped stop being updated; they leave
-                // the exposition after this long. Histograms stay (bounded by the user cap).
+                // the exposition after this long, histograms too (a series per application
+                // and user would otherwise stay for the life of the agent).
                 .idle_timeout(
-                    MetricKindMask::COUNTER | MetricKindMask::GAUGE,
+                    MetricKindMask::COUNTER | MetricKindMask::GAUGE | MetricKindMask::HISTOGRAM,
                     Some(std::time::Duration::from_secs(15 * 60)),
                 )
                 .set_buckets_for_metric(

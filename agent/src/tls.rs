@@ -11,6 +11,13 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::StreamExt;
 
+/// Makes ring the process's TLS provider, once: every HTTP client (Spark's REST API, the
+/// JupyterHub API, the CLI's own requests) builds on it. Later calls do nothing.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is all this wants.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// TLS on every socket, when both files are given.
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "TLS")]

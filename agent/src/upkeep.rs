@@ -1,6 +1,6 @@
 //! The timers over the store, in one task: busy task slots sampled at the stream's cadence (the
-//! notebook's Tasks view), finished work past its age dropped, and the Prometheus recorder's own
-//! upkeep (its histograms drained between scrapes).
+//! notebook's Tasks view), finished work past its age dropped, drivers gone past their grace
+//! ended, and the Prometheus recorder's own upkeep (its histograms drained between scrapes).
 
 use crate::clock::now_ms;
 use crate::flags::seconds;
@@ -35,6 +35,17 @@ pub struct UpkeepConfig {
         env = "SPARKSCOPE_TASK_SAMPLES"
     )]
     pub task_samples: usize,
+    /// A driver whose listener left without an application end and has not come back within
+    /// this many seconds is taken for dead: its running jobs and operations are ended as
+    /// unknown and notebooks are told. 0: never.
+    #[arg(
+        long = "listener-gone-grace-seconds",
+        value_name = "SECONDS",
+        value_parser = seconds,
+        default_value = "60",
+        env = "SPARKSCOPE_LISTENER_GONE_GRACE_SECONDS"
+    )]
+    pub gone_grace: Duration,
     /// How often the age limit is applied.
     #[arg(skip = Duration::from_secs(10))]
     pub prune_every: Duration,
@@ -58,12 +69,14 @@ pub async fn run(
         t.set_missed_tick_behavior(MissedTickBehavior::Skip);
         t
     };
-    let (mut sample, mut prune, mut recorder) = (
+    let (mut sample, mut prune, mut recorder, mut gone) = (
         timer(sample_every),
         timer(cfg.prune_every),
         timer(cfg.metrics_every),
+        timer(Duration::from_secs(1)),
     );
     let max_age = i64::try_from(cfg.retain.as_millis()).unwrap_or(i64::MAX);
+    let grace = i64::try_from(cfg.gone_grace.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             _ = shutdown.requested() => return,
@@ -73,6 +86,11 @@ pub async fn run(
                 }
             }
             _ = prune.tick() => store.prune(now_ms(), max_age),
+            _ = gone.tick(), if grace > 0 => {
+                if end_gone_drivers(&store, now_ms(), grace) {
+                    store.notify();
+                }
+            }
             _ = recorder.tick() => {
                 if let Some(handle) = &metrics {
                     handle.run_upkeep();
@@ -80,6 +98,21 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Ends the running work of every application whose driver has been gone `grace_ms`; whether
+/// any changed.
+pub fn end_gone_drivers(store: &Store, now_ms: i64, grace_ms: i64) -> bool {
+    let mut changed = false;
+    for app in store.apps() {
+        let mut a = lock(&app);
+        if a.end_if_gone(now_ms, grace_ms) {
+            tracing::warn!(app = %a.id(), "the driver's listener left without an application end \
+                and did not come back: its running work is ended as unknown");
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Samples every application's busy task slots once, keeping `keep` samples each; whether any

@@ -1,6 +1,7 @@
 //! Property tests over everything the agent reads from the network: event lines (raw bytes,
-//! Spark-shaped events with hostile numbers and strings, and cut or flipped real lines), Connect
-//! job tags, the listener's hello, and stream clients' frames. Whatever comes in, nothing panics
+//! Spark-shaped events with hostile numbers and strings, and cut or flipped real lines; the
+//! listener's snapshot, stats and jobs-gone lines), Spark's REST job lists, Connect job tags, the
+//! listener's hello, and stream clients' frames. Whatever comes in, nothing panics
 //! and the model's invariants hold (no negative or wrapped counts).
 //!
 //! Each property runs `SPARKSCOPE_FUZZ_CASES` cases (2,000 by default, as in `make test`);
@@ -12,11 +13,13 @@ use serde_json::{json, Value};
 use sparkscope::ingest::ingest_line;
 use sparkscope::ingest::parse_line;
 use sparkscope::ingest::protocol::parse_hello;
+use sparkscope::ingest::validate;
 use sparkscope::model::tags::{parse_operation_tag, parse_session_tag};
 use sparkscope::model::{AppState, Retention};
 use sparkscope::publish::stream::follow::Follower;
 use sparkscope::publish::stream::identity::Principal;
 use sparkscope::publish::stream::subscriber::{interpret, parse_frame, Incoming};
+use sparkscope::spark_api::JobData;
 
 fn config() -> Config {
     let cases = std::env::var("SPARKSCOPE_FUZZ_CASES")
@@ -136,7 +139,54 @@ fn event() -> impl Strategy<Value = Value> {
             "time": 1, "jobTags": tags})),
         (number(), number()).prop_map(|(d, s)| json!({"Event": "SparkscopeListenerStats",
             "dropped": d, "sent": s})),
+        // Large unsigned counters, as a long-lived listener reports them.
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(d, s, b)| json!({"Event":
+            "SparkscopeListenerStats", "time": 1, "dropped": d, "sent": s,
+            "busDropped": {"shared": b, "appStatus": b}, "liveEvicted": b,
+            "untrackedTaskEvents": b})),
+        // A snapshot's frame: lines between them describe state.
+        (any::<bool>(), number()).prop_map(|(start, t)| json!({"Event":
+            if start { "SparkscopeSnapshotStart" } else { "SparkscopeSnapshotEnd" }, "time": t})),
+        (number(), prop::collection::vec(number(), 0..4)).prop_map(|(t, ids)| json!({"Event":
+            "SparkscopeJobsGone", "time": t, "jobIds": ids})),
+        // Shuffle metrics whose sum overflows.
+        (0i64..4, number(), number()).prop_map(|(id, remote, local)| json!({"Event":
+            "SparkListenerTaskEnd", "Stage ID": id, "Stage Attempt ID": 0,
+            "Task End Reason": {"Reason": "Success"}, "Task Metrics": {"Executor Run Time": 1,
+            "Shuffle Read Metrics": {"Remote Bytes Read": remote, "Local Bytes Read": local}}})),
     ]
+}
+
+/// A job as Spark's REST API lists it: known fields, hostile values and dates.
+fn spark_rest_job() -> impl Strategy<Value = Value> {
+    let date = prop_oneof![
+        Just("2026-12-05T03:20:49.123GMT".to_owned()),
+        Just("-9999-01-01T00:00:00.000GMT".to_owned()),
+        Just("9999-12-31T23:59:60.999GMT".to_owned()),
+        text(),
+    ];
+    let status = prop_oneof![
+        Just("RUNNING"),
+        Just("SUCCEEDED"),
+        Just("FAILED"),
+        Just("UNKNOWN")
+    ];
+    (
+        0i64..6,
+        status,
+        prop::collection::vec(number(), 10),
+        date.clone(),
+        date,
+        prop::collection::vec(tag(), 0..2),
+    )
+        .prop_map(|(id, status, n, submitted, completed, tags)| {
+            json!({"jobId": id,
+            "name": "n", "submissionTime": submitted, "completionTime": completed,
+            "stageIds": [n[0], 1], "jobTags": tags, "status": status, "numTasks": n[1],
+            "numActiveTasks": n[2], "numCompletedTasks": n[3], "numSkippedTasks": n[4],
+            "numFailedTasks": n[5], "numKilledTasks": n[6], "numActiveStages": n[7],
+            "numCompletedStages": n[8], "numSkippedStages": n[9], "numFailedStages": 0})
+        })
 }
 
 /// A real line, cut or with a byte changed.
@@ -188,6 +238,31 @@ fn spark_shaped_events_keep_the_model_consistent() {
             apply_and_check(&lines)
         },
     );
+}
+
+#[test]
+fn spark_rest_answers_keep_the_model_consistent() {
+    let answer = (
+        prop::collection::vec(event(), 0..20),
+        prop::collection::vec(spark_rest_job(), 0..6),
+    );
+    run("Spark REST job lists", answer, |(events, jobs)| {
+        let mut app = AppState::new("fuzz", Retention::default());
+        for e in &events {
+            ingest_line(&mut app, e.to_string().as_bytes());
+        }
+        let raw = Value::Array(jobs).to_string();
+        let jobs: Vec<JobData> = match serde_json::from_str(&raw) {
+            Ok(j) => j,
+            Err(_) => return Ok(()),
+        };
+        let jobs = jobs.into_iter().filter_map(validate::spark_job).collect();
+        let g = app.generation();
+        app.reconcile(1, jobs, g);
+        let broken = app.broken_invariants();
+        prop_assert!(broken.is_empty(), "{broken:?}");
+        Ok(())
+    });
 }
 
 #[test]

@@ -2,109 +2,14 @@
 //! ingest into the model: jobs, stages and tasks counted as Spark's `AppStatusListener` counts
 //! them, attribution to Connect operations, retention.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sparkscope::ingest::ingest_line;
 use sparkscope::model::connect::{ConnectRef, OpState};
 use sparkscope::model::jobs::{JobStatus, StageStatus};
 use sparkscope::model::{AppState, Retention};
 
-const SID: &str = "39ed1fc5-ed53-4117-945b-fae9e26c0ce8";
-const OID: &str = "95b7284b-ed00-4470-91a8-2e06100c9fd1";
-
-fn app() -> AppState {
-    AppState::new("local-1", Retention::default())
-}
-
-fn feed(app: &mut AppState, lines: &[Value]) {
-    for l in lines {
-        ingest_line(app, l.to_string().as_bytes());
-    }
-}
-
-fn stage_info(id: i32, attempt: i32, tasks: i32, submitted: bool, done: bool) -> Value {
-    let mut v = json!({
-        "Stage ID": id, "Stage Attempt ID": attempt, "Stage Name": format!("stage {id}"),
-        "Number of Tasks": tasks, "RDD Info": [], "Parent IDs": [], "Details": "",
-        "Accumulables": [], "Resource Profile Id": 0, "Shuffle Push Enabled": false,
-        "Shuffle Push Mergers Count": 0
-    });
-    if submitted {
-        v["Submission Time"] = json!(1000 + id);
-    }
-    if done {
-        v["Completion Time"] = json!(2000 + id);
-    }
-    v
-}
-
-fn job_start(id: i32, stages: &[Value], tags: &str) -> Value {
-    let ids: Vec<Value> = stages.iter().map(|s| s["Stage ID"].clone()).collect();
-    json!({"Event": "SparkListenerJobStart", "Job ID": id, "Submission Time": 1000 + id,
-        "Stage Infos": stages, "Stage IDs": ids,
-        "Properties": {"spark.job.tags": tags, "spark.job.description": "d",
-                       "spark.sql.execution.id": "7", "spark.app.name": "ignored"}})
-}
-
-fn job_end(id: i32, ok: bool) -> Value {
-    let result = if ok {
-        json!({"Result": "JobSucceeded"})
-    } else {
-        json!({"Result": "JobFailed", "Exception": {"Message": "boom", "Stack Trace": []}})
-    };
-    json!({"Event": "SparkListenerJobEnd", "Job ID": id, "Completion Time": 3000 + id, "Job Result": result})
-}
-
-fn stage_submitted(info: Value) -> Value {
-    json!({"Event": "SparkListenerStageSubmitted", "Stage Info": info, "Properties": {}})
-}
-
-fn stage_completed(mut info: Value, failure: Option<&str>) -> Value {
-    if let Some(f) = failure {
-        info["Failure Reason"] = json!(f);
-    }
-    json!({"Event": "SparkListenerStageCompleted", "Stage Info": info})
-}
-
-fn task_start(stage: i32, attempt: i32, index: i32) -> Value {
-    json!({"Event": "SparkListenerTaskStart", "Stage ID": stage, "Stage Attempt ID": attempt,
-        "Task Info": {"Task ID": index, "Index": index, "Attempt": 0, "Launch Time": 1,
-                      "Executor ID": "driver", "Host": "localhost", "Locality": "PROCESS_LOCAL",
-                      "Speculative": false, "Getting Result Time": 0, "Finish Time": 0,
-                      "Failed": false, "Killed": false, "Accumulables": []}})
-}
-
-fn task_end(stage: i32, attempt: i32, reason: &str) -> Value {
-    let reason = match reason {
-        "Success" => json!({"Reason": "Success"}),
-        "TaskKilled" => json!({"Reason": "TaskKilled", "Kill Reason": "stage cancelled",
-                               "Accumulator Updates": []}),
-        "FetchFailed" => json!({"Reason": "FetchFailed", "Block Manager Address": null,
-                                "Shuffle ID": 0, "Map ID": 0, "Map Index": 0, "Reduce ID": 0,
-                                "Message": "fetch failed"}),
-        other => json!({"Reason": other, "Class Name": "java.lang.RuntimeException",
-                        "Description": "bad", "Stack Trace": [], "Full Stack Trace": "",
-                        "Accumulator Updates": []}),
-    };
-    json!({"Event": "SparkListenerTaskEnd", "Stage ID": stage, "Stage Attempt ID": attempt,
-        "Task Type": "ResultTask", "Task End Reason": reason,
-        "Task Info": {"Task ID": 1, "Index": 0, "Attempt": 0},
-        "Task Executor Metrics": {"JVMHeapMemory": 0},
-        "Task Metrics": {"Executor Run Time": 10, "Executor CPU Time": 5000,
-            "Input Metrics": {"Bytes Read": 100, "Records Read": 1},
-            "Output Metrics": {"Bytes Written": 0, "Records Written": 0},
-            "Shuffle Read Metrics": {"Remote Bytes Read": 1, "Local Bytes Read": 2},
-            "Shuffle Write Metrics": {"Shuffle Bytes Written": 30, "Shuffle Write Time": 1,
-                                      "Shuffle Records Written": 1},
-            "Updated Blocks": []}})
-}
-
-fn run_tasks(stage: i32, attempt: i32, reasons: &[&str]) -> Vec<Value> {
-    let mut v: Vec<Value> = (0..reasons.len())
-        .map(|i| task_start(stage, attempt, i as i32))
-        .collect();
-    v.extend(reasons.iter().map(|r| task_end(stage, attempt, r)));
-    v
-}
+mod common;
+use common::spark_lines::*;
 
 #[test]
 fn skipped_stages_are_counted_when_the_job_ends() {
@@ -305,20 +210,6 @@ fn unknown_and_malformed_lines_are_counted_and_skipped() {
     assert!(a.job(0).is_some(), "a good line after bad ones is applied");
 }
 
-fn op_tag(user: &str) -> String {
-    format!("SparkConnect_OperationTag_User_{user}_Session_{SID}_Operation_{OID}")
-}
-
-fn connect_tags(user: &str, client: &[&str]) -> String {
-    let mut tags = vec![op_tag(user), format!("spark-session-{SID}")];
-    tags.extend(
-        client
-            .iter()
-            .map(|t| format!("SparkConnect_SessionTag_User_{user}_Session_{SID}_Tag_{t}")),
-    );
-    tags.join(",")
-}
-
 #[test]
 fn jobs_are_attributed_from_the_operation_event() {
     let mut a = app();
@@ -430,18 +321,6 @@ fn an_operation_whose_start_was_missed_takes_its_cell_from_its_jobs() {
         a.operation(OID).expect("op").tags,
         vec!["cell-1".to_owned()]
     );
-}
-
-fn hello() -> Value {
-    json!({"Event": "SparkscopeHello", "protocol": 1, "appId": "local-1", "appName": "n",
-           "sparkVersion": "4.3.0", "listenerVersion": "0.1.0", "token": "t",
-           "startTime": 1, "sparkUser": "u", "taskEvents": "coalesced"})
-}
-
-fn progress(stage: i32, started: i64, ok: i64, failed: i64, killed: i64) -> Value {
-    json!({"Event": "SparkscopeStageProgress", "time": 1, "stageId": stage, "stageAttemptId": 0,
-           "started": started, "succeeded": ok, "failed": failed, "killed": killed,
-           "executorRunTime": 10 * ok, "inputBytes": 100 * ok})
 }
 
 #[test]
@@ -607,42 +486,8 @@ fn live_state_past_its_bounds_evicts_the_oldest_and_counts_it() {
     // Two sessions named, plus the operations' own session: two evicted past a bound of one.
     assert_eq!(ev.of(LiveBound::OpenSessions), 2);
     assert_eq!(ev.of(LiveBound::UnclosedOperations), 1);
-    assert_eq!(a.take_evictions().0, [0; 5], "taken once");
+    assert_eq!(a.take_evictions().0, [0; 7], "taken once");
     assert_eq!(a.broken_invariants(), Vec::<String>::new());
-}
-
-fn snapshot(lines: Vec<Value>) -> Vec<Value> {
-    let mut v = vec![json!({"Event": "SparkscopeSnapshotStart", "time": 50})];
-    v.extend(lines);
-    v.push(json!({"Event": "SparkscopeSnapshotEnd", "time": 51}));
-    v
-}
-
-/// Two stages of 8 and 16 tasks; the first completed while the agent was away.
-fn two_stage_job_half_done() -> Vec<Value> {
-    vec![
-        job_start(
-            0,
-            &[
-                stage_info(0, 0, 8, false, false),
-                stage_info(1, 0, 16, false, false),
-            ],
-            &connect_tags("alice", &["cell-1"]),
-        ),
-        stage_submitted(stage_info(0, 0, 8, true, false)),
-        progress(0, 8, 8, 0, 0),
-        stage_completed(stage_info(0, 0, 8, true, true), None),
-        stage_submitted(stage_info(1, 0, 16, true, false)),
-        progress(1, 4, 2, 0, 0),
-    ]
-}
-
-fn finish_second_stage() -> Vec<Value> {
-    vec![
-        progress(1, 16, 16, 0, 0),
-        stage_completed(stage_info(1, 0, 16, true, true), None),
-        job_end(0, true),
-    ]
 }
 
 #[test]
@@ -739,6 +584,7 @@ fn what_ended_unseen_is_unknown_until_spark_says_how() {
             spark(1, JobStatus::Running, Vec::new()),
             spark(7, JobStatus::Failed, missed_tags),
         ],
+        a.generation(),
     );
     assert_eq!((done.filled, done.ended, done.corrected), (1, 1, 0));
     let j = a.job(0).expect("job 0");
@@ -760,7 +606,11 @@ fn what_ended_unseen_is_unknown_until_spark_says_how() {
         .notices()
         .any(|n| n.message.contains("1 job(s) filled in")));
     // Asking again changes nothing.
-    let again = a.reconcile(9_500, vec![spark(0, JobStatus::Succeeded, Vec::new())]);
+    let again = a.reconcile(
+        9_500,
+        vec![spark(0, JobStatus::Succeeded, Vec::new())],
+        a.generation(),
+    );
     assert_eq!(again.total(), 0);
 }
 
@@ -772,7 +622,7 @@ fn a_snapshot_cut_off_changes_nothing() {
     let mut cut = snapshot(vec![]);
     cut.pop();
     feed(&mut a, &cut);
-    a.listener_disconnected(10, false);
+    a.listener_disconnected(10, false, 0);
     feed(
         &mut a,
         &[json!({"Event": "SparkscopeSnapshotEnd", "time": 51})],
@@ -833,7 +683,7 @@ fn jobs_that_ran_through_a_gap_are_asked_about_until_spark_reports_them_ended() 
     };
     // Still running in Spark: nothing to correct yet, but the job stays suspect.
     assert_eq!(
-        a.reconcile(1_500, vec![spark(JobStatus::Running, 12)])
+        a.reconcile(1_500, vec![spark(JobStatus::Running, 12)], a.generation())
             .total(),
         0
     );
@@ -844,7 +694,7 @@ fn jobs_that_ran_through_a_gap_are_asked_about_until_spark_reports_them_ended() 
         a.reconcile_due(3_500, 500, 2_000),
         "asked again while it is suspect"
     );
-    let done = a.reconcile(3_500, vec![spark(JobStatus::Succeeded, 30)]);
+    let done = a.reconcile(3_500, vec![spark(JobStatus::Succeeded, 30)], a.generation());
     assert_eq!(done.corrected, 1);
     assert_eq!(a.job(0).map(|j| j.completed_tasks), Some(30));
     assert!(

@@ -146,3 +146,92 @@ async fn a_certificate_that_cannot_be_used_stops_the_agent() {
     };
     assert!(sparkscope::agent::Agent::build(cfg).await.is_err());
 }
+
+/// A Spark UI behind an authenticating https proxy, as it answers: 401 without the header,
+/// jobs with it.
+async fn https_spark_ui(cert: &Cert) -> std::net::SocketAddr {
+    let tls = cert.tls.files().expect("files").load().expect("loads");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = tls.acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&req).to_lowercase();
+                let (status, body) = if req.contains("authorization: bearer proxy-secret") {
+                    (
+                        "200 OK",
+                        r#"[{"jobId":3,"name":"n","status":"SUCCEEDED","stageIds":[1]}]"#,
+                    )
+                } else {
+                    ("401 Unauthorized", "no")
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn spark_rest_over_https_with_a_proxy_header() {
+    use sparkscope::spark_api::{SparkApi, SparkApiConfig};
+    let cert = self_signed();
+    let addr = https_spark_ui(&cert).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert.pem).expect("write");
+    let header = dir.path().join("header");
+    std::fs::write(&header, "Authorization: Bearer proxy-secret\n").expect("write");
+    let ui = format!("https://localhost:{}", addr.port());
+    let api = |ca_file: Option<std::path::PathBuf>, header_file| {
+        SparkApi::new(SparkApiConfig {
+            ca_file,
+            header_file,
+            ..SparkApiConfig::default()
+        })
+    };
+    let jobs = api(Some(ca.clone()), Some(header.clone()))
+        .jobs(&ui, "app-1")
+        .await
+        .expect("jobs over https with the header");
+    assert_eq!(jobs.iter().map(|j| j.job_id).collect::<Vec<_>>(), [3]);
+    let err = api(Some(ca.clone()), None)
+        .jobs(&ui, "app-1")
+        .await
+        .expect_err("the proxy refuses");
+    assert!(err.to_string().contains("401"), "{err}");
+    // a server the CA file does not vouch for gets nothing, the header least of all
+    let err = api(None, Some(header.clone()))
+        .jobs(&ui, "app-1")
+        .await
+        .expect_err("an unknown certificate is refused");
+    assert!(!err.to_string().contains("401"), "{err}");
+    // a header file that is no header stops the agent at its start
+    std::fs::write(&header, "no colon here").expect("write");
+    let mut cfg = common::config();
+    cfg.spark_api.header_file = Some(header);
+    let e = sparkscope::agent::Agent::build(cfg)
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("Name: value"), "{e}");
+}

@@ -263,6 +263,21 @@ def test_jobs_run_while_the_agent_was_down_appear_reconciled(agent, server, spar
         assert connect.get("sessionId") == spark.client._session_id, job
         assert q.tag in connect.get("tags", []), job
     assert metric(agent, "sparkscope_reconcile_corrections_total", kind="filled") >= len(missed)
+    # and a notebook following the session gets them under the cell's tag, though the agent
+    # never saw the operation that ran them
+    from harness.feed import Feed
+    from sparkscope.sessions import SessionKey
+
+    feed = Feed(agent, SessionKey(spark.client._session_id, "alice"))
+    try:
+        want = {j["jobId"] for j in missed}
+        feed.wait(
+            "the missed cell's jobs in its widget",
+            lambda a, j, s, g: q.tag in g and want <= set(g[q.tag].get("jobIds", [])) <= set(j),
+            15,
+        )
+    finally:
+        feed.close()
 
 
 def test_restarted_again_and_again_during_one_job(agent, server, spark):
@@ -363,7 +378,24 @@ def test_events_spark_drops_are_restored_from_its_rest_api(agent, dropping):
         )
         for kind in ("filled", "ended", "corrected")
     }
-    print(f"Spark's bus dropped {dropped:.0f} event(s); reconciliation changed {fixed}")
+    spark_jobs = dropping.jobs()
+    ended = [j for j in spark_jobs if j["status"] != "RUNNING"]
+
+    def counted() -> tuple[float, float]:
+        app = dropping.app_id
+        return (
+            metric(agent, "sparkscope_jobs_started_total", application=app),
+            metric(agent, "sparkscope_jobs_finished_total", application=app),
+        )
+
+    harness.wait_until(
+        lambda: counted() == (len(spark_jobs), len(ended)), 30, 0.25, "each job counted once"
+    )
+    assert not [j for j in agent.jobs(dropping.app_id) if j["status"] == "RUNNING"]
+    print(
+        f"Spark's bus dropped {dropped:.0f} event(s); reconciliation changed {fixed}; "
+        f"jobs started/finished {counted()} against Spark's {len(spark_jobs)}/{len(ended)}"
+    )
     log = (dropping.work_dir / "spark-connect-server.log").read_text(errors="replace")
     assert re.search(r"Dropping event from queue shared", log)
 

@@ -103,66 +103,6 @@ class Recorder:
         self.srv.close()
 
 
-class Proxy:
-    """A TCP proxy between the listener and the agent, whose connections the test can cut and
-    hold off for a while: a network blip, as the listener lives it."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.rsplit(":", 1)
-        self.target = (host, int(port))
-        self.srv = socket.create_server((harness.LOOPBACK, 0))
-        self.addr = f"{harness.LOOPBACK}:{self.srv.getsockname()[1]}"
-        self.open = threading.Event()
-        self.open.set()
-        self.pairs: list[tuple[socket.socket, socket.socket]] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.srv.accept()
-            except OSError:
-                return
-            if not self.open.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.pairs.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        """Closes every connection and refuses new ones until `resume`."""
-        self.open.clear()
-        for pair in self.pairs:
-            for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        self.pairs.clear()
-
-    def resume(self) -> None:
-        self.open.set()
-
-    def close(self) -> None:
-        self.srv.close()
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("trust")
@@ -192,13 +132,13 @@ def agent(work: Path, tokens_file: Path, require_piece):
 
 @pytest.fixture(scope="module")
 def proxy(agent: harness.Agent):
-    p = Proxy(agent.ingest_addr)
+    p = harness.Proxy(agent.ingest_addr)
     yield p
     p.close()
 
 
 @pytest.fixture(scope="module")
-def server(work: Path, agent: harness.Agent, proxy: Proxy, require_piece):
+def server(work: Path, agent: harness.Agent, proxy: harness.Proxy, require_piece):
     jar = require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
     with harness.SparkConnectServer(
         work / "server", listener_jar=jar, agent_addr=proxy.addr, token=agent.token
@@ -363,7 +303,7 @@ def harness_metric(agent: harness.Agent, name: str, **labels: str) -> float:
 
 
 def test_an_impostor_with_the_real_application_id_during_a_reconnect_is_refused(
-    agent: harness.Agent, server, proxy: Proxy
+    agent: harness.Agent, server, proxy: harness.Proxy
 ) -> None:
     proxy.cut()  # the driver's connection drops; its reconnects are held off for a while
     harness.wait_until(lambda: not live(agent, server.app_id), 15, 0.1, "the driver gone")

@@ -14,6 +14,7 @@ from .history import HistoryServer, replay
 from .jupyterhub import JupyterHub, configurable_http_proxy
 from .jupyterlab import JupyterLab
 from .prometheus import Prometheus, PromQLError, prometheus_binary, promtool_binary
+from .proxy import Proxy
 from .spark import (
     CONNECT_SERVER_CLASS,
     JOB_FIELDS,
@@ -54,6 +55,7 @@ __all__ = [
     "JupyterLab",
     "PromQLError",
     "Prometheus",
+    "Proxy",
     "SparkConnectServer",
     "SparkscopeServer",
     "agent_binary",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -96,6 +96,7 @@ class SparkConnectServer(Service):
         conf: Mapping[str, str] | None = None,
         startup_timeout: float = 180.0,
         stop_timeout: float = 60.0,
+        app_id_of: Callable[[], str | None] | None = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.listener_jar = listener_jar
@@ -108,6 +109,9 @@ class SparkConnectServer(Service):
         self.extra_conf = dict(conf or {})
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        # How to learn the application's id when Spark's UI is off (spark.ui.enabled=false):
+        # e.g. from the agent its listener reports to.
+        self.app_id_of = app_id_of
         self.grpc_port = 0
         self.ui_port = 0
         self.app_id = ""
@@ -204,6 +208,8 @@ class SparkConnectServer(Service):
     def _ready(self) -> str | None:
         if not port_open(self.grpc_port):
             return None
+        if self.app_id_of is not None:
+            return self.app_id_of()
         apps = rest_get(self.ui_url, "applications")
         return apps[0]["id"] if apps else None
 

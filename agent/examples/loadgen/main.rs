@@ -100,6 +100,7 @@ enum Mode {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    sparkscope::tls::install_crypto_provider();
     let agent = match (&args.agent, &args.attach_ingest, &args.attach_http) {
         (_, Some(ingest), Some(http)) => AgentProcess::attach(ingest, http, args.attach_pid),
         (Some(bin), _, _) => AgentProcess::start(bin).await?,

@@ -90,11 +90,30 @@ pub(crate) async fn memory(
     let end = samples.last().map_or(after_burst, |s| s.1);
     let first_half: Vec<f64> = samples[..samples.len() / 2].iter().map(|s| s.1).collect();
     let first_max = first_half.iter().copied().fold(after_burst, f64::max);
+    // Flat means: after a warm-up (5 minutes, or a sixth of a shorter soak) RSS grows by no
+    // more than a small constant, however long the soak goes on. Nothing scrapes meanwhile.
+    let warmup = (soak_seconds as f64 / 6.0).min(300.0);
+    let at_warmup = samples
+        .iter()
+        .find(|s| s.0 >= warmup)
+        .map_or(after_burst, |s| s.1);
+    let after_warmup = samples
+        .iter()
+        .filter(|s| s.0 >= warmup)
+        .map(|s| s.1)
+        .fold(at_warmup, f64::max);
+    let growth = after_warmup - at_warmup;
     println!(
         "  soak: {} more tasks in {soak_seconds} s at {soak_rate} tasks/s; RSS max {max:.1} MB, \
-         at the end {end:.1} MB (max of the first half {first_max:.1} MB)",
+         at the end {end:.1} MB (max of the first half {first_max:.1} MB); after {warmup:.0} s \
+         of warm-up ({at_warmup:.1} MB) it grew {growth:.1} MB",
         soak_done.load(Ordering::Relaxed)
     );
+    let curve: Vec<String> = samples
+        .iter()
+        .map(|(t, mb)| format!("{t:.0}s {mb:.1}"))
+        .collect();
+    println!("  RSS curve (MB): {}", curve.join(", "));
     let mut f = Figures::new();
     f.insert("mode".into(), "memory".into());
     f.insert("tasks".into(), done.load(Ordering::Relaxed).into());
@@ -105,6 +124,17 @@ pub(crate) async fn memory(
     f.insert("rss_max_mb".into(), max.into());
     f.insert("rss_end_mb".into(), end.into());
     f.insert("soak_seconds".into(), soak_seconds.into());
+    f.insert("warmup_seconds".into(), warmup.into());
+    f.insert("rss_at_warmup_mb".into(), at_warmup.into());
+    f.insert("rss_growth_after_warmup_mb".into(), growth.into());
+    f.insert(
+        "rss_curve".into(),
+        samples
+            .iter()
+            .map(|(t, mb)| serde_json::json!([t, mb]))
+            .collect::<Vec<_>>()
+            .into(),
+    );
     f.insert("burst_seconds".into(), burst_s.into());
     Ok(f)
 }

@@ -50,6 +50,7 @@ enum Command {
 }
 
 pub fn main() -> anyhow::Result<()> {
+    sparkscope::tls::install_crypto_provider();
     let cli = match Cli::from_arg_matches(&empty_env_is_unset(Cli::command()).get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

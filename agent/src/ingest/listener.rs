@@ -86,6 +86,17 @@ pub struct IngestConfig {
         env = "SPARKSCOPE_LISTENER_REBIND_GRACE_SECONDS"
     )]
     pub rebind_grace: Duration,
+    /// A listener that sends nothing for this many seconds is taken for gone (a partitioned or
+    /// frozen driver) and its connection closed; the listener sends its stats at least every
+    /// 10 s. TCP keepalive probes an idle connection too. 0: no idle timeout.
+    #[arg(
+        long = "listener-idle-timeout-seconds",
+        value_name = "SECONDS",
+        value_parser = seconds,
+        default_value = "45",
+        env = "SPARKSCOPE_LISTENER_IDLE_TIMEOUT_SECONDS"
+    )]
+    pub idle_timeout: Duration,
     /// TLS on this port, when the agent has a certificate.
     #[arg(skip)]
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -101,6 +112,7 @@ impl std::fmt::Debug for IngestConfig {
             .field("max_connections", &self.max_connections)
             .field("max_pending", &self.max_pending)
             .field("rebind_grace", &self.rebind_grace)
+            .field("idle_timeout", &self.idle_timeout)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -113,6 +125,8 @@ const UNPROVEN_EVICTED: &str = "too many connections that have not proven themse
 
 /// The longest hello line; a connection holds no more than this before its token is checked.
 const MAX_HELLO_BYTES: usize = 16 * 1024;
+/// A connection's buffer for a line split across reads is shrunk back to this after a longer one.
+const PARTIAL_KEPT: usize = 64 * 1024;
 /// The read buffer of an accepted listener: a whole burst of lines is parsed under one lock.
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -266,6 +280,13 @@ async fn connection(
 ) -> Result<(), ConnError> {
     let unproven = Unproven { shared, id };
     sock.set_nodelay(true)?;
+    // A driver that vanished without a FIN (a crash of its host, a partition) is found by
+    // keepalive probes even when no idle timeout is set.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    socket2::SockRef::from(&sock).set_tcp_keepalive(&keepalive)?;
     let cfg = &shared.cfg;
     // The TLS handshake, the hello and the proof, all within the hello timeout.
     let deadline = tokio::time::Instant::now() + cfg.hello_timeout;
@@ -379,7 +400,7 @@ async fn connection(
     };
     let app_id = hello.app_id.clone();
     let app = shared.store.app(&app_id);
-    lock(&app).listener_connected(now_ms(), hello.info(), peer.ip());
+    let connection = lock(&app).listener_connected(now_ms(), hello.info(), peer.ip());
     // From here on, however the connection ends (an error, shutdown, or a panic), the guard
     // gives back what it holds.
     let _open = Open {
@@ -387,6 +408,7 @@ async fn connection(
         app: app.clone(),
         app_id: app_id.clone(),
         registration: registration.id,
+        connection,
         peer,
     };
     tracing::info!(%peer, app = %app_id, "listener connected");
@@ -411,7 +433,7 @@ async fn connection(
         writer: &mut wr,
         commands: &mut registration.commands,
     };
-    read_events(link, &mut lines, &mut shutdown).await
+    read_events(link, &mut lines, &mut shutdown, cfg.idle_timeout).await
 }
 
 /// What an accepted connection holds, given back when it ends.
@@ -420,6 +442,8 @@ struct Open<'a> {
     app: SharedApp,
     app_id: String,
     registration: u64,
+    /// The application's number for this connection.
+    connection: u64,
     peer: SocketAddr,
 }
 
@@ -430,7 +454,7 @@ impl Drop for Open<'_> {
             .unregister(&self.app_id, self.registration);
         self.shared.accepted.fetch_sub(1, Ordering::AcqRel);
         let failed = std::thread::panicking();
-        lock(&self.app).listener_disconnected(now_ms(), failed);
+        lock(&self.app).listener_disconnected(now_ms(), failed, self.connection);
         self.shared.store.notify();
         if failed {
             tracing::error!(peer = %self.peer, app = %self.app_id, "a listener connection failed; its application may be missing events");
@@ -452,10 +476,20 @@ async fn read_events(
     link: Link<'_>,
     lines: &mut Lines<'_>,
     shutdown: &mut Shutdown,
+    idle_timeout: Duration,
 ) -> Result<(), ConnError> {
+    let watch_idle = !idle_timeout.is_zero();
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
     loop {
         let buf = tokio::select! {
             _ = shutdown.requested() => return Ok(()),
+            _ = &mut idle, if watch_idle => {
+                telemetry::limit_hit(Limit::SilentListeners, 1);
+                tracing::warn!(app = %lock(lines.app).id(), seconds = idle_timeout.as_secs(),
+                    "closed a listener connection that sent nothing within the idle timeout");
+                return Ok(());
+            }
             Some(cmd) = link.commands.recv() => {
                 // Commands are rare and tiny; a listener that does not take one in 2 s is gone.
                 let line = format!("{cmd}\n");
@@ -473,6 +507,10 @@ async fn read_events(
         let len = buf.len();
         lines.consume(buf);
         link.reader.consume(len);
+        if watch_idle {
+            idle.as_mut()
+                .reset(tokio::time::Instant::now() + idle_timeout);
+        }
     }
 }
 
@@ -510,6 +548,10 @@ impl Lines<'_> {
                     self.partial.extend_from_slice(line);
                     self.answers.or_ingest(&mut app, &self.partial, now);
                     self.partial.clear();
+                    // One huge line does not keep its buffer for the life of the connection.
+                    if self.partial.capacity() > PARTIAL_KEPT {
+                        self.partial.shrink_to(PARTIAL_KEPT);
+                    }
                 }
                 rest = tail;
             }
@@ -569,6 +611,8 @@ fn limit_of(bound: LiveBound) -> Limit {
         LiveBound::OpenSessions => Limit::OpenSessions,
         LiveBound::UnclosedOperations => Limit::UnclosedOperations,
         LiveBound::Executors => Limit::Executors,
+        LiveBound::PendingProgress => Limit::PendingProgress,
+        LiveBound::RetiredJobs => Limit::RetiredJobs,
     }
 }
 
@@ -604,7 +648,8 @@ mod tests {
         };
         let app = shared.store.app("local-p");
         let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
-        lock(&app).listener_connected(1, crate::model::event::ListenerInfo::default(), peer.ip());
+        let info = crate::model::event::ListenerInfo::default();
+        let connection = lock(&app).listener_connected(1, info, peer.ip());
         let registration = shared
             .listeners
             .register("local-p", "run-1")
@@ -615,6 +660,7 @@ mod tests {
                 app: app.clone(),
                 app_id: "local-p".into(),
                 registration: registration.id,
+                connection,
                 peer,
             };
             let _held = lock(&app);

@@ -27,15 +27,16 @@ pub enum ParseError {
     OutOfRange(#[from] validate::OutOfRange),
 }
 
-/// Parses one line of either format, sparkscope's own `Sparkscope*` lines or Spark's events, and
-/// checks its values. Leading and trailing white space is ignored.
+/// Parses one line of either format, sparkscope's own `Sparkscope*` lines or Spark's events,
+/// checks its values and cuts its free text to the kept bounds. Leading and trailing white space is ignored.
 pub fn parse_line(line: &[u8]) -> Result<Event, ParseError> {
     let name = spark_json::event_name(line)?;
-    let ev = match name.strip_prefix("Sparkscope") {
+    let mut ev = match name.strip_prefix("Sparkscope") {
         Some(own) => protocol::parse_event(own, line)?,
         None => spark_json::parse_event(&name, line)?,
     };
     validate::check(&ev)?;
+    validate::bound_text(&mut ev);
     Ok(ev)
 }
 

@@ -58,6 +58,13 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
         "SnapshotEnd" => Event::SnapshotEnd {
             time: serde_json::from_slice::<RawTime>(line)?.time,
         },
+        "JobsGone" => {
+            let r: RawJobsGone = serde_json::from_slice(line)?;
+            Event::JobsGone {
+                time: r.time,
+                job_ids: r.job_ids,
+            }
+        }
         _ => Event::Unknown,
     })
 }
@@ -344,6 +351,14 @@ struct RawListenerStats {
 struct RawTime {
     #[serde(default)]
     time: i64,
+}
+
+#[derive(Deserialize)]
+struct RawJobsGone {
+    #[serde(default)]
+    time: i64,
+    #[serde(rename = "jobIds")]
+    job_ids: Vec<i32>,
 }
 
 // ---- The listener's side, for Rust peers of the agent (tests, the load generator) ----

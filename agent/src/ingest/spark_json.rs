@@ -274,7 +274,9 @@ fn metric_sums(m: RawTaskMetrics) -> TaskMetricSums {
         executor_cpu_time_ns: m.executor_cpu_time,
         input_bytes: m.input.map_or(0, |i| i.bytes_read),
         output_bytes: m.output.map_or(0, |o| o.bytes_written),
-        shuffle_read_bytes: m.shuffle_read.map_or(0, |s| s.remote + s.local),
+        shuffle_read_bytes: m
+            .shuffle_read
+            .map_or(0, |s| s.remote.saturating_add(s.local)),
         shuffle_write_bytes: m.shuffle_write.map_or(0, |s| s.bytes_written),
         memory_spilled_bytes: m.memory_spilled,
         disk_spilled_bytes: m.disk_spilled,

@@ -38,6 +38,17 @@ pub struct SparkPollConfig {
     /// in Spark (their end may be what was lost).
     #[arg(skip = Duration::from_secs(2))]
     pub retry: Duration,
+    /// When Spark's REST API fails, the next try waits `retry`, then twice as long each time,
+    /// up to this many seconds; one notice and one warning per outage.
+    #[arg(
+        id = "reconcile_backoff_max",
+        long = "reconcile-backoff-max-seconds",
+        value_name = "SECONDS",
+        value_parser = seconds,
+        default_value = "300",
+        env = "SPARKSCOPE_RECONCILE_BACKOFF_MAX_SECONDS"
+    )]
+    pub backoff_max: Duration,
 }
 
 crate::flags::default_from_flags!(SparkPollConfig);
@@ -61,11 +72,19 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         for shared in store.apps() {
-            let (id, announced, gap, running) = {
+            let (id, announced, gap, running, fetched_at) = {
                 let a = lock(&shared);
-                let busy = a.is_live() && a.running_jobs() > 0;
-                let due = a.reconcile_due(now_ms(), ms(cfg.delay), ms(cfg.retry));
-                (a.id().to_owned(), a.info().ui_url.clone(), due, busy)
+                let now = now_ms();
+                let busy = a.is_live() && a.running_jobs() > 0 && !a.reconcile_backing_off(now);
+                let due = a.reconcile_due(now, ms(cfg.delay), ms(cfg.retry));
+                let info = a.info();
+                (
+                    a.id().to_owned(),
+                    info.ui_url.clone(),
+                    due,
+                    busy,
+                    a.generation(),
+                )
             };
             let now = Instant::now();
             let every = cfg.interval;
@@ -78,11 +97,26 @@ pub async fn run(
                 continue;
             }
             last.insert(id.clone(), now);
+            let failed = |why: &str| {
+                let began = lock(&shared).reconcile_failed(
+                    now_ms(),
+                    why,
+                    ms(cfg.retry),
+                    ms(cfg.backoff_max),
+                );
+                if began {
+                    tracing::warn!(app = %id, error = %why, "cannot reconcile with Spark's REST API; \
+                        trying again with backoff, up to every {}s", cfg.backoff_max.as_secs());
+                }
+            };
             let Some(url) = spark.ui_of(&announced) else {
+                // No UI known and no --spark-ui: nothing to ask. After a gap the notebooks are
+                // told once; a periodic check has nothing to say.
                 if gap {
-                    let why = "Spark's UI address is unknown (spark.ui.enabled=false?); start \
-                               the agent with --spark-ui";
-                    lock(&shared).reconcile_failed(now_ms(), why);
+                    failed(
+                        "Spark's UI address is unknown (spark.ui.enabled=false?); start the \
+                         agent with --spark-ui",
+                    );
                     store.notify();
                 }
                 continue;
@@ -90,18 +124,13 @@ pub async fn run(
             match spark.jobs(&url, &id).await {
                 Ok(jobs) => {
                     let jobs = jobs.into_iter().filter_map(validate::spark_job).collect();
-                    let done = lock(&shared).reconcile(now_ms(), jobs);
+                    let done = lock(&shared).reconcile(now_ms(), jobs, fetched_at);
                     if done.total() > 0 {
                         tracing::info!(app = %id, filled = done.filled, ended = done.ended,
                             corrected = done.corrected, "reconciled with Spark's REST API");
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(app = %id, error = %e, "cannot reconcile");
-                    if gap {
-                        lock(&shared).reconcile_failed(now_ms(), &e.to_string());
-                    }
-                }
+                Err(e) => failed(&e.to_string()),
             }
             store.notify();
         }

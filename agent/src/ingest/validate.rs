@@ -1,9 +1,10 @@
 //! What a well-formed line may carry: ids, counts and times in the ranges Spark produces. A value
 //! outside them (a negative task count, a count that wrapped, a core count no machine has) makes
 //! the line malformed, so the model never adds up nonsense. Jobs read from Spark's REST API pass
-//! the same kind of check.
+//! the same kind of check. Free text is cut to documented bounds (docs/wire-protocol.md).
 
-use crate::model::event::{Event, StageInfo, StageKey, TaskMetricSums};
+use crate::model::event::{Event, OpTransition, StageInfo, StageKey, TaskMetricSums};
+use crate::model::truncate_utf8;
 use crate::spark_api::JobData;
 
 /// Latest time accepted (epoch ms): the year 9999. Spark writes -1 for "not yet".
@@ -12,6 +13,8 @@ const MAX_TIME_MS: i64 = 253_402_300_799_999;
 const MAX_CORES: u32 = 1 << 16;
 /// A metric sum (bytes, ms, ns); f64-exact, so exports never round.
 const MAX_METRIC: i64 = 1 << 53;
+/// A `SparkscopeJobsGone` line names at most this many jobs (the listener splits longer lists).
+const MAX_JOBS_GONE: usize = 1000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{field} = {value} is out of range")]
@@ -28,7 +31,98 @@ pub fn spark_job(mut job: JobData) -> Option<JobData> {
     }
     job.job_tags.sort();
     job.job_tags.dedup();
+    bound_tags(&mut job.job_tags);
+    truncate_utf8(&mut job.name, MAX_NAME_BYTES);
+    for text in [&mut job.description, &mut job.job_group]
+        .into_iter()
+        .flatten()
+    {
+        truncate_utf8(text, MAX_TEXT_BYTES);
+    }
     Some(job)
+}
+
+/// Names and ids (applications, stages, executors, sessions, users) are kept up to this many
+/// bytes, and so is each job tag.
+pub const MAX_NAME_BYTES: usize = 1024;
+/// Descriptions, errors and failure reasons, up to this many bytes (statements and stack traces
+/// have their own bounds).
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// A job keeps at most this many tags.
+pub const MAX_TAGS: usize = 64;
+
+fn bound_tags(tags: &mut Vec<String>) {
+    tags.truncate(MAX_TAGS);
+    for t in tags {
+        truncate_utf8(t, MAX_NAME_BYTES);
+    }
+}
+
+/// Cuts every free text an event carries to its bound: what the agent keeps of a line is
+/// bounded, whatever the line's length (up to `--max-line-bytes`).
+pub fn bound_text(ev: &mut Event) {
+    let name = |s: &mut String| truncate_utf8(s, MAX_NAME_BYTES);
+    let text = |s: &mut String| truncate_utf8(s, MAX_TEXT_BYTES);
+    match ev {
+        Event::ApplicationStart(a) => {
+            name(&mut a.name);
+            name(&mut a.user);
+            a.id.as_mut().map(name);
+        }
+        Event::ExecutorAdded { id, host, .. } => {
+            name(id);
+            name(host);
+        }
+        Event::JobStart(j) => {
+            bound_tags(&mut j.tags);
+            j.description.as_mut().map(text);
+            j.job_group.as_mut().map(name);
+            for s in &mut j.stages {
+                name(&mut s.name);
+            }
+        }
+        Event::JobEnd(j) => {
+            j.error.as_mut().map(text);
+        }
+        Event::StageSubmitted(s) | Event::StageCompleted(s) => {
+            name(&mut s.name);
+            s.failure_reason.as_mut().map(text);
+        }
+        Event::SqlExecutionStart(s) => bound_tags(&mut s.job_tags),
+        Event::SessionStarted {
+            session_id,
+            user_id,
+            ..
+        }
+        | Event::SessionClosed {
+            session_id,
+            user_id,
+            ..
+        } => {
+            name(session_id);
+            name(user_id);
+        }
+        Event::OperationStarted(o) => {
+            name(&mut o.operation_id);
+            name(&mut o.job_tag);
+            name(&mut o.session_id);
+            name(&mut o.user_id);
+            bound_tags(&mut o.tags);
+        }
+        Event::OperationState {
+            operation_id,
+            job_tag,
+            state,
+            ..
+        } => {
+            name(operation_id);
+            name(job_tag);
+            if let OpTransition::Failed { error } = state {
+                text(error);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn range(field: &'static str, value: i64, min: i64, max: i64) -> Result<(), OutOfRange> {
@@ -165,6 +259,18 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
         }
         Event::ListenerStats(s) => time("time", s.time),
         Event::SnapshotStart { time: t } | Event::SnapshotEnd { time: t } => time("time", *t),
+        Event::JobsGone { time: t, job_ids } => {
+            if job_ids.len() > MAX_JOBS_GONE {
+                return Err(OutOfRange {
+                    field: "number of job ids",
+                    value: i64::try_from(job_ids.len()).unwrap_or(i64::MAX),
+                });
+            }
+            for id in job_ids {
+                count("job id", i64::from(*id))?;
+            }
+            time("time", *t)
+        }
         Event::LogStart { .. }
         | Event::ConnectServiceStarted { .. }
         | Event::Ignored

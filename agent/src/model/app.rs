@@ -86,6 +86,19 @@ pub struct AppState {
     pub(super) info: AppInfo,
     /// Listener connections open now for this application.
     pub(super) connections: u32,
+    /// The number of the newest listener connection (they are numbered from 1).
+    pub(super) last_connection: u64,
+    /// The connection whose snapshot is being built.
+    pub(super) snapshot_connection: u64,
+    /// When the last listener connection ended, while none is open (epoch ms).
+    pub(super) gone_since: Option<i64>,
+    /// Whether the next listener stats line only sets the baseline: the first on a connection
+    /// reports the listener's whole history, which the agent (restarted, or reconnected) may
+    /// have seen already.
+    pub(super) stats_baseline: bool,
+    /// The generation of the last change to who the application is or whether it is live
+    /// (connects, disconnects, its end).
+    pub(super) info_updated: u64,
     /// When a listener last sent something (wall clock, epoch ms); 0 for replayed logs.
     pub(super) last_seen_ms: i64,
     /// Task counts come from `SparkscopeStageProgress` lines, not task events.
@@ -112,10 +125,19 @@ pub struct AppState {
     pub(super) suspects: BTreeSet<i32>,
     /// When Spark's REST API was last asked (epoch ms).
     pub(super) last_reconcile_ms: i64,
+    /// Spark's REST API failing: tries so far and when the next is due.
+    pub(super) outage: Option<Outage>,
     /// Busy task slots over time, oldest first, as many as the upkeep keeps.
     pub(super) samples: VecDeque<TaskSample>,
     /// The generation of the newest sample.
     pub(super) samples_updated: u64,
+}
+
+/// Spark's REST API failing for an application: tries so far, and when the next is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    pub(super) tries: u32,
+    pub(super) next_ms: i64,
 }
 
 /// At most this many notices are kept per application.
@@ -142,6 +164,8 @@ pub enum NoticeKind {
     Reconciled,
     /// Spark's REST API could not be asked; counts may be off.
     Unreconciled,
+    /// The driver's listener went away without an application end and did not come back.
+    ListenerGone,
 }
 
 impl AppState {
@@ -152,6 +176,11 @@ impl AppState {
                 ..AppInfo::default()
             },
             connections: 0,
+            last_connection: 0,
+            snapshot_connection: 0,
+            gone_since: None,
+            stats_baseline: false,
+            info_updated: 0,
             last_seen_ms: 0,
             coalesced_tasks: false,
             stats: IngestStats::default(),
@@ -167,6 +196,7 @@ impl AppState {
             reconcile_wanted: None,
             suspects: BTreeSet::new(),
             last_reconcile_ms: 0,
+            outage: None,
             samples: VecDeque::new(),
             samples_updated: 0,
         }
@@ -182,7 +212,10 @@ impl AppState {
         let sample = TaskSample {
             at_ms: now_ms,
             active_tasks: u32::try_from(self.active_tasks()).unwrap_or(u32::MAX),
-            total_cores: self.executors.values().map(|e| e.cores).sum(),
+            total_cores: self
+                .executors
+                .values()
+                .fold(0u32, |n, e| n.saturating_add(e.cores)),
             executors: u32::try_from(self.executors.len()).unwrap_or(u32::MAX),
         };
         let same = |s: &TaskSample| {
@@ -203,21 +236,39 @@ impl AppState {
         (true, evicted)
     }
 
-    /// A listener connected from `ip` for this application and said who it is.
-    pub fn listener_connected(&mut self, now_ms: i64, hello: ListenerInfo, ip: std::net::IpAddr) {
-        self.connections += 1;
+    /// A listener connected from `ip` for this application and said who it is. Returns the
+    /// connection's number, which its disconnect names.
+    pub fn listener_connected(
+        &mut self,
+        now_ms: i64,
+        hello: ListenerInfo,
+        ip: std::net::IpAddr,
+    ) -> u64 {
+        self.connections = self.connections.saturating_add(1);
+        self.last_connection += 1;
         self.last_seen_ms = now_ms;
+        self.gone_since = None;
+        self.stats_baseline = true;
         self.info.listener_ip = Some(ip);
         self.hello(hello);
+        self.info_changed();
+        self.last_connection
     }
 
-    /// A listener connection of this application ended; `failed` when it broke off in the
-    /// middle of its work (the agent's fault, not the listener's), so events may be missing.
-    pub fn listener_disconnected(&mut self, now_ms: i64, failed: bool) {
+    /// Listener connection number `connection` of this application ended; `failed` when it
+    /// broke off in the middle of its work (the agent's fault, not the listener's), so events
+    /// may be missing.
+    pub fn listener_disconnected(&mut self, now_ms: i64, failed: bool, connection: u64) {
         self.connections = self.connections.saturating_sub(1);
         self.last_seen_ms = now_ms;
+        if self.connections == 0 {
+            self.gone_since = Some(now_ms);
+        }
         // A snapshot cut off is no snapshot: what it had built is dropped, the live state stays.
-        self.snapshot = None;
+        // An older connection that only now turns out dead leaves a newer one's snapshot alone.
+        if self.snapshot_connection == connection {
+            self.snapshot = None;
+        }
         if failed {
             self.stats.failed_connections += 1;
             self.notice(
@@ -226,6 +277,56 @@ impl AppState {
                 "the agent lost part of the listener's events".to_owned(),
             );
         }
+        self.info_changed();
+    }
+
+    /// A driver whose listener has been gone `grace_ms` without an application end is taken
+    /// for dead (a crash, a kill, a partition): its running work is ended as unknown and
+    /// notebooks are told. Returns whether anything changed.
+    pub fn end_if_gone(&mut self, now_ms: i64, grace_ms: i64) -> bool {
+        let Some(since) = self.gone_since else {
+            return false;
+        };
+        if self.connections > 0 || now_ms.saturating_sub(since) < grace_ms {
+            return false;
+        }
+        self.gone_since = None;
+        if self.info.end_time.is_some() {
+            return false;
+        }
+        self.generation += 1;
+        let g = self.generation;
+        let jobs = self.jobs.end_running_as_unknown(g, now_ms);
+        let operations = self.connect.end_running_as_unknown(g, now_ms);
+        self.suspects.clear();
+        self.reconcile_wanted = None;
+        if jobs + operations > 0 {
+            self.notice(
+                now_ms,
+                NoticeKind::ListenerGone,
+                format!(
+                    "the driver stopped answering {}s ago: {jobs} running job(s) and \
+                     {operations} operation(s) ended as unknown",
+                    now_ms.saturating_sub(since) / 1000
+                ),
+            );
+        } else {
+            self.notice(
+                now_ms,
+                NoticeKind::ListenerGone,
+                format!(
+                    "the driver stopped answering {}s ago",
+                    now_ms.saturating_sub(since) / 1000
+                ),
+            );
+        }
+        self.info_changed();
+        true
+    }
+
+    fn info_changed(&mut self) {
+        self.generation += 1;
+        self.info_updated = self.generation;
     }
 
     /// Records a gap, or what was done about one; a gap also asks for reconciliation.
@@ -267,6 +368,7 @@ impl AppState {
             Event::SnapshotStart { .. } => self.begin_snapshot(),
             Event::SnapshotEnd { time } => self.end_snapshot(time),
             Event::ListenerStats(s) => self.listener_stats(s),
+            Event::JobsGone { time, job_ids } => self.jobs_gone(time, &job_ids),
             ev => match &mut self.snapshot {
                 Some(shadow) => shadow.apply_event(ev),
                 None => self.apply_event(ev),
@@ -292,6 +394,7 @@ impl AppState {
             }
             Event::ApplicationEnd { time } => {
                 self.info.end_time = Some(time);
+                self.info_updated = g;
                 if self.info.classic_session {
                     let (id, user) = (self.info.id.clone(), self.info.spark_user.clone());
                     self.connect.session_closed(g, id, user, time);
@@ -369,7 +472,10 @@ impl AppState {
                 .connect
                 .operation_state(g, operation_id, job_tag, time, state),
             Event::Hello(h) => self.hello(h),
-            Event::ListenerStats(_) | Event::SnapshotStart { .. } | Event::SnapshotEnd { .. } => {}
+            Event::ListenerStats(_)
+            | Event::SnapshotStart { .. }
+            | Event::SnapshotEnd { .. }
+            | Event::JobsGone { .. } => {}
             Event::Ignored => {}
             Event::Unknown => self.stats.unknown_events += 1,
         }
@@ -438,13 +544,52 @@ impl AppState {
         self.reconcile_wanted.get_or_insert(at_ms);
         let running = self.jobs.running_ids();
         self.suspects.extend(running);
+        // Bounded while Spark's REST API stays out of reach: only jobs the model still holds,
+        // at most as many as running jobs are kept (the newest).
+        let jobs = &self.jobs.jobs;
+        self.suspects.retain(|id| jobs.contains_key(id));
+        while self.suspects.len() > self.retention.live.running_jobs {
+            self.suspects.pop_first();
+        }
+    }
+
+    /// Jobs Spark no longer runs although their end never came: over, how is unknown until
+    /// Spark's REST API tells (asked for at once).
+    fn jobs_gone(&mut self, time: i64, ids: &[i32]) {
+        self.generation += 1;
+        let g = self.generation;
+        let running: Vec<i32> = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.jobs
+                    .jobs
+                    .get(id)
+                    .is_some_and(|j| j.status == super::jobs::JobStatus::Running)
+            })
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        self.jobs.end_as_unknown(g, &running, time);
+        self.notice(
+            time,
+            NoticeKind::Dropped,
+            format!(
+                "Spark's listener bus dropped the end of {} job(s); they are over",
+                running.len()
+            ),
+        );
     }
 
     /// The listener's own counts. A drop since the last report means the agent's view has a gap.
     fn listener_stats(&mut self, s: ListenerStats) {
         self.generation += 1;
-        let new_drops = s.dropped.saturating_sub(self.stats.listener_dropped)
-            + s.bus_dropped.saturating_sub(self.stats.bus_dropped);
+        let baseline = std::mem::take(&mut self.stats_baseline);
+        let new_drops = s
+            .dropped
+            .saturating_sub(self.stats.listener_dropped)
+            .saturating_add(s.bus_dropped.saturating_sub(self.stats.bus_dropped));
         // Counters start afresh when a new listener (a restarted driver) reports.
         let restarted =
             s.dropped < self.stats.listener_dropped || s.bus_dropped < self.stats.bus_dropped;
@@ -453,7 +598,7 @@ impl AppState {
         self.stats.listener_reconnects = s.reconnects;
         self.stats.bus_dropped = s.bus_dropped;
         self.stats.listener_evicted = s.evicted;
-        if new_drops > 0 && !restarted {
+        if new_drops > 0 && !restarted && !baseline {
             let what = if s.bus_dropped > 0 {
                 "Spark's listener bus or the listener"
             } else {
@@ -490,6 +635,9 @@ impl AppState {
     /// What the live bounds evicted since the last call.
     pub fn take_evictions(&mut self) -> Evictions {
         let mut all = std::mem::take(&mut self.executor_evictions);
+        for _ in 0..std::mem::take(&mut self.jobs.retired.forgotten) {
+            all.add(super::retention::LiveBound::RetiredJobs);
+        }
         let parts = [
             std::mem::take(&mut self.jobs.evictions),
             std::mem::take(&mut self.connect.evictions),

@@ -484,6 +484,22 @@ impl Connect {
         ended
     }
 
+    /// Ends every operation not over yet (its driver is gone): closed at `time`, as a snapshot
+    /// that lacks it would. How many.
+    pub(super) fn end_running_as_unknown(&mut self, g: u64, time: i64) -> usize {
+        let mut ended = 0;
+        for op in self.operations.values_mut() {
+            if !op.state.is_terminal() {
+                op.state = OpState::Closed;
+                op.end_time.get_or_insert(time);
+                op.close_time = Some(time);
+                op.updated = g;
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     /// Closed operations since the last call, oldest first.
     pub(super) fn take_closed_operations(&mut self) -> Vec<ClosedOperation> {
         self.closed_operations.drain(..).collect()
@@ -492,7 +508,8 @@ impl Connect {
     /// Drops closed operations and sessions that ended before `cutoff` (epoch ms).
     pub(super) fn prune_ended_before(&mut self, cutoff: i64) {
         let old = |t: Option<i64>| t.is_some_and(|t| t < cutoff);
-        self.remove_operations(|o| o.state == OpState::Closed && old(o.close_time));
+        // Finished but never closed (a client that went away without closing) ages the same.
+        self.remove_operations(|o| o.state.is_terminal() && old(o.close_time.or(o.end_time)));
         self.sessions.retain(|_, s| !old(s.end_time));
     }
 
@@ -500,7 +517,7 @@ impl Connect {
         let closed = self
             .operations
             .values()
-            .filter(|o| o.state == OpState::Closed)
+            .filter(|o| o.state.is_terminal())
             .count();
         if closed <= self.retention.operations {
             return;
@@ -508,8 +525,11 @@ impl Connect {
         let mut by_close: Vec<(i64, String)> = self
             .operations
             .values()
-            .filter(|o| o.state == OpState::Closed)
-            .map(|o| (o.close_time.unwrap_or(0), o.operation_id.clone()))
+            .filter(|o| o.state.is_terminal())
+            .map(|o| {
+                let t = o.close_time.or(o.end_time).unwrap_or(0);
+                (t, o.operation_id.clone())
+            })
             .collect();
         by_close.sort_unstable();
         let drop: HashSet<String> = by_close

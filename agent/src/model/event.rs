@@ -68,6 +68,12 @@ pub enum Event {
     },
     StageProgress(StageProgress),
     ListenerStats(ListenerStats),
+    /// Jobs the listener found no longer active in Spark although their end never came (Spark's
+    /// listener bus dropped it): they are over, how is unknown.
+    JobsGone {
+        time: i64,
+        job_ids: Vec<i32>,
+    },
     /// A well-formed event this agent has no use for (block updates, environment, …).
     Ignored,
     /// A well-formed line whose `Event` name this agent does not know.
@@ -75,7 +81,7 @@ pub enum Event {
 }
 
 /// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
-pub const KINDS: [&str; 25] = [
+pub const KINDS: [&str; 26] = [
     "log_start",
     "application_start",
     "application_end",
@@ -99,6 +105,7 @@ pub const KINDS: [&str; 25] = [
     "listener_stats",
     "snapshot_start",
     "snapshot_end",
+    "jobs_gone",
     "ignored",
     "unknown",
 ];
@@ -130,8 +137,9 @@ impl Event {
             Event::ListenerStats(_) => 20,
             Event::SnapshotStart { .. } => 21,
             Event::SnapshotEnd { .. } => 22,
-            Event::Ignored => 23,
-            Event::Unknown => 24,
+            Event::JobsGone { .. } => 23,
+            Event::Ignored => 24,
+            Event::Unknown => 25,
         }
     }
 
@@ -152,7 +160,8 @@ impl Event {
             | Event::OperationState { time, .. }
             | Event::SqlExecutionEnd { time }
             | Event::SnapshotStart { time }
-            | Event::SnapshotEnd { time } => Some(*time),
+            | Event::SnapshotEnd { time }
+            | Event::JobsGone { time, .. } => Some(*time),
             Event::OperationStarted(o) => Some(o.time),
             Event::SqlExecutionStart(s) => Some(s.time),
             Event::JobStart(j) => j.time,

@@ -10,6 +10,7 @@ use super::event::{
     TaskMetricSums, TaskOutcome,
 };
 use super::retention::{Evictions, LiveBound, Retention};
+use super::retired::RetiredJobs;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A job's status is Spark's `JobExecutionStatus`, as its REST API writes it.
@@ -25,6 +26,9 @@ pub enum StageStatus {
     Complete,
     Failed,
     Skipped,
+    /// Over, but how it ended is unknown (its job ended unseen and Spark's REST API could not
+    /// say, or its driver vanished).
+    Unknown,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +135,8 @@ pub struct Jobs {
     pending_progress: HashMap<StageKey, StageProgress>,
     pub(super) counters: JobCounters,
     pub(super) evictions: Evictions,
+    /// Jobs dropped past the retention: never taken back from Spark's REST API.
+    pub(super) retired: RetiredJobs,
     retention: Retention,
 }
 
@@ -458,6 +464,7 @@ impl Jobs {
             // The stage's submit line may still be on its way; keep the newest counters for it.
             if self.pending_progress.len() >= MAX_PENDING_PROGRESS {
                 self.pending_progress.clear();
+                self.evictions.add(LiveBound::PendingProgress);
             }
             self.pending_progress.insert(key, p);
             return;
@@ -531,7 +538,7 @@ impl Jobs {
     /// completed, and the progress baselines that later progress lines count from. A job running
     /// here but absent there ended while the listener was away: it becomes UNKNOWN until Spark's
     /// REST API tells how it ended. Returns those jobs. Totals grow by what the snapshot adds.
-    pub(super) fn merge_snapshot(&mut self, g: u64, other: Jobs) -> Vec<i32> {
+    pub(super) fn merge_snapshot(&mut self, g: u64, other: Jobs, time: i64) -> Vec<i32> {
         let Jobs {
             jobs,
             live_stages,
@@ -573,25 +580,37 @@ impl Jobs {
                     StageStatus::Complete => c.stages_complete += 1,
                     StageStatus::Failed => c.stages_failed += 1,
                     StageStatus::Skipped => c.stages_skipped += 1,
-                    StageStatus::Pending | StageStatus::Active => {}
+                    StageStatus::Pending | StageStatus::Active | StageStatus::Unknown => {}
                 }
             }
         }
-        let mut ended = Vec::new();
-        for job in self.jobs.values_mut() {
-            if job.status == JobStatus::Running && !jobs.contains_key(&job.job_id) {
-                job.status = JobStatus::Unknown;
-                job.updated = g;
-                ended.push(job.job_id);
-            }
-        }
+        let ended: Vec<i32> = self
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running && !jobs.contains_key(&j.job_id))
+            .map(|j| j.job_id)
+            .collect();
         for (id, mut job) in jobs {
-            if !self.jobs.contains_key(&id) {
-                self.counters.jobs_started += 1;
+            match self.jobs.get(&id) {
+                // Ended here (a JobEnd the agent saw, or Spark's REST API): a snapshot that
+                // still holds it running resends what the listener's live state kept of a job
+                // whose end Spark's bus dropped. The end stands.
+                Some(ours) if matches!(ours.status, JobStatus::Succeeded | JobStatus::Failed) => {
+                    continue
+                }
+                Some(ours) => {
+                    // The snapshot's attribution may be poorer (an operation closed meanwhile).
+                    if job.connect.is_none() {
+                        job.connect = ours.connect.clone();
+                    }
+                }
+                None if self.retired.contains(id) => continue,
+                None => self.counters.jobs_started += 1,
             }
             job.updated = g;
             self.jobs.insert(id, job);
         }
+        self.end_as_unknown(g, &ended, time);
         // Live attempts the snapshot lacks are over: kept among the finished ones as they are.
         let gone: Vec<StageKey> = self
             .live_stages
@@ -604,15 +623,26 @@ impl Jobs {
         }
         for (key, mut stage) in live_stages {
             stage.updated = g;
+            let old = self
+                .live_stages
+                .remove(&key)
+                .or_else(|| self.done_stages.remove(&key));
+            keep_what_the_snapshot_lacks(&mut stage, old.as_ref());
             self.live_stages.insert(key, stage);
-            self.done_stages.remove(&key);
         }
         for (key, mut stage) in done_stages {
             stage.updated = g;
+            keep_what_the_snapshot_lacks(&mut stage, self.done_stages.get(&key));
             self.done_stages.insert(key, stage);
         }
         self.progress = progress;
-        self.pending_progress.extend(pending_progress);
+        for (key, p) in pending_progress {
+            if self.pending_progress.len() >= MAX_PENDING_PROGRESS {
+                self.pending_progress.clear();
+                self.evictions.add(LiveBound::PendingProgress);
+            }
+            self.pending_progress.insert(key, p);
+        }
         self.prune_stages();
         self.prune_jobs();
         ended
@@ -657,6 +687,55 @@ impl Jobs {
         }
     }
 
+    /// Ends jobs whose end the agent never saw and Spark cannot tell yet (or ever: UI off):
+    /// UNKNOWN, over at `time`, nothing active; their stage attempts still pending or running
+    /// are over too. Reconciliation replaces this with Spark's end when it can.
+    pub(super) fn end_as_unknown(&mut self, g: u64, ids: &[i32], time: i64) {
+        let mut stages: BTreeSet<i32> = BTreeSet::new();
+        for id in ids {
+            let Some(job) = self.jobs.get_mut(id) else {
+                continue;
+            };
+            job.status = JobStatus::Unknown;
+            job.completion_time = job.completion_time.or(Some(time));
+            job.active_tasks = 0;
+            job.active_stages = 0;
+            job.updated = g;
+            stages.extend(job.stage_ids.iter().copied());
+        }
+        // A stage shared with a job still running stays as it is.
+        for job in self
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Running)
+        {
+            for s in &job.stage_ids {
+                stages.remove(s);
+            }
+        }
+        let live: Vec<StageKey> = self
+            .live_stages
+            .keys()
+            .filter(|k| stages.contains(&k.0))
+            .copied()
+            .collect();
+        for key in live {
+            self.retire_stage(key);
+        }
+        for (key, stage) in self.done_stages.iter_mut() {
+            if stages.contains(&key.0) {
+                end_stage_as_unknown(stage, g, time);
+            }
+        }
+    }
+
+    /// Ends every running job as unknown (its driver is gone); how many.
+    pub(super) fn end_running_as_unknown(&mut self, g: u64, time: i64) -> usize {
+        let ids = self.running_ids();
+        self.end_as_unknown(g, &ids, time);
+        ids.len()
+    }
+
     /// Jobs running now.
     pub(super) fn running_ids(&self) -> Vec<i32> {
         self.jobs
@@ -677,8 +756,14 @@ impl Jobs {
     /// Drops finished jobs and stage attempts that ended before `cutoff` (epoch ms).
     pub(super) fn prune_ended_before(&mut self, cutoff: i64) {
         let old = |t: Option<i64>| t.is_some_and(|t| t < cutoff);
-        self.jobs
-            .retain(|_, j| j.status == JobStatus::Running || !old(j.completion_time));
+        let retired = &mut self.retired;
+        self.jobs.retain(|_, j| {
+            let keep = j.status == JobStatus::Running || !old(j.completion_time);
+            if !keep {
+                retired.insert(j.job_id);
+            }
+            keep
+        });
         self.done_stages
             .retain(|_, s| !old(s.completion_time.or(s.submission_time)));
     }
@@ -700,6 +785,7 @@ impl Jobs {
         done.sort_unstable();
         for (_, id) in done.into_iter().take(n) {
             self.jobs.remove(&id);
+            self.retired.insert(id);
         }
     }
 
@@ -707,6 +793,38 @@ impl Jobs {
         while self.done_stages.len() > self.retention.stages {
             self.done_stages.pop_first();
         }
+    }
+}
+
+/// A stage attempt of a job that ended unseen: over, with nothing running, its end unknown
+/// (pending ones never ran: skipped).
+fn end_stage_as_unknown(stage: &mut Stage, g: u64, time: i64) {
+    stage.status = match stage.status {
+        StageStatus::Pending => StageStatus::Skipped,
+        StageStatus::Active => StageStatus::Unknown,
+        other => other,
+    };
+    if stage.status == StageStatus::Unknown {
+        stage.completion_time = stage.completion_time.or(Some(time));
+    }
+    stage.active_tasks = 0;
+    stage.updated = g;
+}
+
+/// What the agent knew of a stage attempt that the snapshot's copy lacks: the first failed task
+/// (the root cause) and the run-time summary, when the listener's line did not carry them.
+fn keep_what_the_snapshot_lacks(stage: &mut Stage, old: Option<&Stage>) {
+    let Some(old) = old else {
+        return;
+    };
+    if stage.failure.is_none() {
+        stage.failure = old.failure.clone();
+    }
+    if stage.failure_reason.is_none() {
+        stage.failure_reason = old.failure_reason.clone();
+    }
+    if stage.durations.is_none() {
+        stage.durations = old.durations;
     }
 }
 

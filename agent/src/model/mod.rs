@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod reconcile;
 mod resync;
 pub mod retention;
+pub mod retired;
 pub mod tags;
 pub mod views;
 

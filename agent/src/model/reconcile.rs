@@ -5,7 +5,7 @@
 //! A job both sides see running is left to the listener's stream, which is fresher than Spark's
 //! own status store.
 
-use super::app::{AppState, NoticeKind};
+use super::app::{AppState, NoticeKind, Outage};
 use super::jobs::{Job, JobStatus, Stage, StageStatus};
 use crate::spark_api::JobData;
 use std::collections::BTreeSet;
@@ -51,8 +51,12 @@ impl AppState {
 
     /// Whether Spark's REST API should be asked now: `delay_ms` after a gap (Spark's own status
     /// store follows its bus a little behind the listener), then every `retry_ms` while jobs that
-    /// ran through a gap have not been seen ended in Spark.
+    /// ran through a gap have not been seen ended in Spark; never before the backoff of a
+    /// failed try has passed.
     pub fn reconcile_due(&self, now_ms: i64, delay_ms: i64, retry_ms: i64) -> bool {
+        if self.reconcile_backing_off(now_ms) {
+            return false;
+        }
         match self.reconcile_wanted {
             Some(since) => now_ms.saturating_sub(since) >= delay_ms,
             None => {
@@ -62,10 +66,20 @@ impl AppState {
         }
     }
 
+    /// Whether Spark's REST API failed lately and the next try is not due yet.
+    pub fn reconcile_backing_off(&self, now_ms: i64) -> bool {
+        self.outage.as_ref().is_some_and(|o| now_ms < o.next_ms)
+    }
+
     /// Corrects the model from Spark's jobs.
-    pub fn reconcile(&mut self, now_ms: i64, spark: Vec<JobData>) -> Corrections {
+    ///
+    /// `fetched_at` is the model generation when the request went out: a job the listener
+    /// changed since then is fresher here than in what Spark answered, and is left alone. Jobs
+    /// the agent retired (pruned past its retention) are not taken back.
+    pub fn reconcile(&mut self, now_ms: i64, spark: Vec<JobData>, fetched_at: u64) -> Corrections {
         self.reconcile_wanted = None;
         self.last_reconcile_ms = now_ms;
+        self.outage = None;
         let known: BTreeSet<i32> = spark.iter().map(|j| j.job_id).collect();
         // A suspect is cleared once Spark reports it ended (its numbers are then taken below),
         // or when Spark no longer knows it.
@@ -79,6 +93,8 @@ impl AppState {
         for sj in spark {
             let ended_in_spark = sj.status != JobStatus::Running;
             match self.jobs.jobs.get(&sj.job_id) {
+                None if self.jobs.retired.contains(sj.job_id) => {}
+                Some(ours) if ours.updated > fetched_at => {}
                 None => {
                     let connect = self.attribute_job(g, sj.job_id, &sj.job_tags);
                     let job = new_job(g, &sj, connect);
@@ -128,16 +144,35 @@ impl AppState {
         done
     }
 
-    /// Spark's REST API could not be asked; the gap stays visible.
-    pub fn reconcile_failed(&mut self, now_ms: i64, why: &str) {
-        self.reconcile_wanted = None;
+    /// Spark's REST API could not be asked; the gap stays visible and is tried again after a
+    /// backoff that doubles from `first_ms` up to `max_ms`. An outage gives one notice, not one
+    /// per try. Returns whether this failure began an outage (the caller logs it once).
+    pub fn reconcile_failed(&mut self, now_ms: i64, why: &str, first_ms: i64, max_ms: i64) -> bool {
         self.last_reconcile_ms = now_ms;
         self.stats.reconcile_failures += 1;
-        self.notice(
-            now_ms,
-            NoticeKind::Unreconciled,
-            format!("counts may be incomplete: {why}"),
-        );
+        let began = self.outage.is_none();
+        let tries = self
+            .outage
+            .as_ref()
+            .map_or(0, |o| o.tries)
+            .saturating_add(1);
+        let shift = (tries - 1).min(30);
+        let wait = first_ms
+            .max(1)
+            .saturating_mul(1 << shift)
+            .min(max_ms.max(1));
+        self.outage = Some(Outage {
+            tries,
+            next_ms: now_ms.saturating_add(wait),
+        });
+        if began {
+            self.notice(
+                now_ms,
+                NoticeKind::Unreconciled,
+                format!("counts may be incomplete: {why}"),
+            );
+        }
+        began
     }
 
     /// Takes Spark's status and counts for a job the agent knows.
@@ -191,7 +226,12 @@ impl AppState {
             self.jobs.retire(key);
         }
         for (key, stage) in self.jobs.done_stages.iter_mut() {
-            if ours(key.0) && matches!(stage.status, StageStatus::Pending | StageStatus::Active) {
+            if ours(key.0)
+                && matches!(
+                    stage.status,
+                    StageStatus::Pending | StageStatus::Active | StageStatus::Unknown
+                )
+            {
                 end_stage(stage, sj.status, g);
             }
         }
@@ -201,8 +241,8 @@ impl AppState {
 fn end_stage(stage: &mut Stage, job: JobStatus, g: u64) {
     stage.status = match (stage.status, job) {
         (StageStatus::Pending, _) => StageStatus::Skipped,
-        (StageStatus::Active, JobStatus::Succeeded) => StageStatus::Complete,
-        (StageStatus::Active, _) => StageStatus::Failed,
+        (StageStatus::Active | StageStatus::Unknown, JobStatus::Succeeded) => StageStatus::Complete,
+        (StageStatus::Active | StageStatus::Unknown, _) => StageStatus::Failed,
         (other, _) => other,
     };
     stage.active_tasks = 0;

@@ -10,6 +10,17 @@ impl AppState {
     pub(super) fn begin_snapshot(&mut self) {
         let mut shadow = AppState::new(self.info.id.clone(), self.retention.clone());
         shadow.coalesced_tasks = self.coalesced_tasks;
+        // The snapshot's jobs are attributed as live ones are: a classic session's by the
+        // application's one session (the snapshot's lines do not say which kind it is).
+        shadow.info = self.info.clone();
+        shadow.info.end_time = None;
+        if shadow.info.classic_session {
+            // The hello opened the application's one session; the snapshot does not resend it.
+            let (id, user) = (shadow.info.id.clone(), shadow.info.spark_user.clone());
+            let start = shadow.info.start_time;
+            shadow.connect.session_started(1, id, user, start);
+        }
+        self.snapshot_connection = self.last_connection;
         self.snapshot = Some(Box::new(shadow));
     }
 
@@ -35,7 +46,7 @@ impl AppState {
             self.info.connect_endpoint = info.connect_endpoint;
         }
         self.executors = shadow.executors;
-        let ended_jobs = self.jobs.merge_snapshot(g, shadow.jobs);
+        let ended_jobs = self.jobs.merge_snapshot(g, shadow.jobs, time);
         let ended_others = self.connect.merge_snapshot(g, shadow.connect, time);
         self.stats.resyncs += 1;
         // Whatever ended, or ran entirely, while no listener was connected is only in Spark's

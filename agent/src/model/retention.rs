@@ -104,21 +104,28 @@ pub enum LiveBound {
     OpenSessions,
     UnclosedOperations,
     Executors,
+    /// Progress lines of stage attempts whose submission has not arrived (yet).
+    PendingProgress,
+    /// Ids of jobs dropped past the retention, kept so that Spark's REST API does not bring
+    /// them back; past it the oldest are forgotten.
+    RetiredJobs,
 }
 
 impl LiveBound {
-    pub const ALL: [LiveBound; 5] = [
+    pub const ALL: [LiveBound; 7] = [
         LiveBound::RunningJobs,
         LiveBound::LiveStages,
         LiveBound::OpenSessions,
         LiveBound::UnclosedOperations,
         LiveBound::Executors,
+        LiveBound::PendingProgress,
+        LiveBound::RetiredJobs,
     ];
 }
 
 /// Evictions per bound since they were last taken, indexed like [`LiveBound::ALL`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Evictions(pub [u64; 5]);
+pub struct Evictions(pub [u64; 7]);
 
 impl Evictions {
     pub fn add(&mut self, bound: LiveBound) {

@@ -2,7 +2,7 @@
 //! session that the streams send.
 
 use super::app::{AppInfo, AppState, Executor, IngestStats, Notice};
-use super::connect::{Operation, OperationCounters, Session};
+use super::connect::{ConnectRef, Operation, OperationCounters, Session};
 use super::event::StageKey;
 use super::jobs::{Job, JobCounters, JobStatus, Stage, StageStatus};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -107,6 +107,15 @@ impl AppState {
         self.notices_updated
     }
 
+    /// The generation of the last change to what every session of the application is sent
+    /// whole: its record (who it is, whether a listener is connected, its end), its notices,
+    /// its busy-slots samples.
+    pub fn record_updated(&self) -> u64 {
+        self.info_updated
+            .max(self.notices_updated)
+            .max(self.samples_updated)
+    }
+
     /// The generation of the newest busy-slots sample.
     pub fn samples_updated(&self) -> u64 {
         self.samples_updated
@@ -187,6 +196,13 @@ impl AppState {
 
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.connect.sessions.values()
+    }
+
+    /// Cores of the live executors, saturating.
+    pub fn total_cores(&self) -> u32 {
+        self.executors
+            .values()
+            .fold(0u32, |n, e| n.saturating_add(e.cores))
     }
 
     pub fn executors(&self) -> impl Iterator<Item = &Executor> {
@@ -318,33 +334,44 @@ impl AppState {
                 g.2.extend(op.job_ids.iter().copied());
             }
         }
-        // A classic session has no operations: its jobs and their job tags are the session's.
-        let info = &self.info;
-        if let Some(i) = info
-            .classic_session
-            .then(|| find(&info.id, &info.spark_user))
-            .flatten()
-        {
-            let b = &mut out[i];
-            let classic = |job: &&'a Job| {
-                job.connect
-                    .as_ref()
-                    .is_some_and(|c| c.session_id == info.id && c.operation_id.is_empty())
+        // Jobs no known operation holds: a classic session's (it has no operations; its jobs
+        // and their job tags are the session's), and a Connect session's jobs filled in from
+        // Spark's REST API whose operation ran entirely while the agent was away. Each belongs
+        // to its session through its own attribution, grouped by its client tags.
+        let held = |job: &Job, c: &ConnectRef| {
+            !c.operation_id.is_empty()
+                && self
+                    .connect
+                    .operations
+                    .get(&c.operation_id)
+                    .is_some_and(|op| op.job_ids.contains(&job.job_id))
+        };
+        let mut orphans: Vec<(usize, &'a Job)> = Vec::new();
+        for job in self.jobs.jobs.values() {
+            let Some(c) = job.connect.as_ref() else {
+                continue;
             };
-            for job in self.jobs.jobs.values().filter(classic) {
-                if job.updated > since {
-                    let tags = job.connect.iter().flat_map(|c| c.tags.iter());
-                    b.changed_tags.extend(tags.map(String::as_str));
-                }
-                self.slice_job(&mut b.slice, job, since);
+            let Some(i) = find(&c.session_id, &c.user_id) else {
+                continue;
+            };
+            if held(job, c) {
+                continue;
             }
-            for job in self.jobs.jobs.values().filter(classic) {
-                let tags = job.connect.iter().flat_map(|c| c.tags.iter());
-                for tag in tags.filter(|t| b.changed_tags.contains(t.as_str())) {
-                    let g = b.groups.entry(tag).or_default();
-                    g.0 = true;
-                    g.2.push(job.job_id);
-                }
+            let b = &mut out[i];
+            b.slice.known = true;
+            if job.updated > since {
+                b.changed_tags.extend(c.tags.iter().map(String::as_str));
+            }
+            self.slice_job(&mut b.slice, job, since);
+            orphans.push((i, job));
+        }
+        for (i, job) in orphans {
+            let b = &mut out[i];
+            let tags = job.connect.iter().flat_map(|c| c.tags.iter());
+            for tag in tags.filter(|t| b.changed_tags.contains(t.as_str())) {
+                let g = b.groups.entry(tag).or_default();
+                g.0 = true;
+                g.2.push(job.job_id);
             }
         }
         out.into_iter().map(SliceBuilder::finish).collect()

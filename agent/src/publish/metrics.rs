@@ -152,7 +152,7 @@ impl AppFigures {
             live: app.is_live(),
             connections: app.connections(),
             executors: app.executors().count(),
-            cores: app.executors().map(|e| e.cores).sum(),
+            cores: app.total_cores(),
             active_tasks: app.active_tasks(),
             running_jobs: app.running_jobs(),
             active_stages: app.active_stages(),

@@ -51,9 +51,90 @@ pub struct SparkApiConfig {
     /// task lists, for every application; by default the address each listener announces.
     #[arg(long = "spark-ui", value_name = "URL", env = "SPARKSCOPE_SPARK_UI", value_parser = http_url)]
     pub spark_ui: Option<String>,
+    /// For an https Spark UI: a PEM file of the certificate authorities to trust, instead of
+    /// the system's (/etc/ssl/certs/ca-certificates.crt).
+    #[arg(
+        long = "spark-ui-ca-file",
+        value_name = "PEM",
+        env = "SPARKSCOPE_SPARK_UI_CA_FILE"
+    )]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A file holding one `Name: value` header sent with every request to Spark's REST API,
+    /// for a UI behind an authenticating proxy (e.g. `Authorization: Bearer …`). A file, so that
+    /// the secret stays off command lines.
+    #[arg(
+        long = "spark-ui-header-file",
+        value_name = "FILE",
+        env = "SPARKSCOPE_SPARK_UI_HEADER_FILE"
+    )]
+    pub header_file: Option<std::path::PathBuf>,
     /// One request's time limit.
     #[arg(skip = Duration::from_secs(5))]
     pub timeout: Duration,
+}
+
+/// Where the system keeps its trusted certificate authorities (Debian's ca-certificates).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The TLS settings for https Spark UIs: the CA file's roots (or the system's), ring's
+/// cryptography, as the agent's own TLS.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let path = ca_file.unwrap_or(std::path::Path::new(SYSTEM_ROOTS));
+    let mut roots = rustls::RootCertStore::empty();
+    match CertificateDer::pem_file_iter(path) {
+        Ok(certs) => {
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        // No system roots: https Spark UIs are refused; http ones work.
+        Err(e) if ca_file.is_some() => return Err(format!("{}: {e}", path.display())),
+        Err(_) => {}
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The header in `file`: one `Name: value` line.
+fn header_of(file: &std::path::Path) -> Result<reqwest::header::HeaderMap, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let line = text.trim();
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| format!("{}: expected one `Name: value` line", file.display()))?;
+    let name = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut value = reqwest::header::HeaderValue::from_str(value.trim())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(name, value);
+    Ok(headers)
+}
+
+/// Whether the client can be built as configured (its files read, its header valid).
+pub fn check(cfg: &SparkApiConfig) -> Result<(), String> {
+    client(cfg).map(|_| ())
+}
+
+/// The one client: https with `tls_config`, the operator's header, the time limit.
+fn client(cfg: &SparkApiConfig) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .timeout(cfg.timeout)
+        .tls_backend_preconfigured(tls_config(cfg.ca_file.as_deref())?);
+    if let Some(file) = &cfg.header_file {
+        b = b.default_headers(header_of(file)?);
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 crate::flags::default_from_flags!(SparkApiConfig);
@@ -115,10 +196,7 @@ pub struct SparkApi {
 
 impl SparkApi {
     pub fn new(cfg: SparkApiConfig) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| e.to_string());
+        let client = client(&cfg);
         if let Err(e) = &client {
             tracing::error!(error = %e, "no HTTP client: Spark's REST API cannot be asked");
         }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a part
 
+pub mod spark_lines;
+
 use sparkscope::agent::{Agent, Config, RunningAgent};
 use sparkscope::auth::Secret;
 use sparkscope::ingest::protocol::{connect_listener, AgentCheck, Hello};

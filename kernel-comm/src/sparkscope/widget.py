@@ -17,9 +17,9 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   `error`, and `label` (what the row shows: the operation's SQL
   text or plan outline, since Spark names every Connect job after its truncated request).
 - `stages` (list of dict), one per stage attempt of those jobs, by stage and attempt: `appId,
-  stageId, attemptId, name, status` (`PENDING|ACTIVE|COMPLETE|FAILED|SKIPPED`), `numTasks,
-  activeTasks, completedTasks, failedTasks, killedTasks, jobIds, submissionTimeMs,
-  completionTimeMs, failureReason`, and `label` (the name worth showing: "" for Connect's).
+  stageId, attemptId, name, status` (`PENDING|ACTIVE|COMPLETE|FAILED|SKIPPED|UNKNOWN`; UNKNOWN:
+  over, how it ended is unknown), `numTasks, activeTasks, completedTasks, failedTasks,
+  killedTasks, jobIds, submissionTimeMs, completionTimeMs, failureReason`, and `label` (the name worth showing: "" for Connect's).
 - `server_time_ms` (int): the agent's clock at its last update (`sentAtMs`), so the browser can
   run durations on Spark's clock whatever its own clock says.
 - `cancel` (dict): the outcome of the latest Cancel click, `{}` before any: `requestId, target`
@@ -31,7 +31,9 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
 - `notices` (list of dict): gaps the cell's numbers went through since it started, newest last
   (at most 3): `kind` (`resync`: the listener reconnected and live state was restored from Spark;
   `dropped`: events were dropped on the way; `reconciled`: counts were corrected from Spark's
-  REST API; `unreconciled`: Spark's REST API could not be asked), `atMs`, `message`.
+  REST API; `unreconciled`: Spark's REST API could not be asked; `listener_gone`: the driver
+  went away without an application end, its running work ended as unknown), `atMs`,
+  `message`.
 - `context` (dict): the cell's application and session: `appId, appName, sparkVersion, master,
   connectAddress, live, uiLink` (Spark's UI for people, "" when unknown; http or https only).
 - `cluster` (dict): `executors, cores, busy` (tasks running now on the application).

@@ -336,7 +336,7 @@ impl Builder {
     }
 
     /// What changed after `since` for each followed session, plus the application record for
-    /// every session it knows when the record's notices or samples changed.
+    /// every session it knows when the record, its notices or its samples changed.
     fn deltas(
         &self,
         app: &AppState,
@@ -346,7 +346,7 @@ impl Builder {
         samples_after: i64,
         out: &mut BTreeMap<usize, Parts>,
     ) {
-        let record_changed = app.notices_updated() > since || app.samples_updated() > since;
+        let record_changed = app.record_updated() > since;
         // Unless the record changed (it goes to every session the application knows), only the
         // followed sessions that changed are sliced: idle ones cost a set lookup.
         let (index, keys): (Vec<usize>, Vec<SessionKey>) = if record_changed {

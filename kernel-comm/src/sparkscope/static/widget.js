@@ -66,6 +66,16 @@ function el(tag, cls, text) {
 }
 
 const SVG = "http://www.w3.org/2000/svg";
+// What an UNKNOWN status means, on hover: over, but how it ended was lost.
+const UNKNOWN_END =
+  "Over, but how it ended is unknown: it ended while the sparkscope agent could not see it and Spark's REST API could not say (UI off or unreachable), or its driver went away.";
+
+// A status label, explained when it is UNKNOWN.
+function statusLabel(cls, status) {
+  const node = el("span", cls, status);
+  if (status === "UNKNOWN") node.title = UNKNOWN_END;
+  return node;
+}
 
 function svgEl(tag, attrs) {
   const node = document.createElementNS(SVG, tag);
@@ -555,7 +565,7 @@ function jobRow(job, stages, findings, cause, t, vs, now, act) {
   row.appendChild(name);
   const tc = job.tasks;
   row.appendChild(bar({ total: tc.total, completed: tc.completed, skipped: tc.skipped, running: tc.active, failed: tc.failed }));
-  row.appendChild(el("span", "sparkscope-job-status", job.status));
+  row.appendChild(statusLabel("sparkscope-job-status", job.status));
   const dur = el("span", "sparkscope-job-duration");
   dur.dataset.start = String(job.submissionTimeMs || 0);
   if (job.completionTimeMs) dur.dataset.end = String(job.completionTimeMs);
@@ -645,7 +655,7 @@ function stageRow(s, findings, href, now) {
   node.appendChild(name);
   const skipped = s.status === "SKIPPED" ? s.numTasks : 0;
   node.appendChild(bar({ total: s.numTasks, completed: s.completedTasks, skipped, running: s.activeTasks, failed: s.failedTasks }));
-  node.appendChild(el("span", "sparkscope-stage-status", s.status));
+  node.appendChild(statusLabel("sparkscope-stage-status", s.status));
   const dur = el("span", "sparkscope-stage-duration");
   if (s.submissionTimeMs) {
     dur.dataset.start = String(s.submissionTimeMs);

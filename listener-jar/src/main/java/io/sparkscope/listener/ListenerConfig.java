@@ -20,6 +20,10 @@ final class ListenerConfig {
     static final String MAX_LIVE_ENTITIES = "spark.sparkscope.maxLiveEntities";
     static final String WRITE_TIMEOUT_MS = "spark.sparkscope.writeTimeoutMs";
     static final String UI_URL = "spark.sparkscope.uiUrl";
+    static final String JOB_CHECK_INTERVAL_MS = "spark.sparkscope.jobCheckIntervalMs";
+    static final long DEFAULT_JOB_CHECK_INTERVAL_MS = 5_000;
+    static final long MIN_JOB_CHECK_INTERVAL_MS = 100;
+    static final long MAX_JOB_CHECK_INTERVAL_MS = 3_600_000;
     /** Set by the kernel extension on a notebook's own (classic) SparkContext. */
     static final String CLASSIC_SESSION = "spark.sparkscope.classicSession";
     static final String TLS_TRUST = "spark.sparkscope.tls.trustCert";
@@ -40,12 +44,14 @@ final class ListenerConfig {
     final int queueCapacity;
     final int maxLiveEntities;
     final long writeTimeoutMs;
+    /** How often Spark is asked which jobs are active (zombie jobs, {@link JobReaper}); 0: never. */
+    final long jobCheckIntervalMs;
     /** A PEM file of the agent's certificate (or its CA): TLS to the agent when set. */
     final String tlsTrust;
 
     private ListenerConfig(String agentHost, int agentPort, String token, String unusable,
             long flushIntervalMs, int queueCapacity, int maxLiveEntities, long writeTimeoutMs,
-            String tlsTrust) {
+            long jobCheckIntervalMs, String tlsTrust) {
         this.agentHost = agentHost;
         this.agentPort = agentPort;
         this.token = token;
@@ -54,6 +60,7 @@ final class ListenerConfig {
         this.queueCapacity = queueCapacity;
         this.maxLiveEntities = maxLiveEntities;
         this.writeTimeoutMs = writeTimeoutMs;
+        this.jobCheckIntervalMs = jobCheckIntervalMs;
         this.tlsTrust = tlsTrust;
     }
 
@@ -89,6 +96,8 @@ final class ListenerConfig {
                 (int) positive(conf, QUEUE_CAPACITY, 10_000),
                 (int) positive(conf, MAX_LIVE_ENTITIES, 10_000),
                 positive(conf, WRITE_TIMEOUT_MS, 10_000),
+                interval(conf, JOB_CHECK_INTERVAL_MS, DEFAULT_JOB_CHECK_INTERVAL_MS,
+                        MIN_JOB_CHECK_INTERVAL_MS, MAX_JOB_CHECK_INTERVAL_MS),
                 conf.get(TLS_TRUST, "").trim());
     }
 
@@ -133,6 +142,25 @@ final class ListenerConfig {
 
     String agentString() {
         return agentHost + ":" + agentPort;
+    }
+
+    /** Milliseconds between {@code min} and {@code max}, or 0 for off. */
+    private static long interval(SparkConf conf, String key, long dflt, long min, long max) {
+        String raw = conf.get(key, null);
+        if (raw == null) {
+            return dflt;
+        }
+        try {
+            long v = Long.parseLong(raw.trim());
+            if (v == 0 || (v >= min && v <= max)) {
+                return v;
+            }
+        } catch (NumberFormatException ignored) {
+            // fall through to the warning
+        }
+        LOG.warn("sparkscope: {}={} is neither 0 (off) nor a number of milliseconds from {} to {}, "
+                + "using {}", key, raw, min, max, dflt);
+        return dflt;
     }
 
     private static long positive(SparkConf conf, String key, long dflt) {

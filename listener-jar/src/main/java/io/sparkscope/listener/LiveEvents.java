@@ -15,6 +15,7 @@ import org.apache.spark.scheduler.SparkListenerJobEnd;
 import org.apache.spark.scheduler.SparkListenerJobStart;
 import org.apache.spark.scheduler.SparkListenerStageCompleted;
 import org.apache.spark.scheduler.SparkListenerStageSubmitted;
+import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.scheduler.StageInfo;
 
 /**
@@ -29,8 +30,6 @@ final class LiveEvents {
     private final Connector agent;
     private final LineCounts counts;
     private final Hello hello;
-    /** Stage ids of each running job, from its JobStart: a completed stage stays live for them. */
-    private final Map<Integer, int[]> jobStages = new HashMap<>();
     private final Map<String, Method> accessors = new HashMap<>();
 
     LiveEvents(LiveState live, EventFilter filter, Progress progress, Connector agent,
@@ -47,12 +46,28 @@ final class LiveEvents {
         if (e instanceof SparkListenerStageSubmitted) {
             SparkListenerStageSubmitted s = (SparkListenerStageSubmitted) e;
             StageInfo info = s.stageInfo();
-            sticky(LiveState.Kind.STAGE, info.stageId() + "." + info.attemptNumber(),
+            sticky(LiveState.Kind.STAGE, LiveState.stageKey(info.stageId(), info.attemptNumber()),
                     EventFilter.stageSubmitted(s));
+        } else if (e instanceof SparkListenerTaskEnd) {
+            // Only failed task ends are queued. The first of each live attempt stays in the
+            // snapshot: its error is the root cause a notebook shows.
+            SparkListenerTaskEnd t = (SparkListenerTaskEnd) e;
+            String key = LiveState.stageKey(t.stageId(), t.stageAttemptId());
+            if (!live.wantsFailedTaskEnd(key)) {
+                forward(e);
+                return;
+            }
+            String line = filter.serialize(e);
+            if (line == null) {
+                counts.dropped++;
+                return;
+            }
+            live.failedTaskEnd(key, line);
+            agent.writeLine(line);
         } else if (e instanceof SparkListenerStageCompleted) {
             StageInfo info = ((SparkListenerStageCompleted) e).stageInfo();
-            progress.write(false);
-            String key = info.stageId() + "." + info.attemptNumber();
+            progress.write();
+            String key = LiveState.stageKey(info.stageId(), info.attemptNumber());
             String line = filter.serialize(e);
             if (line == null) {
                 counts.dropped++;
@@ -60,8 +75,8 @@ final class LiveEvents {
             }
             // While a running job includes it, the completed attempt stays in the snapshot: an
             // agent that missed the completion learns it (and the final counts) from there.
-            if (neededByRunningJob(info.stageId())) {
-                live.complete(LiveState.Kind.STAGE, key, line);
+            if (live.stageNeeded(info.stageId())) {
+                live.complete(key, line);
             } else {
                 live.remove(LiveState.Kind.STAGE, key);
             }
@@ -69,27 +84,18 @@ final class LiveEvents {
         } else if (e instanceof SparkListenerJobStart) {
             SparkListenerJobStart j = (SparkListenerJobStart) e;
             SparkListenerEvent copy = filter.jobStart(j);
-            if (copy == null) {
+            String line = copy == null ? null : filter.serialize(copy);
+            if (line == null) {
                 counts.dropped++; // never send the unfiltered original
             } else {
-                jobStages.put(j.jobId(), stageIds(j));
-                sticky(LiveState.Kind.JOB, Integer.toString(j.jobId()), copy);
+                live.putJob(Integer.toString(j.jobId()), line, stageIds(j));
+                agent.writeLine(line);
             }
         } else if (e instanceof SparkListenerJobEnd) {
-            progress.write(false);
-            int jobId = ((SparkListenerJobEnd) e).jobId();
-            live.remove(LiveState.Kind.JOB, Integer.toString(jobId));
-            int[] ids = jobStages.remove(jobId);
-            if (ids != null) {
-                // Its stage attempts are over with it (Spark completes or cancels them first);
-                // those another running job shares stay.
-                for (int id : ids) {
-                    if (!neededByRunningJob(id)) {
-                        String prefix = id + ".";
-                        live.removeIf(LiveState.Kind.STAGE, k -> k.startsWith(prefix));
-                    }
-                }
-            }
+            progress.write();
+            // Its stage attempts are over with it (Spark completes or cancels them first); those
+            // another running job shares stay.
+            live.removeJob(Integer.toString(((SparkListenerJobEnd) e).jobId()));
             forward(e);
         } else if (e instanceof SparkListenerExecutorAdded) {
             sticky(LiveState.Kind.EXECUTOR, ((SparkListenerExecutorAdded) e).executorId(), e);
@@ -103,7 +109,7 @@ final class LiveEvents {
             }
             sticky(LiveState.Kind.APP, "app", e);
         } else if (e instanceof SparkListenerApplicationEnd) {
-            progress.write(false);
+            progress.write();
             forward(e);
         } else {
             handleOther(e);
@@ -159,31 +165,20 @@ final class LiveEvents {
     }
 
     /**
-     * After the hello: the snapshot. Between its start and end lines go the live state in
-     * original order and every live stage's counters; the agent replaces what it held as live
-     * with exactly this.
+     * After the hello: the snapshot. Between its start and end lines goes the live state in
+     * original order, each stage attempt with its current counters (read now, not the last line
+     * sent); the agent replaces what it held as live with exactly this.
      */
     void snapshot() {
         agent.write(new Json("SparkscopeSnapshotStart").field("time", System.currentTimeMillis())
                 .end());
+        progress.refresh();
         for (String line : live.linesInOrder()) {
             agent.writeLine(line);
         }
-        progress.write(true);
         agent.write(new Json("SparkscopeSnapshotEnd").field("time", System.currentTimeMillis())
                 .end());
         agent.flush();
-    }
-
-    private boolean neededByRunningJob(int stageId) {
-        for (int[] ids : jobStages.values()) {
-            for (int id : ids) {
-                if (id == stageId) {
-                    return true;
-                }
-            }
-        }
-        return false;
     }
 
     /**

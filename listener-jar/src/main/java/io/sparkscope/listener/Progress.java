@@ -32,21 +32,37 @@ final class Progress {
     }
 
     /**
-     * One progress line per stage attempt whose counters changed ({@code all}: every live one).
-     * Retired attempts get their final line and are forgotten.
+     * One progress line per stage attempt whose counters changed, sent and kept in the live state
+     * as the attempt's latest. Retired attempts get their final line and are forgotten.
      */
-    void write(boolean all) {
+    void write() {
+        update(false);
+    }
+
+    /**
+     * For a snapshot: every tracked attempt's current counters go into the live state, to be sent
+     * in place with the attempt's other lines ({@link LiveState#linesInOrder}). Attempts that are
+     * counted but not live (their job ended, or their StageSubmitted was lost) are not in it.
+     */
+    void refresh() {
+        update(true);
+    }
+
+    /** {@code snapshot}: every attempt's line into the live state only; else changed ones, sent. */
+    private void update(boolean snapshot) {
         long now = System.currentTimeMillis();
         int keep = 0;
         for (int i = 0; i < tracked.size(); i++) {
             StageCounters c = tracked.get(i);
             boolean retired = c.retired; // read first: a retired attempt's snapshot is final
             long seq = c.snapshot(snap, snapDurations);
-            if (seq >= 0 && (all || seq != c.sentSeq)) {
+            if (seq >= 0 && (snapshot || seq != c.sentSeq)) {
                 c.sentSeq = seq;
                 String line = line(c, now);
-                live.progress(LiveState.Kind.STAGE, c.stageId + "." + c.attemptId, line);
-                agent.writeLine(line);
+                live.progress(LiveState.stageKey(c.stageId, c.attemptId), line);
+                if (!snapshot) {
+                    agent.writeLine(line);
+                }
             }
             if (!retired || seq < 0) {
                 tracked.set(keep++, c);

@@ -23,6 +23,7 @@ final class Sender implements Runnable {
     private final Thread thread;
     private final long flushNanos;
     private final long pollNanos;
+    private final long jobCheckNanos;
 
     private volatile boolean stopping;
 
@@ -32,10 +33,19 @@ final class Sender implements Runnable {
     private final Progress progress;
     private final LiveEvents events;
     private final StatsLine stats;
+    private final JobReaper reaper; // null when spark.sparkscope.jobCheckIntervalMs is 0
 
     Sender(ListenerConfig config, SparkConf conf, EventRing ring,
             ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped,
-            AtomicLong untrackedTaskEvents) {
+            AtomicLong untrackedTaskEvents, AtomicLong countersEvicted) {
+        this(config, conf, ring, newStages, queueDropped, untrackedTaskEvents, countersEvicted,
+                new SparkActiveJobs());
+    }
+
+    /** The same, asking {@code activeJobs} which jobs Spark really runs. */
+    Sender(ListenerConfig config, SparkConf conf, EventRing ring,
+            ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped,
+            AtomicLong untrackedTaskEvents, AtomicLong countersEvicted, ActiveJobs activeJobs) {
         this.config = config;
         this.ring = ring;
         LiveState live = new LiveState(config.maxLiveEntities);
@@ -45,7 +55,10 @@ final class Sender implements Runnable {
         this.stopping = !agent.usable();
         this.progress = new Progress(newStages, live, agent);
         this.events = new LiveEvents(live, new EventFilter(), progress, agent, counts, hello);
-        this.stats = new StatsLine(counts, queueDropped, ring, live, untrackedTaskEvents);
+        this.reaper = config.jobCheckIntervalMs > 0 ? new JobReaper(activeJobs, live) : null;
+        this.stats = new StatsLine(counts, queueDropped, ring, live, untrackedTaskEvents,
+                countersEvicted, reaper == null ? () -> 0L : reaper::reaped);
+        this.jobCheckNanos = TimeUnit.MILLISECONDS.toNanos(config.jobCheckIntervalMs);
         this.flushNanos = TimeUnit.MILLISECONDS.toNanos(config.flushIntervalMs);
         // Drain the ring ten times per flush interval, so bursts do not fill it and job and stage
         // changes pass on quickly: a notebook's progress view waits on them.
@@ -83,6 +96,7 @@ final class Sender implements Runnable {
 
     private void loop() {
         long nextFlush = System.nanoTime() + flushNanos;
+        long nextJobCheck = System.nanoTime() + jobCheckNanos;
         while (true) {
             // Read before draining, so everything offered before stop() is still sent.
             boolean last = stopping;
@@ -106,9 +120,19 @@ final class Sender implements Runnable {
                 drained = true;
             }
             now = System.nanoTime();
+            // After the drain, so a JobEnd that was already queued ends its job first.
+            if (reaper != null && !last && now - nextJobCheck >= 0) {
+                reapJobs();
+                nextJobCheck = now + jobCheckNanos;
+            }
             if (last || now - nextFlush >= 0) {
-                tick();
+                tick(now);
                 nextFlush = now + flushNanos;
+            } else if (agent.connected() && stats.heartbeatDue(now)) {
+                // Before the first stats line, or with a flush interval over 10 s: the
+                // heartbeat keeps its own pace.
+                writeStats(now);
+                agent.flush();
             } else if (drained) {
                 // Job, stage and operation changes go out within one poll, not one flush
                 // interval: that is what a notebook's progress view waits for. Task counts
@@ -124,15 +148,37 @@ final class Sender implements Runnable {
         }
     }
 
-    /** Once per flush interval: progress lines, a stats line if anything changed, flush. */
-    private void tick() {
-        progress.write(false);
+    /**
+     * Jobs Spark no longer runs that never ended here leave the live state; a connected agent
+     * is told at once, one that is away learns it from the next snapshot, which lacks them.
+     */
+    private void reapJobs() {
+        int[] gone = reaper.check();
+        if (gone.length == 0 || !agent.connected()) {
+            return;
+        }
+        for (String line : JobReaper.lines(gone, System.currentTimeMillis())) {
+            agent.writeLine(line);
+        }
+        agent.flush();
+    }
+
+    /**
+     * Once per flush interval: progress lines, a stats line if anything changed or the last is
+     * 10 s old, flush.
+     */
+    private void tick(long now) {
+        progress.write();
+        writeStats(now);
+        agent.flush();
+    }
+
+    private void writeStats(long now) {
         if (agent.connected()) { // else nobody to tell; the next connection gets a fresh line
-            String line = stats.next();
+            String line = stats.next(now);
             if (line != null) {
                 agent.write(line);
             }
         }
-        agent.flush();
     }
 }

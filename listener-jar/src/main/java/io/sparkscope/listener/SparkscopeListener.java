@@ -68,6 +68,8 @@ public class SparkscopeListener extends SparkListener {
     private final AtomicLong queueDropped = new AtomicLong();
     // Task events of stage attempts first seen while the stage table was full: not counted.
     private final AtomicLong untrackedTaskEvents = new AtomicLong();
+    // Completed stage attempts whose counters made room for a new one while the table was full.
+    private final AtomicLong countersEvicted = new AtomicLong();
     private final Sender sender;
 
     private final boolean enabled;
@@ -91,7 +93,8 @@ public class SparkscopeListener extends SparkListener {
         try {
             cfg = ListenerConfig.from(conf);
             r = new EventRing(cfg.queueCapacity);
-            s = new Sender(cfg, conf, r, newStages, queueDropped, untrackedTaskEvents);
+            s = new Sender(cfg, conf, r, newStages, queueDropped, untrackedTaskEvents,
+                    countersEvicted);
             s.start();
             LOG.info("sparkscope: listener {} streaming to agent {} (flush {} ms, queue {})",
                     VERSION, cfg.agentString(), cfg.flushIntervalMs, cfg.queueCapacity);
@@ -138,6 +141,11 @@ public class SparkscopeListener extends SparkListener {
                 twin.onTaskEnd((i & 15) == 15 ? failed : ok);
             }
         }
+    }
+
+    /** Stage attempts evicted from the full stage table (counted in the stats line). */
+    long countersEvicted() {
+        return countersEvicted.get();
     }
 
     // ---- hot path: task events only touch counters ----
@@ -210,6 +218,7 @@ public class SparkscopeListener extends SparkListener {
                     StageCounters victim = stages.anyCompleted(scratch);
                     if (victim != null) {
                         retire(victim);
+                        countersEvicted.lazySet(countersEvicted.get() + 1);
                     }
                 }
                 counters(id, attempt);

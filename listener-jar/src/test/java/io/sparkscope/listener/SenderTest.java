@@ -12,19 +12,28 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.spark.SparkConf;
+import org.apache.spark.TaskState$;
+import org.apache.spark.UnknownReason$;
+import org.apache.spark.executor.ExecutorMetrics;
 import org.apache.spark.executor.TaskMetrics;
 import org.apache.spark.scheduler.JobSucceeded$;
 import org.apache.spark.scheduler.SparkListenerJobEnd;
 import org.apache.spark.scheduler.SparkListenerJobStart;
 import org.apache.spark.scheduler.SparkListenerStageCompleted;
 import org.apache.spark.scheduler.SparkListenerStageSubmitted;
+import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.scheduler.StageInfo;
+import org.apache.spark.scheduler.TaskInfo;
+import org.apache.spark.scheduler.TaskLocality$;
 import org.junit.jupiter.api.Test;
 
 /** The sender against a fake agent: snapshots on every reconnect, backoff, commands. */
 class SenderTest {
     private final EventRing ring = new EventRing(10_000);
     private final ConcurrentLinkedQueue<StageCounters> newStages = new ConcurrentLinkedQueue<>();
+    /** What Spark says is active; no SparkContext (cannot tell) unless a test sets it. */
+    private volatile int[] sparkActive;
+    private final ActiveJobs activeJobs = () -> sparkActive;
 
     private Sender sender(FakeAgent agent, String... extra) throws java.io.IOException {
         java.nio.file.Path tokenFile = java.nio.file.Files.createTempFile("sparkscope", ".token");
@@ -39,22 +48,36 @@ class SenderTest {
             conf.set(extra[i], extra[i + 1]);
         }
         Sender s = new Sender(ListenerConfig.from(conf), conf, ring, newStages, new AtomicLong(),
-                new AtomicLong());
+                new AtomicLong(), new AtomicLong(), activeJobs);
         s.start();
         return s;
     }
 
     @SuppressWarnings("unchecked")
-    private static <T> scala.collection.immutable.Seq<T> seq(List<T> items) {
+    static <T> scala.collection.immutable.Seq<T> seq(List<T> items) {
         return (scala.collection.immutable.Seq<T>) scala.jdk.javaapi.CollectionConverters
                 .asScala(items).toList();
     }
 
     private static StageInfo stage(int id, int tasks) {
-        StageInfo info = new StageInfo(id, 0, "stage " + id, tasks, seq(List.of()), seq(List.of()),
-                "", TaskMetrics.empty(), seq(List.of()), scala.Option.empty(), 0, false, 0);
+        return stage(id, 0, tasks);
+    }
+
+    static StageInfo stage(int id, int attempt, int tasks) {
+        StageInfo info = new StageInfo(id, attempt, "stage " + id, tasks, seq(List.of()),
+                seq(List.of()), "", TaskMetrics.empty(), seq(List.of()), scala.Option.empty(), 0,
+                false, 0);
         info.submissionTime_$eq(scala.Option.apply((Object) 1000L));
         return info;
+    }
+
+    /** A failed task end as Spark posts it, for task {@code taskId} of the given attempt. */
+    private static SparkListenerTaskEnd failedTask(int stage, int attempt, long taskId) {
+        TaskInfo info = new TaskInfo(taskId, 0, 0, 0, 1000L, "1", "host",
+                TaskLocality$.MODULE$.PROCESS_LOCAL(), false);
+        info.markFinished(TaskState$.MODULE$.FAILED(), 2000L);
+        return new SparkListenerTaskEnd(stage, attempt, "ShuffleMapTask", UnknownReason$.MODULE$,
+                info, new ExecutorMetrics(), TaskMetrics.empty());
     }
 
     private static Properties props(String... kv) {
@@ -134,6 +157,111 @@ class SenderTest {
             String answer = agent.readUntil(l -> l.contains("SparkscopeCommandResult"));
             assertTrue(answer.contains("\"id\":\"c1\"") && answer.contains("\"ok\":false")
                     && answer.contains("no active SparkContext"), answer);
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void aSnapshotGivesEachStageAttemptItsFirstFailureAndCurrentCountsBeforeItsCompletion()
+            throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            // No flush tick during the test: the counters that change after the stage completed
+            // reach the agent only if the snapshot reads them afresh.
+            Sender s = sender(agent, "spark.sparkscope.flushIntervalMs", "600000");
+            agent.accept();
+            assertTrue(agent.readSnapshot().isEmpty());
+
+            // Stage 0 attempt 0 fails (a fetch failure) with a task still running; attempt 1
+            // retries it.
+            StageInfo first = stage(0, 0, 3);
+            StageCounters c0 = new StageCounters(0, 0);
+            newStages.add(c0);
+            ring.offer(new SparkListenerJobStart(7, 1L, seq(List.of(first)), props()));
+            ring.offer(new SparkListenerStageSubmitted(first, props()));
+            for (int i = 0; i < 4; i++) {
+                c0.taskStarted();
+            }
+            c0.taskEnded(StageCounters.SUCCEEDED, 0, 1, 1, 1, 1, 1, 1);
+            ring.offer(failedTask(0, 0, 11));
+            c0.taskEnded(StageCounters.FAILED, 0, 1, 1, 1, 1, 1, 1);
+            ring.offer(failedTask(0, 0, 12));
+            c0.taskEnded(StageCounters.FAILED, 0, 1, 1, 1, 1, 1, 1);
+            c0.markCompleted();
+            first.completionTime_$eq(scala.Option.apply((Object) 2000L));
+            first.failureReason_$eq(scala.Option.apply("fetch failed"));
+            ring.offer(new SparkListenerStageCompleted(first));
+            StageInfo retry = stage(0, 1, 3);
+            StageCounters c1 = new StageCounters(0, 1);
+            newStages.add(c1);
+            ring.offer(new SparkListenerStageSubmitted(retry, props()));
+            c1.taskStarted();
+            c1.taskStarted();
+            String live = agent.readUntil(l -> l.contains("SparkListenerTaskEnd"));
+            assertTrue(live.contains("\"Task ID\":11"), live);
+            agent.readUntil(l -> l.contains("StageSubmitted") && l.contains("\"Stage Attempt ID\":1"));
+
+            // After the completion: attempt 0's last task is killed, attempt 1 makes progress.
+            c0.taskEnded(StageCounters.KILLED, 0, 1, 1, 1, 1, 1, 1);
+            c0.retired = true;
+            c1.taskEnded(StageCounters.SUCCEEDED, 0, 1, 1, 1, 1, 1, 1);
+
+            agent.drop();
+            agent.accept();
+            List<String> snap = agent.readSnapshot();
+            String all = String.join("\n", snap);
+            int job = indexOf(snap, "SparkListenerJobStart", "\"Job ID\":7");
+            int submitted0 = indexOf(snap, "StageSubmitted", "\"Stage Attempt ID\":0");
+            int failed0 = indexOf(snap, "SparkListenerTaskEnd", "\"Task ID\":11");
+            int progress0 = indexOf(snap, "SparkscopeStageProgress", "\"stageAttemptId\":0");
+            int completed0 = indexOf(snap, "StageCompleted", "\"Stage Attempt ID\":0");
+            int submitted1 = indexOf(snap, "StageSubmitted", "\"Stage Attempt ID\":1");
+            int progress1 = indexOf(snap, "SparkscopeStageProgress", "\"stageAttemptId\":1");
+            assertEquals(List.of(0, 1, 2, 3, 4, 5, 6), List.of(job, submitted0, failed0, progress0,
+                    completed0, submitted1, progress1), all);
+            assertEquals(7, snap.size(), "one progress line per attempt, one failure: " + all);
+            assertTrue(snap.get(progress0).contains("\"started\":4,\"succeeded\":1,\"failed\":2,"
+                    + "\"killed\":1,"), snap.get(progress0));
+            assertTrue(snap.get(progress1).contains("\"started\":2,\"succeeded\":1,"),
+                    snap.get(progress1));
+
+            // The job's end takes its attempts and their failure out of the live state.
+            ring.offer(new SparkListenerJobEnd(7, 3000L, JobSucceeded$.MODULE$));
+            agent.readUntil(l -> l.contains("SparkListenerJobEnd"));
+            agent.drop();
+            agent.accept();
+            assertEquals(List.of(), agent.readSnapshot());
+            s.stop(3_000);
+        }
+    }
+
+    @Test
+    void jobsSparkNoLongerRunsAreAnnouncedGoneCountedAndLeaveTheSnapshot() throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            sparkActive = new int[] {7, 8, 9};
+            Sender s = sender(agent, "spark.sparkscope.jobCheckIntervalMs", "100");
+            agent.accept();
+            agent.readSnapshot();
+            StageInfo s5 = stage(5, 2);
+            for (int job = 7; job <= 9; job++) {
+                ring.offer(new SparkListenerJobStart(job, 1L,
+                        seq(job == 9 ? List.of(s5) : List.of()), props()));
+            }
+            ring.offer(new SparkListenerStageSubmitted(s5, props()));
+            agent.readUntil(l -> l.contains("StageSubmitted"));
+
+            // Spark's bus dropped the JobEnds of jobs 7 and 9.
+            sparkActive = new int[] {8};
+            String gone = agent.readUntil(l -> l.contains("SparkscopeJobsGone"));
+            assertTrue(gone.matches("\\{\"Event\":\"SparkscopeJobsGone\",\"time\":\\d+,"
+                    + "\"jobIds\":\\[7,9]}"), gone);
+            agent.readUntil(l -> l.contains("SparkscopeListenerStats")
+                    && l.contains("\"jobsReaped\":2,"));
+
+            agent.drop();
+            agent.accept();
+            List<String> snap = agent.readSnapshot();
+            assertEquals(1, snap.size(), String.join("\n", snap));
+            assertTrue(snap.get(0).contains("\"Job ID\":8"), snap.get(0));
             s.stop(3_000);
         }
     }
@@ -237,7 +365,7 @@ class SenderTest {
             assertTrue(config.unusable != null && config.unusable.contains("cannot read"),
                     String.valueOf(config.unusable));
             Sender s = new Sender(config, conf, ring, newStages, new AtomicLong(),
-                    new AtomicLong());
+                    new AtomicLong(), new AtomicLong());
             s.start();
             assertFalse(agent.connectsWithin(1_000), "the listener connected anyway");
             s.stop(3_000);
@@ -254,7 +382,7 @@ class SenderTest {
             ListenerConfig config = ListenerConfig.from(conf);
             assumeTrue(config.token.isEmpty(), "no token in this environment");
             Sender s = new Sender(config, conf, ring, newStages, new AtomicLong(),
-                    new AtomicLong());
+                    new AtomicLong(), new AtomicLong());
             s.start();
             agent.acceptWithoutToken();
             agent.readSnapshot();
