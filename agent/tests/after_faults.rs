@@ -353,6 +353,38 @@ fn an_old_connection_dying_late_leaves_the_new_snapshot_alone() {
 }
 
 #[test]
+fn a_ui_address_that_came_after_the_hello_is_taken_at_once_and_only_if_it_is_http() {
+    let mut a = app();
+    a.listener_connected(1, info(false), LOOPBACK.into());
+    assert_eq!(
+        a.info().ui_url,
+        "",
+        "the hello went out before Spark's UI was bound"
+    );
+    let late = |url: &str| json!({"Event": "SparkscopeUiUrl", "time": 5, "uiUrl": url});
+    feed(&mut a, &[late("javascript:alert(1)")]);
+    assert_eq!(
+        a.info().ui_url,
+        "",
+        "no link that is no http or https address"
+    );
+    let before = a.generation();
+    // in the middle of a snapshot too: the address is the application's
+    let mut lines = snapshot(vec![]);
+    lines.insert(1, late("http://driver:4040"));
+    feed(&mut a, &lines);
+    assert_eq!(a.info().ui_url, "http://driver:4040");
+    assert!(a.generation() > before, "subscribers are told");
+    feed(&mut a, &[json!({"Event": "SparkscopeUiUrl", "time": 6})]);
+    assert_eq!(
+        a.stats().parse_errors,
+        1,
+        "a line without its address is malformed"
+    );
+    assert_eq!(a.info().ui_url, "http://driver:4040");
+}
+
+#[test]
 fn a_restarted_agent_does_not_report_the_listeners_drop_history_as_a_new_gap() {
     let mut a = app();
     a.listener_connected(1, info(false), LOOPBACK.into());

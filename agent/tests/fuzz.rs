@@ -149,6 +149,8 @@ fn event() -> impl Strategy<Value = Value> {
             if start { "SparkscopeSnapshotStart" } else { "SparkscopeSnapshotEnd" }, "time": t})),
         (number(), prop::collection::vec(number(), 0..4)).prop_map(|(t, ids)| json!({"Event":
             "SparkscopeJobsGone", "time": t, "jobIds": ids})),
+        (number(), prop_oneof![Just("http://driver:4040".to_owned()), ".{0,40}"])
+            .prop_map(|(t, url)| json!({"Event": "SparkscopeUiUrl", "time": t, "uiUrl": url})),
         // Shuffle metrics whose sum overflows.
         (0i64..4, number(), number()).prop_map(|(id, remote, local)| json!({"Event":
             "SparkListenerTaskEnd", "Stage ID": id, "Stage Attempt ID": 0,

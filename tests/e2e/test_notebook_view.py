@@ -34,9 +34,10 @@ NOTEBOOK = "notebook_view.ipynb"
 SLEEP = "reflect('java.lang.Thread', 'sleep', cast({ms} as bigint))"
 CELLS = {
     "setup": nbrun.SETUP,
-    # one partition sleeps 5 s, the seven others 150 ms: the stage is skewed
+    # one partition sleeps 8 s, the seven others 150 ms: the stage is skewed (the widget shows
+    # when the job starts, ~3 s after the run on an idle machine, so its Tasks view has ~5 s)
     "skew": (
-        f'spark.range(0, 8, 1, 8).selectExpr("{SLEEP.format(ms="if(id = 0, 5000, 150)")} AS x")'
+        f'spark.range(0, 8, 1, 8).selectExpr("{SLEEP.format(ms="if(id = 0, 8000, 150)")} AS x")'
         ".collect()"
     ),
     "even": f'spark.range(0, 8, 1, 8).selectExpr("{SLEEP.format(ms=400)} AS x").collect()',
@@ -190,13 +191,18 @@ def run(lab, context, server, shots) -> dict[str, Any]:
         out["session"] = nb.cell_text_outputs(INDEX["setup"]).strip().splitlines()[-1]
         # the skewed cell, watched through its Tasks view while it runs
         cell = INDEX["skew"]
+        t0 = time.monotonic()
         nb.run_cell(cell)
         widget = nb.cell_locator(cell).locator(".sparkscope-cell")
         widget.wait_for(timeout=60_000)
+        out["widget_shown_s"] = round(time.monotonic() - t0, 2)
         widget.locator(".sparkscope-tab[data-view=tasks]").click()
+        out["clicked_s"] = round(time.monotonic() - t0, 2)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             w = nb.page.evaluate(WIDGET_JS, cell)
+            if w:
+                w["at_s"] = round(time.monotonic() - t0, 2)
             out["during"].append(w)
             if w and w["state"] != "running":
                 break
@@ -274,7 +280,17 @@ def test_header_badges_and_details_equal_sparks(run, server) -> None:
 
 def test_tasks_view_follows_the_job(run, server, shots) -> None:
     during = [w for w in run["during"] if w and w.get("tasks")]
-    assert during, "the Tasks view never showed while the cell ran"
+    seen = [(w["at_s"], w["state"], w["view"], bool(w.get("tasks"))) for w in run["during"] if w]
+    assert during, (
+        f"the Tasks view never showed while the cell ran: widget shown after "
+        f"{run.get('widget_shown_s')} s, tab clicked after {run.get('clicked_s')} s; "
+        f"(s, state, view, tasks view drawn): {seen}"
+    )
+    print(
+        f"Tasks view: widget shown {run.get('widget_shown_s')} s after the cell started, tab "
+        f"clicked at {run.get('clicked_s')} s, drawn at {during[0]['at_s']} s, "
+        f"{sum(1 for w in during if w['state'] == 'running')} samples while running"
+    )
     peaks = [int(w["tasks"]["maxActive"]) for w in during if w["state"] == "running"]
     assert peaks and max(peaks) > 0, f"busy slots never rose above 0 while running: {peaks}"
     # (Spark's scheduler may start a task on a freed core before the previous task's end is

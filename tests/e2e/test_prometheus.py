@@ -716,9 +716,22 @@ def test_scraped_counters_equal_spark_rest(
     assert not problems, "\n".join(problems)
 
 
+def _event_kinds() -> list[str]:
+    """The kinds the agent counts lines by, read from the one place they are written."""
+    source = (harness.util.REPO_ROOT / "agent/src/model/event.rs").read_text()
+    body = re.search(r"pub const KINDS: \[&str; (\d+)\] = \[(.*?)\];", source, re.DOTALL)
+    assert body, "KINDS not found in agent/src/model/event.rs"
+    kinds = re.findall(r'"([a-z_]+)"', body.group(2))
+    assert len(kinds) == int(body.group(1)), kinds
+    return kinds
+
+
+EVENT_KINDS = _event_kinds()
+
+
 # Series per label set, from docs/metrics.md: per application, the gauges and plain counters
 # have one series, the by-result and by-state counters one per value, the lines counter one per
-# event kind (all 23 kinds the agent knows, from the start, so a kind's first line shows in
+# event kind (every kind the agent knows, from the start, so a kind's first line shows in
 # increase()); per (application, user) two gauges (sessions open, operations running) and the
 # duration histogram, one series per bucket (13 bounds and +Inf) plus _sum and _count.
 PER_APPLICATION_FIXED = {
@@ -734,7 +747,7 @@ PER_APPLICATION_FIXED = {
     "sparkscope_tasks_started_total": 1,
     "sparkscope_tasks_finished_total": 3,
     "sparkscope_connect_operations_total": 3,
-    "sparkscope_ingest_lines_total": 25,
+    "sparkscope_ingest_lines_total": len(EVENT_KINDS),
     "sparkscope_ingest_malformed_lines_total": 1,
     "sparkscope_ingest_unknown_events_total": 1,
     "sparkscope_listener_dropped_lines_total": 1,
@@ -764,7 +777,7 @@ def test_series_count_follows_the_label_sets(
     users = len(
         prometheus.label_values("user", "sparkscope_connect_operation_duration_seconds_count")
     )
-    kinds = len(prometheus.label_values("kind", "sparkscope_ingest_lines_total"))
+    kinds = prometheus.label_values("kind", "sparkscope_ingest_lines_total")
     per_app = sum(PER_APPLICATION_FIXED.values())
     duration = sum(
         n for name, n in families.items() if name.startswith("sparkscope_connect_operation_dur")
@@ -773,7 +786,7 @@ def test_series_count_follows_the_label_sets(
         "series": total,
         "applications": apps,
         "users": users,
-        "event kinds seen": kinds,
+        "event kinds": len(kinds),
         "per application (fixed)": per_app,
         "per application and user": DURATION_SERIES_PER_USER + len(PER_APPLICATION_AND_USER),
         "by family": families,
@@ -789,6 +802,10 @@ def test_series_count_follows_the_label_sets(
         problems.append(
             f"operation duration histogram: {duration} series, want "
             f"{DURATION_SERIES_PER_USER} x {apps} application(s) x {users} user(s)"
+        )
+    if sorted(kinds) != sorted(EVENT_KINDS):
+        problems.append(
+            f"kind label values {sorted(kinds)}, want the agent's {sorted(EVENT_KINDS)}"
         )
     if users != len(wl.USERS):
         problems.append(f"{users} user label values, want {len(wl.USERS)}")

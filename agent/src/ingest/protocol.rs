@@ -65,6 +65,18 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 job_ids: r.job_ids,
             }
         }
+        "UiUrl" => {
+            let r: RawUiUrl = serde_json::from_slice(line)?;
+            Event::UiUrl {
+                time: r.time,
+                // Spark's UI only at an http or https address, as in the hello.
+                url: if crate::spark_api::is_http_url(&r.ui_url) {
+                    r.ui_url
+                } else {
+                    String::new()
+                },
+            }
+        }
         _ => Event::Unknown,
     })
 }
@@ -359,6 +371,14 @@ struct RawJobsGone {
     time: i64,
     #[serde(rename = "jobIds")]
     job_ids: Vec<i32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawUiUrl {
+    #[serde(default)]
+    time: i64,
+    ui_url: String,
 }
 
 // ---- The listener's side, for Rust peers of the agent (tests, the load generator) ----

@@ -271,6 +271,15 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
             }
             time("time", *t)
         }
+        Event::UiUrl { time: t, url } => {
+            if url.len() > MAX_NAME_BYTES {
+                return Err(OutOfRange {
+                    field: "UI address length",
+                    value: i64::try_from(url.len()).unwrap_or(i64::MAX),
+                });
+            }
+            time("time", *t)
+        }
         Event::LogStart { .. }
         | Event::ConnectServiceStarted { .. }
         | Event::Ignored

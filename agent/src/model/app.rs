@@ -369,6 +369,8 @@ impl AppState {
             Event::SnapshotEnd { time } => self.end_snapshot(time),
             Event::ListenerStats(s) => self.listener_stats(s),
             Event::JobsGone { time, job_ids } => self.jobs_gone(time, &job_ids),
+            // The application's, not the snapshot's: taken at once, as a hello's would be.
+            Event::UiUrl { url, .. } => self.ui_url_known(url),
             ev => match &mut self.snapshot {
                 Some(shadow) => shadow.apply_event(ev),
                 None => self.apply_event(ev),
@@ -475,7 +477,8 @@ impl AppState {
             Event::ListenerStats(_)
             | Event::SnapshotStart { .. }
             | Event::SnapshotEnd { .. }
-            | Event::JobsGone { .. } => {}
+            | Event::JobsGone { .. }
+            | Event::UiUrl { .. } => {}
             Event::Ignored => {}
             Event::Unknown => self.stats.unknown_events += 1,
         }
@@ -555,6 +558,15 @@ impl AppState {
 
     /// Jobs Spark no longer runs although their end never came: over, how is unknown until
     /// Spark's REST API tells (asked for at once).
+    /// Spark's UI answers at `url`, though the hello said nothing: reconciliation may use it
+    /// from now on, and notebooks get the link.
+    fn ui_url_known(&mut self, url: String) {
+        if !url.is_empty() && url != self.info.ui_url {
+            self.info.ui_url = url;
+            self.info_changed();
+        }
+    }
+
     fn jobs_gone(&mut self, time: i64, ids: &[i32]) {
         self.generation += 1;
         let g = self.generation;

@@ -74,6 +74,12 @@ pub enum Event {
         time: i64,
         job_ids: Vec<i32>,
     },
+    /// Spark's UI address, known only after the hello was sent (empty there): an http or https
+    /// address, checked where the line is read.
+    UiUrl {
+        time: i64,
+        url: String,
+    },
     /// A well-formed event this agent has no use for (block updates, environment, …).
     Ignored,
     /// A well-formed line whose `Event` name this agent does not know.
@@ -81,7 +87,7 @@ pub enum Event {
 }
 
 /// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
-pub const KINDS: [&str; 26] = [
+pub const KINDS: [&str; 27] = [
     "log_start",
     "application_start",
     "application_end",
@@ -106,6 +112,7 @@ pub const KINDS: [&str; 26] = [
     "snapshot_start",
     "snapshot_end",
     "jobs_gone",
+    "ui_url",
     "ignored",
     "unknown",
 ];
@@ -138,8 +145,9 @@ impl Event {
             Event::SnapshotStart { .. } => 21,
             Event::SnapshotEnd { .. } => 22,
             Event::JobsGone { .. } => 23,
-            Event::Ignored => 24,
-            Event::Unknown => 25,
+            Event::UiUrl { .. } => 24,
+            Event::Ignored => 25,
+            Event::Unknown => 26,
         }
     }
 
@@ -161,7 +169,8 @@ impl Event {
             | Event::SqlExecutionEnd { time }
             | Event::SnapshotStart { time }
             | Event::SnapshotEnd { time }
-            | Event::JobsGone { time, .. } => Some(*time),
+            | Event::JobsGone { time, .. }
+            | Event::UiUrl { time, .. } => Some(*time),
             Event::OperationStarted(o) => Some(o.time),
             Event::SqlExecutionStart(s) => Some(s.time),
             Event::JobStart(j) => j.time,

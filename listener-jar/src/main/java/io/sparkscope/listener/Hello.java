@@ -20,9 +20,19 @@ final class Hello {
     final String runId = java.util.UUID.randomUUID().toString();
     /** Sender thread only: for a driver whose conf has no spark.app.id yet. */
     private String appIdFromEvent;
+    /** Sender thread only: the UI address the current connection's hello carried. */
+    private String uiUrlSent = "";
+
+    /** The active SparkContext's UI address, or empty (tests give their own). */
+    private final java.util.function.Supplier<String> activeUiUrl;
 
     Hello(SparkConf conf) {
+        this(conf, Hello::activeContextUiUrl);
+    }
+
+    Hello(SparkConf conf, java.util.function.Supplier<String> activeUiUrl) {
         this.conf = conf;
+        this.activeUiUrl = activeUiUrl;
     }
 
     /** The application id its ApplicationStart carried. */
@@ -53,9 +63,27 @@ final class Hello {
                 .field("sparkUser", sparkUser())
                 .field("master", conf.get("spark.master", ""))
                 .field("taskEvents", "coalesced")
-                .field("uiUrl", uiUrl())
+                .field("uiUrl", uiUrlSent = uiUrl())
                 .field("classicSession", conf.getBoolean(ListenerConfig.CLASSIC_SESSION, false))
                 .end();
+    }
+
+    /**
+     * The {@code SparkscopeUiUrl} line for an address Spark's UI got after this connection's
+     * hello was sent without one (the hello can go out while the SparkContext is still being
+     * built, before it is the active one); null when there is nothing new to say. Once per
+     * connection: the address is then the one sent.
+     */
+    String lateUiUrlLine(long time) {
+        if (!uiUrlSent.isEmpty()) {
+            return null;
+        }
+        String now = uiUrl();
+        if (now.isEmpty()) {
+            return null;
+        }
+        uiUrlSent = now;
+        return new Json("SparkscopeUiUrl").field("time", time).field("uiUrl", now).end();
     }
 
     /**
@@ -68,6 +96,10 @@ final class Hello {
         if (!override.isEmpty() || !conf.getBoolean("spark.ui.enabled", true)) {
             return override;
         }
+        return activeUiUrl.get();
+    }
+
+    private static String activeContextUiUrl() {
         try {
             scala.Option<org.apache.spark.SparkContext> sc =
                     org.apache.spark.SparkContext$.MODULE$.getActive();

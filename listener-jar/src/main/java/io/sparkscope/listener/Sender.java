@@ -34,6 +34,7 @@ final class Sender implements Runnable {
     private final LiveEvents events;
     private final StatsLine stats;
     private final JobReaper reaper; // null when spark.sparkscope.jobCheckIntervalMs is 0
+    private final Hello hello;
 
     Sender(ListenerConfig config, SparkConf conf, EventRing ring,
             ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped,
@@ -49,7 +50,7 @@ final class Sender implements Runnable {
         this.config = config;
         this.ring = ring;
         LiveState live = new LiveState(config.maxLiveEntities);
-        Hello hello = new Hello(conf);
+        this.hello = new Hello(conf);
         this.agent = new Connector(config, hello, counts);
         // TLS asked for and not to be had: the thread drains and counts, and never connects.
         this.stopping = !agent.usable();
@@ -164,10 +165,17 @@ final class Sender implements Runnable {
     }
 
     /**
-     * Once per flush interval: progress lines, a stats line if anything changed or the last is
+     * Once per flush interval: the UI's address if it came after the hello, progress lines, a
+     * stats line if anything changed or the last is
      * 10 s old, flush.
      */
     private void tick(long now) {
+        if (agent.connected()) {
+            String late = hello.lateUiUrlLine(System.currentTimeMillis());
+            if (late != null) {
+                agent.write(late);
+            }
+        }
         progress.write();
         writeStats(now);
         agent.flush();
