@@ -22,6 +22,8 @@ apt_install() {
 log "system packages"
 need=()
 command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+# The JupyterLab extension is built (with jlpm, from the npm registry) when the wheel is.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # Browser tests drive Debian's Chromium (no browser download); the metrics tests run a real
 # Prometheus and promtool.
@@ -89,7 +91,8 @@ echo "installed"
 log "sparkscope's wheel (the agent, the kernel extension and the listener jar), installed as a user would"
 # Rebuilt when a source it packs changed; the stamp is the hash of those sources.
 sources=$( { git ls-files -co --exclude-standard Cargo.toml Cargo.lock agent proto kernel-comm/pyproject.toml \
-    kernel-comm/README.md kernel-comm/src listener-jar/src listener-jar/build.sh; } | grep -v '/jars/' | sort)
+    kernel-comm/README.md kernel-comm/src kernel-comm/wheel-data kernel-comm/labextension listener-jar/src \
+    listener-jar/build.sh; } | grep -v '/jars/' | grep -v "^kernel-comm/wheel-data/data/share/" | sort)
 want=$(cat $sources | sha256sum | cut -d' ' -f1)
 stamp=.venv/.wheel.sha
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/sparkscope listener-jar >/dev/null 2>&1; then

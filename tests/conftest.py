@@ -41,6 +41,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # every Connect session's channel closed before the interpreter exits (see the harness)
+    harness.close_connect_sessions()
+
+
 def strict(config: pytest.Config) -> bool:
     return bool(
         config.getoption("--require-sparkscope")

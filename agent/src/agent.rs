@@ -9,6 +9,7 @@ use crate::ingest::listener::{self, IngestConfig};
 use crate::ingest::spark_poll;
 use crate::model::Store;
 use crate::publish::metrics::{MetricsExport, UserLabels};
+use crate::publish::stream::cells::CellLabels;
 use crate::publish::stream::grpc::MonitorService;
 use crate::publish::stream::hub::{self, Hub};
 use crate::publish::stream::identity::{IdentityError, SubscriberAuth};
@@ -180,6 +181,7 @@ impl Agent {
             shutdown: shutdown.clone(),
             subscribers: Arc::default(),
             auth: subscribers.clone(),
+            labels: Arc::new(CellLabels::new(cfg.stream.max_cell_labels)),
         };
         let mut tasks = vec![
             ingest_thread(

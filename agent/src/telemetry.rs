@@ -161,10 +161,12 @@ pub enum Limit {
     HubUsers,
     /// Tokens JupyterHub refused, remembered; the least recently used goes.
     HubRefusals,
+    /// Notebook cells' labels of client tags kept for the sidebar; the oldest goes.
+    CellLabels,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 18] = [
+    pub const ALL: [Limit; 19] = [
         Limit::ListenerConnections,
         Limit::PendingListeners,
         Limit::Subscribers,
@@ -183,6 +185,7 @@ impl Limit {
         Limit::HubLookups,
         Limit::HubUsers,
         Limit::HubRefusals,
+        Limit::CellLabels,
     ];
 
     pub fn label(self) -> &'static str {
@@ -205,6 +208,7 @@ impl Limit {
             Limit::HubLookups => "jupyterhub_lookups",
             Limit::HubUsers => "jupyterhub_cached_users",
             Limit::HubRefusals => "jupyterhub_refusals",
+            Limit::CellLabels => "cell_labels",
         }
     }
 

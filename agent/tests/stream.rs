@@ -573,18 +573,8 @@ async fn cancels_past_the_bound_are_answered_unavailable() {
 #[tokio::test]
 async fn a_user_sees_and_cancels_only_its_own_sessions() {
     use sparkscope_proto::sparkscope::v1::monitor_client::MonitorClient;
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("tokens");
-    private_file(
-        &file,
-        &format!("alice {ALICE_TOKEN}\nbob_smith {BOB_TOKEN}\n"),
-    );
-    let mut cfg = common::config();
-    cfg.stream.auth.shared = None;
-    cfg.stream.auth.tokens_file = Some(file.clone());
-    let file_again = file;
-    let agent = start_with(cfg).await;
-    workload(&agent);
+    let (agent, dir) = start_with_users().await;
+    let file_again = dir.path().join("tokens");
 
     let err = connect(&agent, "not-in-the-file")
         .await
@@ -693,6 +683,23 @@ async fn a_user_sees_and_cancels_only_its_own_sessions() {
     let mut bob = connect(&agent, BOB_TOKEN_2).await.expect("the new token");
     subscribe(&mut bob, S_BOB, "bob_smith").await;
     assert!(next_update(&mut bob).await.snapshot);
+}
+
+/// An agent that knows alice and bob_smith by their tokens (a token file, no shared token), fed
+/// the workload; the file lives in the returned directory.
+async fn start_with_users() -> (Agent, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("tokens");
+    private_file(
+        &file,
+        &format!("alice {ALICE_TOKEN}\nbob_smith {BOB_TOKEN}\n"),
+    );
+    let mut cfg = common::config();
+    cfg.stream.auth.shared = None;
+    cfg.stream.auth.tokens_file = Some(file);
+    let agent = start_with(cfg).await;
+    workload(&agent);
+    (agent, dir)
 }
 
 const ALICE_TOKEN: &str = "alice-token-0123456789";
@@ -1150,4 +1157,120 @@ async fn a_notebook_proves_its_token_without_sending_it() {
         };
         assert_eq!(e.code, "unauthorized", "{e:?}");
     }
+}
+
+async fn my_work(ws: &mut Ws, id: &str) -> pb::MyWork {
+    let frame = format!(r#"{{"myWork":{{"requestId":"{id}"}}}}"#);
+    ws.send(Message::Text(frame.into())).await.expect("send");
+    loop {
+        match next_message(ws).await.kind {
+            Some(pb::server_message::Kind::MyWork(w)) if w.request_id == id => return w,
+            Some(pb::server_message::Kind::Error(e)) => panic!("refused: {e:?}"),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_user_sees_its_own_cell_runs_across_sessions_labelled_by_its_kernels() {
+    let (agent, _dir) = start_with_users().await;
+
+    let mut alice = connect(&agent, ALICE_TOKEN).await.expect("alice");
+    // Her kernel labels her tag; a label for Bob's session is refused and kept nowhere.
+    let label = |session: &str, user: &str, tag: &str, cell: &str| {
+        format!(
+            r#"{{"label":{{"sessionId":"{session}","userId":"{user}","tag":"{tag}","notebook":"work/etl.ipynb","cellId":"{cell}","executionCount":7}}}}"#
+        )
+    };
+    alice
+        .send(Message::Text(
+            label(S_ALICE, "alice", "cell-a", "c-1").into(),
+        ))
+        .await
+        .expect("send");
+    alice
+        .send(Message::Text(
+            label(S_BOB, "bob_smith", "cell-b", "stolen").into(),
+        ))
+        .await
+        .expect("send");
+    match next_message(&mut alice).await.kind {
+        Some(pb::server_message::Kind::Error(e)) => assert_eq!(e.code, "forbidden", "{e:?}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let w = my_work(&mut alice, "1").await;
+    assert_eq!(w.applications.len(), 1, "{w:?}");
+    assert_eq!(w.applications[0].id, "local-1");
+    let [run] = w.runs.as_slice() else {
+        panic!("one run of hers: {w:?}")
+    };
+    assert_eq!(
+        (
+            run.user_id.as_str(),
+            run.tag.as_str(),
+            run.notebook.as_str()
+        ),
+        ("alice", "cell-a", "work/etl.ipynb")
+    );
+    assert_eq!((run.cell_id.as_str(), run.execution_count), ("c-1", 7));
+    assert_eq!(
+        (run.state.as_str(), run.jobs, run.jobs_running),
+        ("running", 1, 1)
+    );
+    assert_eq!(run.tasks_total, 4);
+
+    // Bob's own view has his run, unlabelled (his tag is no notebook's), by its operation.
+    let mut bob = connect(&agent, BOB_TOKEN).await.expect("bob");
+    let w = my_work(&mut bob, "2").await;
+    let [run] = w.runs.as_slice() else {
+        panic!("one run of his: {w:?}")
+    };
+    assert_eq!((run.user_id.as_str(), run.tag.as_str()), ("bob_smith", ""));
+    assert_eq!(run.operation_ids, vec![OP_B.to_owned()]);
+    assert!(run.notebook.is_empty());
+
+    // Her job ends, then her operation: the run is finished, with its outcome.
+    feed(
+        &agent,
+        &[
+            r#"{"Event":"SparkListenerJobEnd","Job ID":1,"Completion Time":9,"Job Result":{"Result":"JobSucceeded"}}"#.to_owned(),
+        ],
+    );
+    assert_eq!(
+        my_work(&mut alice, "2b").await.runs[0].state,
+        "running",
+        "its operation runs"
+    );
+    feed(
+        &agent,
+        &[format!(
+            r#"{{"Event":"org.apache.spark.sql.connect.service.SparkListenerConnectOperationFinished","jobTag":"{}","operationId":"{OP_A}","eventTime":12}}"#,
+            op_tag("alice", S_ALICE, OP_A)
+        )],
+    );
+    let w = my_work(&mut alice, "3").await;
+    assert_eq!(w.runs.len(), 1, "{w:?}");
+    assert_eq!(
+        (w.runs[0].state.as_str(), w.runs[0].end_time_ms),
+        ("succeeded", Some(12))
+    );
+
+    // Seeing her work is no licence to stop it: a cancel needs the session followed (the sidebar
+    // follows it first), and his she may not follow at all.
+    let own = cancel(
+        &mut alice,
+        &format!(
+            r#"{{"requestId":"c1","sessionId":"{S_ALICE}","userId":"alice","tag":"cell-a","appId":"local-1"}}"#
+        ),
+    )
+    .await;
+    assert_eq!(own.code, "forbidden", "{own:?}");
+    let his = cancel(
+        &mut alice,
+        &format!(
+            r#"{{"requestId":"c2","sessionId":"{S_BOB}","userId":"bob_smith","tag":"cell-b"}}"#
+        ),
+    )
+    .await;
+    assert_eq!(his.code, "forbidden", "{his:?}");
 }

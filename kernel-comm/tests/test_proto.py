@@ -26,7 +26,7 @@ TABLES = {
     m.name: m for m in vars(state).values() if isinstance(m, state.Message)
 }  # every table the package has
 # What the agent sends the kernel: everything in them is read through a table.
-ROOTS = ("Update", "TaskList", "CancelResult")
+ROOTS = ("Update", "TaskList", "CancelResult", "MyWork")
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,17 @@ def test_a_driver_killed_with_sigkill_is_told_and_nothing_stays_running(agent, s
     feed = Feed(agent, key)
     q = Query(spark, lambda s: s.range(0, 2, 1, 2).selectExpr(SLEEPY.format(ms=60000)).collect())
     q.start()
+    try:
+        driver_killed(agent, server, feed)
+    finally:
+        feed.close()
+        # the server is gone: close the channel without asking it anything, or pyspark's exit
+        # handler retries its clean-up against the dead server for minutes
+        spark.client.close()
+        q.join(5)
+
+
+def driver_killed(agent, server, feed: Feed) -> None:
     feed.wait(
         "the job running in the widget",
         lambda a, j, s, g: any(x["status"] == "JOB_STATUS_RUNNING" for x in j.values()),
@@ -282,8 +293,6 @@ def test_a_driver_killed_with_sigkill_is_told_and_nothing_stays_running(agent, s
         f"after {over:.1f} s (grace 4 s): "
         f"{notices(apps[server.app_id], 'LISTENER_GONE')[0]['message']!r}"
     )
-    feed.close()
-    q.join(5)
 
 
 # ---------------------------------------------------------------------------------------------

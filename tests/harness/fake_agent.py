@@ -143,6 +143,8 @@ class FakeAgent:
         self.snapshot: list[str] = [json.dumps({"update": {"generation": "1", "snapshot": True}})]
         self.on_subscribe: Callable[[Connection, dict], None] = self._answer_snapshot
         self.on_cancel: Callable[[dict], dict | None] = lambda request: None
+        # the MyWork fields to answer a myWork request with (requestId is added), or None
+        self.on_my_work: Callable[[dict], dict | None] = lambda request: None
         self.messages: list[dict] = []
         self.connections: list[Connection] = []
         self.refused = 0
@@ -201,6 +203,9 @@ class FakeAgent:
     def cancels(self) -> list[dict]:
         return [m["cancel"] for m in self.messages if "cancel" in m]
 
+    def labels(self) -> list[dict]:
+        return [m["label"] for m in self.messages if "label" in m]
+
     # -- server side
 
     def _answer_snapshot(self, conn: Connection, message: dict) -> None:
@@ -219,6 +224,11 @@ class FakeAgent:
             self._cond.notify_all()
         if "subscribe" in message:
             self.on_subscribe(conn, message)
+        if "myWork" in message:
+            work = self.on_my_work(message["myWork"])
+            if work is not None:
+                result = {"requestId": message["myWork"].get("requestId", ""), **work}
+                conn.send_text(json.dumps({"myWork": result}))
         if "cancel" in message:
             answer = self.on_cancel(message["cancel"])
             if answer is not None:

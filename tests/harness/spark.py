@@ -254,4 +254,22 @@ def connect_session(url: str):  # -> pyspark.sql.connect.session.SparkSession
     """
     from pyspark.sql import SparkSession  # lazy: heavy import, only for callers that need it
 
-    return SparkSession.builder.remote(url).create()
+    session = SparkSession.builder.remote(url).create()
+    _opened.append(session)
+    return session
+
+
+_opened: list = []
+
+
+def close_connect_sessions() -> None:
+    """Closes the channel of every session `connect_session` opened, without a request: pyspark's
+    exit handler would otherwise ask each server to clean up, and retry for minutes against one
+    a test killed."""
+    import contextlib
+
+    while _opened:
+        session = _opened.pop()
+        with contextlib.suppress(Exception):
+            if not session.client.is_closed:
+                session.client.close()

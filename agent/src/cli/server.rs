@@ -141,6 +141,12 @@ async fn serve(
     let running = agent.spawn();
     let ws = if tls { "wss" } else { "ws" };
     let stream_url = format!("{ws}://{}/api/v1/stream", addrs.http);
+    // Where this user's Jupyter server (its sparkscope extension, which has no Connect session
+    // to ask) finds the stream; not a secret, and gone when the server stops.
+    let url_file = dir.join("stream-url");
+    std::fs::write(&url_file, format!("{stream_url}\n"))
+        .with_context(|| format!("cannot write {}", url_file.display()))?;
+    let _remove_url = RemoveOnDrop(url_file);
 
     let log_path = dir.join("spark-connect-server.log");
     let log = std::fs::File::create(&log_path)

@@ -142,3 +142,17 @@ def wait(timeout: float = 10.0) -> bool:
     (for batch runs: nbconvert keeps only output that arrives while some cell runs). Returns
     False on timeout."""
     return _monitor.wait(timeout) if _monitor is not None else True
+
+
+# ---- JupyterLab: the server extension (the user's work across notebooks, for the sidebar and
+# status bar) and the prebuilt Lab extension that shows it
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "sparkscope"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    from .labserver import load
+
+    load(serverapp)

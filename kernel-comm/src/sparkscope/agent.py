@@ -20,18 +20,20 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from .sessions import SessionKey
-from .state import CANCEL_RESULT, TASK_LIST
+from .state import CANCEL_RESULT, MY_WORK, TASK_LIST
 
 log = logging.getLogger("sparkscope")
 
 DEFAULT_URL = "ws://127.0.0.1:4740/api/v1/stream"
 CANCEL_TIMEOUT = 20.0  # seconds to wait for the agent's CancelResult
+MAX_LABELS = 64  # cell labels kept to send again on a new stream
 
 # CancelResult codes the client gives itself when the agent could not answer (the agent's own are
 # not_found, finished, forbidden, unavailable, refused, bad_request).
@@ -103,7 +105,7 @@ class _PendingCancel:
     on_result: Callable[[dict[str, Any]], None]
     deadline: float
     sent: bool = False
-    # "cancel" (answered with a CancelResult) or "tasks" (a TaskList)
+    # "cancel" (answered with a CancelResult), "tasks" (a TaskList) or "myWork" (a MyWork)
     kind: str = "cancel"
 
 
@@ -163,6 +165,10 @@ class AgentClient:
         self._ws: Any = None
         self._cancels: dict[str, _PendingCancel] = {}  # by requestId, in sending order
         self.cancel_timeout = CANCEL_TIMEOUT
+        # which cell ran each recent tag: sent once, and again on every new stream (the agent
+        # keeps them in memory only)
+        self._labels: OrderedDict[tuple[SessionKey, str], dict[str, Any]] = OrderedDict()
+        self._labels_unsent: list[dict[str, Any]] = []
 
     # -- called from any thread; never block
 
@@ -194,6 +200,34 @@ class AgentClient:
                 return
             self._to_subscribe.add(key)
         self._wake()
+
+    def label(self, key: SessionKey, tag: str, cell: Mapping[str, Any]) -> None:
+        """Tell the agent which notebook cell ran `tag` in session `key`: `cell` holds
+        `notebook`, `cellId`, `executionCount` (any may be missing). The newest MAX_LABELS are
+        kept and sent again after a reconnect."""
+        body: dict[str, Any] = {**key.to_json(), "tag": tag}
+        body.update({k: v for k, v in cell.items() if v})
+        with self._lock:
+            app = self._apps.get(key)
+            if app:
+                body["appId"] = app
+            self._labels[(key, tag)] = body
+            self._labels.move_to_end((key, tag))
+            while len(self._labels) > MAX_LABELS:
+                self._labels.popitem(last=False)
+            self._labels_unsent.append(body)
+        self._start()
+        self._wake()
+
+    def my_work(self, on_result: Callable[[dict[str, Any]], None], max_finished: int = 0) -> str:
+        """Ask the agent for this credential's work across all its sessions (`MyWork`):
+        `on_result(work)` gets the agent's answer, or one this client makes with code
+        `no_agent` or `no_answer`. Returns the request id."""
+        body: dict[str, Any] = {"requestId": uuid.uuid4().hex}
+        if max_finished:
+            body["maxFinished"] = max_finished
+        self._start()
+        return self._request("myWork", body, on_result)
 
     def unfollow(self, keys: Iterable[SessionKey]) -> None:
         with self._lock:
@@ -244,23 +278,14 @@ class AgentClient:
         request cannot be sent or answered, one this client makes with code `no_agent`,
         `unauthorized` or `no_answer` — at once on the caller's thread if not connected. Returns
         the request id."""
-        rid = request_id or uuid.uuid4().hex
-        body: dict[str, Any] = {"requestId": rid, **session.to_json(), **target}
+        body: dict[str, Any] = {
+            "requestId": request_id or uuid.uuid4().hex,
+            **session.to_json(),
+            **target,
+        }
         if reason:
             body["reason"] = reason
-        with self._lock:  # one lock with the stream's end, so no request is left unanswered
-            why = self.unavailable()
-            if why is None:
-                self._cancels[rid] = _PendingCancel(
-                    json.dumps({"cancel": body}),
-                    on_result,
-                    time.monotonic() + self.cancel_timeout,
-                )
-        if why is not None:
-            _call(on_result, cancel_result(rid, code=why[0], message=why[1]))
-            return rid
-        self._wake()
-        return rid
+        return self._request("cancel", body, on_result)
 
     def request_tasks(
         self,
@@ -274,25 +299,32 @@ class AgentClient:
         from Spark's REST API). `on_result(list)` gets the agent's `TaskList`
         (`normalize_task_list`), or one this client makes with code `no_agent` or `no_answer`.
         Returns the request id."""
-        rid = uuid.uuid4().hex
         body = {
-            "requestId": rid,
+            "requestId": uuid.uuid4().hex,
             "appId": app_id,
             "stageId": stage_id,
             "attemptId": attempt_id,
             **session.to_json(),
         }
-        with self._lock:
+        return self._request("tasks", body, on_result)
+
+    def _request(
+        self, kind: str, body: dict[str, Any], on_result: Callable[[dict[str, Any]], None]
+    ) -> str:
+        """Sends `{kind: body}` once connected and calls `on_result` with the answer to its
+        requestId, or at once with this client's own failure when not connected."""
+        rid = body["requestId"]
+        with self._lock:  # one lock with the stream's end, so no request is left unanswered
             why = self.unavailable()
             if why is None:
                 self._cancels[rid] = _PendingCancel(
-                    json.dumps({"tasks": body}),
+                    json.dumps({kind: body}),
                     on_result,
                     time.monotonic() + self.cancel_timeout,
-                    kind="tasks",
+                    kind=kind,
                 )
         if why is not None:
-            _call(on_result, task_list(rid, code=why[0], message=why[1]))
+            _call(on_result, _failure(kind, rid, why[0], why[1]))
             return rid
         self._wake()
         return rid
@@ -309,6 +341,10 @@ class AgentClient:
                 sock.close()
             except OSError:
                 pass
+
+    def start(self) -> None:
+        """Connect now (following nothing yet), and keep the stream up."""
+        self._start()
 
     def _start(self) -> None:
         with self._lock:
@@ -344,6 +380,7 @@ class AgentClient:
                 # a new stream knows nothing: subscribe everything, forget pending unsubscribes
                 self._to_subscribe = set(self._sessions)
                 self._to_unsubscribe.clear()
+                self._labels_unsent = list(self._labels.values())
             with self._lock:
                 self.status.connected = True
                 self.status.ever_connected = True
@@ -488,6 +525,7 @@ class AgentClient:
             cancels = [c for c in self._cancels.values() if not c.sent]
             for c in cancels:
                 c.sent = True
+            labels, self._labels_unsent = self._labels_unsent, []
         if unsub:
             ws.send(json.dumps({"unsubscribe": {"sessions": [k.to_json() for k in unsub]}}))
         if sub:
@@ -496,6 +534,8 @@ class AgentClient:
             ws.send(json.dumps({"subscribe": {"sessions": keys}}))
         for c in cancels:
             ws.send(c.frame)
+        for body in labels:
+            ws.send(json.dumps({"label": body}))
 
     def _expire_cancels(self) -> float:
         """Answer the requests the agent left unanswered too long; returns the seconds until the
@@ -538,6 +578,12 @@ class AgentClient:
                 log.info("sparkscope: an answer to no pending cancel (%s)", result["requestId"])
             else:
                 _call(pending.on_result, result)
+        elif isinstance(msg.get("myWork"), dict):
+            work = normalize_my_work(msg["myWork"])
+            with self._lock:
+                pending = self._cancels.pop(work["requestId"], None)
+            if pending is not None:
+                _call(pending.on_result, work)
         elif isinstance(msg.get("tasks"), dict):
             answer = normalize_task_list(msg["tasks"])
             with self._lock:
@@ -603,12 +649,20 @@ def task_list(request_id: str, **fields: Any) -> dict[str, Any]:
     return normalize_task_list({"requestId": request_id, **fields})
 
 
+def normalize_my_work(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's `MyWork` with every field present, and `ok` (this client's failures carry
+    `ok: False`, a `code` and a `message`)."""
+    return {"ok": True, "code": "", "message": "", **MY_WORK.read(raw)}
+
+
 def normalize_task_list(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The agent's `TaskList` (proto3 JSON leaves defaults out) with every field present."""
     return TASK_LIST.read(raw)
 
 
 def _failure(kind: str, rid: str, code: str, message: str) -> dict[str, Any]:
+    if kind == "myWork":
+        return {"requestId": rid, "ok": False, "code": code, "message": message, "runs": []}
     if kind == "tasks":
         return task_list(rid, code=code, message=message)
     return cancel_result(rid, code=code, message=message)

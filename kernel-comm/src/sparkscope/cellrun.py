@@ -48,6 +48,8 @@ class CellRun:
     notices: list[dict[str, Any]] = field(default_factory=list)
     # stages whose tasks the user opened: "<app>/<stage>/<attempt>" → the agent's TaskList
     task_lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # which cell this is, for the agent (JupyterLab's sidebar): notebook, cellId, executionCount
+    cell: dict[str, Any] = field(default_factory=dict)
 
     # where it is shown: its widget, and what was last published
     widget: CellWidget | None = None

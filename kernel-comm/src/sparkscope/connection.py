@@ -147,6 +147,15 @@ class AgentConnection:
             client = self.client
         client.follow(keys, {k: self._apps[k] for k in keys if self._apps.get(k)})
 
+    def label(self, keys: Iterable[SessionKey], tag: str, cell: Mapping[str, Any]) -> None:
+        """Tell the agent which cell runs `tag` in each of these sessions (for the user's own
+        views across notebooks: JupyterLab's sidebar)."""
+        client = self.client
+        if client is None:
+            return
+        for key in keys:
+            client.label(key, tag, cell)
+
     def unfollow(self, keys: Iterable[SessionKey]) -> None:
         if self.client is not None:
             self.client.unfollow(keys)

@@ -214,19 +214,41 @@ class Monitor:
         if not self.config.enabled:
             return
         try:
-            self._pre_run_cell()
+            self._pre_run_cell(info)
         except Exception:
             log.exception("sparkscope: pre_run_cell failed")
 
-    def _pre_run_cell(self) -> None:
+    def _pre_run_cell(self, info: Any = None) -> None:
         run = CellRun(new_tag(), self._parent(), threading.get_ident())
         run.started_ms = self.connection.now_ms()
+        run.cell = self._cell(info, run.parent)
         self.runs.start(run)
         self.tracker.discover()
         closed = self.tracker.drop_closed()
         if closed:
             self.connection.unfollow(closed)
         self.tracker.push(run.tag)
+        self.connection.label(self.tracker.keys(), run.tag, run.cell)
+
+    def _cell(self, info: Any, parent: dict[str, Any] | None) -> dict[str, Any]:
+        """Which cell runs: the notebook (Jupyter server ≥ 2 names it in the kernel's
+        JPY_SESSION_NAME), the cell's id (IPython's ExecutionInfo, else JupyterLab's request
+        metadata) and the execution count it will show."""
+        cell_id = getattr(info, "cell_id", None)
+        if not cell_id and self.shell is not None:
+            get_parent = getattr(self.shell, "get_parent", None)
+            msg = get_parent() if get_parent is not None else None
+            meta = msg.get("metadata") if isinstance(msg, Mapping) else None
+            cell_id = meta.get("cellId") if isinstance(meta, Mapping) else None
+        # IPython counts a cell that goes into the history before pre_run_cell: it shows one less
+        count = getattr(self.shell, "execution_count", 0) - 1
+        if not getattr(info, "store_history", False) or not isinstance(count, int):
+            count = 0
+        return {
+            "notebook": os.environ.get("JPY_SESSION_NAME", ""),
+            "cellId": cell_id if isinstance(cell_id, str) else "",
+            "executionCount": count,
+        }
 
     def post_run_cell(self, result: Any = None) -> None:
         try:
@@ -306,6 +328,10 @@ class Monitor:
         self.connection.announce(client)
         self.connection.learn_application(key, client)
         self._follow([key])
+        tag = self.runs.current_tag()
+        run = self.runs.get(tag) if tag else None
+        if run is not None:  # the session was made by the running cell: label its tag there too
+            self.connection.label([key], run.tag, run.cell)
 
     def _on_operation(self, op_id: str) -> None:
         self.runs.add_operation(op_id)

@@ -369,6 +369,39 @@ TASK_LIST = Message(
         "total": INT,
     },
 )
+CELL_RUN = Message(
+    "CellRun",
+    {
+        "appId": STRING,
+        "sessionId": STRING,
+        "userId": STRING,
+        "tag": STRING,
+        "notebook": STRING,
+        "cellId": STRING,
+        "executionCount": INT,
+        "state": STRING,
+        "startTimeMs": INT,
+        "endTimeMs": OPT_INT,
+        "jobs": INT,
+        "jobsRunning": INT,
+        "jobsFailed": INT,
+        "tasksTotal": INT,
+        "tasksCompleted": INT,
+        "tasksActive": INT,
+        "tasksFailed": INT,
+        "error": OPT_STRING,
+        "operationIds": STRINGS,
+    },
+)
+MY_WORK = Message(
+    "MyWork",
+    {
+        "requestId": TEXT,
+        "applications": APPLICATION.repeated(),
+        "runs": CELL_RUN.repeated(),
+        "moreFinished": INT,
+    },
+)
 
 
 def normalize_job(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -117,7 +117,11 @@ impl Transport for GrpcTransport {
             Some(Kind::Error(e)) => Err(Status::invalid_argument(e.message)),
             // Nothing a gRPC client sends on the stream leads to these.
             Some(
-                Kind::CancelResult(_) | Kind::Tasks(_) | Kind::Challenge(_) | Kind::Welcome(_),
+                Kind::CancelResult(_)
+                | Kind::Tasks(_)
+                | Kind::Challenge(_)
+                | Kind::Welcome(_)
+                | Kind::MyWork(_),
             )
             | None => return Ok(()),
         };

@@ -5,6 +5,7 @@
 //! follows is a `follow::Follower`, checked against who it is (`identity`); a stage's tasks are
 //! listed on request (`tasks`).
 
+pub mod cells;
 pub mod follow;
 pub mod grpc;
 pub mod handshake;
@@ -92,6 +93,15 @@ pub struct StreamConfig {
         env = "SPARKSCOPE_ALLOWED_ORIGINS"
     )]
     pub allowed_origins: Vec<String>,
+    /// Notebook cells' labels of client tags (which notebook and cell ran a tag, as kernels
+    /// say) kept for JupyterLab's sidebar; the oldest goes.
+    #[arg(
+        long = "max-cell-labels",
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "SPARKSCOPE_MAX_CELL_LABELS"
+    )]
+    pub max_cell_labels: usize,
 }
 
 crate::flags::default_from_flags!(StreamConfig);
@@ -113,6 +123,8 @@ pub struct Streams {
     pub subscribers: Arc<AtomicUsize>,
     /// Who a subscriber's credential belongs to.
     pub auth: Arc<SubscriberAuth>,
+    /// Which notebook cell each client tag belongs to, as kernels said.
+    pub labels: Arc<cells::CellLabels>,
 }
 
 impl Streams {

@@ -4,6 +4,7 @@
 //! else), takes the client's frames, and at shutdown answers its cancels still under way before
 //! it says goodbye.
 
+use super::cells;
 use super::follow::{FollowError, Follower, SessionKey};
 use super::hub::{self, Piece, Snapshot};
 use super::identity::Credential;
@@ -335,6 +336,17 @@ pub async fn serve<T: Transport>(
                         });
                         None
                     }
+                    Handled::Label(label) => {
+                        streams.labels.put(label);
+                        None
+                    }
+                    Handled::MyWork(req) => Some(my_work_message(cells::my_work(
+                        &streams.store,
+                        &streams.labels,
+                        follower.principal(),
+                        &req,
+                        streams.cfg.ui_link_template.as_deref(),
+                    ))),
                     Handled::Tasks(req) => {
                         let (tasks, done) = (streams.tasks.clone(), results_tx.clone());
                         let key = (req.session_id.clone(), req.user_id.clone());
@@ -409,6 +421,10 @@ pub enum Handled {
     Forbidden(pb::CancelRequest, String),
     /// Allowed: list the tasks of a stage of a followed session.
     Tasks(pb::TaskListRequest),
+    /// Allowed: keep which cell a tag of the subscriber's own session belongs to.
+    Label(pb::CellLabel),
+    /// The subscriber's own work across its sessions.
+    MyWork(pb::MyWorkRequest),
 }
 
 /// A text frame, read as a `ClientMessage`.
@@ -446,6 +462,20 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
             "bad_request",
             "the handshake is the stream's first frames only",
         )),
+        Some(Kind::Label(label)) if label.session_id.is_empty() || label.tag.is_empty() => {
+            Handled::Reply(error("bad_request", "a label needs a sessionId and a tag"))
+        }
+        Some(Kind::Label(label)) if follower.principal().may_follow(&label.user_id) => {
+            Handled::Label(label)
+        }
+        Some(Kind::Label(label)) => Handled::Reply(error(
+            "forbidden",
+            &format!(
+                "the sessions of user '{}' are not this subscriber's to label",
+                label.user_id
+            ),
+        )),
+        Some(Kind::MyWork(req)) => Handled::MyWork(req),
         // A notebook may stop only the sessions it follows: the pair it knows.
         Some(Kind::Cancel(mut req)) if follower.follows(&req.session_id, &req.user_id) => {
             if req.app_id.is_empty() {
@@ -481,7 +511,7 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
         }
         None => Handled::Reply(error(
             "bad_request",
-            "empty ClientMessage: expected subscribe, unsubscribe, cancel or tasks",
+            "empty ClientMessage: expected subscribe, unsubscribe, cancel, tasks, label or myWork",
         )),
     }
 }
@@ -507,6 +537,12 @@ async fn send_update<T: Transport>(
         Ok(Ok(())) => Ok(()),
         Ok(Err(Gone)) => Err(SendError::Gone),
         Err(_) => Err(SendError::Slow),
+    }
+}
+
+fn my_work_message(work: pb::MyWork) -> pb::ServerMessage {
+    pb::ServerMessage {
+        kind: Some(pb::server_message::Kind::MyWork(work)),
     }
 }
 
