@@ -120,6 +120,14 @@ async fn serve(
     creds: Credentials,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Polled once now, so that its signal handlers are in place before Spark starts: a SIGTERM
+    // while Spark starts up (minutes, at worst) must stop Spark too, not only us.
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        biased;
+        () = &mut shutdown => return Ok(()),
+        () = std::future::ready(()) => {}
+    }
     let jar = install::listener_jar()?;
     let home = install::spark_home(spark.spark_home.as_deref())?;
     let dir = install::user_dir();
@@ -201,6 +209,15 @@ async fn serve(
             cmd.env_remove(name);
         }
     }
+    // A shell or Jupyter server set up for Connect clients (SPARK_REMOTE, pyspark's mode) would
+    // make spark-submit refuse the server: "Remote cannot be specified with master".
+    for name in [
+        "SPARK_REMOTE",
+        "SPARK_CONNECT_MODE_ENABLED",
+        "SPARK_API_MODE",
+    ] {
+        cmd.env_remove(name);
+    }
     cmd.env("SPARK_HOME", &home)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -213,16 +230,21 @@ async fn serve(
     tracing::info!(spark_home = %home.display(), log = %log_path.display(), "starting spark connect server");
 
     let result = async {
-        wait_ready(
-            &mut child,
-            spark.connect_port,
-            spark.startup_timeout,
-            &log_path,
-        )
-        .await?;
+        tokio::select! {
+            ready = wait_ready(
+                &mut child,
+                spark.connect_port,
+                spark.startup_timeout,
+                &log_path,
+            ) => ready?,
+            () = &mut shutdown => return Ok(()), // stopped while starting
+        }
         // The listener read its token when Spark started it; once it has connected, the file
         // goes (it keeps the token in memory for its reconnects).
-        wait_listener(&running, Duration::from_secs(30)).await;
+        tokio::select! {
+            () = wait_listener(&running, Duration::from_secs(30)) => {}
+            () = &mut shutdown => return Ok(()),
+        }
         let _ = std::fs::remove_file(&listener_token_file);
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -252,7 +274,7 @@ async fn serve(
         out.flush()?;
         drop(out);
         tokio::select! {
-            () = shutdown => Ok(()),
+            () = &mut shutdown => Ok(()),
             status = child.wait() => {
                 let status = status?;
                 bail!("the Spark Connect server exited ({status}); its log:\n{}", tail(&log_path))
