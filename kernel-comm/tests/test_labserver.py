@@ -138,3 +138,67 @@ def test_kernels_label_each_tag_with_its_notebook_and_cell(
     agent.drop()
     agent.wait_for(lambda: len(agent.labels()) >= before + 2, timeout=15)
     del client
+
+
+def test_the_link_follows_where_the_agent_is_now(monkeypatch, tmp_path) -> None:
+    """A server started from the sidebar leaves a new address and token: the next request uses
+    them, and the old stream is closed."""
+    monkeypatch.delenv("SPARKSCOPE_URL", raising=False)
+    monkeypatch.delenv("SPARKSCOPE_TOKEN", raising=False)
+    monkeypatch.delenv("SPARKSCOPE_TOKEN_FILE", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+    monkeypatch.setenv("SPARKSCOPE_HOME", str(tmp_path))
+    made: list[StubLink] = []
+
+    class StubLink:
+        def __init__(self, url: str, token: str | None, root: str) -> None:
+            self.url, self.token, self.stopped = url, token, False
+            made.append(self)
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    link = labserver.Link("", make=StubLink)
+    first = link.get()
+    assert first.url == labserver.DEFAULT_URL and first.token is None
+    assert link.get() is first  # nothing changed: the same stream
+    (tmp_path / "stream-url").write_text("ws://127.0.0.1:7777/api/v1/stream\n")
+    (tmp_path / "token").write_text("T1\n")
+    second = link.get()
+    assert (second.url, second.token) == ("ws://127.0.0.1:7777/api/v1/stream", "T1")
+    assert first.stopped and not second.stopped
+    (tmp_path / "token").write_text("T2\n")  # a restart: new tokens
+    assert link.get().token == "T2" and second.stopped
+    link.stop()
+    assert made[-1].stopped and len(made) == 3
+
+
+def test_the_driver_log_is_read_in_whole_lines_from_an_offset(tmp_path, monkeypatch) -> None:
+    log = tmp_path / "driver.log"
+    missing = labserver.read_log(log, -1)
+    assert not missing["exists"] and missing["lines"] == []
+    log.write_bytes(b"one\ntwo\nthr")
+    first = labserver.read_log(log, -1)
+    assert first["lines"] == ["one", "two"] and first["offset"] == 8  # "thr" still being written
+    with log.open("ab") as f:
+        f.write(b"ee\nfour\n")
+    more = labserver.read_log(log, first["offset"])
+    assert more["lines"] == ["three", "four"] and more["offset"] == log.stat().st_size
+    assert labserver.read_log(log, more["offset"])["lines"] == []
+    # a new server's log is shorter than where the reader was: read from its start
+    log.write_bytes(b"new\n")
+    again = labserver.read_log(log, more["offset"])
+    assert again["reset"] and again["lines"] == ["new"]
+    # a first request gets the tail only, from a line's start; one answer is bounded
+    monkeypatch.setattr(labserver, "LOG_TAIL", 10)
+    log.write_bytes(b"aaaaaaaa\nbbbb\ncccc\n")
+    tail = labserver.read_log(log, -1)
+    assert tail["lines"] == ["bbbb", "cccc"] and tail["offset"] == log.stat().st_size
+    log.write_bytes(b"aaaaaaaa\nbbbbb\ncccc\n")
+    assert labserver.read_log(log, -1)["lines"] == ["cccc"]  # "bbbbb" cut: not shown
+    monkeypatch.setattr(labserver, "LOG_CHUNK", 12)
+    chunk = labserver.read_log(log, 0)
+    assert chunk["lines"] == ["aaaaaaaa"] and chunk["offset"] == 9
+    # bytes that are no UTF-8 are shown, not fatal
+    log.write_bytes(b"\xff\xfe bad\n")
+    assert labserver.read_log(log, 0)["lines"] == ["\ufffd\ufffd bad"]

@@ -7,12 +7,16 @@ two notebooks while another user (zed) runs a job of their own on the same serve
   progress, and never zed's;
 - Cancel in the sidebar stops the other notebook's job (Spark's REST API says so) and the run
   moves to "Recently finished" with its outcome;
-- the browser never holds the agent's token: the page's requests carry none.
+- the browser never holds the agent's token: the page's requests carry none;
+- a cell whose Spark work ran over the threshold (30 s, the default) and ends while the tab is
+  hidden raises a browser notification naming the cell and its outcome (the Notification API is
+  replaced in the page only to record the call; the page's visibility is set by the test).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import threading
 from pathlib import Path
@@ -28,6 +32,28 @@ SLEEP = "reflect('java.lang.Thread', 'sleep', cast({ms} as bigint))"
 # two tasks of 20 s: long enough to be watched, cancelled and seen running side by side
 LONG = f'spark.range(0, 2, 1, 2).selectExpr("{SLEEP.format(ms=20000)} AS x").collect()'
 NOTEBOOKS = ("first.ipynb", "second.ipynb")
+# one task of 33 s: over the 30 s after which an end is notified
+OVER_THRESHOLD = f'spark.range(0, 1, 1, 1).selectExpr("{SLEEP.format(ms=33000)} AS x").collect()'
+NOTIFIED = "third.ipynb"
+# In the page before JupyterLab loads: a Notification that records its calls (permission
+# granted), and a visibility the test sets.
+RECORD_NOTIFICATIONS = """(() => {
+  window.__notified = [];
+  window.__asked = 0;
+  window.__hidden = false;
+  class Recorded {
+    constructor(title, options) {
+      window.__notified.push({title, body: (options || {}).body || ''});
+    }
+    close() {}
+  }
+  Recorded.permission = 'granted';
+  Recorded.requestPermission = async () => { window.__asked += 1; return 'granted'; };
+  window.Notification = Recorded;
+  Object.defineProperty(document, 'visibilityState',
+    {configurable: true, get: () => (window.__hidden ? 'hidden' : 'visible')});
+  Object.defineProperty(document, 'hidden', {configurable: true, get: () => window.__hidden});
+})();"""
 
 SIDEBAR_JS = """() => {
   const root = document.getElementById('sparkscope-sidebar');
@@ -45,9 +71,9 @@ STATUS_JS = """() => {
 }"""
 
 
-def notebook(path: Path) -> None:
+def notebook(path: Path, cell: str = LONG) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(nbrun.SETUP), nbformat.v4.new_code_cell(LONG)]
+    nb.cells = [nbformat.v4.new_code_cell(nbrun.SETUP), nbformat.v4.new_code_cell(cell)]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -92,6 +118,7 @@ def lab(server, agent, artifacts_dir: Path, log_registry):
     root.mkdir(exist_ok=True)
     for name in NOTEBOOKS:
         notebook(root / name)
+    notebook(root / NOTIFIED, OVER_THRESHOLD)
     log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
     # ivy's Jupyter server: its kernels and its sparkscope server extension find the agent and
     # ivy's token in the environment, as on a shared server's single-user Jupyter
@@ -214,3 +241,48 @@ def test_sidebar_and_status_bar_follow_my_cells_and_cancel_one(
         f"status bar '{status['text']}'; cancel from the sidebar: Spark says "
         f"{[j['status'] for j in stopped]}; extension up {loaded_ms:.0f} ms after navigation"
     )
+
+
+def test_a_long_cell_that_ends_while_the_tab_is_hidden_is_notified(
+    lab, context, screenshots_dir: Path
+) -> None:
+    context.add_init_script(RECORD_NOTIFICATIONS)
+    # a page and workspace of its own: the first page's workspace would reopen the first
+    # test's notebooks, one of them current
+    nb = browser.open_beside(context, lab, NOTIFIED, "notified")
+    page = nb.page
+    assert page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path") == NOTIFIED
+    nb.run_cell(0)
+    nb.wait_cell_done(0, 180)
+    nb.run_cell(1)
+    page.evaluate("() => window.jupyterapp.shell.activateById('sparkscope-sidebar')")
+    harness.wait_until(
+        lambda: any(
+            r["notebook"] == NOTIFIED and r["state"] == "running" for r in sidebar(page)["runs"]
+        ),
+        60,
+        0.3,
+        "the cell's run in the sidebar",
+    )
+    # the user switches to another tab while it runs
+    page.evaluate(
+        "() => { window.__hidden = true; document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    nb.wait_cell_done(1, 120)
+    notified = harness.wait_until(
+        lambda: page.evaluate("() => window.__notified").copy() or None,
+        30,
+        0.5,
+        "a browser notification",
+    )
+    page.evaluate(
+        "() => { window.__hidden = false; document.dispatchEvent(new Event('visibilitychange')); }"
+    )
+    browser.Screenshots(screenshots_dir, "lab-notification", []).save(page, "after")
+    assert len(notified) == 1, notified
+    (note,) = notified
+    assert note["title"] == NOTIFIED, note
+    assert re.fullmatch(r"cell \d+ · 1 job succeeded in 3\d s", note["body"]), note
+    # granted already: the page never asked again
+    assert page.evaluate("() => window.__asked") == 0
+    print(f"notification while hidden: {note}")

@@ -110,10 +110,24 @@ function isHttpUrl(href) {
   return true;
 }
 
+// A page that reaches Spark's UI through its own server (JupyterLab with sparkscope's extension
+// and its proxy on) offers `globalThis.sparkscopeUiProxy(href)`: the proxied address of a link,
+// or null. Any other host (VS Code, a static page) keeps Spark's own address.
+function throughProxy(href) {
+  const proxy = globalThis.sparkscopeUiProxy;
+  if (typeof proxy !== "function") return href;
+  try {
+    const proxied = proxy(href);
+    return isHttpUrl(proxied) ? proxied : href;
+  } catch {
+    return href;
+  }
+}
+
 function link(cls, text, href, label) {
   if (!isHttpUrl(href)) return el("span", cls, text);
   const a = el("a", cls, text);
-  a.href = href;
+  a.href = throughProxy(href);
   a.target = "_blank";
   a.rel = "noopener noreferrer";
   a.title = label;
