@@ -6,14 +6,17 @@ token (JUPYTERHUB_API_TOKEN), plus the stream's `wss://` URL and the CA that sig
 certificate: no sparkscope credential of its own. The extension sends that token only to an agent
 that proved itself with that certificate, and the agent asks the Hub whose it is
 (`--jupyterhub-api-url`); to a plain ws:// address, or any other, it sends nothing.
-Each user then sees and cancels only their own Spark Connect sessions, on every surface; a
-forged, an expired, or a service's token is refused. The kernels run under nbclient with that
+Each user then sees and cancels only their own Spark Connect sessions, on every surface (JupyterLab's
+Spark sidebar too: each user's Jupyter server asks the agent with that user's Hub token, and each
+sidebar, in Chromium, lists that user's cell runs and never the other's); a forged, an expired,
+or a service's token is refused. The kernels run under nbclient with that
 environment rather than inside Hub-spawned servers: what the extension and the agent see is the
 same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -25,7 +28,7 @@ import nbformat
 import pytest
 import requests
 import websocket
-from harness import nbrun
+from harness import browser, nbrun
 
 USERS = ("alice", "bob")
 
@@ -257,3 +260,77 @@ def test_a_kernel_sends_its_hub_token_to_no_agent_that_has_not_proven_itself(
             assert tokens["alice"] not in received, "the Hub token reached the impostor"
             assert "authorization" not in received.lower(), received[:500]
             assert impostor.messages == [] and impostor.connections == [], impostor.raw
+
+
+SIDEBAR_RUNS_JS = """() => [...document.querySelectorAll('#sparkscope-sidebar .sparkscope-sb-run')]
+  .map(n => ({...n.dataset}))"""
+# long enough for both users' cells to be running side by side
+SLEEPY = (
+    "spark.range(0, 2, 1, 2).selectExpr(\"reflect('java.lang.Thread', 'sleep', "
+    'cast(12000 as bigint)) AS x").collect()'
+)
+
+
+def test_each_hub_users_sidebar_lists_only_their_own_cell_runs(
+    work: Path, agent, server, tokens, cert, require_piece
+) -> None:
+    require_piece(
+        Path(browser.__file__) if browser.playwright_available() else None,
+        "the playwright Python package",
+        ".venv/bin/pip install -r tests/requirements.txt",
+    )
+    require_piece(browser.chromium_path(), "Chromium", "apt-get install chromium")
+    labs, pages = {}, {}
+    with contextlib.ExitStack() as stack:
+        # one browser: the two Jupyter servers are two origins, each with its own login cookie
+        context = stack.enter_context(browser.chromium(work / "chromium-hub-users"))
+        for user in USERS:
+            root = work / f"lab-{user}"
+            root.mkdir(exist_ok=True)
+            nb = nbformat.v4.new_notebook()
+            nb.cells = [nbformat.v4.new_code_cell(nbrun.SETUP), nbformat.v4.new_code_cell(SLEEPY)]
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+            nbformat.write(nb, root / f"{user}.ipynb")
+            # a Hub user's single-user server: its Hub token, and nothing of sparkscope's own
+            env = {
+                "JUPYTERHUB_API_TOKEN": tokens[user],
+                "JUPYTERHUB_USER": user,
+                "SPARKSCOPE_URL": agent.stream_url,
+                "SPARKSCOPE_CA_FILE": str(cert[0]),
+                "SPARKSCOPE_TOKEN": "",
+                "SPARKSCOPE_TOKEN_FILE": "",
+                "SPARKSCOPE_HOME": str(work / f"home-{user}"),
+                "SPARKSCOPE_OWN_SERVER": "off",
+                "SPARK_REMOTE": server.remote_url(user_id=user),
+            }
+            labs[user] = stack.enter_context(
+                harness.JupyterLab(root, work / f"lab-{user}-run", env=env)
+            )
+            pages[user] = browser.open_beside(context, labs[user], f"{user}.ipynb", user)
+        for nb in pages.values():
+            nb.run_cell(0)
+        for nb in pages.values():
+            nb.wait_cell_done(0, 180)
+        for nb in pages.values():
+            nb.run_cell(1)
+            nb.page.evaluate("() => window.jupyterapp.shell.activateById('sparkscope-sidebar')")
+
+        def both_running() -> dict | None:
+            seen = {u: nb.page.evaluate(SIDEBAR_RUNS_JS) for u, nb in pages.items()}
+            running = all(any(r["state"] == "running" for r in seen[u]) for u in USERS)
+            return seen if running else None
+
+        seen = harness.wait_until(
+            both_running, 60, 0.3, "each user's running cell in their sidebar"
+        )
+        for user, runs in seen.items():
+            assert {r["user"] for r in runs} == {user}, (user, runs)
+            assert {r["notebook"] for r in runs} == {f"{user}.ipynb"}, (user, runs)
+        for nb in pages.values():
+            nb.wait_cell_done(1, 90)
+        after = {u: nb.page.evaluate(SIDEBAR_RUNS_JS) for u, nb in pages.items()}
+        for user, runs in after.items():
+            assert runs and {r["user"] for r in runs} == {user}, (user, runs)
+    print(
+        f"sidebars while both ran: { {u: len(r) for u, r in seen.items()} } run(s), each only its user's"
+    )
