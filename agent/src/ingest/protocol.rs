@@ -52,6 +52,8 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 evicted: r.live_evicted.saturating_add(r.untracked_task_events),
             })
         }
+        // The driver's log lines (`spark.sparkscope.logs.maxPerSecond`): known, not kept yet.
+        "LogLine" => Event::Ignored,
         "SnapshotStart" => Event::SnapshotStart {
             time: serde_json::from_slice::<RawTime>(line)?.time,
         },
@@ -472,6 +474,19 @@ async fn read_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarded_log_line_is_known_and_kept_nowhere() {
+        let line = br#"{"Event":"SparkscopeLogLine","Timestamp":1,"Level":"ERROR","Message":"x"}"#;
+        assert_eq!(
+            parse_event("LogLine", line).expect("parsed"),
+            Event::Ignored
+        );
+        assert_eq!(
+            parse_event("NoSuchLine", line).expect("parsed"),
+            Event::Unknown
+        );
+    }
 
     #[test]
     fn a_hello_reads_back_as_written() {

@@ -27,6 +27,10 @@ final class ListenerConfig {
     /** Set by the kernel extension on a notebook's own (classic) SparkContext. */
     static final String CLASSIC_SESSION = "spark.sparkscope.classicSession";
     static final String TLS_TRUST = "spark.sparkscope.tls.trustCert";
+    /** The driver's WARN and ERROR lines forwarded per second at most; 0 (the default) none. */
+    static final String LOGS_MAX_PER_SECOND = "spark.sparkscope.logs.maxPerSecond";
+    static final long DEFAULT_LOGS_MAX_PER_SECOND = 0;
+    static final String LOGS_QUEUE_CAPACITY = "spark.sparkscope.logs.queueCapacity";
 
     static final String DEFAULT_AGENT = "127.0.0.1:4741";
 
@@ -48,10 +52,15 @@ final class ListenerConfig {
     final long jobCheckIntervalMs;
     /** A PEM file of the agent's certificate (or its CA): TLS to the agent when set. */
     final String tlsTrust;
+    /** The driver's WARN and ERROR lines forwarded per second at most; 0: none. */
+    final int logsMaxPerSecond;
+    /** Lines waiting for the sender (and for the agent, while it is away) at most. */
+    final int logsQueueCapacity;
 
     private ListenerConfig(String agentHost, int agentPort, String token, String unusable,
             long flushIntervalMs, int queueCapacity, int maxLiveEntities, long writeTimeoutMs,
-            long jobCheckIntervalMs, String tlsTrust) {
+            long jobCheckIntervalMs, String tlsTrust, int logsMaxPerSecond,
+            int logsQueueCapacity) {
         this.agentHost = agentHost;
         this.agentPort = agentPort;
         this.token = token;
@@ -62,6 +71,8 @@ final class ListenerConfig {
         this.writeTimeoutMs = writeTimeoutMs;
         this.jobCheckIntervalMs = jobCheckIntervalMs;
         this.tlsTrust = tlsTrust;
+        this.logsMaxPerSecond = logsMaxPerSecond;
+        this.logsQueueCapacity = logsQueueCapacity;
     }
 
     static ListenerConfig from(SparkConf conf) {
@@ -98,7 +109,9 @@ final class ListenerConfig {
                 positive(conf, WRITE_TIMEOUT_MS, 10_000),
                 interval(conf, JOB_CHECK_INTERVAL_MS, DEFAULT_JOB_CHECK_INTERVAL_MS,
                         MIN_JOB_CHECK_INTERVAL_MS, MAX_JOB_CHECK_INTERVAL_MS),
-                conf.get(TLS_TRUST, "").trim());
+                conf.get(TLS_TRUST, "").trim(),
+                (int) interval(conf, LOGS_MAX_PER_SECOND, DEFAULT_LOGS_MAX_PER_SECOND, 1, 10_000),
+                (int) positive(conf, LOGS_QUEUE_CAPACITY, 1_000));
     }
 
     /**

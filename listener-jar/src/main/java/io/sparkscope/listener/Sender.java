@@ -35,6 +35,7 @@ final class Sender implements Runnable {
     private final StatsLine stats;
     private final JobReaper reaper; // null when spark.sparkscope.jobCheckIntervalMs is 0
     private final Hello hello;
+    private volatile LogForwarder logs; // null: the driver's log lines are not forwarded
 
     Sender(ListenerConfig config, SparkConf conf, EventRing ring,
             ConcurrentLinkedQueue<StageCounters> newStages, AtomicLong queueDropped,
@@ -66,6 +67,12 @@ final class Sender implements Runnable {
         this.pollNanos = Math.max(1_000_000L, Math.min(flushNanos / 10, 10_000_000L));
         this.thread = new Thread(this, "sparkscope-sender");
         this.thread.setDaemon(true);
+    }
+
+    /** Forwards the driver's WARN and ERROR lines this forwarder catches; before start(). */
+    void forwardLogs(LogForwarder forwarder) {
+        this.logs = forwarder;
+        stats.logs(forwarder);
     }
 
     void start() {
@@ -119,6 +126,15 @@ final class Sender implements Runnable {
             while ((e = ring.poll()) != null) {
                 events.handle((SparkListenerEvent) e);
                 drained = true;
+            }
+            // The driver's log lines wait in their own bounded queue while the agent is away.
+            LogForwarder forwarder = logs;
+            if (forwarder != null && agent.connected()) {
+                LogForwarder.Line line;
+                while ((line = forwarder.poll()) != null) {
+                    agent.writeLine(line.json());
+                    drained = true;
+                }
             }
             now = System.nanoTime();
             // After the drain, so a JobEnd that was already queued ends its job first.

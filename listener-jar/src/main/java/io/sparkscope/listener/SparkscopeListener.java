@@ -71,6 +71,7 @@ public class SparkscopeListener extends SparkListener {
     // Completed stage attempts whose counters made room for a new one while the table was full.
     private final AtomicLong countersEvicted = new AtomicLong();
     private final Sender sender;
+    private LogForwarder forwarder; // null: the driver's log lines are not forwarded
 
     private final boolean enabled;
 
@@ -95,6 +96,18 @@ public class SparkscopeListener extends SparkListener {
             r = new EventRing(cfg.queueCapacity);
             s = new Sender(cfg, conf, r, newStages, queueDropped, untrackedTaskEvents,
                     countersEvicted);
+            if (cfg.logsMaxPerSecond > 0) {
+                LogForwarder logs = null;
+                try {
+                    logs = LogForwarder.install(cfg.logsQueueCapacity, cfg.logsMaxPerSecond);
+                } catch (Throwable t) {
+                    LOG.warn("sparkscope: the driver's log lines are not forwarded", t);
+                }
+                if (logs != null) {
+                    s.forwardLogs(logs);
+                    forwarder = logs;
+                }
+            }
             s.start();
             LOG.info("sparkscope: listener {} streaming to agent {} (flush {} ms, queue {})",
                     VERSION, cfg.agentString(), cfg.flushIntervalMs, cfg.queueCapacity);
@@ -267,6 +280,10 @@ public class SparkscopeListener extends SparkListener {
         try {
             if (sender != null) {
                 sender.stop(STOP_TIMEOUT_MS); // bounded: Spark is shutting down anyway
+            }
+            if (forwarder != null) {
+                forwarder.uninstall();
+                forwarder = null;
             }
         } catch (Throwable t) {
             callbackFailed(t);

@@ -20,6 +20,10 @@ final class StatsLine {
     static final long HEARTBEAT_NANOS = 10_000_000_000L;
 
     private final BusDrops busDrops = new BusDrops();
+    // The driver's log lines forwarded and dropped (rate, queue): none without a forwarder.
+    private LongSupplier logLinesForwarded = () -> 0L;
+    private LongSupplier logLinesDropped = () -> 0L;
+    private long lastLogs = -1;
 
     private long lastData = -1;
     private long lastDropped = -1;
@@ -41,6 +45,12 @@ final class StatsLine {
         this.jobsReaped = jobsReaped;
     }
 
+    /** Reports the log forwarder's counts too. */
+    void logs(LogForwarder forwarder) {
+        logLinesForwarded = forwarder::forwarded;
+        logLinesDropped = forwarder::dropped;
+    }
+
     /** Every line lost: on the bus thread (a full queue) and on the sender thread. */
     long dropped() {
         return queueDropped.get() + counts.dropped;
@@ -60,9 +70,10 @@ final class StatsLine {
         long queue = ring.size();
         String bus = busDrops.read();
         long reaped = jobsReaped.getAsLong();
+        long logsDropped = logLinesDropped.getAsLong();
         if (counts.data == lastData && dropped == lastDropped && queue == lastQueue
                 && counts.reconnects == lastReconnects && reaped == lastReaped
-                && bus.equals(lastBus) && !heartbeatDue(nowNanos)) {
+                && logsDropped == lastLogs && bus.equals(lastBus) && !heartbeatDue(nowNanos)) {
             return null;
         }
         written = true;
@@ -73,6 +84,7 @@ final class StatsLine {
         lastReconnects = counts.reconnects;
         lastBus = bus;
         lastReaped = reaped;
+        lastLogs = logsDropped;
         return new Json("SparkscopeListenerStats")
                 .field("time", System.currentTimeMillis())
                 .field("sent", counts.sent + counts.pending)
@@ -82,6 +94,8 @@ final class StatsLine {
                 .field("liveEvicted", live.evicted() + countersEvicted.get())
                 .field("untrackedTaskEvents", untrackedTaskEvents.get())
                 .field("jobsReaped", reaped)
+                .field("logLinesForwarded", logLinesForwarded.getAsLong())
+                .field("logLinesDropped", logsDropped)
                 .raw("busDropped", bus)
                 .end();
     }
