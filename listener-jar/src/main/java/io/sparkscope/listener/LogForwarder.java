@@ -97,7 +97,7 @@ final class LogForwarder extends AbstractAppender {
      * (the loggers' own levels are left alone). Null when log4j2 is not Spark's backend.
      */
     static LogForwarder install(int capacity, int maxPerSecond) {
-        Object context = LogManager.getContext(false);
+        Object context = sparkLogContext();
         if (!(context instanceof LoggerContext)) {
             return null;
         }
@@ -113,13 +113,22 @@ final class LogForwarder extends AbstractAppender {
 
     /** Takes the forwarder off the root logger (at application end). */
     void uninstall() {
-        Object context = LogManager.getContext(false);
+        Object context = sparkLogContext();
         if (context instanceof LoggerContext) {
             LoggerContext ctx = (LoggerContext) context;
             ctx.getConfiguration().getRootLogger().removeAppender(NAME);
             ctx.updateLoggers();
         }
         stop();
+    }
+
+    /**
+     * Spark's own logger context. This jar comes through {@code --jars}, in a class loader of its
+     * own, for which log4j2's default context selector would make a context no logger of
+     * Spark's writes to.
+     */
+    private static Object sparkLogContext() {
+        return LogManager.getContext(SparkContext.class.getClassLoader(), false);
     }
 
     @Override
