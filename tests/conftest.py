@@ -106,6 +106,19 @@ def require_piece(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session")
+def require_browser(require_piece) -> None:
+    """Playwright and Debian's Chromium, for the browser tests (skip or fail as require_piece)."""
+    from harness import browser
+
+    require_piece(
+        Path(browser.__file__) if browser.playwright_available() else None,
+        "the playwright Python package",
+        ".venv/bin/pip install -r tests/requirements.txt",
+    )
+    require_piece(browser.chromium_path(), "Chromium", "apt-get install chromium")
+
+
+@pytest.fixture(scope="session")
 def reporting_to(require_piece):
     """`reporting_to(work_dir, agent, **kw)`: a Spark Connect server (a context manager) whose
     listener reports to `agent` with its listener token; `kw` goes to SparkConnectServer."""

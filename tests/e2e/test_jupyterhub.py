@@ -272,14 +272,8 @@ SLEEPY = (
 
 
 def test_each_hub_users_sidebar_lists_only_their_own_cell_runs(
-    work: Path, agent, server, tokens, cert, require_piece
+    work: Path, agent, server, tokens, cert, require_browser
 ) -> None:
-    require_piece(
-        Path(browser.__file__) if browser.playwright_available() else None,
-        "the playwright Python package",
-        ".venv/bin/pip install -r tests/requirements.txt",
-    )
-    require_piece(browser.chromium_path(), "Chromium", "apt-get install chromium")
     labs, pages = {}, {}
     with contextlib.ExitStack() as stack:
         # one browser: the two Jupyter servers are two origins, each with its own login cookie

@@ -59,13 +59,7 @@ def spark_processes(port: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def pieces(require_piece) -> Path:
-    require_piece(
-        Path(browser.__file__) if browser.playwright_available() else None,
-        "the playwright Python package",
-        ".venv/bin/pip install -r tests/requirements.txt",
-    )
-    require_piece(browser.chromium_path(), "Chromium", "apt-get install chromium")
+def pieces(require_piece, require_browser) -> Path:
     return require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
 
 
@@ -285,3 +279,35 @@ def check_ui_proxy(page: Any, lab: Any) -> list[str]:
     assert anonymous.status_code in (302, 403), anonymous.status_code
     assert page.request.get(f"{prefix}local-1/jobs/").status == 404
     return pages
+
+
+def test_bad_requests_to_the_own_server_endpoints_are_answered(lab) -> None:
+    """Hostile or broken requests get a clear 4xx and change nothing; without Jupyter's login
+    nothing is answered at all."""
+    api = f"{lab.url}/sparkscope/api"
+    auth = {"Authorization": f"token {lab.token}"}
+
+    def call(method: str, path: str, **kw) -> requests.Response:
+        return requests.request(method, f"{api}/{path}", headers=auth, timeout=10, **kw)
+
+    before = call("GET", "server").json()
+    assert call("POST", "server", data="{not json").status_code == 400
+    assert call("POST", "server", json=["start"]).status_code == 400
+    assert call("POST", "server", json={"action": "format-disk"}).status_code == 400
+    assert call("POST", "server", json={"action": "start", "bundle": 7}).status_code == 400
+    unknown = call("POST", "server", json={"action": "start", "bundle": "nope"})
+    assert unknown.status_code == 400 and "no bundle named" in unknown.json()["message"]
+    assert call("PUT", "bundles/x", data="{" + " " * 70_000 + "}").status_code == 413
+    bad = call("PUT", "bundles/..%2Fescape", json={"master": "local[2]"})
+    assert bad.status_code in (400, 404), bad.status_code
+    secret = call("PUT", "bundles/s", json={"confs": {"spark.ssl.keyPassword": "hunter2"}})
+    assert secret.status_code == 400 and "looks like a secret" in secret.json()["message"]
+    assert call("GET", "server/log?offset=abc").status_code == 400
+    assert call("DELETE", "bundles/nope").status_code == 404
+    after = call("GET", "server").json()
+    assert [b["name"] for b in after["bundles"]] == [b["name"] for b in before["bundles"]]
+    assert after["server"]["state"] == before["server"]["state"]
+    # no login: refused before any of it runs
+    anonymous = requests.post(f"{api}/server", json={"action": "start"}, timeout=10)
+    assert anonymous.status_code == 403, anonymous.status_code
+    assert requests.get(f"{api}/server/log", timeout=10).status_code == 403

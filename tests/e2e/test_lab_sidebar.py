@@ -83,13 +83,7 @@ def notebook(path: Path, cell: str = LONG) -> None:
 
 
 @pytest.fixture(scope="module")
-def pieces(require_piece) -> Path:
-    require_piece(
-        Path(browser.__file__) if browser.playwright_available() else None,
-        "the playwright Python package",
-        ".venv/bin/pip install -r tests/requirements.txt",
-    )
-    require_piece(browser.chromium_path(), "Chromium", "apt-get install chromium")
+def pieces(require_piece, require_browser) -> Path:
     return require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
 
 

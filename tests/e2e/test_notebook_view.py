@@ -128,14 +128,8 @@ def notebook(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def pieces(require_piece) -> Path:
+def pieces(require_piece, require_browser) -> Path:
     require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
-    require_piece(
-        Path(browser.__file__) if browser.playwright_available() else None,
-        "the playwright Python package",
-        ".venv/bin/pip install -r tests/requirements.txt",
-    )
-    require_piece(browser.chromium_path(), "Chromium", "apt-get install chromium")
     return require_piece(harness.agent_binary(), "sparkscope binary", "cargo build --release")
 
 

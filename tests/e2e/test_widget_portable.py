@@ -77,13 +77,7 @@ def recorded_traits() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def host_page(require_piece, tmp_path_factory) -> Iterator[str]:
-    require_piece(
-        Path(browser.__file__) if browser.playwright_available() else None,
-        "the playwright Python package",
-        ".venv/bin/pip install -r tests/requirements.txt",
-    )
-    require_piece(browser.chromium_path(), "Chromium", "apt-get install chromium")
+def host_page(require_browser, tmp_path_factory) -> Iterator[str]:
     site = tmp_path_factory.mktemp("anywidget-host")
     for name in ("widget.js", "widget.css"):
         shutil.copy(STATIC / name, site / name)

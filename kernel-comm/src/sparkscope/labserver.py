@@ -225,6 +225,17 @@ def _handlers(
     from jupyter_server.base.handlers import APIHandler
     from tornado import web
 
+    def json_body(handler: APIHandler, limit: int) -> dict[str, Any]:
+        if len(handler.request.body) > limit:
+            raise web.HTTPError(413, f"a request body is at most {limit} bytes")
+        try:
+            body = json.loads(handler.request.body or b"{}")
+        except ValueError as e:
+            raise web.HTTPError(400, f"not JSON: {e}") from e
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "expected a JSON object")
+        return body
+
     class WorkHandler(APIHandler):
         @web.authenticated
         async def get(self) -> None:
@@ -245,31 +256,13 @@ def _handlers(
     class CancelHandler(APIHandler):
         @web.authenticated
         async def post(self) -> None:
-            if len(self.request.body) > MAX_BODY:
-                raise web.HTTPError(413, "a cancel request is at most 4 KiB")
-            try:
-                body = json.loads(self.request.body or b"{}")
-            except ValueError as e:
-                raise web.HTTPError(400, f"not JSON: {e}") from e
-            if not isinstance(body, dict):
-                raise web.HTTPError(400, "expected a JSON object")
+            body = json_body(self, MAX_BODY)
             result = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: link.get().cancel(body)
             )
             if not result.get("ok") and result.get("code") == "bad_request":
                 self.set_status(400)
             self.finish(json.dumps(result))
-
-    def json_body(handler: APIHandler, limit: int) -> dict[str, Any]:
-        if len(handler.request.body) > limit:
-            raise web.HTTPError(413, f"a request body is at most {limit} bytes")
-        try:
-            body = json.loads(handler.request.body or b"{}")
-        except ValueError as e:
-            raise web.HTTPError(400, f"not JSON: {e}") from e
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "expected a JSON object")
-        return body
 
     handlers: list[tuple[str, type, dict[str, Any]]] = [
         (f"{API}/work", WorkHandler, {}),
