@@ -3,6 +3,7 @@ package io.sparkscope.listener;
 import java.util.Map;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.UnaryOperator;
 
 import org.apache.logging.log4j.Level;
 import org.apache.logging.log4j.LogManager;
@@ -12,6 +13,7 @@ import org.apache.logging.log4j.core.appender.AbstractAppender;
 import org.apache.logging.log4j.core.config.Configuration;
 import org.apache.logging.log4j.core.config.Property;
 import org.apache.spark.SparkContext;
+import org.apache.spark.SparkContext$;
 import org.apache.spark.TaskContext;
 import scala.Option;
 
@@ -85,6 +87,8 @@ final class LogForwarder extends AbstractAppender {
     // turn lets a few more through, never fewer.
     private volatile long second;
     private final AtomicLong inSecond = new AtomicLong();
+    // Bound by the sender thread once Spark's context is active; lines before carry no tags.
+    private volatile UnaryOperator<String> localProperty;
 
     LogForwarder(int capacity, int maxPerSecond) {
         super(NAME, null, null, true, Property.EMPTY_ARRAY);
@@ -179,15 +183,35 @@ final class LogForwarder extends AbstractAppender {
         return forwarded.get();
     }
 
+    /**
+     * Binds the application's SparkContext once it is active; called from the sender thread.
+     * The logging threads then read its local properties through this reference: asking
+     * {@code SparkContext.getActive()} there would take Spark's context-constructor lock on
+     * whatever thread logs, and wait while a context is being built.
+     */
+    void bindIfUnbound() {
+        if (localProperty == null) {
+            Option<SparkContext> active = SparkContext$.MODULE$.getActive();
+            if (active.isDefined()) {
+                bind(active.get()::getLocalProperty);
+            }
+        }
+    }
+
+    /** The calling thread's Spark local properties (a SparkContext's, or a test's). */
+    void bind(UnaryOperator<String> properties) {
+        localProperty = properties;
+    }
+
     /** The job tags of the logging thread: its task's, else its own local properties'. */
-    private static String jobTags() {
+    private String jobTags() {
         TaskContext task = TaskContext.get();
         if (task != null) {
             return cut(task.getLocalProperty(JOB_TAGS), MAX_MESSAGE);
         }
-        Option<SparkContext> sc = org.apache.spark.SparkContext$.MODULE$.getActive();
-        if (sc.isDefined()) {
-            return cut(sc.get().getLocalProperty(JOB_TAGS), MAX_MESSAGE);
+        UnaryOperator<String> properties = localProperty;
+        if (properties != null) {
+            return cut(properties.apply(JOB_TAGS), MAX_MESSAGE);
         }
         return "";
     }

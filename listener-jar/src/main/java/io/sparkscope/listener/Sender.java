@@ -129,6 +129,9 @@ final class Sender implements Runnable {
             }
             // The driver's log lines wait in their own bounded queue while the agent is away.
             LogForwarder forwarder = logs;
+            if (forwarder != null) {
+                forwarder.bindIfUnbound();
+            }
             if (forwarder != null && agent.connected()) {
                 LogForwarder.Line line;
                 while ((line = forwarder.poll()) != null) {

@@ -104,6 +104,28 @@ class LogForwarderTest {
     }
 
     @Test
+    void aThreadsJobTagsComeFromTheBoundContextOnly() {
+        forwarder = LogForwarder.install(10, 100);
+        Logger log = LogManager.getLogger("org.apache.spark.sql.connect.Test");
+        log.warn("before the context is active");
+        forwarder.bindIfUnbound(); // no SparkContext is active in this JVM: nothing is bound
+        log.warn("still unbound");
+        ThreadLocal<String> tags = ThreadLocal.withInitial(() -> null);
+        forwarder.bind(key -> "spark.job.tags".equals(key) ? tags.get() : null);
+        tags.set("SparkConnect_OperationTag_User_ivy_Session_s_Operation_o,"
+                + "SparkConnect_SessionTag_User_ivy_Session_s_Tag_cell-1");
+        log.warn("inside an operation");
+        tags.set(null);
+        log.warn("outside");
+        List<LogForwarder.Line> lines = drain();
+        assertEquals(4, lines.size(), lines.toString());
+        assertEquals("", lines.get(0).jobTags);
+        assertEquals("", lines.get(1).jobTags);
+        assertTrue(lines.get(2).jobTags.endsWith("_Tag_cell-1"), lines.get(2).jobTags);
+        assertEquals("", lines.get(3).jobTags);
+    }
+
+    @Test
     void uninstalledForwardsNothing() {
         forwarder = LogForwarder.install(10, 100);
         forwarder.uninstall();
