@@ -163,10 +163,12 @@ pub enum Limit {
     HubRefusals,
     /// Notebook cells' labels of client tags kept for the sidebar; the oldest goes.
     CellLabels,
+    /// Per application: the driver's forwarded log lines; the oldest goes.
+    LogLines,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 19] = [
+    pub const ALL: [Limit; 20] = [
         Limit::ListenerConnections,
         Limit::PendingListeners,
         Limit::Subscribers,
@@ -186,6 +188,7 @@ impl Limit {
         Limit::HubUsers,
         Limit::HubRefusals,
         Limit::CellLabels,
+        Limit::LogLines,
     ];
 
     pub fn label(self) -> &'static str {
@@ -209,6 +212,7 @@ impl Limit {
             Limit::HubUsers => "jupyterhub_cached_users",
             Limit::HubRefusals => "jupyterhub_refusals",
             Limit::CellLabels => "cell_labels",
+            Limit::LogLines => "log_lines",
         }
     }
 

@@ -148,6 +148,58 @@ async fn events_flow_from_the_socket_to_the_api() {
 }
 
 #[tokio::test]
+async fn operators_read_the_drivers_log_lines_page_by_page() {
+    let agent = start("s3cret").await;
+    let mut s = handshake(agent.ingest, "local-8", "s3cret")
+        .await
+        .expect("welcome");
+    for i in 0..3 {
+        let line = format!(
+            r#"{{"Event":"SparkscopeLogLine","Timestamp":1795258404123,"Level":"ERROR","Logger":"org.apache.spark.scheduler.TaskSetManager","Thread":"t","Message":"line {i}","Thrown":"java.lang.ArithmeticException: boom","Job Tags":"","Context":{{}}}}"#
+        );
+        s.get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write");
+    }
+    let app = agent.store.get("local-8").expect("registered");
+    eventually(|| lock(&app).log_lines().count() == 3).await;
+
+    let (code, body) = http_get(agent.http, "/api/v1/applications/local-8/logs?limit=2").await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let lines = v["lines"].as_array().expect("lines");
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["message"], "line 0");
+    assert_eq!(lines[0]["level"], "ERROR");
+    assert_eq!(lines[0]["thrown"], "java.lang.ArithmeticException: boom");
+    assert!(
+        lines[0].get("owner").is_none(),
+        "nobody's line: {}",
+        lines[0]
+    );
+    assert_eq!(v["more"], 1);
+    let last = lines[1]["seq"].as_u64().expect("seq");
+    let (_, body) = http_get(
+        agent.http,
+        &format!("/api/v1/applications/local-8/logs?since={last}"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["lines"][0]["message"], "line 2");
+    assert_eq!(v["more"], 0);
+
+    // an operator's view only, and a bad query is answered
+    let (code, _) = http_get_as(agent.http, "/api/v1/applications/local-8/logs", None).await;
+    assert_eq!(code, 401);
+    let (code, body) = http_get(agent.http, "/api/v1/applications/local-8/logs?since=-1").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("since and limit"), "{body}");
+    let (code, _) = http_get(agent.http, "/api/v1/applications/nope/logs").await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test]
 async fn each_application_has_its_own_connection_and_state() {
     let agent = start("t").await;
     let mut a = handshake(agent.ingest, "app-a", "t")

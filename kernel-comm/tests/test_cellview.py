@@ -81,7 +81,8 @@ def test_a_recorded_cell_run_as_its_view() -> None:
     # GC below its share: shown plainly, no warning
     assert [(f.kind, f.severity, f.label) for f in view.findings] == [("gc", "info", "GC 0%")]
     assert view.root_causes == []
-    assert view.links == {"ui": "", "jobs": {}, "sql": {}, "stages": {}}  # no UI address
+    # no UI address; no executor logs in local mode
+    assert view.links == {"ui": "", "jobs": {}, "sql": {}, "stages": {}, "executorLogs": []}
     assert view.operation_ids == ["22222222-2222-4222-8222-222222222222"]
     assert view.context["appId"] == APP and view.context["sessionId"]
 
@@ -189,6 +190,7 @@ def test_links_into_sparks_ui() -> None:
         "jobs": {f"{APP}/7": "http://driver:4040/jobs/job/?id=7"},
         "sql": {f"{APP}/7": "http://driver:4040/SQL/execution/?id=2"},
         "stages": {f"{APP}/3/1": "http://driver:4040/stages/stage/?id=3&attempt=1"},
+        "executorLogs": [],
     }
 
 
@@ -252,3 +254,18 @@ def test_the_widget_links_only_what_the_kernel_links() -> None:
     assert browser == kernel, list(zip(HREFS, browser, kernel, strict=True))
     # and what both let through is exactly the http and https links
     assert kernel == [True, True, True] + [False] * (len(HREFS) - 3)
+
+
+def test_executor_log_links_are_web_addresses_only() -> None:
+    from sparkscope.cellview import executor_logs
+
+    app = {
+        "executorLogs": [
+            {"executorId": "0", "kind": "stdout", "url": "http://w:8081/logPage/?executorId=0"},
+            {"executorId": "0", "kind": "stderr", "url": "javascript:alert(1)"},
+        ]
+    }
+    assert executor_logs(app) == [
+        {"executorId": "0", "kind": "stdout", "url": "http://w:8081/logPage/?executorId=0"}
+    ]
+    assert executor_logs(None) == []

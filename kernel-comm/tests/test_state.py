@@ -117,3 +117,68 @@ def test_prune_keeps_running_and_newest_jobs() -> None:
     # the oldest ended jobs went first; running ones are never dropped
     assert sorted(j for _, j in state.jobs) == [6, 7, 8, 9]
     assert sorted(s for _, s, _ in state.stages) == [6, 7, 8, 9]
+
+
+def test_log_lines_reach_the_cell_whose_job_stage_or_operation_they_name() -> None:
+    from sparkscope.cellrun import CellRun, CellRuns
+    from sparkscope.cellview import build
+    from sparkscope.state import MAX_LOG_LINES
+
+    state = StreamState()
+    first, *rest = updates()
+    state.apply(first)
+    for update in rest:
+        state.apply(update)
+    line = {"appId": APP, "level": "ERROR", "timeMs": "1795258404200", "logger": "a.b.Executor"}
+    touched = state.apply(
+        {
+            "logLines": [
+                # by the job: the agent tied it through the stage the line names
+                {
+                    **line,
+                    "seq": "1",
+                    "message": "Exception in task 0.0 in stage 6.0",
+                    "jobId": 4,
+                    "stageId": 6,
+                    "sessionId": "s",
+                    "userId": "u",
+                    "thrown": "java.lang.X: boom",
+                },
+                # by the client tag of the operation's thread
+                {**line, "seq": "2", "level": "WARN", "message": "slow", "tags": [TAG]},
+                # another cell's
+                {**line, "seq": "3", "message": "not mine", "tags": ["sparkscope-cell-other"]},
+            ]
+        }
+    )
+    assert touched is not None and TAG in touched
+    view = state.view(TAG)
+    assert [k[2] for k in sorted(view.logs)] == [1, 2]
+
+    runs = CellRuns()
+    run = CellRun(tag=TAG, parent=None, thread=0)
+    runs.start(run)
+    runs.merge(state, {}, {TAG})
+    assert run.urgent, "an ERROR line is shown at once"
+    rows = build(run, state, 1795258405000).logs
+    assert [r["message"] for r in rows] == ["Exception in task 0.0 in stage 6.0", "slow"]
+    assert rows[0]["jobId"] == 4 and rows[0]["stageId"] == 6 and rows[1]["jobId"] is None
+    assert rows[0]["thrown"] == "java.lang.X: boom"
+    # whose it is stays in the kernel: the widget's rows name no session or user
+    assert not {"sessionId", "userId", "operationId", "tags"} & set(rows[0])
+
+    # the agent restarted: its snapshot numbers lines from 1 again; the run keeps what it was
+    # shown and adds the new line
+    state.apply({"snapshot": True, "generation": "1"})
+    for update in updates()[1:]:
+        state.apply(update)
+    state.apply({"logLines": [{**line, "seq": "1", "timeMs": "1795258409000", "tags": [TAG]}]})
+    runs.merge(state, {}, {TAG})
+    assert len(build(run, state, 1795258410000).logs) == 3
+
+    # bounded: the oldest go
+    state.apply(
+        {"logLines": [{**line, "seq": str(10 + i), "message": "x"} for i in range(MAX_LOG_LINES)]}
+    )
+    assert len(state.log_lines) == MAX_LOG_LINES
+    assert (APP, 1795258404200, 1) not in state.log_lines

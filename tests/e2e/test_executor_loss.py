@@ -8,6 +8,7 @@ reading the same log.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -15,6 +16,7 @@ import signal
 from pathlib import Path
 
 import harness
+import websocket
 from test_core_pipeline import _fail_on, job_problems
 from test_failures import SLEEPY, Query, wait_same
 
@@ -35,6 +37,27 @@ def executor_pids(app_id: str) -> list[int]:
         ):
             pids.append(int(proc.name))
     return sorted(pids)
+
+
+def streamed_executor_logs(agent: harness.Agent, session_id: str, user: str) -> list[dict]:
+    """The application's executor log links as a notebook following the session gets them."""
+    ws = websocket.create_connection(
+        agent.stream_url,
+        suppress_origin=True,
+        header=[f"Authorization: Bearer {agent.subscriber_token}"],
+        timeout=15,
+    )
+    try:
+        ws.send(
+            json.dumps({"subscribe": {"sessions": [{"sessionId": session_id, "userId": user}]}})
+        )
+        while True:
+            msg = json.loads(ws.recv())
+            apps = msg.get("update", {}).get("applications", [])
+            if apps:
+                return apps[0].get("executorLogs", [])
+    finally:
+        ws.close()
 
 
 def test_an_executor_lost_mid_shuffle_with_the_agent_restarted_equals_spark(
@@ -95,6 +118,20 @@ def test_an_executor_lost_mid_shuffle_with_the_agent_restarted_equals_spark(
             )
             assert sum(failed.values()) > 0, f"no task failed: {spark_jobs}"
             assert any(a > 0 for _, a, _ in attempts), attempts
+            # each live executor's stdout and stderr links, as Spark's /executors lists them,
+            # also after the agent's restart (the listener's snapshot resends its executors)
+            want = sorted(
+                (e["id"], kind, url)
+                for e in server.rest("executors")
+                if e["id"] != "driver"
+                for kind, url in e.get("executorLogs", {}).items()
+            )
+            got = sorted(
+                (e["executorId"], e["kind"], e["url"])
+                for e in streamed_executor_logs(agent, spark.client._session_id, "ivy")
+            )
+            assert want and {k for _, k, _ in want} >= {"stdout", "stderr"}, want
+            assert got == want, (got, want)
         finally:
             spark.stop()
         server.stop()

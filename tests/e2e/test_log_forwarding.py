@@ -1,5 +1,5 @@
 """The driver's WARN and ERROR lines on the listener's wire, from a real Spark Connect server with
-`spark.sparkscope.logs.maxPerSecond` on (docs/wire-protocol.md, `SparkscopeLogLine`): a user's
+the listener's defaults (docs/wire-protocol.md, `SparkscopeLogLine`): a user's
 failing query (division by zero, ANSI) makes Spark log its task failure, and the lines reach
 the agent with what says whose they are: the failing stage, in the message or in the task's name
 of Spark's logging context (seen here: the executor logs after its task context is gone, and the
@@ -32,7 +32,7 @@ def test_a_failing_querys_error_lines_reach_the_agent_with_whose_they_are(
             listener_jar=jar,
             agent_addr=tap.addr,
             token=agent.token,
-            conf={"spark.sparkscope.logs.maxPerSecond": "50", "spark.sql.ansi.enabled": "true"},
+            conf={"spark.sql.ansi.enabled": "true"},
         )
         with server:
             spark = harness.connect_session(server.remote_url(user_id="ivy"))
@@ -66,6 +66,22 @@ def test_a_failing_querys_error_lines_reach_the_agent_with_whose_they_are(
                     0.3,
                     "a stats line counting them",
                 )
+                # the agent ties them to ivy's session: the operators' view says whose each is
+                kept = harness.wait_until(
+                    lambda: (
+                        [
+                            x
+                            for x in agent.get(f"/api/v1/applications/{server.app_id}/logs")[
+                                "lines"
+                            ]
+                            if x["level"] == "ERROR"
+                        ]
+                        or None
+                    ),
+                    30,
+                    0.3,
+                    "the agent's kept ERROR lines",
+                )
             finally:
                 spark.stop()
             app = agent.application(server.app_id)
@@ -91,7 +107,16 @@ def test_a_failing_querys_error_lines_reach_the_agent_with_whose_they_are(
     ingest = app["ingest"]
     assert ingest["malformedLines"] == 0 and ingest["unknownEvents"] == 0, ingest
     assert stats[-1]["logLinesDropped"] == 0, stats[-1]
+    owned = [x for x in kept if x.get("owner")]
+    assert owned, kept
+    assert all(
+        (x["owner"]["userId"], x["owner"]["sessionId"]) == ("ivy", session) for x in owned
+    ), owned
+    failed_ids = {j["jobId"] for j in failed}
+    assert all(x["owner"].get("jobId") in failed_ids | {None} for x in owned), owned
+    assert any(str(x["owner"].get("stageId")) in stages for x in owned), owned
     print(
+        f"{len(kept)} ERROR lines kept by the agent, {len(owned)} tied to ivy's session; "
         f"{len(lines)} log lines forwarded ({len(errors)} ERROR, {len(mine)} of them naming the "
         f"failing stage or session); e.g. {mine[0]['Logger']}: {mine[0]['Message'][:80]}"
     )

@@ -613,6 +613,7 @@ fn limit_of(bound: LiveBound) -> Limit {
         LiveBound::Executors => Limit::Executors,
         LiveBound::PendingProgress => Limit::PendingProgress,
         LiveBound::RetiredJobs => Limit::RetiredJobs,
+        LiveBound::LogLines => Limit::LogLines,
     }
 }
 

@@ -7,7 +7,8 @@ use super::connections::CommandResult;
 use super::{spark_json, ParseError};
 use crate::auth::{self, Secret};
 use crate::model::event::{
-    DurationSummary, Event, ListenerInfo, ListenerStats, StageProgress, TaskMetricSums,
+    DurationSummary, Event, ListenerInfo, ListenerStats, LogContext, LogLevel, LogLine,
+    StageProgress, TaskMetricSums,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -52,8 +53,7 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 evicted: r.live_evicted.saturating_add(r.untracked_task_events),
             })
         }
-        // The driver's log lines (`spark.sparkscope.logs.maxPerSecond`): known, not kept yet.
-        "LogLine" => Event::Ignored,
+        "LogLine" => Event::LogLine(serde_json::from_slice::<RawLogLine>(line)?.into()),
         "SnapshotStart" => Event::SnapshotStart {
             time: serde_json::from_slice::<RawTime>(line)?.time,
         },
@@ -377,6 +377,59 @@ struct RawJobsGone {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct RawLogLine {
+    #[serde(rename = "Timestamp")]
+    time: i64,
+    #[serde(rename = "Level")]
+    level: LogLevel,
+    #[serde(rename = "Logger", default)]
+    logger: String,
+    #[serde(rename = "Thread", default)]
+    thread: String,
+    #[serde(rename = "Message")]
+    message: String,
+    #[serde(rename = "Thrown", default)]
+    thrown: String,
+    #[serde(rename = "Job Tags", default)]
+    job_tags: String,
+    #[serde(rename = "Context", default)]
+    context: HashMap<String, String>,
+}
+
+impl From<RawLogLine> for LogLine {
+    fn from(r: RawLogLine) -> Self {
+        let mut ctx = r.context;
+        let mut job_tags: Vec<String> = r
+            .job_tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        job_tags.sort();
+        job_tags.dedup();
+        LogLine {
+            time: r.time,
+            level: r.level,
+            logger: r.logger,
+            thread: r.thread,
+            message: r.message,
+            thrown: r.thrown,
+            job_tags,
+            context: LogContext {
+                session_id: ctx.remove("session_id"),
+                user_id: ctx.remove("user_id"),
+                operation_id: ctx.remove("operation_id"),
+                job_id: ctx.remove("job_id"),
+                stage_id: ctx.remove("stage_id"),
+                stage_attempt_id: ctx.remove("stage_attempt_id"),
+                task_name: ctx.remove("task_name"),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawUiUrl {
     #[serde(default)]
     time: i64,
@@ -476,16 +529,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_forwarded_log_line_is_known_and_kept_nowhere() {
-        let line = br#"{"Event":"SparkscopeLogLine","Timestamp":1,"Level":"ERROR","Message":"x"}"#;
+    fn a_forwarded_log_line_reads_back_with_whose_it_is() {
+        let line = br#"{"Event":"SparkscopeLogLine","Timestamp":1700000000000,"Level":"ERROR","Logger":"org.apache.spark.executor.Executor","Thread":"Executor task launch worker for task 0.0 in stage 3.0 (TID 7)","Message":"Exception in task 0.0 in stage 3.0 (TID 7)","Thrown":"java.lang.ArithmeticException: boom","Job Tags":"b,a,,a","Context":{"task_name":"task 0.0 in stage 3.0 (TID 7)","other":"dropped"}}"#;
+        let Event::LogLine(l) = parse_event("LogLine", line).expect("parsed") else {
+            panic!("a log line")
+        };
+        assert_eq!(l.level, LogLevel::Error);
+        assert_eq!(l.time, 1_700_000_000_000);
+        assert_eq!(l.job_tags, ["a", "b"]);
         assert_eq!(
-            parse_event("LogLine", line).expect("parsed"),
-            Event::Ignored
+            l.context.task_name.as_deref(),
+            Some("task 0.0 in stage 3.0 (TID 7)")
         );
+        assert_eq!(l.context.session_id, None);
         assert_eq!(
             parse_event("NoSuchLine", line).expect("parsed"),
             Event::Unknown
         );
+        // Levels below WARN are never forwarded: such a line is malformed, and so is one
+        // without a message.
+        let info = br#"{"Event":"SparkscopeLogLine","Timestamp":1,"Level":"INFO","Message":"x"}"#;
+        assert!(parse_event("LogLine", info).is_err());
+        let bare = br#"{"Event":"SparkscopeLogLine","Timestamp":1,"Level":"WARN"}"#;
+        assert!(parse_event("LogLine", bare).is_err());
     }
 
     #[test]

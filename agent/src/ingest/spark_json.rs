@@ -95,6 +95,12 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 time: r.timestamp,
                 host: r.executor_info.host,
                 cores: r.executor_info.total_cores,
+                log_urls: r
+                    .executor_info
+                    .log_urls
+                    .into_iter()
+                    .filter(|(_, url)| crate::spark_api::is_http_url(url))
+                    .collect(),
             }
         }
         "SparkListenerExecutorRemoved" => {
@@ -459,6 +465,8 @@ struct RawExecutorInfo {
     host: String,
     #[serde(rename = "Total Cores", default)]
     total_cores: u32,
+    #[serde(rename = "Log Urls", default)]
+    log_urls: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]

@@ -48,6 +48,8 @@ pub const MAX_NAME_BYTES: usize = 1024;
 /// Descriptions, errors and failure reasons, up to this many bytes (statements and stack traces
 /// have their own bounds).
 pub const MAX_TEXT_BYTES: usize = 4096;
+/// An executor keeps at most this many log addresses (Spark's are stdout and stderr).
+pub const MAX_LOG_URLS: usize = 8;
 /// A job keeps at most this many tags.
 pub const MAX_TAGS: usize = 64;
 
@@ -69,9 +71,16 @@ pub fn bound_text(ev: &mut Event) {
             name(&mut a.user);
             a.id.as_mut().map(name);
         }
-        Event::ExecutorAdded { id, host, .. } => {
+        Event::ExecutorAdded {
+            id, host, log_urls, ..
+        } => {
             name(id);
             name(host);
+            log_urls.truncate(MAX_LOG_URLS);
+            for (kind, url) in log_urls {
+                name(kind);
+                name(url);
+            }
         }
         Event::JobStart(j) => {
             bound_tags(&mut j.tags);
@@ -119,6 +128,28 @@ pub fn bound_text(ev: &mut Event) {
             name(job_tag);
             if let OpTransition::Failed { error } = state {
                 text(error);
+            }
+        }
+        Event::LogLine(l) => {
+            name(&mut l.logger);
+            name(&mut l.thread);
+            text(&mut l.message);
+            text(&mut l.thrown);
+            bound_tags(&mut l.job_tags);
+            let c = &mut l.context;
+            for v in [
+                &mut c.session_id,
+                &mut c.user_id,
+                &mut c.operation_id,
+                &mut c.job_id,
+                &mut c.stage_id,
+                &mut c.stage_attempt_id,
+                &mut c.task_name,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                name(v);
             }
         }
         _ => {}
@@ -280,6 +311,7 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
             }
             time("time", *t)
         }
+        Event::LogLine(l) => time("time", l.time),
         Event::LogStart { .. }
         | Event::ConnectServiceStarted { .. }
         | Event::Ignored

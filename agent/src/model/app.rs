@@ -9,6 +9,7 @@
 use super::connect::{ClosedOperation, Connect, ConnectRef};
 use super::event::{Event, ListenerInfo, ListenerStats, TaskEnd, KINDS};
 use super::jobs::Jobs;
+use super::logs::Logs;
 use super::retention::{Evictions, LiveBound, Retention};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -52,6 +53,8 @@ pub struct Executor {
     pub host: String,
     pub cores: u32,
     pub add_time: i64,
+    /// Where its logs are, by kind ("stdout", "stderr").
+    pub log_urls: Vec<(String, String)>,
 }
 
 /// What the listener reported about itself, and what ingest saw on this application's lines.
@@ -108,7 +111,10 @@ pub struct AppState {
     /// Increases with every event; entities remember the generation of their last change.
     pub(super) generation: u64,
     pub(super) executors: BTreeMap<String, Executor>,
-    executor_evictions: Evictions,
+    /// What the application-level bounds (executors, log lines) evicted since last taken.
+    pub(super) evictions: Evictions,
+    /// The driver's forwarded WARN and ERROR lines, newest last.
+    pub(super) logs: Logs,
     pub(super) jobs: Jobs,
     pub(super) connect: Connect,
     /// While the listener resends its live state: the state it describes, built apart and
@@ -189,7 +195,8 @@ impl AppState {
             retention,
             generation: 0,
             executors: BTreeMap::new(),
-            executor_evictions: Evictions::default(),
+            evictions: Evictions::default(),
+            logs: Logs::default(),
             snapshot: None,
             notices: VecDeque::new(),
             notices_updated: 0,
@@ -371,6 +378,9 @@ impl AppState {
             Event::JobsGone { time, job_ids } => self.jobs_gone(time, &job_ids),
             // The application's, not the snapshot's: taken at once, as a hello's would be.
             Event::UiUrl { url, .. } => self.ui_url_known(url),
+            // Also while a snapshot is built: lines are kept as they come, owned by what the
+            // application knows now.
+            Event::LogLine(line) => self.log_line(line),
             ev => match &mut self.snapshot {
                 Some(shadow) => shadow.apply_event(ev),
                 None => self.apply_event(ev),
@@ -407,14 +417,17 @@ impl AppState {
                 time,
                 host,
                 cores,
+                log_urls,
             } => {
                 let executor = Executor {
                     id: id.clone(),
                     host,
                     cores,
                     add_time: time,
+                    log_urls,
                 };
                 self.executors.insert(id, executor);
+                self.info_updated = g; // the record lists executors' logs
                 if self.executors.len() > self.retention.live.executors {
                     // Past the bound, the executor added first goes (its removal was lost).
                     let oldest = self
@@ -424,12 +437,13 @@ impl AppState {
                         .map(|e| e.id.clone());
                     if let Some(k) = oldest {
                         self.executors.remove(&k);
-                        self.executor_evictions.add(LiveBound::Executors);
+                        self.evictions.add(LiveBound::Executors);
                     }
                 }
             }
             Event::ExecutorRemoved { id, .. } => {
                 self.executors.remove(&id);
+                self.info_updated = g;
             }
             Event::JobStart(js) => {
                 let connect = self.attribute_job(g, js.job_id, &js.tags);
@@ -478,7 +492,8 @@ impl AppState {
             | Event::SnapshotStart { .. }
             | Event::SnapshotEnd { .. }
             | Event::JobsGone { .. }
-            | Event::UiUrl { .. } => {}
+            | Event::UiUrl { .. }
+            | Event::LogLine(_) => {}
             Event::Ignored => {}
             Event::Unknown => self.stats.unknown_events += 1,
         }
@@ -646,7 +661,7 @@ impl AppState {
 
     /// What the live bounds evicted since the last call.
     pub fn take_evictions(&mut self) -> Evictions {
-        let mut all = std::mem::take(&mut self.executor_evictions);
+        let mut all = std::mem::take(&mut self.evictions);
         for _ in 0..std::mem::take(&mut self.jobs.retired.forgotten) {
             all.add(super::retention::LiveBound::RetiredJobs);
         }

@@ -239,7 +239,7 @@ impl Connect {
         Some(connect)
     }
 
-    fn attribute(&self, tags: &[String]) -> Option<ConnectRef> {
+    pub(super) fn attribute(&self, tags: &[String]) -> Option<ConnectRef> {
         let op_tag = tags.iter().find(|t| is_operation_tag(t))?;
         if let Some(op) = self
             .op_by_job_tag

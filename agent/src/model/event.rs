@@ -17,6 +17,9 @@ pub enum Event {
         time: i64,
         host: String,
         cores: u32,
+        /// Where its logs are (`ExecutorInfo.logUrlMap`: "stdout", "stderr", …), http or https
+        /// addresses only, as Spark's `/executors` lists them in `executorLogs`.
+        log_urls: Vec<(String, String)>,
     },
     ExecutorRemoved {
         id: String,
@@ -80,6 +83,9 @@ pub enum Event {
         time: i64,
         url: String,
     },
+    /// A WARN or ERROR line of the driver's log, with what the logging thread knew of whose it
+    /// is (`spark.sparkscope.logs.maxPerSecond`).
+    LogLine(LogLine),
     /// A well-formed event this agent has no use for (block updates, environment, …).
     Ignored,
     /// A well-formed line whose `Event` name this agent does not know.
@@ -87,7 +93,7 @@ pub enum Event {
 }
 
 /// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
-pub const KINDS: [&str; 27] = [
+pub const KINDS: [&str; 28] = [
     "log_start",
     "application_start",
     "application_end",
@@ -113,6 +119,7 @@ pub const KINDS: [&str; 27] = [
     "snapshot_end",
     "jobs_gone",
     "ui_url",
+    "log_line",
     "ignored",
     "unknown",
 ];
@@ -146,8 +153,9 @@ impl Event {
             Event::SnapshotEnd { .. } => 22,
             Event::JobsGone { .. } => 23,
             Event::UiUrl { .. } => 24,
-            Event::Ignored => 25,
-            Event::Unknown => 26,
+            Event::LogLine(_) => 25,
+            Event::Ignored => 26,
+            Event::Unknown => 27,
         }
     }
 
@@ -179,6 +187,7 @@ impl Event {
             Event::StageCompleted(s) => s.completion_time,
             Event::StageProgress(p) => Some(p.time),
             Event::ListenerStats(s) => Some(s.time),
+            Event::LogLine(l) => Some(l.time),
             _ => None,
         }
         .filter(|t| *t > 0)
@@ -187,6 +196,59 @@ impl Event {
 
 /// (stage id, stage attempt id)
 pub type StageKey = (i32, i32);
+
+/// How severe a forwarded log line is: the listener forwards WARN and above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+pub enum LogLevel {
+    #[serde(rename = "WARN")]
+    Warn,
+    #[serde(rename = "ERROR")]
+    Error,
+    #[serde(rename = "FATAL")]
+    Fatal,
+}
+
+impl LogLevel {
+    pub const ALL: [LogLevel; 3] = [LogLevel::Warn, LogLevel::Error, LogLevel::Fatal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+            LogLevel::Fatal => "FATAL",
+        }
+    }
+}
+
+/// One line of the driver's log (`SparkscopeLogLine`, docs/wire-protocol.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub time: i64,
+    pub level: LogLevel,
+    pub logger: String,
+    pub thread: String,
+    pub message: String,
+    /// The exception's class, message and first frames; empty without one.
+    pub thrown: String,
+    /// The job tags of the logging thread (a task's, or a Connect operation's thread).
+    pub job_tags: Vec<String>,
+    /// What Spark's structured-logging context names: only the keys that say whose the line
+    /// is (session, user, operation, job, stage, task) are kept.
+    pub context: LogContext,
+}
+
+/// The keys of Spark's structured-logging context (`LogKeys`, lower-cased) that say whose a line
+/// is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogContext {
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub operation_id: Option<String>,
+    pub job_id: Option<String>,
+    pub stage_id: Option<String>,
+    pub stage_attempt_id: Option<String>,
+    pub task_name: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApplicationStart {

@@ -7,6 +7,8 @@ pub mod connect;
 pub mod durations;
 pub mod event;
 pub mod jobs;
+mod log_owner;
+pub mod logs;
 pub mod reconcile;
 mod resync;
 pub mod retention;

@@ -92,6 +92,15 @@ pub struct LiveLimits {
         env = "SPARKSCOPE_MAX_EXECUTORS"
     )]
     pub executors: usize,
+    /// The driver's forwarded WARN and ERROR lines kept per application; past it the oldest
+    /// goes.
+    #[arg(
+        long = "max-log-lines",
+        value_name = "N",
+        default_value_t = 2_000,
+        env = "SPARKSCOPE_MAX_LOG_LINES"
+    )]
+    pub log_lines: usize,
 }
 
 crate::flags::default_from_flags!(LiveLimits);
@@ -109,10 +118,12 @@ pub enum LiveBound {
     /// Ids of jobs dropped past the retention, kept so that Spark's REST API does not bring
     /// them back; past it the oldest are forgotten.
     RetiredJobs,
+    /// The driver's forwarded log lines.
+    LogLines,
 }
 
 impl LiveBound {
-    pub const ALL: [LiveBound; 7] = [
+    pub const ALL: [LiveBound; 8] = [
         LiveBound::RunningJobs,
         LiveBound::LiveStages,
         LiveBound::OpenSessions,
@@ -120,12 +131,13 @@ impl LiveBound {
         LiveBound::Executors,
         LiveBound::PendingProgress,
         LiveBound::RetiredJobs,
+        LiveBound::LogLines,
     ];
 }
 
 /// Evictions per bound since they were last taken, indexed like [`LiveBound::ALL`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Evictions(pub [u64; 7]);
+pub struct Evictions(pub [u64; 8]);
 
 impl Evictions {
     pub fn add(&mut self, bound: LiveBound) {

@@ -5,6 +5,7 @@ use super::app::{AppInfo, AppState, Executor, IngestStats, Notice};
 use super::connect::{ConnectRef, Operation, OperationCounters, Session};
 use super::event::StageKey;
 use super::jobs::{Job, JobCounters, JobStatus, Stage, StageStatus};
+use super::logs::LogEntry;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Part of an application's state, borrowed: see [`AppState::session_slice`].
@@ -15,6 +16,8 @@ pub struct SessionSlice<'a> {
     pub jobs: Vec<&'a Job>,
     pub stages: Vec<&'a Stage>,
     pub tag_groups: Vec<TagGroup<'a>>,
+    /// The driver's log lines of the session, oldest first.
+    pub log_lines: Vec<&'a LogEntry>,
     /// Whether the application knows the session at all: its record or any operation.
     pub known: bool,
 }
@@ -63,6 +66,7 @@ impl SessionSlice<'_> {
             && self.jobs.is_empty()
             && self.stages.is_empty()
             && self.tag_groups.is_empty()
+            && self.log_lines.is_empty()
     }
 }
 
@@ -374,7 +378,30 @@ impl AppState {
                 g.2.push(job.job_id);
             }
         }
+        // Log lines: the newest first, as far back as `since`.
+        for e in self.new_log_lines(since) {
+            let Some(o) = &e.owner else { continue };
+            if let Some(i) = find(&o.session_id, &o.user_id) {
+                out[i].slice.log_lines.push(e);
+            }
+        }
+        for b in &mut out {
+            b.slice.log_lines.reverse();
+        }
         out.into_iter().map(SliceBuilder::finish).collect()
+    }
+
+    /// The kept log lines that arrived after generation `since`, newest first.
+    fn new_log_lines(&self, since: u64) -> impl Iterator<Item = &LogEntry> {
+        self.logs
+            .iter()
+            .rev()
+            .take_while(move |e| e.updated > since)
+    }
+
+    /// Every kept log line, oldest first: the operators' view.
+    pub fn log_lines(&self) -> impl DoubleEndedIterator<Item = &LogEntry> {
+        self.logs.iter()
     }
 
     /// The ids of the Connect sessions with anything changed after generation `since`: their
@@ -406,6 +433,8 @@ impl AppState {
         for st in self.stages().filter(|s| s.updated > since) {
             out.extend(st.job_ids.iter().filter_map(session_of_job));
         }
+        let owners = self.new_log_lines(since).filter_map(|e| e.owner.as_ref());
+        out.extend(owners.map(|o| o.session_id.as_str()));
         out
     }
 

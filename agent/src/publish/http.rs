@@ -1,6 +1,7 @@
 //! The agent's HTTP server: the JSON API (`GET /api/v1/applications`, every application with its
 //! jobs, the same JSON that `sparkscope replay` prints; `GET /api/v1/applications/{id}/jobs`,
-//! Spark's path and shape), the WebSocket stream (`GET /api/v1/stream`), operators' cancel
+//! Spark's path and shape; `GET /api/v1/applications/{id}/logs`, the driver's kept WARN and
+//! ERROR lines with whose each is), the WebSocket stream (`GET /api/v1/stream`), operators' cancel
 //! (`POST /api/v1/cancel`), the Prometheus exposition (`GET /metrics`) and `GET /healthz`.
 
 use super::stream::ws;
@@ -8,7 +9,8 @@ use super::{rest, ApiState};
 use crate::auth::{self, Secret};
 use crate::control::CancelOutcome;
 use crate::model::lock;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -57,6 +59,7 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/v1/applications", get(applications))
         .route("/api/v1/applications/{id}/jobs", get(jobs))
+        .route("/api/v1/applications/{id}/logs", get(logs))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state.clone());
     Router::new()
@@ -87,6 +90,44 @@ async fn jobs(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
             let jobs: Vec<rest::Job> = lock(&app).jobs().rev().map(rest::job).collect();
             Json(jobs).into_response()
         }
+        None => error(
+            StatusCode::NOT_FOUND,
+            &format!("unknown application '{id}'"),
+        ),
+    }
+}
+
+/// `?since=<seq>&limit=<n>` of the logs endpoint.
+#[derive(Debug, serde::Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default = "default_log_limit")]
+    limit: usize,
+}
+
+fn default_log_limit() -> usize {
+    500
+}
+
+/// The driver's kept WARN and ERROR lines of one application, every session's: an operator's
+/// view, behind the JSON API's tokens.
+async fn logs(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("since and limit must be counts: {e}"),
+            )
+        }
+    };
+    match st.store.get(&id) {
+        Some(app) => Json(rest::log_lines(&lock(&app), q.since, q.limit)).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             &format!("unknown application '{id}'"),

@@ -3,6 +3,7 @@
 use crate::model::app::{AppInfo, Notice, NoticeKind};
 use crate::model::connect::{ConnectRef, OpState, Operation, Session};
 use crate::model::jobs::{Job, JobStatus, Stage, StageStatus};
+use crate::model::logs::LogEntry;
 use crate::model::views::TagGroup;
 use crate::model::AppState;
 use sparkscope_proto::sparkscope::v1 as pb;
@@ -48,6 +49,16 @@ pub fn application(
             .map(|(h, p)| format!("{h}:{p}"))
             .unwrap_or_default(),
         task_samples: (!samples.offset_ms.is_empty()).then_some(samples),
+        executor_logs: app
+            .executors()
+            .flat_map(|e| {
+                e.log_urls.iter().map(|(kind, url)| pb::ExecutorLog {
+                    executor_id: e.id.clone(),
+                    kind: kind.clone(),
+                    url: url.clone(),
+                })
+            })
+            .collect(),
     }
 }
 
@@ -249,4 +260,30 @@ pub fn tag_group(app_id: &str, session_id: &str, g: &TagGroup<'_>) -> pb::TagGro
         app_id: app_id.to_owned(),
         session_id: session_id.to_owned(),
     }
+}
+
+/// A kept log line of a followed session (the caller checked the owner).
+pub fn log_line(app_id: &str, e: &LogEntry) -> pb::LogLine {
+    let l = &e.line;
+    let mut out = pb::LogLine {
+        app_id: app_id.to_owned(),
+        seq: e.seq,
+        time_ms: l.time,
+        level: l.level.as_str().to_owned(),
+        logger: l.logger.clone(),
+        thread: l.thread.clone(),
+        message: l.message.clone(),
+        thrown: l.thrown.clone(),
+        ..pb::LogLine::default()
+    };
+    if let Some(o) = &e.owner {
+        out.session_id.clone_from(&o.session_id);
+        out.user_id.clone_from(&o.user_id);
+        out.operation_id.clone_from(&o.operation_id);
+        out.tags.clone_from(&o.tags);
+        out.job_id = o.job_id;
+        out.stage_id = o.stage.map(|s| s.0);
+        out.stage_attempt_id = o.stage.map_or(0, |s| s.1);
+    }
+    out
 }

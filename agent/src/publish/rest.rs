@@ -130,3 +130,77 @@ pub fn job(j: &model::jobs::Job) -> Job {
         }),
     }
 }
+
+/// The operators' view of an application's kept driver log lines (`GET
+/// /api/v1/applications/{id}/logs`), oldest first.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLines {
+    pub lines: Vec<LogLine>,
+    /// Kept lines newer than `since` beyond `limit`: ask again with the last `seq`.
+    pub more: usize,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    pub seq: u64,
+    pub time_ms: i64,
+    pub level: &'static str,
+    pub logger: String,
+    pub thread: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub thrown: String,
+    /// Whose it is; absent when nothing ties it to a session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<LogOwner>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogOwner {
+    pub user_id: String,
+    pub session_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub operation_id: String,
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_id: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_attempt_id: Option<i32>,
+}
+
+/// The kept lines after `since` (a `seq`), at most `limit` of them.
+pub fn log_lines(app: &AppState, since: u64, limit: usize) -> LogLines {
+    let newer: Vec<_> = app.log_lines().filter(|e| e.seq > since).collect();
+    let more = newer.len().saturating_sub(limit);
+    let lines = newer
+        .into_iter()
+        .take(limit)
+        .map(|e| {
+            let l = &e.line;
+            LogLine {
+                seq: e.seq,
+                time_ms: l.time,
+                level: l.level.as_str(),
+                logger: l.logger.clone(),
+                thread: l.thread.clone(),
+                message: l.message.clone(),
+                thrown: l.thrown.clone(),
+                owner: e.owner.as_ref().map(|o| LogOwner {
+                    user_id: o.user_id.clone(),
+                    session_id: o.session_id.clone(),
+                    operation_id: o.operation_id.clone(),
+                    tags: o.tags.clone(),
+                    job_id: o.job_id,
+                    stage_id: o.stage.map(|s| s.0),
+                    stage_attempt_id: o.stage.map(|s| s.1),
+                }),
+            }
+        })
+        .collect();
+    LogLines { lines, more }
+}

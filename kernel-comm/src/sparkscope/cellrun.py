@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from .cellview import plan_label
 from .sessions import SessionKey
-from .state import JOB_TERMINAL, JobKey, OperationKey, StageKey, StreamState, operation_finished
+from .state import (
+    JOB_TERMINAL,
+    MAX_CELL_LOG_LINES,
+    JobKey,
+    LogKey,
+    OperationKey,
+    StageKey,
+    StreamState,
+    operation_finished,
+)
 
 if TYPE_CHECKING:
     from .widget import CellWidget
@@ -35,6 +44,8 @@ class CellRun:
     jobs: dict[JobKey, dict[str, Any]] = field(default_factory=dict)
     stages: dict[StageKey, dict[str, Any]] = field(default_factory=dict)
     operations: dict[OperationKey, dict[str, Any]] = field(default_factory=dict)
+    # the driver's WARN and ERROR lines of its jobs, stages and operations, the newest kept
+    logs: dict[LogKey, dict[str, Any]] = field(default_factory=dict)
     own_operations: set[str] = field(default_factory=set)  # from pyspark, on the cell's thread
     labels: dict[str, str] = field(default_factory=dict)  # operation id → plan_label
     # cancels from the widget: the latest request's outcome as shown, whether a cancel of the
@@ -233,6 +244,14 @@ class CellRuns:
                     urgent |= old is None or old.get("status") != value.get("status")
                     mine[key] = value
                     changed = True
+        new_lines = [k for k in view.logs if k not in run.logs]
+        if new_lines:
+            for key in new_lines:
+                run.logs[key] = view.logs[key]
+                urgent |= run.logs[key]["level"] != "WARN"
+            for key in sorted(run.logs)[: max(0, len(run.logs) - MAX_CELL_LOG_LINES)]:
+                del run.logs[key]
+            changed = True
         for (_, op_id), op in run.operations.items():
             if op_id not in run.labels:
                 run.labels[op_id] = plan_label(op["statement"])

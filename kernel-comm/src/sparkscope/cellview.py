@@ -28,6 +28,8 @@ GC_SHARE = 0.1
 MAX_POINTS = 400
 # After a cell's last job ended, the first sample this soon after still belongs to it.
 SETTLE_MS = 2000
+# executors' log links a widget shows at most (two per executor: stdout, stderr)
+MAX_EXECUTOR_LOGS = 64
 
 # Job statuses in the order a summary names them.
 JOB_ORDER = ("RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN")
@@ -589,14 +591,32 @@ def cluster(app: Mapping[str, Any] | None) -> dict[str, int]:
     }
 
 
+def executor_logs(app: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """Where the live executors' logs are (stdout, stderr), http or https only, by executor."""
+    return [
+        {"executorId": e["executorId"], "kind": e["kind"], "url": e["url"]}
+        for e in (app or {}).get("executorLogs", [])
+        if is_http_url(e["url"])
+    ][:MAX_EXECUTOR_LOGS]
+
+
 def links(
-    ui: str, jobs: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]]
+    ui: str,
+    jobs: Sequence[Mapping[str, Any]],
+    stages: Sequence[Mapping[str, Any]],
+    executors: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """Spark UI pages: the application's, each job's (and its SQL query's), each stage attempt's;
-    none without the UI's address."""
+    none without the UI's address. And the executors' logs, which their workers serve."""
     if not is_http_url(ui):
         ui = ""
-    out: dict[str, Any] = {"ui": ui, "jobs": {}, "sql": {}, "stages": {}}
+    out: dict[str, Any] = {
+        "ui": ui,
+        "jobs": {},
+        "sql": {},
+        "stages": {},
+        "executorLogs": list(executors),
+    }
     if not ui:
         return out
     for j in jobs:
@@ -647,6 +667,23 @@ def window(
     return out
 
 
+def log_row(line: Mapping[str, Any]) -> dict[str, Any]:
+    """A driver log line as the Logs view shows it: what it says and which job and stage it is
+    about; whose it is (session, user, operation) stays in the kernel."""
+    return {
+        "appId": line["appId"],
+        "seq": line["seq"],
+        "timeMs": line["timeMs"],
+        "level": line["level"],
+        "logger": line["logger"],
+        "message": line["message"],
+        "thrown": line["thrown"],
+        "jobId": line["jobId"],
+        "stageId": line["stageId"],
+        "stageAttemptId": line["stageAttemptId"],
+    }
+
+
 # ---- the whole view
 
 
@@ -672,6 +709,8 @@ class CellView:
     cancel: dict[str, Any] = field(default_factory=dict)
     cancelled_jobs: list[int] = field(default_factory=list)
     task_lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+    logs: list[dict[str, Any]] = field(default_factory=list)  # log_row()s, oldest first
+    executor_logs: list[dict[str, str]] = field(default_factory=list)
 
     summary: Summary = field(init=False)
     findings: list[Finding] = field(init=False)
@@ -682,7 +721,9 @@ class CellView:
         self.summary = summary(self.jobs)
         self.findings = findings(self.jobs, self.stages)
         self.root_causes = root_causes(self.jobs, self.stages)
-        self.links = links(self.context.get("uiLink", ""), self.jobs, self.stages)
+        self.links = links(
+            self.context.get("uiLink", ""), self.jobs, self.stages, self.executor_logs
+        )
 
     @property
     def summary_text(self) -> str:
@@ -730,4 +771,6 @@ def build(run: CellRun, stream: StreamState, now_ms: int) -> CellView:
         cancel=dict(run.cancel or {}),
         cancelled_jobs=sorted(run.cancelled_jobs),
         task_lists={k: dict(v) for k, v in run.task_lists.items()},
+        logs=[log_row(line) for _, line in sorted(run.logs.items())],
+        executor_logs=executor_logs(app),
     )

@@ -15,6 +15,14 @@ OperationKey = tuple[str, str]  # appId, operationId
 
 # busy-slots samples kept per application (the agent keeps at most its --task-samples)
 MAX_SAMPLES = 20_000
+# the driver's log lines kept per stream (the agent keeps at most its --max-log-lines per
+# application), and per cell run
+MAX_LOG_LINES = 2_000
+MAX_CELL_LOG_LINES = 200
+
+# appId, timeMs, seq: the agent numbers lines anew when it restarts, and a cell run keeps the
+# lines it was shown before; in time order
+LogKey = tuple[str, int, int]
 
 JOB_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "UNKNOWN"})
 OPERATION_TERMINAL = frozenset({"FINISHED", "FAILED", "CANCELED", "CLOSED"})
@@ -153,6 +161,7 @@ NOTICE = Message(
     },
 )
 CLUSTER = Message("Cluster", {"executors": INT, "totalCores": INT, "activeTasks": INT})
+EXECUTOR_LOG = Message("ExecutorLog", {"executorId": STRING, "kind": STRING, "url": STRING})
 APPLICATION = Message(
     "Application",
     {
@@ -170,6 +179,7 @@ APPLICATION = Message(
         "connectAddress": STRING,
         # rows, not columns (see normalize_samples); StreamState keeps them apart
         "taskSamples": _with(TASK_SAMPLES.singular(), lambda v: normalize_samples(_dict(v))),
+        "executorLogs": EXECUTOR_LOG.repeated(),
     },
 )
 SESSION = Message(
@@ -286,6 +296,26 @@ TAG_GROUP = Message(
         "sessionId": STRING,
     },
 )
+LOG_LINE = Message(
+    "LogLine",
+    {
+        "appId": STRING,
+        "seq": INT,
+        "timeMs": INT,
+        "level": STRING,
+        "logger": STRING,
+        "thread": STRING,
+        "message": STRING,
+        "thrown": STRING,
+        "sessionId": STRING,
+        "userId": STRING,
+        "operationId": STRING,
+        "tags": STRINGS,
+        "jobId": OPT_INT,
+        "stageId": OPT_INT,
+        "stageAttemptId": INT,
+    },
+)
 UPDATE = Message(
     "Update",
     {
@@ -298,6 +328,7 @@ UPDATE = Message(
         "jobs": JOB.repeated(),
         "stages": STAGE.repeated(),
         "tagGroups": TAG_GROUP.repeated(),
+        "logLines": LOG_LINE.repeated(),
     },
 )
 
@@ -461,6 +492,7 @@ class TagView:
     jobs: dict[JobKey, dict[str, Any]] = field(default_factory=dict)
     stages: dict[StageKey, dict[str, Any]] = field(default_factory=dict)
     operations: dict[OperationKey, dict[str, Any]] = field(default_factory=dict)
+    logs: dict[LogKey, dict[str, Any]] = field(default_factory=dict)
 
 
 class StreamState:
@@ -476,6 +508,8 @@ class StreamState:
         self.jobs: dict[JobKey, dict[str, Any]] = {}
         self.stages: dict[StageKey, dict[str, Any]] = {}
         self.tag_groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # the driver's log lines of the followed sessions, oldest first
+        self.log_lines: dict[LogKey, dict[str, Any]] = {}
         # busy task slots per application, oldest first: a snapshot sends them all, a delta
         # the new ones
         self.samples: dict[str, list[Sample]] = {}
@@ -524,7 +558,24 @@ class StreamState:
         for group in u["tagGroups"]:
             self.tag_groups[(group["appId"], group["sessionId"], group["tag"])] = group
             touched.add(group["tag"])
+        for line in u["logLines"]:
+            self.log_lines[(line["appId"], line["timeMs"], line["seq"])] = line
+            touched.update(self._line_tags(line))
+        for key in sorted(self.log_lines)[: max(0, len(self.log_lines) - MAX_LOG_LINES)]:
+            del self.log_lines[key]
         return None if snapshot else touched
+
+    def _line_tags(self, line: Mapping[str, Any]) -> set[str]:
+        """The client tags a log line concerns: its own, and its job's or operation's."""
+        app = line["appId"]
+        tags = set(line["tags"])
+        job = self.jobs.get((app, line["jobId"])) if line["jobId"] is not None else None
+        if job is not None:
+            tags.update(self._job_tags(job))
+        op = self.operations.get((app, line["operationId"]))
+        if op is not None:
+            tags.update(op["tags"])
+        return tags
 
     def prune(self, max_jobs: int = 2000, max_operations: int = 2000) -> None:
         """Forget the oldest ended jobs (and their stage attempts) and finished operations beyond
@@ -585,4 +636,12 @@ class StreamState:
             for stage_id in job["stageIds"]:
                 for attempt in self._stage_attempts.get((app, stage_id), ()):
                     view.stages[(app, stage_id, attempt)] = self.stages[(app, stage_id, attempt)]
+        for key, line in self.log_lines.items():
+            app = key[0]
+            if (
+                tag in line["tags"]
+                or (line["jobId"] is not None and (app, line["jobId"]) in view.jobs)
+                or (line["operationId"] and (app, line["operationId"]) in view.operations)
+            ):
+                view.logs[key] = line
         return view

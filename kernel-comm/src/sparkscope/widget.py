@@ -44,8 +44,13 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
 - `task_lists` (dict): per opened stage attempt, `"<appId>/<stageId>/<attemptId>"` →
   `{status: pending|done, ok, code, message, total, tasks: [TaskDetail as in
   docs/streaming-api.md]}`.
-- `view` (str): the view the user chose, `jobs|tasks|timeline`; set by the browser, saved with
-  the notebook.
+- `logs` (list of dict): the driver's WARN and ERROR lines of the cell's jobs, stages and
+  operations, oldest first (the newest 200): `appId, seq, timeMs, level` (`WARN|ERROR|FATAL`),
+  `logger, message, thrown` (exception and first frames, "" without one), `jobId, stageId,
+  stageAttemptId` (null when the line names none). Only lines the agent tied to the cell's own
+  session by identity; whose they are stays kernel-side.
+- `view` (str): the view the user chose, `jobs|tasks|timeline|logs`; set by the browser, saved
+  with the notebook.
 - `hidden` (bool): every sparkscope widget of the notebook is hidden (the widget's "Hide all",
   `%sparkscope off`).
 
@@ -64,7 +69,9 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   `appId, jobId, stageId, attemptId, taskId, what` (exception class, else Spark's reason),
   `message, where` (stage, task, executor and host, for people), `stackTrace`.
 - `links` (dict): Spark UI pages, {} of each without its address: `ui`, `jobs` and `sql` by
-  `"<appId>/<jobId>"`, `stages` by `"<appId>/<stageId>/<attemptId>"`.
+  `"<appId>/<jobId>"`, `stages` by `"<appId>/<stageId>/<attemptId>"`; and `executorLogs`, the
+  live executors' logs as their workers serve them (`executorId, kind` (stdout, stderr), `url`;
+  none in local mode).
 
 Stages also carry `executorRunTimeMs, memorySpilledBytes, diskSpilledBytes, gcTimeMs`,
 `taskDurations` {`minMs, medianMs, maxMs`} of their successful tasks, and `firstFailure` {`taskId,
@@ -135,6 +142,7 @@ class CellWidget(anywidget.AnyWidget):
     samples = traitlets.List(traitlets.List()).tag(sync=True)
     errors = traitlets.List(traitlets.Dict()).tag(sync=True)
     task_lists = traitlets.Dict().tag(sync=True)
+    logs = traitlets.List(traitlets.Dict()).tag(sync=True)
     view = traitlets.Unicode("jobs").tag(sync=True)
     hidden = traitlets.Bool(False).tag(sync=True)
     overview = traitlets.Dict().tag(sync=True)
@@ -235,6 +243,7 @@ def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> di
         "samples": view.samples,
         "errors": [public(e) for e in view.errors],
         "task_lists": view.task_lists,
+        "logs": view.logs,
         "hidden": hidden,
         "overview": {
             **view.summary.to_json(),

@@ -227,6 +227,7 @@ struct Parts {
     jobs: Vec<pb::Job>,
     stages: Vec<pb::Stage>,
     tag_groups: Vec<pb::TagGroup>,
+    log_lines: Vec<pb::LogLine>,
 }
 
 impl Parts {
@@ -246,6 +247,8 @@ impl Parts {
                 .iter()
                 .map(|g| proto::tag_group(id, session_id, g)),
         );
+        self.log_lines
+            .extend(slice.log_lines.iter().map(|e| proto::log_line(id, e)));
     }
 
     fn into_update(self) -> pb::Update {
@@ -256,6 +259,7 @@ impl Parts {
             jobs: self.jobs,
             stages: self.stages,
             tag_groups: self.tag_groups,
+            log_lines: self.log_lines,
             ..pb::Update::default()
         }
     }
@@ -443,6 +447,9 @@ pub fn merge(pieces: &[Arc<Piece>]) -> pb::Update {
         });
         upsert(&mut u.tag_groups, &n.tag_groups, |g| {
             (g.app_id.clone(), g.session_id.clone(), g.tag.clone())
+        });
+        upsert(&mut u.log_lines, &n.log_lines, |l| {
+            (l.app_id.clone(), l.seq)
         });
     }
     u

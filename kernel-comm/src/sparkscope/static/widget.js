@@ -23,6 +23,10 @@
 // shown in .sparkscope-tl-tasks[data-status] as .sparkscope-tl-lane[data-executor] rows of
 // .sparkscope-tl-task[data-task-id][data-status] (phases .sparkscope-phase-<name>); a task's
 // details in .sparkscope-task-popup.
+// Logs view: .sparkscope-logs-view[data-lines] with .sparkscope-log-line[data-level][data-seq]
+// [data-job-id][data-stage-id] rows (.sparkscope-log-message, details.sparkscope-log-thrown);
+// the Logs tab carries [data-count] and [data-errors]; a.sparkscope-executor-log[data-executor-id]
+// [data-kind] link each executor's stdout and stderr.
 // Cancel: button .sparkscope-cancel (the whole cell run, while it runs) and .sparkscope-job-cancel
 // inside each running .sparkscope-job (both [data-unavailable] when the kernel has no agent
 // connection); the outcome in .sparkscope-cancel-result[data-status](sent|pending|done)[data-ok]
@@ -177,6 +181,7 @@ const VIEWS = [
   ["jobs", "Jobs", "Jobs and their stages"],
   ["tasks", "Tasks", "Running tasks against the cores available, over the cell's run"],
   ["timeline", "Timeline", "Jobs and stages on a time axis; open a stage for its tasks"],
+  ["logs", "Logs", "The driver's WARN and ERROR lines about this cell's jobs (only your own)"],
 ];
 // After this long without the kernel taking a cancel request, say why it may not.
 const KERNEL_SILENT_MS = 3000;
@@ -205,6 +210,7 @@ const TRAITS = [
   "samples",
   "errors",
   "task_lists",
+  "logs",
   "view",
   "hidden",
   "overview",
@@ -228,12 +234,13 @@ function readTraits(model) {
     overview: model.get("overview") || {},
     findings: model.get("findings") || [],
     rootCauses: model.get("root_causes") || [],
-    links: { ui: "", jobs: {}, sql: {}, stages: {}, ...(model.get("links") || {}) },
+    links: { ui: "", jobs: {}, sql: {}, stages: {}, executorLogs: [], ...(model.get("links") || {}) },
     cluster: model.get("cluster") || {},
     samples: model.get("samples") || [],
     notices: model.get("notices") || [],
     errors: model.get("errors") || [],
     taskLists: model.get("task_lists") || {},
+    logs: model.get("logs") || [],
     cancel: model.get("cancel") || {},
     cancelledJobs: new Set(model.get("cancelled_jobs") || []),
     agentError: model.get("agent_error") || "",
@@ -300,7 +307,7 @@ function drawCell(root, t, vs, act) {
 
   root.appendChild(header(t, vs, collapsed, now, act));
   if (!collapsed) {
-    root.appendChild(toolbar(t.view, t.links.ui, act));
+    root.appendChild(toolbar(t.view, t.links.ui, act, t.logs));
     const details = detailsLine(t.overview);
     if (details) root.appendChild(details);
   }
@@ -326,6 +333,7 @@ function drawCell(root, t, vs, act) {
   body.appendChild(list);
   if (!collapsed && t.view === "tasks") body.appendChild(tasksView(t.jobs, t.samples, t.cluster, now));
   if (!collapsed && t.view === "timeline") body.appendChild(timelineView(t, vs, now, act));
+  if (!collapsed && t.view === "logs") body.appendChild(logsView(t.logs, t.links.executorLogs || []));
   root.appendChild(body);
 }
 
@@ -389,7 +397,7 @@ function pills(c, counts) {
   return box;
 }
 
-function toolbar(view, uiLink, act) {
+function toolbar(view, uiLink, act, logs) {
   const node = el("div", "sparkscope-toolbar");
   const tabs = el("div", "sparkscope-tabs");
   tabs.setAttribute("role", "tablist");
@@ -398,6 +406,13 @@ function toolbar(view, uiLink, act) {
     tab.dataset.view = name;
     tab.setAttribute("role", "tab");
     tab.setAttribute("aria-selected", name === view ? "true" : "false");
+    if (name === "logs") {
+      const errors = logs.filter((l) => l.level !== "WARN").length;
+      tab.dataset.count = String(logs.length);
+      tab.dataset.errors = String(errors);
+      if (logs.length) tab.textContent = `Logs (${logs.length})`;
+      if (errors) tab.classList.add("sparkscope-tab-alert");
+    }
     tabs.appendChild(tab);
   }
   node.appendChild(tabs);
@@ -698,6 +713,75 @@ function stageRow(s, findings, href, now) {
   }
   if (hints.childNodes.length) node.appendChild(hints);
   if (s.failureReason) node.appendChild(el("div", "sparkscope-error", s.failureReason));
+  return node;
+}
+
+// ---- Logs view: the driver's WARN and ERROR lines the agent tied to this cell's own work
+
+const LOG_LINES_SHOWN = 4;
+
+function logsView(logs, executorLogs) {
+  const node = el("div", "sparkscope-logs-view");
+  node.dataset.lines = String(logs.length);
+  if (executorLogs.length) {
+    // Each executor's own output, as its worker serves it (Spark's /executors executorLogs).
+    const bar = el("div", "sparkscope-executor-logs", "Executor logs: ");
+    const byExecutor = new Map();
+    for (const e of executorLogs) {
+      if (!byExecutor.has(e.executorId)) byExecutor.set(e.executorId, []);
+      byExecutor.get(e.executorId).push(e);
+    }
+    for (const [id, entries] of byExecutor) {
+      const group = el("span", "sparkscope-executor-log-group", `${id} `);
+      for (const e of entries) {
+        const a = link("sparkscope-executor-log", e.kind, e.url, `Executor ${id}'s ${e.kind}`);
+        a.dataset.executorId = id;
+        a.dataset.kind = e.kind;
+        group.appendChild(a);
+        group.appendChild(document.createTextNode(" "));
+      }
+      bar.appendChild(group);
+    }
+    node.appendChild(bar);
+  }
+  if (!logs.length) {
+    node.appendChild(
+      el("div", "sparkscope-muted", "No WARN or ERROR line of the driver's log is about this cell's jobs."),
+    );
+    return node;
+  }
+  for (const l of logs) {
+    const row = el("div", "sparkscope-log-line");
+    row.dataset.level = l.level || "WARN";
+    row.dataset.seq = String(l.seq);
+    if (l.jobId != null) row.dataset.jobId = String(l.jobId);
+    if (l.stageId != null) row.dataset.stageId = String(l.stageId);
+    const when = l.timeMs ? new Date(l.timeMs).toLocaleTimeString() : "";
+    row.appendChild(el("span", "sparkscope-log-time", when));
+    row.appendChild(el("span", "sparkscope-log-level", l.level || "WARN"));
+    const where = [];
+    if (l.jobId != null) where.push(`job ${l.jobId}`);
+    if (l.stageId != null) where.push(`stage ${l.stageId}.${l.stageAttemptId || 0}`);
+    if (where.length) row.appendChild(el("span", "sparkscope-log-where", where.join(" · ")));
+    const logger = (l.logger || "").split(".").pop();
+    if (logger) row.appendChild(el("span", "sparkscope-log-logger", logger));
+    // A long message (Spark puts stack traces in some) shows its first lines; the rest folds.
+    const text = (l.message || "").split("\n");
+    row.appendChild(el("div", "sparkscope-log-message", text.slice(0, LOG_LINES_SHOWN).join("\n")));
+    if (text.length > LOG_LINES_SHOWN) {
+      const more = el("details", "sparkscope-log-more");
+      more.appendChild(el("summary", "sparkscope-trace-summary", `${text.length - LOG_LINES_SHOWN} more lines`));
+      more.appendChild(el("pre", "sparkscope-trace-text", text.slice(LOG_LINES_SHOWN).join("\n")));
+      row.appendChild(more);
+    }
+    if (l.thrown) {
+      const details = el("details", "sparkscope-log-thrown");
+      details.appendChild(el("summary", "sparkscope-trace-summary", l.thrown.split("\n")[0]));
+      details.appendChild(el("pre", "sparkscope-trace-text", l.thrown));
+      row.appendChild(details);
+    }
+    node.appendChild(row);
+  }
   return node;
 }
 

@@ -29,7 +29,7 @@ final class ListenerConfig {
     static final String TLS_TRUST = "spark.sparkscope.tls.trustCert";
     /** The driver's WARN and ERROR lines forwarded per second at most; 0 (the default) none. */
     static final String LOGS_MAX_PER_SECOND = "spark.sparkscope.logs.maxPerSecond";
-    static final long DEFAULT_LOGS_MAX_PER_SECOND = 0;
+    static final long DEFAULT_LOGS_MAX_PER_SECOND = 50;
     static final String LOGS_QUEUE_CAPACITY = "spark.sparkscope.logs.queueCapacity";
 
     static final String DEFAULT_AGENT = "127.0.0.1:4741";
