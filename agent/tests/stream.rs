@@ -714,36 +714,67 @@ fn private_file(path: &std::path::Path, text: &str) {
 }
 
 /// Spark's REST task list for one stage, as a stand-in: the longest tasks for
-/// `sortBy=-runtime`, the failed ones for `status=failed`.
+/// `sortBy=-runtime`, the failed ones for `status=failed`, the running ones for
+/// `status=running`; and the thread dump of task 4 on executor 2.
 async fn fake_spark_rest() -> std::net::SocketAddr {
     use axum::extract::{Path, RawQuery};
     use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/api/v1/applications/{app}/stages/{stage}/{attempt}/taskList",
-        get(
-            |Path((app, stage, attempt)): Path<(String, i32, i32)>, RawQuery(q): RawQuery| async move {
-                assert_eq!((app.as_str(), stage, attempt), ("local-1", 10, 0));
-                let q = q.unwrap_or_default();
-                let task = |id: i64, launch: &str, duration: i64, status: &str| {
-                    serde_json::json!({"taskId": id, "index": id, "attempt": 0,
+    let frames: Vec<String> =
+        std::iter::once("java.base@17/java.lang.Thread.sleep(Native Method)\n".to_owned())
+            .chain((0..60).map(|i| format!("Frame{i}.run(Frame.java:{i})")))
+            .collect();
+    let threads = get(move |RawQuery(q): RawQuery| async move {
+        assert_eq!(q.as_deref(), Some("taskId=4&executorId=2"));
+        axum::Json(serde_json::json!({"threadId": 88,
+            "threadName": "Executor task launch worker for task 0.0 in stage 10.0 (TID 4)",
+            "threadState": "TIMED_WAITING", "stackTrace": {"elems": frames},
+            "blockedByLock": "", "holdingLocks": []}))
+    });
+    let app =
+        axum::Router::new()
+            .route("/api/v1/applications/local-1/threads", threads)
+            .route(
+                "/api/v1/applications/{app}/stages/{stage}/{attempt}/taskList",
+                get(
+                    |Path((app, stage, attempt)): Path<(String, i32, i32)>,
+                     RawQuery(q): RawQuery| async move {
+                        assert_eq!((app.as_str(), stage, attempt), ("local-1", 10, 0));
+                        let q = q.unwrap_or_default();
+                        let task = |id: i64, launch: &str, duration: i64, status: &str| {
+                            serde_json::json!({"taskId": id, "index": id, "attempt": 0,
                         "launchTime": launch, "duration": duration, "executorId": "1",
                         "host": "10.0.0.9", "status": status, "speculative": false,
                         "schedulerDelay": 3, "gettingResultTime": 0,
                         "taskMetrics": {"executorDeserializeTime": 7}})
-                };
-                let body = if q.contains("status=failed") {
-                    serde_json::json!([task(3, "2026-11-21T10:53:24.500GMT", 100, "FAILED")])
-                } else {
-                    assert!(q.contains("sortBy=-runtime") && q.contains("length=200"), "{q}");
-                    serde_json::json!([
-                        task(2, "2026-11-21T10:53:24.200GMT", 900, "SUCCESS"),
-                        task(1, "2026-11-21T10:53:24.100GMT", 500, "SUCCESS"),
-                    ])
-                };
-                axum::Json(body)
-            },
-        ),
-    );
+                        };
+                        let body = if q.contains("status=failed") {
+                            serde_json::json!([task(
+                                3,
+                                "2026-11-21T10:53:24.500GMT",
+                                100,
+                                "FAILED"
+                            )])
+                        } else if q.contains("status=running") {
+                            let mut t4 = task(4, "2026-11-21T10:53:24.050GMT", 0, "RUNNING");
+                            t4["executorId"] = serde_json::json!("2");
+                            serde_json::json!([
+                                task(5, "2026-11-21T10:53:24.600GMT", 0, "RUNNING"),
+                                t4
+                            ])
+                        } else {
+                            assert!(
+                                q.contains("sortBy=-runtime") && q.contains("length=200"),
+                                "{q}"
+                            );
+                            serde_json::json!([
+                                task(2, "2026-11-21T10:53:24.200GMT", 900, "SUCCESS"),
+                                task(1, "2026-11-21T10:53:24.100GMT", 500, "SUCCESS"),
+                            ])
+                        };
+                        axum::Json(body)
+                    },
+                ),
+            );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -894,6 +925,42 @@ async fn the_notebook_view_gets_context_samples_hints_failures_and_tasks() {
         }
     };
     assert_eq!(missing.code, "not_found");
+
+    // "Is it stuck?": the thread of the longest-running task (the first launched), bounded.
+    let stuck = ask(S_ALICE, "alice", 10).replace(
+        r#""userId":"alice""#,
+        r#""userId":"alice","threadDump":true"#,
+    );
+    ws.send(Message::Text(stuck.into())).await.expect("send");
+    let list = loop {
+        if let Some(t) = answer(next_message(&mut ws).await) {
+            break t;
+        }
+    };
+    let dump = list.thread_dump.expect("a thread dump");
+    assert_eq!((dump.task_id, dump.executor_id.as_str()), (4, "2"));
+    assert_eq!(dump.thread_state, "TIMED_WAITING");
+    assert_eq!(dump.frames.len(), 40);
+    assert_eq!(dump.more_frames, 21);
+    assert!(
+        dump.frames[0].contains("java.lang.Thread.sleep"),
+        "{:?}",
+        dump.frames[0]
+    );
+    assert!(dump.error.is_empty() && dump.running_ms > 0, "{dump:?}");
+    // Asked for Bob's stage, nothing is dumped.
+    let foreign = ask(S_ALICE, "alice", 20).replace(
+        r#""userId":"alice""#,
+        r#""userId":"alice","threadDump":true"#,
+    );
+    ws.send(Message::Text(foreign.into())).await.expect("send");
+    let refused = loop {
+        if let Some(t) = answer(next_message(&mut ws).await) {
+            break t;
+        }
+    };
+    assert_eq!(refused.code, "not_found");
+    assert!(refused.thread_dump.is_none());
 }
 
 /// Another application (whoever holds a listener token can make one) announces a session that

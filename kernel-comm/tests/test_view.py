@@ -150,7 +150,12 @@ def test_task_requests_and_answers_are_checked() -> None:
         "app_id": APP,
         "stage_id": 3,
         "attempt_id": 0,
+        "thread_dump": False,
     }
+    # "Is it stuck?": only a true JSON boolean asks for a thread dump
+    for ask, dump in ((True, True), ("yes", False), (1, False)):
+        msg = {"kind": "tasks", "appId": APP, "stageId": 3, "attemptId": 0, "threadDump": ask}
+        assert parse_tasks(msg)["thread_dump"] is dump
     for bad in ({"appId": APP, "stageId": True, "attemptId": 0}, {"appId": 1, "stageId": 3,
                 "attemptId": 0}, {"appId": APP, "stageId": -1, "attemptId": 0}):  # fmt: skip
         assert parse_tasks(bad) is None

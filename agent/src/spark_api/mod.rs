@@ -8,7 +8,7 @@ pub mod date;
 pub mod types;
 
 pub use date::SparkDate;
-pub use types::{JobData, JobStatus, TaskData};
+pub use types::{JobData, JobStatus, TaskData, ThreadStackTrace};
 
 use crate::flags::non_empty;
 
@@ -173,6 +173,8 @@ mod tests {
 pub enum FetchError {
     #[error("no HTTP client: {0}")]
     NoClient(String),
+    #[error("Spark's REST API address {0} is no URL")]
+    BadUrl(String),
     #[error("Spark's REST API at {url} did not answer: {source}")]
     Request { url: String, source: reqwest::Error },
     #[error("Spark's REST API at {url} answered {status}")]
@@ -235,6 +237,26 @@ impl SparkApi {
             ui.trim_end_matches('/')
         );
         self.get(url, "a task list").await
+    }
+
+    /// `GET <ui>/api/v1/applications/<app>/threads?taskId=<task>&executorId=<executor>`: the
+    /// thread running a task, as its executor sees it now (Spark 4).
+    pub async fn task_thread(
+        &self,
+        ui: &str,
+        app_id: &str,
+        task_id: i64,
+        executor_id: &str,
+    ) -> Result<ThreadStackTrace, FetchError> {
+        let mut url = reqwest::Url::parse(&format!(
+            "{}/api/v1/applications/{app_id}/threads",
+            ui.trim_end_matches('/')
+        ))
+        .map_err(|_| FetchError::BadUrl(ui.to_owned()))?;
+        url.query_pairs_mut()
+            .append_pair("taskId", &task_id.to_string())
+            .append_pair("executorId", executor_id);
+        self.get(url.to_string(), "a thread dump").await
     }
 
     async fn get<T: DeserializeOwned>(

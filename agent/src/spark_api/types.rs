@@ -184,3 +184,37 @@ mod tests {
         assert!(!written.contains("submissionTime"), "{written}");
     }
 }
+
+/// Spark's `ThreadStackTrace` (`/threads`), the parts a thread dump shows. Its `stackTrace` is
+/// a `StackTrace(elems)`, written as `{"elems": [...]}` (or a plain list).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ThreadStackTrace {
+    pub thread_id: i64,
+    pub thread_name: String,
+    pub thread_state: String,
+    pub stack_trace: serde_json::Value,
+    pub blocked_by_thread_id: Option<i64>,
+    pub blocked_by_lock: String,
+}
+
+impl ThreadStackTrace {
+    /// The frames, innermost first, as Spark writes them ("java.base@17/java.lang.Thread.sleep
+    /// (Native Method)").
+    pub fn frames(&self) -> Vec<String> {
+        let list = match &self.stack_trace {
+            serde_json::Value::Array(a) => a,
+            serde_json::Value::Object(o) => match o.get("elems") {
+                Some(serde_json::Value::Array(a)) => a,
+                _ => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        };
+        // Spark ends each with a line break.
+        list.iter()
+            .filter_map(|f| f.as_str().map(str::trim))
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}

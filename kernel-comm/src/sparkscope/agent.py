@@ -294,11 +294,12 @@ class AgentClient:
         stage_id: int,
         attempt_id: int,
         on_result: Callable[[dict[str, Any]], None],
+        thread_dump: bool = False,
     ) -> str:
         """Ask the agent for the tasks of one stage attempt of a followed session (it reads them
-        from Spark's REST API). `on_result(list)` gets the agent's `TaskList`
-        (`normalize_task_list`), or one this client makes with code `no_agent` or `no_answer`.
-        Returns the request id."""
+        from Spark's REST API), and with `thread_dump` the thread dump of its longest-running
+        task. `on_result(list)` gets the agent's `TaskList` (`normalize_task_list`), or one this
+        client makes with code `no_agent` or `no_answer`. Returns the request id."""
         body = {
             "requestId": uuid.uuid4().hex,
             "appId": app_id,
@@ -306,6 +307,8 @@ class AgentClient:
             "attemptId": attempt_id,
             **session.to_json(),
         }
+        if thread_dump:
+            body["threadDump"] = True
         return self._request("tasks", body, on_result)
 
     def _request(

@@ -131,9 +131,12 @@ class Requests:
                 self.runs.mark(run, urgent=True)
         log.info("sparkscope: cancel %s of %s: %s", rid, tag, message)
 
-    def request_tasks(self, tag: str, app_id: str, stage_id: int, attempt_id: int) -> None:
-        """Ask the agent for a stage attempt's tasks (Spark's REST API); the answer goes to the
-        run's `task_lists`."""
+    def request_tasks(
+        self, tag: str, app_id: str, stage_id: int, attempt_id: int, thread_dump: bool = False
+    ) -> None:
+        """Ask the agent for a stage attempt's tasks (Spark's REST API), and with `thread_dump`
+        where its longest-running task's thread is now; the answer goes to the run's
+        `task_lists`."""
         key = f"{app_id}/{stage_id}/{attempt_id}"
         with self.runs.cond:
             run = self.runs.get(tag)
@@ -165,7 +168,9 @@ class Requests:
         elif client is None:
             answered(task_list(key, code=NO_AGENT, message=NOT_CONNECTED))
         else:
-            client.request_tasks(sessions[0], app_id, stage_id, attempt_id, answered)
+            client.request_tasks(
+                sessions[0], app_id, stage_id, attempt_id, answered, thread_dump=thread_dump
+            )
 
 
 def _keep_task_list(run: CellRun, key: str, result: dict[str, Any]) -> None:

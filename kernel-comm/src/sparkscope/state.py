@@ -386,6 +386,21 @@ TASK_DETAIL = Message(
         "error": OPT_STRING,
     },
 )
+THREAD_DUMP = Message(
+    "ThreadDump",
+    {
+        "taskId": INT,
+        "executorId": TEXT,
+        "runningMs": INT,
+        "threadName": TEXT,
+        "threadState": TEXT,
+        "frames": STRINGS,
+        "moreFrames": INT,
+        "blockedBy": TEXT,
+        "takenAtMs": INT,
+        "error": TEXT,
+    },
+)
 TASK_LIST = Message(
     "TaskList",
     {
@@ -398,6 +413,7 @@ TASK_LIST = Message(
         "message": TEXT,
         "tasks": TASK_DETAIL.repeated(),
         "total": INT,
+        "threadDump": THREAD_DUMP.optional(),
     },
 )
 CELL_RUN = Message(

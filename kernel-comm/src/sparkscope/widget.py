@@ -43,7 +43,9 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   (an analysis error has no job to show it).
 - `task_lists` (dict): per opened stage attempt, `"<appId>/<stageId>/<attemptId>"` →
   `{status: pending|done, ok, code, message, total, tasks: [TaskDetail as in
-  docs/streaming-api.md]}`.
+  docs/streaming-api.md], threadDump}`; `threadDump` (after "Is it stuck?", else null):
+  `taskId, executorId, runningMs, threadName, threadState, frames` (innermost first),
+  `moreFrames, blockedBy, takenAtMs, error` ("" when there is a dump).
 - `logs` (list of dict): the driver's WARN and ERROR lines of the cell's jobs, stages and
   operations, oldest first (the newest 200): `appId, seq, timeMs, level` (`WARN|ERROR|FATAL`),
   `logger, message, thrown` (exception and first frames, "" without one), `jobId, stageId,
@@ -87,7 +89,8 @@ notebook file saves:
 
 Cancel reaches the kernel as a custom comm message `{"kind": "cancel", "target": "cell"|"job",
 "jobId", "appId", "requestId"}`; opening a stage's tasks as `{"kind": "tasks", "appId", "stageId",
-"attemptId"}`; Hide all / Show as `{"kind": "hide_all"}` / `{"kind": "show_all"}`. JupyterLab (>= 4.4, `commsOverSubshells`) sends widget comm
+"attemptId", "threadDump"}` (`threadDump`: "Is it stuck?", also where its longest-running task is
+now); Hide all / Show as `{"kind": "hide_all"}` / `{"kind": "show_all"}`. JupyterLab (>= 4.4, `commsOverSubshells`) sends widget comm
 messages on a kernel subshell, so a kernel busy with the cell could take them on the subshell's
 thread — but ipykernel 7.4 re-routes each comm message to the subshell its comm last published
 from (`BaseComm._reply_subshell_for`), and this widget publishes from a background thread whose
@@ -281,7 +284,12 @@ def parse_tasks(content: Mapping[str, Any]) -> dict[str, Any] | None:
     ints = [v for v in (stage_id, attempt_id) if isinstance(v, int) and not isinstance(v, bool)]
     if not isinstance(app_id, str) or len(ints) != 2 or min(ints) < 0:
         return None
-    return {"app_id": app_id, "stage_id": stage_id, "attempt_id": attempt_id}
+    return {
+        "app_id": app_id,
+        "stage_id": stage_id,
+        "attempt_id": attempt_id,
+        "thread_dump": content.get("threadDump") is True,
+    }
 
 
 def _route_to_sender(comm: Any) -> None:

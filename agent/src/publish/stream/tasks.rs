@@ -34,6 +34,15 @@ pub struct TaskListConfig {
         env = "SPARKSCOPE_MAX_TASK_LISTS_IN_FLIGHT"
     )]
     pub max_in_flight: usize,
+    /// "Is it stuck?" thread dumps of a stage's longest-running task keep at most this many of
+    /// its innermost frames.
+    #[arg(
+        long = "thread-dump-frames",
+        value_name = "N",
+        default_value_t = 40,
+        env = "SPARKSCOPE_THREAD_DUMP_FRAMES"
+    )]
+    pub thread_dump_frames: usize,
 }
 
 crate::flags::default_from_flags!(TaskListConfig);
@@ -119,17 +128,34 @@ impl TaskLister {
             }
         };
         let n = self.cfg.max_tasks;
-        let (longest, failed) = (
+        let (longest, failed, running) = (
             format!("length={n}&sortBy=-runtime"),
             format!("length={n}&status=failed"),
+            format!("length={n}&status=running"),
         );
-        let (longest, failed) = tokio::join!(
+        let (longest, failed, running) = tokio::join!(
             self.spark.task_list(&ui, &req.app_id, key, &longest),
-            self.spark.task_list(&ui, &req.app_id, key, &failed)
+            self.spark.task_list(&ui, &req.app_id, key, &failed),
+            async {
+                if req.thread_dump {
+                    self.spark.task_list(&ui, &req.app_id, key, &running).await
+                } else {
+                    Ok(Vec::new())
+                }
+            }
         );
         let mut tasks: BTreeMap<i64, pb::TaskDetail> = BTreeMap::new();
         let now = crate::clock::now_ms();
-        for list in [longest, failed] {
+        let thread_dump = match (req.thread_dump, &running) {
+            (false, _) => None,
+            (true, Ok(running)) => Some(self.thread_dump(&ui, &req.app_id, running, now).await),
+            (true, Err(e)) => Some(pb::ThreadDump {
+                error: e.to_string(),
+                taken_at_ms: now,
+                ..Default::default()
+            }),
+        };
+        for list in [longest, failed, running] {
             match list {
                 Ok(list) => {
                     for t in list {
@@ -150,10 +176,72 @@ impl TaskLister {
             ok: true,
             tasks,
             total,
+            thread_dump,
             ..Default::default()
         }
     }
+
+    /// The thread dump of the longest-running of `running` (the earliest launched), or why
+    /// there is none.
+    async fn thread_dump(
+        &self,
+        ui: &str,
+        app_id: &str,
+        running: &[TaskData],
+        now: i64,
+    ) -> pb::ThreadDump {
+        let oldest = running
+            .iter()
+            .filter(|t| t.status.eq_ignore_ascii_case("RUNNING"))
+            .min_by_key(|t| (t.launch_time.map_or(i64::MAX, |d| d.0), t.task_id));
+        let Some(task) = oldest else {
+            return pb::ThreadDump {
+                error: "no task of this stage attempt is running now".to_owned(),
+                taken_at_ms: now,
+                ..Default::default()
+            };
+        };
+        let mut dump = pb::ThreadDump {
+            task_id: task.task_id,
+            executor_id: task.executor_id.clone(),
+            running_ms: task.launch_time.map_or(0, |d| (now - d.0).max(0)),
+            taken_at_ms: now,
+            ..Default::default()
+        };
+        match self
+            .spark
+            .task_thread(ui, app_id, task.task_id, &task.executor_id)
+            .await
+        {
+            Ok(t) => {
+                let frames = t.frames();
+                let keep = self.cfg.thread_dump_frames;
+                dump.more_frames = i32::try_from(frames.len().saturating_sub(keep)).unwrap_or(0);
+                dump.frames = frames
+                    .into_iter()
+                    .take(keep)
+                    .map(|mut f| {
+                        truncate_utf8(&mut f, MAX_FRAME);
+                        f
+                    })
+                    .collect();
+                dump.thread_name = t.thread_name;
+                truncate_utf8(&mut dump.thread_name, MAX_FRAME);
+                dump.thread_state = t.thread_state;
+                truncate_utf8(&mut dump.thread_state, 32);
+                if let Some(id) = t.blocked_by_thread_id {
+                    dump.blocked_by = format!("{} (thread {id})", t.blocked_by_lock);
+                    truncate_utf8(&mut dump.blocked_by, MAX_FRAME);
+                }
+            }
+            Err(e) => dump.error = e.to_string(),
+        }
+        dump
+    }
 }
+
+/// A frame (and a thread name) is kept up to this many bytes.
+const MAX_FRAME: usize = 512;
 
 /// An error message is kept up to this many bytes (its stack trace is in the stage's failure).
 const MAX_ERROR: usize = 4096;

@@ -13,7 +13,9 @@
 // and for a failed job .sparkscope-root-cause (.sparkscope-exception-class, .sparkscope-exception-
 // message, .sparkscope-failure-where, details.sparkscope-trace); .sparkscope-stage[data-stage-id]
 // [data-attempt-id][data-status] with a.sparkscope-stage-link, .sparkscope-stage-hints and the
-// badges .sparkscope-hint-skew / -spill / -gc. .sparkscope-summary.
+// badges .sparkscope-hint-skew / -spill / -gc, button.sparkscope-stuck ("Is it stuck?", shown
+// once [data-stuck-at] has passed) and its answer .sparkscope-thread-dump[data-status][data-task-id]
+// [data-state][data-error] with pre.sparkscope-thread-dump-frames. .sparkscope-summary.
 // Tasks view: .sparkscope-tasks-view[data-samples][data-max-active][data-last-active][data-cores]
 // with an svg (path.sparkscope-active-area, path.sparkscope-cores-line,
 // line.sparkscope-job-marker[data-job-id][data-kind=start|end]).
@@ -628,7 +630,7 @@ function jobRow(job, stages, findings, cause, t, vs, now, act) {
   for (const s of stages) {
     const k = stageKey(s);
     const mine = findings.filter((f) => stageKey(f) === k);
-    box.appendChild(stageRow(s, mine, t.links.stages[k], now));
+    box.appendChild(stageRow(s, mine, t.links.stages[k], now, t.taskLists[k], act));
   }
   node.appendChild(box);
 
@@ -669,7 +671,19 @@ function rootCauseBlock(cause, vs) {
   return node;
 }
 
-function stageRow(s, findings, href, now) {
+// "Is it stuck?" shows on a running stage this long after it started, and only once it has run
+// STUCK_MEDIANS times its tasks' median (a stage whose tasks take long anyway is not stuck).
+const STUCK_MIN_MS = 10_000;
+const STUCK_MEDIANS = 5;
+const DUMP_FRAMES_SHOWN = 12;
+
+function stuckAt(s) {
+  if (s.status !== "ACTIVE" || !s.activeTasks || !s.submissionTimeMs) return 0;
+  const median = (s.taskDurations && s.taskDurations.medianMs) || 0;
+  return s.submissionTimeMs + Math.max(STUCK_MIN_MS, STUCK_MEDIANS * median);
+}
+
+function stageRow(s, findings, href, now, list, act) {
   const node = el("div", "sparkscope-stage");
   node.dataset.stageId = String(s.stageId);
   node.dataset.attemptId = String(s.attemptId);
@@ -711,8 +725,44 @@ function stageRow(s, findings, href, now) {
       hints.appendChild(plain);
     }
   }
+  const at = stuckAt(s);
+  if (at) {
+    const ask = button("sparkscope-link-button sparkscope-stuck", "Is it stuck?", "Where the stage's longest-running task is now: its thread dump, from Spark", () =>
+      act.send({ kind: "tasks", appId: s.appId, stageId: s.stageId, attemptId: s.attemptId, threadDump: true }),
+    );
+    ask.dataset.stuckAt = String(at);
+    ask.hidden = now < at;
+    hints.appendChild(ask);
+  }
   if (hints.childNodes.length) node.appendChild(hints);
+  if (list && (list.status === "pending" || list.threadDump)) node.appendChild(threadDumpBlock(list));
   if (s.failureReason) node.appendChild(el("div", "sparkscope-error", s.failureReason));
+  return node;
+}
+
+// The longest-running task's thread, as its executor saw it when asked.
+function threadDumpBlock(list) {
+  const node = el("div", "sparkscope-thread-dump");
+  const d = list.threadDump;
+  if (list.status === "pending" || !d) {
+    node.dataset.status = "pending";
+    node.textContent = "Asking Spark where the longest-running task is…";
+    return node;
+  }
+  node.dataset.status = "done";
+  if (!list.ok || d.error) {
+    node.dataset.error = "true";
+    node.textContent = `No thread dump: ${d.error || list.message || list.code}`;
+    return node;
+  }
+  node.dataset.taskId = String(d.taskId);
+  node.dataset.state = d.threadState;
+  const head = `Task ${d.taskId} on executor ${d.executorId}, running ${fmtDuration(d.runningMs)}: ${d.threadState}`;
+  node.appendChild(el("div", "sparkscope-thread-dump-head", head + (d.blockedBy ? `, waiting for ${d.blockedBy}` : "")));
+  const frames = d.frames || [];
+  const more = frames.length - DUMP_FRAMES_SHOWN + (d.moreFrames || 0);
+  const text = frames.slice(0, DUMP_FRAMES_SHOWN).map((f) => `at ${f}`).join("\n");
+  node.appendChild(el("pre", "sparkscope-thread-dump-frames", more > 0 ? `${text}\n… ${more} more` : text));
   return node;
 }
 
@@ -1037,6 +1087,9 @@ function tick(root, overview, now) {
   }
   const summary = root.querySelector(".sparkscope-summary");
   if (summary) summary.textContent = summaryText(overview, now);
+  for (const b of root.querySelectorAll(".sparkscope-stuck[hidden]")) {
+    if (now >= Number(b.dataset.stuckAt)) b.hidden = false;
+  }
 }
 
 function render({ model, el: host }) {
