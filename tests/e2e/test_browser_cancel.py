@@ -26,7 +26,7 @@ from typing import Any
 
 import harness
 import pytest
-from harness import browser
+from harness import browser, nbrun
 
 A, B = "cancel_a.ipynb", "cancel_b.ipynb"
 USER_A, USER_B = "dora", "erin_b"
@@ -100,19 +100,6 @@ WIDGET_JS = """(index) => {
 }"""
 
 
-def write_notebook(path: Path, cells: list[str]) -> None:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    nb = new_notebook(
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-        cells=[new_code_cell(c) for c in cells],
-    )
-    nbformat.write(nb, path)
-
-
 # ---------------------------------------------------------------------------------------------
 # fixtures
 
@@ -166,7 +153,7 @@ def lab(
     root.mkdir(exist_ok=True)
     for name, cells, user in ((A, A_CELLS, USER_A), (B, B_CELLS, USER_B)):
         setup = cells[0].format(url=server.remote_url(user_id=user))
-        write_notebook(root / name, [setup, *cells[1:]])
+        nbrun.write_notebook(root / name, [setup, *cells[1:]])
     log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
     env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
     with harness.JupyterLab(root, artifacts_dir, env=env) as lab:

@@ -24,7 +24,7 @@ from typing import Any
 import harness
 import pytest
 import websocket
-from harness import browser
+from harness import browser, nbrun
 
 IVY, ZED = "ivy", "zed_z"
 NOTEBOOKS = {IVY: "logs_ivy.ipynb", ZED: "logs_zed.ipynb"}
@@ -65,19 +65,6 @@ LOGS_JS = """(index) => {
 }"""
 
 
-def write_notebook(path: Path, cells: list[str]) -> None:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    nb = new_notebook(
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-        cells=[new_code_cell(c) for c in cells],
-    )
-    nbformat.write(nb, path)
-
-
 @pytest.fixture(scope="module")
 def agent(
     require_browser, require_piece, artifacts_dir: Path, log_registry
@@ -115,7 +102,7 @@ def lab(
     root.mkdir(exist_ok=True)
     for user, name in NOTEBOOKS.items():
         setup = SETUP.format(url=server.remote_url(user_id=user))
-        write_notebook(root / name, [setup, FAILING, SLEEPY])
+        nbrun.write_notebook(root / name, [setup, FAILING, SLEEPY])
     log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
     env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
     with harness.JupyterLab(root, artifacts_dir, env=env) as lab:

@@ -32,6 +32,20 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
+def write_notebook(path: Path, cells: Sequence[str]) -> None:
+    """A notebook of code cells for the venv's python3 kernel, as a browser test opens it."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        cells=[new_code_cell(c) for c in cells],
+    )
+    nbformat.write(nb, path)
+
+
 def kernel_env(work_dir: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a notebook's kernel: ours, the venv first on PATH, an IPython dir of
     its own (no profile or startup files of the machine), plus `extra`."""
