@@ -269,3 +269,21 @@ def test_executor_log_links_are_web_addresses_only() -> None:
         {"executorId": "0", "kind": "stdout", "url": "http://w:8081/logPage/?executorId=0"}
     ]
     assert executor_logs(None) == []
+
+
+def test_too_many_small_tasks_is_found_with_a_fix_to_insert() -> None:
+    def small(n: int, median: int) -> list:
+        durations = {"minMs": 1, "medianMs": median, "maxMs": median * 2}
+        s = stage(numTasks=n, taskDurations=durations, completedTasks=n)
+        view = CellView("t", [job()], [s], 0, cluster={"executors": 1, "cores": 2, "busy": 0})
+        return [f for f in view.findings if f.kind == "small-tasks"]
+
+    (f,) = small(6000, 4)
+    assert f.severity == "warning" and f.evidence == {"numTasks": 6000, "medianMs": 4}
+    assert f.label == "6,000 small tasks" and f.job_label == "stage 3: 6,000 small tasks"
+    # a fix to insert, sized to the cores, that runs nothing by itself but the coalesce
+    assert f.fix.endswith("df = df.coalesce(6)"), f.fix
+    assert all(line.startswith("#") for line in f.fix.splitlines()[:-1]), f.fix
+    assert f.to_json()["fix"] == f.fix
+    # DataFlint's thresholds: more than 5,000 tasks, a median under 500 ms
+    assert small(5000, 4) == [] and small(6000, 500) == []

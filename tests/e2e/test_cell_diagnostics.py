@@ -6,6 +6,9 @@ ERROR lines) and the real agent.
   failures on its executor and scheduler threads, where no user is named. Each cell's Logs view
   shows the ERROR lines of its own failing job (the stages it names are that user's job's, as
   Spark's REST API says) and never a line of the other user's job.
+- Advisor: 6,000 tiny tasks get the "too many small tasks" finding (DataFlint's rule: over
+  5,000 tasks, median under 500 ms), and its "Insert fix" puts a cell with the fix below the
+  cell, not run.
 - "Is it stuck?": a stage with one sleeping task gets the button; its answer is the thread dump
   of that task, with `Thread.sleep` in its frames. Asked by another user (a user token of the
   agent's tokens file), for that stage, the agent refuses.
@@ -43,6 +46,8 @@ SLEEPY = (
     "spark.range(0, 4, 1, 4).selectExpr(\"reflect('java.lang.Thread', 'sleep', "
     'cast(if(id = 3, 40000, 10) as bigint)) AS x").collect()'
 )
+# one stage of 6,000 tasks of a few milliseconds: the advisor's "too many small tasks"
+TINY = 'spark.range(0, 6000, 1, 6000).selectExpr("id * 2 AS x").collect()'
 # ivy's own token in the agent's tokens file (the notebooks use the shared one)
 IVY_TOKEN = "ivy-" + secrets.token_hex(16)
 
@@ -102,7 +107,7 @@ def lab(
     root.mkdir(exist_ok=True)
     for user, name in NOTEBOOKS.items():
         setup = SETUP.format(url=server.remote_url(user_id=user))
-        nbrun.write_notebook(root / name, [setup, FAILING, SLEEPY])
+        nbrun.write_notebook(root / name, [setup, FAILING, SLEEPY, TINY])
     log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
     env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
     with harness.JupyterLab(root, artifacts_dir, env=env) as lab:
@@ -367,3 +372,81 @@ def test_is_it_stuck_shows_where_the_sleeping_task_is_and_only_to_its_owner(
         f"{d['text'][:160]!r}; refusals for another user: "
         f"{foreign['code']} (zed's session), {own['code']} (her own session, zed's stage)"
     )
+
+
+# The advisor's parts of one cell's widget, and the notebook's cells.
+ADVISOR_JS = """(index) => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  const root = nb.widgets[index].node.querySelector('.sparkscope-cell');
+  return {
+    state: root ? root.dataset.state : null,
+    badges: root ? [...root.querySelectorAll('.sparkscope-hint-small-tasks')].map(
+      (n) => ({text: n.textContent, title: n.title})) : [],
+    fix: root && root.querySelector('.sparkscope-insert-fix')
+      ? root.querySelector('.sparkscope-insert-fix').dataset : null,
+    cells: nb.widgets.map((c) => ({type: c.model.type, source: c.model.sharedModel.getSource(),
+      count: c.model.type === 'code' ? c.model.executionCount : null})),
+  };
+}"""
+
+
+def test_many_tiny_tasks_get_the_advisors_finding_and_its_fix_is_inserted_not_run(
+    require_browser,
+    artifacts_dir: Path,
+    screenshots_dir: Path,
+    lab: harness.JupyterLab,
+    server: harness.SparkConnectServer,
+) -> None:
+    shots = browser.Screenshots(screenshots_dir, "advisor", [])
+    with browser.chromium(artifacts_dir / "chromium-profile-advisor") as context:
+        nb = browser.LabNotebook.open(context, lab, NOTEBOOKS[IVY])
+        try:
+            nb.run_cell(0)
+            nb.wait_cell_done(0, 180)
+            nb.run_cell(3)
+            nb.wait_cell_done(3, 300)
+            assert "Traceback" not in nb.cell_text_outputs(3)
+            node = nb.cell_locator(3).locator(".sparkscope-cell").first
+            found = harness.wait_until(
+                lambda: (w := nb.page.evaluate(ADVISOR_JS, 3))["badges"] and w,
+                60,
+                0.3,
+                "the small-tasks finding",
+            )
+            if "sparkscope-collapsed" in (node.get_attribute("class") or ""):
+                node.locator(".sparkscope-header").click()
+            if not node.locator(".sparkscope-job.sparkscope-expanded").count():
+                node.locator(".sparkscope-expand").first.click()
+            before = len(nb.page.evaluate(ADVISOR_JS, 3)["cells"])
+            node.locator(".sparkscope-insert-fix").first.click()
+            after = harness.wait_until(
+                lambda: (
+                    (w := nb.page.evaluate(ADVISOR_JS, 3)) and len(w["cells"]) == before + 1 and w
+                ),
+                10,
+                0.2,
+                "the fix's cell",
+            )
+            path = shots.directory / "advisor-widget.png"
+            node.screenshot(path=str(path))
+            shots.saved.append(path)
+            shots.save(nb.page, "ivy")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                shots.save(nb.page, "failure")
+            raise
+    # Spark's own numbers behind the finding: one stage of 6,000 tasks, a median under 500 ms
+    stages = [s for s in server.rest("stages") if s["numTasks"] == 6000]
+    assert stages, [(s["stageId"], s["numTasks"]) for s in server.rest("stages")]
+    quantiles = server.rest(
+        f"stages/{stages[0]['stageId']}/{stages[0]['attemptId']}/taskSummary",
+        {"quantiles": "0.5"},
+    )
+    assert quantiles["executorRunTime"][0] < 500, quantiles
+    badge = found["badges"][0]
+    assert "6,000 small tasks" in badge["text"], found
+    inserted = after["cells"][4]
+    assert inserted["type"] == "code" and "df.coalesce(" in inserted["source"], inserted
+    assert inserted["count"] is None, "inserted, never run"
+    assert after["fix"]["inserted"] == "true", after["fix"]
+    print(f"advisor: {badge['text']!r}; inserted below: {inserted['source']!r}")

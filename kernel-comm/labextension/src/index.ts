@@ -994,6 +994,36 @@ class SparkStatus extends Widget {
   }
 }
 
+/**
+ * Lets a cell's widget (an anywidget module, with no access to the notebook) offer an
+ * advisor's fix as a new code cell below its own cell: `sparkscopeInsertCell(node, code)`
+ * inserts it, never runs it, and returns whether it could. The widget's own node says which
+ * cell it is in.
+ */
+export function offerCellInsertion(tracker: INotebookTracker): void {
+  (globalThis as any).sparkscopeInsertCell = (node: unknown, code: unknown): boolean => {
+    if (!(node instanceof Node) || typeof code !== 'string') {
+      return false;
+    }
+    let found = false;
+    tracker.forEach(panel => {
+      if (found) {
+        return;
+      }
+      const notebook = panel.content;
+      const index = notebook.widgets.findIndex(cell => cell.node.contains(node));
+      const model = notebook.model;
+      if (index < 0 || !model) {
+        return;
+      }
+      model.sharedModel.insertCell(index + 1, { cell_type: 'code', source: code });
+      notebook.activeCellIndex = index + 1;
+      found = true;
+    });
+    return found;
+  };
+}
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'sparkscope:plugin',
   description: 'Your Spark work across notebooks: a sidebar and a status bar item',
@@ -1053,6 +1083,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       window.setInterval(() => item.draw(), 500);
     }
     offerProxiedLinks(model);
+    offerCellInsertion(tracker);
     model.start();
     own.start();
   }

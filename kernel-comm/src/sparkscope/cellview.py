@@ -24,6 +24,10 @@ SKEW_RATIO = 3.0
 SKEW_MIN_MS = 1000
 # Garbage collection over this share of a stage's task time is worth a look.
 GC_SHARE = 0.1
+# Too many small tasks (DataFlint's rule): more than this many tasks in a stage, with a median
+# run time under SMALL_TASK_MS: scheduling them costs more than their work.
+SMALL_TASKS = 5000
+SMALL_TASK_MS = 500
 # Samples sent to the browser per cell: enough for a chart as wide as a notebook.
 MAX_POINTS = 400
 # After a cell's last job ended, the first sample this soon after still belongs to it.
@@ -34,7 +38,7 @@ MAX_EXECUTOR_LOGS = 64
 # Job statuses in the order a summary names them.
 JOB_ORDER = ("RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN")
 # Findings of one stage in the order they are shown.
-FINDING_ORDER = ("skew", "spill", "gc")
+FINDING_ORDER = ("skew", "spill", "small-tasks", "gc")
 
 JOB_FIELDS = (
     "appId",
@@ -314,7 +318,7 @@ class Finding:
     """Something about one stage attempt worth a reader's attention, with the numbers behind it.
     `severity` is `warning` (highlighted) or `info` (shown plainly: a GC share below GC_SHARE)."""
 
-    kind: str  # skew | spill | gc
+    kind: str  # skew | spill | small-tasks | gc
     severity: str
     app_id: str
     stage_id: int
@@ -327,6 +331,8 @@ class Finding:
     # a static report prints
     job_label: str = ""
     text: str = ""
+    # code a reader may insert as a new cell to act on it (never run for them); "" when none
+    fix: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -341,6 +347,7 @@ class Finding:
             "jobLabel": self.job_label,
             "title": self.title,
             "text": self.text,
+            "fix": self.fix,
         }
 
 
@@ -360,8 +367,16 @@ def gc_share(stage: Mapping[str, Any]) -> float:
     return stage.get("gcTimeMs", 0) / run if run > 0 else 0.0
 
 
-def stage_findings(stage: Mapping[str, Any], job_ids: Sequence[int] = ()) -> list[Finding]:
-    """Skew, spill and the GC share of one stage attempt, in FINDING_ORDER."""
+def small_tasks(stage: Mapping[str, Any]) -> bool:
+    d = stage.get("taskDurations")
+    return bool(d) and stage["numTasks"] > SMALL_TASKS and d["medianMs"] < SMALL_TASK_MS
+
+
+def stage_findings(
+    stage: Mapping[str, Any], job_ids: Sequence[int] = (), cores: int = 0
+) -> list[Finding]:
+    """Skew, spill, too many small tasks and the GC share of one stage attempt, in
+    FINDING_ORDER; `cores`: the application's, for the size of a fix."""
     where = {
         "app_id": stage["appId"],
         "stage_id": stage["stageId"],
@@ -409,6 +424,33 @@ def stage_findings(stage: Mapping[str, Any], job_ids: Sequence[int] = ()) -> lis
                 **where,
             )
         )
+    if small_tasks(stage):
+        n, median = stage["numTasks"], stage["taskDurations"]["medianMs"]
+        partitions = max(2, 3 * cores)
+        out.append(
+            Finding(
+                "small-tasks",
+                "warning",
+                evidence={"numTasks": n, "medianMs": median},
+                label=f"{n:,} small tasks",
+                title=(
+                    f"Too many small tasks: {n:,} tasks of a median {format_short(median)} "
+                    f"(over {SMALL_TASKS:,} under {format_short(SMALL_TASK_MS)}): scheduling "
+                    "them costs more than their work. Fewer, larger partitions: coalesce "
+                    "(or repartition) the data before this stage."
+                ),
+                job_label=f"stage {sid}: {n:,} small tasks",
+                text=f"stage {sid}: {n:,} tasks of a median {format_duration(median)}",
+                fix=(
+                    f"# sparkscope advisor: stage {sid} ran {n:,} tasks of a median "
+                    f"{format_short(median)} each.\n"
+                    "# Fewer, larger partitions before the work, e.g. about three per core "
+                    f"({cores} cores here):\n"
+                    f"df = df.coalesce({partitions})"
+                ),
+                **where,
+            )
+        )
     run = stage["executorRunTimeMs"]
     if run > 0:
         share = gc_share(stage)
@@ -429,7 +471,7 @@ def stage_findings(stage: Mapping[str, Any], job_ids: Sequence[int] = ()) -> lis
 
 
 def findings(
-    jobs: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]]
+    jobs: Sequence[Mapping[str, Any]], stages: Sequence[Mapping[str, Any]], cores: int = 0
 ) -> list[Finding]:
     """The findings of every stage attempt of the cell, by stage attempt."""
     out = []
@@ -437,7 +479,7 @@ def findings(
         job_ids = [
             j["jobId"] for j in jobs if j["appId"] == s["appId"] and s["stageId"] in j["stageIds"]
         ]
-        out.extend(stage_findings(s, job_ids))
+        out.extend(stage_findings(s, job_ids, cores))
     return out
 
 
@@ -719,7 +761,7 @@ class CellView:
 
     def __post_init__(self) -> None:
         self.summary = summary(self.jobs)
-        self.findings = findings(self.jobs, self.stages)
+        self.findings = findings(self.jobs, self.stages, self.cluster.get("cores", 0))
         self.root_causes = root_causes(self.jobs, self.stages)
         self.links = links(
             self.context.get("uiLink", ""), self.jobs, self.stages, self.executor_logs

@@ -62,11 +62,13 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   `details` (the details line: Spark version, master, application, Connect server, user,
   session) and `listenerGone` (the application has no listener connected).
 - `findings` (list of dict): what is worth a look on the stage attempts, by stage attempt:
-  `kind` (`skew|spill|gc`), `severity` (`warning`: highlighted; `info`: a GC share below 10%),
-  `appId, stageId, attemptId, jobIds`, `evidence` (skew: `minMs, medianMs, maxMs`; spill:
-  `memoryBytes, diskBytes, bytes`; gc: `gcTimeMs, executorRunTimeMs, share`), `label` (the
-  stage's badge), `jobLabel` (the job row's badge, "" when not shown there), `title` (what it
-  means and what to do) and `text` (the sentence of the static report).
+  `kind` (`skew|spill|small-tasks|gc`), `severity` (`warning`: highlighted; `info`: a GC share
+  below 10%), `appId, stageId, attemptId, jobIds`, `evidence` (skew: `minMs, medianMs, maxMs`;
+  spill: `memoryBytes, diskBytes, bytes`; small-tasks: `numTasks, medianMs`; gc: `gcTimeMs,
+  executorRunTimeMs, share`), `label` (the stage's badge), `jobLabel` (the job row's badge, ""
+  when not shown there), `title` (what it means and what to do), `text` (the sentence of the
+  static report) and `fix` (code the widget's "Insert fix" puts in a new cell below, never
+  run; "" when none).
 - `root_causes` (list of dict): per failed job with a failed task, its first task failure:
   `appId, jobId, stageId, attemptId, taskId, what` (exception class, else Spark's reason),
   `message, where` (stage, task, executor and host, for people), `stackTrace`.

@@ -13,7 +13,8 @@
 // and for a failed job .sparkscope-root-cause (.sparkscope-exception-class, .sparkscope-exception-
 // message, .sparkscope-failure-where, details.sparkscope-trace); .sparkscope-stage[data-stage-id]
 // [data-attempt-id][data-status] with a.sparkscope-stage-link, .sparkscope-stage-hints and the
-// badges .sparkscope-hint-skew / -spill / -gc, button.sparkscope-stuck ("Is it stuck?", shown
+// badges .sparkscope-hint-skew / -spill / -small-tasks / -gc (button.sparkscope-insert-fix
+// [data-kind][data-inserted] beside a finding with a fix), button.sparkscope-stuck ("Is it stuck?", shown
 // once [data-stuck-at] has passed) and its answer .sparkscope-thread-dump[data-status][data-task-id]
 // [data-state][data-error] with pre.sparkscope-thread-dump-frames. .sparkscope-summary.
 // Tasks view: .sparkscope-tasks-view[data-samples][data-max-active][data-last-active][data-cores]
@@ -555,6 +556,31 @@ function hintBadge(kind, text, title) {
   return b;
 }
 
+// An advisor's fix as a new cell below this one (JupyterLab's extension offers the hook), never
+// run; elsewhere it is copied for the reader to paste.
+function fixButton(f) {
+  const b = button("sparkscope-link-button sparkscope-insert-fix", "Insert fix", `Insert a cell below with the fix:\n${f.fix}`, () => {
+    const insert = globalThis.sparkscopeInsertCell;
+    let done = false;
+    try {
+      done = typeof insert === "function" && insert(b, f.fix) === true;
+    } catch {
+      done = false;
+    }
+    if (done) {
+      b.textContent = "Inserted below";
+      b.dataset.inserted = "true";
+    } else if (navigator.clipboard) {
+      navigator.clipboard.writeText(f.fix).then(
+        () => (b.textContent = "Copied: paste it in a cell"),
+        () => (b.textContent = "Could not insert it"),
+      );
+    }
+  });
+  b.dataset.kind = f.kind;
+  return b;
+}
+
 // ---- Jobs view: a row per job, its stage attempts when expanded
 
 function jobsView(t, vs, now, act) {
@@ -719,6 +745,7 @@ function stageRow(s, findings, href, now, list, act) {
   for (const f of findings) {
     if (f.severity === "warning") {
       hints.appendChild(hintBadge(f.kind, f.label, f.title));
+      if (f.fix) hints.appendChild(fixButton(f));
     } else {
       const plain = el("span", `sparkscope-${f.kind}`, f.label);
       plain.title = f.title;
