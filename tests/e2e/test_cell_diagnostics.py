@@ -266,7 +266,8 @@ def test_is_it_stuck_shows_where_the_sleeping_task_is_and_only_to_its_owner(
 ) -> None:
     shots = browser.Screenshots(screenshots_dir, "stuck", [])
     with browser.chromium(artifacts_dir / "chromium-profile-stuck") as context:
-        nb = browser.LabNotebook.open(context, lab, NOTEBOOKS[ZED])
+        # a workspace of its own: the default one reopens what earlier tests left open
+        nb = browser.open_beside(context, lab, NOTEBOOKS[ZED], workspace="stuck")
         try:
             nb.run_cell(0)
             nb.wait_cell_done(0, 180)
@@ -399,7 +400,7 @@ def test_many_tiny_tasks_get_the_advisors_finding_and_its_fix_is_inserted_not_ru
 ) -> None:
     shots = browser.Screenshots(screenshots_dir, "advisor", [])
     with browser.chromium(artifacts_dir / "chromium-profile-advisor") as context:
-        nb = browser.LabNotebook.open(context, lab, NOTEBOOKS[IVY])
+        nb = browser.open_beside(context, lab, NOTEBOOKS[IVY], workspace="advisor")
         try:
             nb.run_cell(0)
             nb.wait_cell_done(0, 180)

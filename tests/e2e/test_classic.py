@@ -163,7 +163,7 @@ def test_in_jupyterlab_the_cancel_button_stops_a_classic_cell(
     """The same in JupyterLab in Chromium: the widget of a cell running a classic job shows the
     running job, and its Cancel button stops it through the private agent and the listener."""
     from harness import browser
-    from test_browser_cancel import SLEEP, run_ok, wait_widget, write_notebook
+    from test_browser_cancel import SLEEP, run_ok, wait_widget
 
     require_piece(
         browser.chromium_path(), "Chromium (/usr/bin/chromium)", "apt-get install chromium"
@@ -175,7 +175,7 @@ def test_in_jupyterlab_the_cancel_button_stops_a_classic_cell(
         '.config("spark.ui.showConsoleProgress"',
         f'.config("spark.ui.port", "{ui_port}")\n    .config("spark.ui.showConsoleProgress"',
     )
-    write_notebook(
+    nbrun.write_notebook(
         root / "classic.ipynb",
         [
             "%load_ext sparkscope\n" + build + "spark.range(1).collect()",
