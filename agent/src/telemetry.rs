@@ -165,10 +165,14 @@ pub enum Limit {
     CellLabels,
     /// Per application: the driver's forwarded log lines; the oldest goes.
     LogLines,
+    /// Per application: SQL executions with their plans; the oldest ended one goes.
+    SqlExecutions,
+    /// Per SQL execution: its plan's nodes; the rest are left out.
+    PlanNodes,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 20] = [
+    pub const ALL: [Limit; 22] = [
         Limit::ListenerConnections,
         Limit::PendingListeners,
         Limit::Subscribers,
@@ -189,6 +193,8 @@ impl Limit {
         Limit::HubRefusals,
         Limit::CellLabels,
         Limit::LogLines,
+        Limit::SqlExecutions,
+        Limit::PlanNodes,
     ];
 
     pub fn label(self) -> &'static str {
@@ -213,6 +219,8 @@ impl Limit {
             Limit::HubRefusals => "jupyterhub_refusals",
             Limit::CellLabels => "cell_labels",
             Limit::LogLines => "log_lines",
+            Limit::SqlExecutions => "sql_executions",
+            Limit::PlanNodes => "plan_nodes",
         }
     }
 

@@ -437,6 +437,8 @@ fn live_state_past_its_bounds_evicts_the_oldest_and_counts_it() {
         unclosed_operations: 2,
         executors: 1,
         log_lines: 100,
+        sql_executions: 10,
+        plan_nodes: 10,
     };
     let mut a = AppState::new(
         "local-1",
@@ -487,7 +489,7 @@ fn live_state_past_its_bounds_evicts_the_oldest_and_counts_it() {
     // Two sessions named, plus the operations' own session: two evicted past a bound of one.
     assert_eq!(ev.of(LiveBound::OpenSessions), 2);
     assert_eq!(ev.of(LiveBound::UnclosedOperations), 1);
-    assert_eq!(a.take_evictions().0, [0; 8], "taken once");
+    assert_eq!(a.take_evictions().0, [0; 10], "taken once");
     assert_eq!(a.broken_invariants(), Vec::<String>::new());
 }
 

@@ -219,7 +219,9 @@ def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
     # the streaming query's name only where the user's own text goes, never in Spark's
     # streaming events (QueryStartedEvent, QueryProgressEvent, QueryTerminatedEvent)
     places = {p for line in recorder.lines for p in found(json.loads(line), SECRET_QUERY)}
-    assert places <= USERS_OWN_TEXT, places
+    # a plan node's one-line description is Spark's account of the user's query
+    plan_text = {p for p in places if p.startswith("sparkPlanInfo") and p.endswith("simpleString")}
+    assert places - plan_text <= USERS_OWN_TEXT, places
     # the third party's event was posted (Spark's event log has it) and did not leave
     logs = [p for p in server.event_log_dir.rglob("*") if p.is_file()]  # rolling: a directory
     logged = "".join(p.read_text(errors="replace") for p in logs)
@@ -227,7 +229,7 @@ def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
     assert THIRD_PARTY_SECRET not in text, "a third party's event left the driver"
     assert not any("ThirdParty" in e for e in events), events
     assert token not in text and all(token not in json.dumps(h) for h in recorder.hellos)
-    for field in ("modifiedConfigs", "physicalPlanDescription", "sparkPlanInfo", "extraTags"):
+    for field in ("modifiedConfigs", "physicalPlanDescription", "metadata", "extraTags"):
         assert f'"{field}"' not in text, f"{field} left the driver"
     starts = [json.loads(line) for line in recorder.lines if "SQLExecutionStart" in line]
     assert starts and all(
@@ -241,9 +243,19 @@ def test_only_what_is_needed_leaves_the_driver(server, recorder, token) -> None:
             "jobTags",
             "jobGroupId",
             "queryId",
+            "sparkPlanInfo",
         }
         for s in starts
     )
+    # plans: the tree, names, one-line descriptions cut short, metric ids; nothing else
+    todo = [s["sparkPlanInfo"] for s in starts if "sparkPlanInfo" in s]
+    assert todo, "the plans the Plan view shows still leave"
+    while todo:
+        node = todo.pop()
+        assert set(node) <= {"nodeName", "simpleString", "children", "metrics"}, node.keys()
+        assert len(node.get("simpleString", "")) <= 301, node["simpleString"]
+        assert all(set(m) <= {"name", "accumulatorId", "metricType"} for m in node["metrics"])
+        todo.extend(node.get("children", []))
     assert any(s.get("jobTags") for s in starts), "what the agent needs still leaves"
     for line in recorder.lines:
         event = json.loads(line)

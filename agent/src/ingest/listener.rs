@@ -614,6 +614,8 @@ fn limit_of(bound: LiveBound) -> Limit {
         LiveBound::PendingProgress => Limit::PendingProgress,
         LiveBound::RetiredJobs => Limit::RetiredJobs,
         LiveBound::LogLines => Limit::LogLines,
+        LiveBound::SqlExecutions => Limit::SqlExecutions,
+        LiveBound::PlanNodes => Limit::PlanNodes,
     }
 }
 

@@ -54,6 +54,13 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
             })
         }
         "LogLine" => Event::LogLine(serde_json::from_slice::<RawLogLine>(line)?.into()),
+        "SqlMetrics" => {
+            let r: RawSqlMetrics = serde_json::from_slice(line)?;
+            Event::SqlMetrics {
+                execution_id: r.execution_id,
+                values: r.values,
+            }
+        }
         "SnapshotStart" => Event::SnapshotStart {
             time: serde_json::from_slice::<RawTime>(line)?.time,
         },
@@ -377,6 +384,14 @@ struct RawJobsGone {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct RawSqlMetrics {
+    execution_id: i64,
+    /// (accumulator id, total) pairs.
+    values: Vec<(i64, i64)>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawLogLine {
     #[serde(rename = "Timestamp")]
     time: i64,
@@ -526,6 +541,27 @@ async fn read_answer(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sql_metrics_lines_are_read_and_checked() {
+        let line = br#"{"Event":"SparkscopeSqlMetrics","time":5,"executionId":4,"values":[[7,100],[8,2048]]}"#;
+        let ev = parse_event("SqlMetrics", line).expect("parsed");
+        assert_eq!(
+            ev,
+            Event::SqlMetrics {
+                execution_id: 4,
+                values: vec![(7, 100), (8, 2048)]
+            }
+        );
+        assert!(crate::ingest::validate::check(&ev).is_ok());
+        let negative = Event::SqlMetrics {
+            execution_id: 4,
+            values: vec![(7, -5)],
+        };
+        assert!(crate::ingest::validate::check(&negative).is_err());
+        let bad = br#"{"Event":"SparkscopeSqlMetrics","time":5,"executionId":4,"values":[[7]]}"#;
+        assert!(parse_event("SqlMetrics", bad).is_err());
+    }
+
     use super::*;
 
     #[test]

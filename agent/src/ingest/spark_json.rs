@@ -7,8 +7,8 @@
 
 use super::ParseError;
 use crate::model::event::{
-    ApplicationStart, Event, JobEnd, JobStart, OpTransition, OperationStarted, SqlExecutionStart,
-    StageInfo, TaskEnd, TaskFailure, TaskMetricSums, TaskOutcome,
+    ApplicationStart, Event, JobEnd, JobStart, OpTransition, OperationStarted, Plan, PlanMetric,
+    PlanNode, SqlExecutionStart, StageInfo, TaskEnd, TaskFailure, TaskMetricSums, TaskOutcome,
 };
 use crate::model::truncate_utf8;
 use serde::Deserialize;
@@ -112,16 +112,34 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
         }
         n if n.starts_with(SQL) => match &n[SQL.len()..] {
             "SparkListenerSQLExecutionStart" => {
-                let r: RawSqlStart = serde_json::from_slice(line)?;
+                // A plan nested deeper than the parser goes (Spark's own event logs are not
+                // bounded like the listener's lines) loses the plan, not the execution.
+                let r: RawSqlStart = match serde_json::from_slice(line) {
+                    Ok(r) => r,
+                    Err(_) => serde_json::from_slice::<RawSqlStartBare>(line)?.into(),
+                };
                 Event::SqlExecutionStart(SqlExecutionStart {
                     execution_id: r.execution_id,
                     time: r.time,
                     job_tags: r.job_tags,
+                    description: r.description,
+                    plan: r.spark_plan_info.map(|p| plan(p, r.nodes_dropped)),
                 })
+            }
+            "SparkListenerSQLAdaptiveExecutionUpdate" => {
+                let r: RawSqlPlanUpdate = serde_json::from_slice(line)?;
+                Event::SqlPlanUpdate {
+                    execution_id: r.execution_id,
+                    plan: plan(r.spark_plan_info, r.nodes_dropped),
+                }
             }
             "SparkListenerSQLExecutionEnd" => {
                 let r: RawSqlEnd = serde_json::from_slice(line)?;
-                Event::SqlExecutionEnd { time: r.time }
+                Event::SqlExecutionEnd {
+                    execution_id: r.execution_id,
+                    time: r.time,
+                    error: r.error_message.filter(|e| !e.is_empty()),
+                }
             }
             _ => Event::Ignored,
         },
@@ -684,13 +702,111 @@ struct RawSqlStart {
     time: i64,
     #[serde(default)]
     job_tags: Vec<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    spark_plan_info: Option<RawPlanNode>,
+    #[serde(default, rename = "sparkscopeNodesDropped")]
+    nodes_dropped: u32,
+}
+
+/// An SQL start read without its plan.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSqlStartBare {
+    execution_id: i64,
+    #[serde(default)]
+    time: i64,
+    #[serde(default)]
+    job_tags: Vec<String>,
+    #[serde(default)]
+    description: String,
+}
+
+impl From<RawSqlStartBare> for RawSqlStart {
+    fn from(r: RawSqlStartBare) -> Self {
+        RawSqlStart {
+            execution_id: r.execution_id,
+            time: r.time,
+            job_tags: r.job_tags,
+            description: r.description,
+            spark_plan_info: None,
+            nodes_dropped: 0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSqlPlanUpdate {
+    execution_id: i64,
+    spark_plan_info: RawPlanNode,
+    #[serde(default, rename = "sparkscopeNodesDropped")]
+    nodes_dropped: u32,
+}
+
+/// A node of Spark's `SparkPlanInfo` as its JSON writes it (metadata is not read).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPlanNode {
+    #[serde(default)]
+    node_name: String,
+    #[serde(default)]
+    simple_string: String,
+    #[serde(default)]
+    children: Vec<RawPlanNode>,
+    #[serde(default)]
+    metrics: Vec<RawPlanMetric>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPlanMetric {
+    #[serde(default)]
+    name: String,
+    accumulator_id: i64,
+    #[serde(default)]
+    metric_type: String,
+}
+
+/// The plan's nodes in pre-order, each with its parent's index; without recursion.
+fn plan(root: RawPlanNode, nodes_dropped: u32) -> Plan {
+    let mut nodes = Vec::new();
+    let mut todo = vec![(root, -1i32)];
+    while let Some((n, parent)) = todo.pop() {
+        let index = i32::try_from(nodes.len()).unwrap_or(i32::MAX);
+        nodes.push(PlanNode {
+            parent,
+            name: n.node_name,
+            detail: n.simple_string,
+            metrics: n
+                .metrics
+                .into_iter()
+                .map(|m| PlanMetric {
+                    name: m.name,
+                    kind: m.metric_type,
+                    accumulator_id: m.accumulator_id,
+                })
+                .collect(),
+        });
+        // Reversed, so the first child is taken next: pre-order.
+        todo.extend(n.children.into_iter().rev().map(|c| (c, index)));
+    }
+    Plan {
+        nodes,
+        nodes_dropped,
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawSqlEnd {
     #[serde(default)]
+    execution_id: i64,
+    #[serde(default)]
     time: i64,
+    #[serde(default)]
+    error_message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -744,6 +860,81 @@ mod tests {
     use super::*;
 
     const END: &str = r#"{"Event":"SparkListenerTaskEnd","Stage ID":3,"Stage Attempt ID":1,"Task Type":"ResultTask","Task End Reason":{"Reason":"TaskKilled","Kill Reason":"x"},"Task Info":{"Task ID":1,"Index":0,"Accumulables":[{"Name":"\"Task Metrics\":{"}]},"Task Metrics":{"Executor Run Time":7,"Executor CPU Time":9,"Input Metrics":{"Bytes Read":5},"Shuffle Read Metrics":{"Remote Bytes Read":1,"Local Bytes Read":2},"Shuffle Write Metrics":{"Shuffle Bytes Written":4},"Output Metrics":{"Bytes Written":6},"Updated Blocks":[]}}"#;
+
+    fn sql(name: &str, rest: &str) -> Event {
+        let line = format!(
+            r#"{{"Event":"org.apache.spark.sql.execution.ui.{name}","executionId":4{rest}}}"#
+        );
+        parse_event(
+            &format!("org.apache.spark.sql.execution.ui.{name}"),
+            line.as_bytes(),
+        )
+        .expect("parsed")
+    }
+
+    #[test]
+    fn sql_plans_are_read_in_pre_order_with_their_metrics() {
+        let plan = r#""sparkPlanInfo":{"nodeName":"SortMergeJoin","simpleString":"smj","metadata":{"k":"v"},"metrics":[{"name":"number of output rows","accumulatorId":7,"metricType":"sum"}],"children":[{"nodeName":"Sort","children":[{"nodeName":"Exchange","metrics":[]}]},{"nodeName":"Scan","simpleString":"scan"}]}"#;
+        let Event::SqlExecutionStart(s) = sql(
+            "SparkListenerSQLExecutionStart",
+            &format!(r#","time":5,"description":"count at x",{plan},"sparkscopeNodesDropped":3"#),
+        ) else {
+            panic!("not a start")
+        };
+        assert_eq!(s.description, "count at x");
+        let p = s.plan.expect("a plan");
+        let shape: Vec<(&str, i32)> = p
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.parent))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("SortMergeJoin", -1),
+                ("Sort", 0),
+                ("Exchange", 1),
+                ("Scan", 0)
+            ]
+        );
+        assert_eq!(p.nodes[0].metrics[0].accumulator_id, 7);
+        assert_eq!(p.nodes[0].metrics[0].kind, "sum");
+        assert_eq!(p.nodes_dropped, 3);
+
+        let Event::SqlPlanUpdate { execution_id, plan } = sql(
+            "SparkListenerSQLAdaptiveExecutionUpdate",
+            &format!(",{plan}"),
+        ) else {
+            panic!("not an update")
+        };
+        assert_eq!((execution_id, plan.nodes.len()), (4, 4));
+
+        let Event::SqlExecutionEnd { error, .. } = sql(
+            "SparkListenerSQLExecutionEnd",
+            r#","time":9,"errorMessage":"boom""#,
+        ) else {
+            panic!("not an end")
+        };
+        assert_eq!(error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn a_plan_too_deep_to_read_loses_the_plan_not_the_execution() {
+        let depth = 300;
+        let plan = format!(
+            "{}{{\"nodeName\":\"Leaf\"}}{}",
+            r#"{"nodeName":"Project","children":["#.repeat(depth),
+            "]}".repeat(depth)
+        );
+        let Event::SqlExecutionStart(s) = sql(
+            "SparkListenerSQLExecutionStart",
+            &format!(r#","time":5,"jobTags":["t"],"sparkPlanInfo":{plan}"#),
+        ) else {
+            panic!("not a start")
+        };
+        assert_eq!((s.execution_id, s.job_tags.len()), (4, 1));
+        assert!(s.plan.is_none());
+    }
 
     #[test]
     fn fast_and_general_task_parsing_agree() {

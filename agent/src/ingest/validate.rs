@@ -3,7 +3,7 @@
 //! the line malformed, so the model never adds up nonsense. Jobs read from Spark's REST API pass
 //! the same kind of check. Free text is cut to documented bounds (docs/wire-protocol.md).
 
-use crate::model::event::{Event, OpTransition, StageInfo, StageKey, TaskMetricSums};
+use crate::model::event::{Event, OpTransition, Plan, StageInfo, StageKey, TaskMetricSums};
 use crate::model::truncate_utf8;
 use crate::spark_api::JobData;
 
@@ -15,6 +15,8 @@ const MAX_CORES: u32 = 1 << 16;
 const MAX_METRIC: i64 = 1 << 53;
 /// A `SparkscopeJobsGone` line names at most this many jobs (the listener splits longer lists).
 const MAX_JOBS_GONE: usize = 1000;
+/// A `SparkscopeSqlMetrics` line carries at most this many values (a plan's metrics).
+const MAX_METRIC_VALUES: usize = 100_000;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{field} = {value} is out of range")]
@@ -52,6 +54,24 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 pub const MAX_LOG_URLS: usize = 8;
 /// A job keeps at most this many tags.
 pub const MAX_TAGS: usize = 64;
+
+/// A plan node's description is kept up to this many bytes (the listener cuts it to 300
+/// characters; an event log's is Spark's whole).
+pub const MAX_NODE_DETAIL_BYTES: usize = 1024;
+/// A plan node keeps at most this many metrics.
+pub const MAX_NODE_METRICS: usize = 64;
+
+fn bound_plan(p: &mut Plan) {
+    for n in &mut p.nodes {
+        truncate_utf8(&mut n.name, MAX_NAME_BYTES);
+        truncate_utf8(&mut n.detail, MAX_NODE_DETAIL_BYTES);
+        n.metrics.truncate(MAX_NODE_METRICS);
+        for m in &mut n.metrics {
+            truncate_utf8(&mut m.name, MAX_NAME_BYTES);
+            truncate_utf8(&mut m.kind, MAX_NAME_BYTES);
+        }
+    }
+}
 
 fn bound_tags(tags: &mut Vec<String>) {
     tags.truncate(MAX_TAGS);
@@ -97,7 +117,17 @@ pub fn bound_text(ev: &mut Event) {
             name(&mut s.name);
             s.failure_reason.as_mut().map(text);
         }
-        Event::SqlExecutionStart(s) => bound_tags(&mut s.job_tags),
+        Event::SqlExecutionStart(s) => {
+            bound_tags(&mut s.job_tags);
+            text(&mut s.description);
+            if let Some(p) = &mut s.plan {
+                bound_plan(p);
+            }
+        }
+        Event::SqlPlanUpdate { plan, .. } => bound_plan(plan),
+        Event::SqlExecutionEnd { error, .. } => {
+            error.as_mut().map(text);
+        }
         Event::SessionStarted {
             session_id,
             user_id,
@@ -156,6 +186,16 @@ pub fn bound_text(ev: &mut Event) {
     }
 }
 
+/// A plan's accumulator ids are ids; its node count is bounded where it is kept.
+fn plan(p: &Plan) -> Result<(), OutOfRange> {
+    for n in &p.nodes {
+        for m in &n.metrics {
+            id("accumulator id", m.accumulator_id)?;
+        }
+    }
+    Ok(())
+}
+
 fn range(field: &'static str, value: i64, min: i64, max: i64) -> Result<(), OutOfRange> {
     if (min..=max).contains(&value) {
         Ok(())
@@ -211,7 +251,6 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
         Event::ApplicationStart(a) => time("timestamp", a.time),
         Event::ApplicationEnd { time: t }
         | Event::ExecutorRemoved { time: t, .. }
-        | Event::SqlExecutionEnd { time: t }
         | Event::SessionStarted { time: t, .. }
         | Event::SessionClosed { time: t, .. } => time("time", *t),
         Event::ExecutorAdded { time: t, cores, .. } => {
@@ -247,7 +286,40 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
         }
         Event::SqlExecutionStart(s) => {
             id("execution id", s.execution_id)?;
-            time("time", s.time)
+            time("time", s.time)?;
+            s.plan.as_ref().map_or(Ok(()), plan)
+        }
+        Event::SqlExecutionEnd {
+            execution_id,
+            time: t,
+            ..
+        } => {
+            id("execution id", *execution_id)?;
+            time("time", *t)
+        }
+        Event::SqlPlanUpdate {
+            execution_id,
+            plan: p,
+        } => {
+            id("execution id", *execution_id)?;
+            plan(p)
+        }
+        Event::SqlMetrics {
+            execution_id,
+            values,
+        } => {
+            id("execution id", *execution_id)?;
+            if values.len() > MAX_METRIC_VALUES {
+                return Err(OutOfRange {
+                    field: "number of metric values",
+                    value: i64::try_from(values.len()).unwrap_or(i64::MAX),
+                });
+            }
+            for (acc, v) in values {
+                id("accumulator id", *acc)?;
+                range("metric value", *v, 0, MAX_METRIC)?;
+            }
+            Ok(())
         }
         Event::OperationStarted(o) => time("event time", o.time),
         Event::OperationState { time: t, state, .. } => {

@@ -11,6 +11,7 @@ use super::event::{Event, ListenerInfo, ListenerStats, TaskEnd, KINDS};
 use super::jobs::Jobs;
 use super::logs::Logs;
 use super::retention::{Evictions, LiveBound, Retention};
+use super::sql::{SqlCuts, SqlExecutions};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Who the application is, as its events and its listener tell.
@@ -115,6 +116,8 @@ pub struct AppState {
     pub(super) evictions: Evictions,
     /// The driver's forwarded WARN and ERROR lines, newest last.
     pub(super) logs: Logs,
+    /// SQL executions with their plans and operator metrics.
+    pub(super) sql: SqlExecutions,
     pub(super) jobs: Jobs,
     pub(super) connect: Connect,
     /// While the listener resends its live state: the state it describes, built apart and
@@ -197,6 +200,7 @@ impl AppState {
             executors: BTreeMap::new(),
             evictions: Evictions::default(),
             logs: Logs::default(),
+            sql: SqlExecutions::default(),
             snapshot: None,
             notices: VecDeque::new(),
             notices_updated: 0,
@@ -371,6 +375,13 @@ impl AppState {
     pub fn apply(&mut self, event: Event) {
         self.stats.lines += 1;
         self.stats.by_kind[event.kind_index()] += 1;
+        if let Event::JobStart(js) = &event {
+            // The application's SQL execution learns its jobs, also from a snapshot's resend.
+            if let Some(x) = js.sql_execution_id.filter(|x| self.sql.get(*x).is_some()) {
+                self.generation += 1;
+                self.sql.job_started(self.generation, x, js.job_id);
+            }
+        }
         match event {
             Event::SnapshotStart { .. } => self.begin_snapshot(),
             Event::SnapshotEnd { time } => self.end_snapshot(time),
@@ -381,6 +392,21 @@ impl AppState {
             // Also while a snapshot is built: lines are kept as they come, owned by what the
             // application knows now.
             Event::LogLine(line) => self.log_line(line),
+            // SQL executions are the application's, also while a snapshot is built: a resent
+            // start keeps what is held, and the snapshot's end ends those it did not resend.
+            Event::SqlExecutionStart(mut s) => {
+                let plan = s.plan.take();
+                let attribution = s.clone();
+                s.plan = plan;
+                self.sql_event(Event::SqlExecutionStart(s));
+                match &mut self.snapshot {
+                    Some(shadow) => shadow.apply_event(Event::SqlExecutionStart(attribution)),
+                    None => self.apply_event(Event::SqlExecutionStart(attribution)),
+                }
+            }
+            ev @ (Event::SqlExecutionEnd { .. }
+            | Event::SqlPlanUpdate { .. }
+            | Event::SqlMetrics { .. }) => self.sql_event(ev),
             ev => match &mut self.snapshot {
                 Some(shadow) => shadow.apply_event(ev),
                 None => self.apply_event(ev),
@@ -464,7 +490,9 @@ impl AppState {
             Event::TaskStart { .. } | Event::TaskEnd(_) => {}
             Event::StageProgress(p) => self.jobs.stage_progress(g, p),
             Event::SqlExecutionStart(s) => self.connect.sql_execution_started(g, &s),
-            Event::SqlExecutionEnd { .. } => {}
+            Event::SqlExecutionEnd { .. }
+            | Event::SqlPlanUpdate { .. }
+            | Event::SqlMetrics { .. } => {}
             Event::ConnectServiceStarted { host, port } => {
                 self.info.connect_endpoint = Some((host, port));
             }
@@ -497,6 +525,37 @@ impl AppState {
             Event::Ignored => {}
             Event::Unknown => self.stats.unknown_events += 1,
         }
+    }
+
+    /// An SQL execution's start, end, re-plan or metrics, applied to the application (never a
+    /// snapshot's shadow); what the bounds cut is counted.
+    fn sql_event(&mut self, event: Event) {
+        self.generation += 1;
+        let g = self.generation;
+        let live = &self.retention.live;
+        let (max_executions, max_nodes) = (live.sql_executions, live.plan_nodes);
+        let mut cuts = SqlCuts::default();
+        match event {
+            Event::SqlExecutionStart(s) => {
+                cuts = self.sql.started(g, s, max_executions, max_nodes);
+            }
+            Event::SqlPlanUpdate { execution_id, plan } => {
+                cuts.plan_nodes = self.sql.plan_updated(g, execution_id, plan, max_nodes);
+            }
+            Event::SqlMetrics {
+                execution_id,
+                values,
+            } => self.sql.metrics(g, execution_id, &values),
+            Event::SqlExecutionEnd {
+                execution_id,
+                time,
+                error,
+            } => self.sql.ended(g, execution_id, time, error),
+            _ => {}
+        }
+        self.evictions
+            .add_n(LiveBound::SqlExecutions, cuts.executions);
+        self.evictions.add_n(LiveBound::PlanNodes, cuts.plan_nodes);
     }
 
     fn hello(&mut self, h: ListenerInfo) {

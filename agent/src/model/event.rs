@@ -35,7 +35,21 @@ pub enum Event {
     TaskEnd(TaskEnd),
     SqlExecutionStart(SqlExecutionStart),
     SqlExecutionEnd {
+        execution_id: i64,
         time: i64,
+        /// Why it failed; `None` when it did not.
+        error: Option<String>,
+    },
+    /// An adaptive (AQE) re-plan of a running SQL execution: its new physical plan.
+    SqlPlanUpdate {
+        execution_id: i64,
+        plan: Plan,
+    },
+    /// The totals of a running SQL execution's operator metrics that changed
+    /// (`SparkscopeSqlMetrics`): (accumulator id, value).
+    SqlMetrics {
+        execution_id: i64,
+        values: Vec<(i64, i64)>,
     },
     /// The Spark Connect server's gRPC endpoint, as it announced itself.
     ConnectServiceStarted {
@@ -93,7 +107,7 @@ pub enum Event {
 }
 
 /// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
-pub const KINDS: [&str; 28] = [
+pub const KINDS: [&str; 30] = [
     "log_start",
     "application_start",
     "application_end",
@@ -122,6 +136,8 @@ pub const KINDS: [&str; 28] = [
     "log_line",
     "ignored",
     "unknown",
+    "sql_plan_update",
+    "sql_metrics",
 ];
 
 impl Event {
@@ -156,6 +172,8 @@ impl Event {
             Event::LogLine(_) => 25,
             Event::Ignored => 26,
             Event::Unknown => 27,
+            Event::SqlPlanUpdate { .. } => 28,
+            Event::SqlMetrics { .. } => 29,
         }
     }
 
@@ -174,7 +192,7 @@ impl Event {
             | Event::SessionStarted { time, .. }
             | Event::SessionClosed { time, .. }
             | Event::OperationState { time, .. }
-            | Event::SqlExecutionEnd { time }
+            | Event::SqlExecutionEnd { time, .. }
             | Event::SnapshotStart { time }
             | Event::SnapshotEnd { time }
             | Event::JobsGone { time, .. }
@@ -404,6 +422,36 @@ pub struct SqlExecutionStart {
     pub execution_id: i64,
     pub time: i64,
     pub job_tags: Vec<String>,
+    /// The statement or action, as Spark describes it.
+    pub description: String,
+    /// The physical plan, when the line carried one.
+    pub plan: Option<Plan>,
+}
+
+/// A physical plan: its nodes in pre-order (a node's parent comes before it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub nodes: Vec<PlanNode>,
+    /// Nodes left out over a bound (the listener's, or the agent's).
+    pub nodes_dropped: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanNode {
+    /// The parent's index in the plan's nodes; -1 for the root.
+    pub parent: i32,
+    pub name: String,
+    /// Spark's one-line description (`simpleString`).
+    pub detail: String,
+    pub metrics: Vec<PlanMetric>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanMetric {
+    pub name: String,
+    /// Spark's metric type: sum, size, timing, nsTiming, average.
+    pub kind: String,
+    pub accumulator_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

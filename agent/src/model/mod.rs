@@ -13,6 +13,7 @@ pub mod reconcile;
 mod resync;
 pub mod retention;
 pub mod retired;
+pub mod sql;
 pub mod tags;
 pub mod views;
 

@@ -22,6 +22,7 @@ impl AppState {
         }
         self.snapshot_connection = self.last_connection;
         self.snapshot = Some(Box::new(shadow));
+        self.sql.begin_snapshot();
     }
 
     pub(super) fn end_snapshot(&mut self, time: i64) {
@@ -48,6 +49,7 @@ impl AppState {
         self.executors = shadow.executors;
         let ended_jobs = self.jobs.merge_snapshot(g, shadow.jobs, time);
         let ended_others = self.connect.merge_snapshot(g, shadow.connect, time);
+        self.sql.end_snapshot(g, time);
         self.stats.resyncs += 1;
         // Whatever ended, or ran entirely, while no listener was connected is only in Spark's
         // REST API; one request after every snapshot finds it.

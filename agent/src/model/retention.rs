@@ -101,6 +101,24 @@ pub struct LiveLimits {
         env = "SPARKSCOPE_MAX_LOG_LINES"
     )]
     pub log_lines: usize,
+    /// SQL executions (with their plans and operator metrics) kept per application; past it
+    /// the oldest ended one goes.
+    #[arg(
+        long = "max-sql-executions",
+        value_name = "N",
+        default_value_t = 1_000,
+        env = "SPARKSCOPE_MAX_SQL_EXECUTIONS"
+    )]
+    pub sql_executions: usize,
+    /// Nodes kept of one SQL execution's physical plan (pre-order); the rest are counted and
+    /// left out.
+    #[arg(
+        long = "max-plan-nodes",
+        value_name = "N",
+        default_value_t = 1_000,
+        env = "SPARKSCOPE_MAX_PLAN_NODES"
+    )]
+    pub plan_nodes: usize,
 }
 
 crate::flags::default_from_flags!(LiveLimits);
@@ -120,10 +138,14 @@ pub enum LiveBound {
     RetiredJobs,
     /// The driver's forwarded log lines.
     LogLines,
+    /// SQL executions and their plans.
+    SqlExecutions,
+    /// Nodes of one execution's plan.
+    PlanNodes,
 }
 
 impl LiveBound {
-    pub const ALL: [LiveBound; 8] = [
+    pub const ALL: [LiveBound; 10] = [
         LiveBound::RunningJobs,
         LiveBound::LiveStages,
         LiveBound::OpenSessions,
@@ -132,14 +154,21 @@ impl LiveBound {
         LiveBound::PendingProgress,
         LiveBound::RetiredJobs,
         LiveBound::LogLines,
+        LiveBound::SqlExecutions,
+        LiveBound::PlanNodes,
     ];
 }
 
 /// Evictions per bound since they were last taken, indexed like [`LiveBound::ALL`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Evictions(pub [u64; 8]);
+pub struct Evictions(pub [u64; 10]);
 
 impl Evictions {
+    pub fn add_n(&mut self, bound: LiveBound, n: u64) {
+        let i = LiveBound::ALL.iter().position(|b| *b == bound).unwrap_or(0);
+        self.0[i] = self.0[i].saturating_add(n);
+    }
+
     pub fn add(&mut self, bound: LiveBound) {
         let i = LiveBound::ALL.iter().position(|b| *b == bound).unwrap_or(0);
         self.0[i] = self.0[i].saturating_add(1);

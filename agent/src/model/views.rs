@@ -6,6 +6,7 @@ use super::connect::{ConnectRef, Operation, OperationCounters, Session};
 use super::event::StageKey;
 use super::jobs::{Job, JobCounters, JobStatus, Stage, StageStatus};
 use super::logs::LogEntry;
+use super::sql::{SqlExecution, SqlExecutions};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// Part of an application's state, borrowed: see [`AppState::session_slice`].
@@ -18,6 +19,11 @@ pub struct SessionSlice<'a> {
     pub tag_groups: Vec<TagGroup<'a>>,
     /// The driver's log lines of the session, oldest first.
     pub log_lines: Vec<&'a LogEntry>,
+    /// SQL executions of the session that changed, each with the operation that ran it (empty
+    /// for a classic session's).
+    pub sql_executions: Vec<(&'a str, &'a SqlExecution)>,
+    /// The generation the slice is taken after (0: everything).
+    pub since: u64,
     /// Whether the application knows the session at all: its record or any operation.
     pub known: bool,
 }
@@ -41,6 +47,8 @@ impl<'a> SliceBuilder<'a> {
         // A stage shared by two jobs of the session is listed once.
         slice.stages.sort_by_key(|s| (s.stage_id, s.attempt_id));
         slice.stages.dedup_by_key(|s| (s.stage_id, s.attempt_id));
+        slice.sql_executions.sort_by_key(|(_, e)| e.execution_id);
+        slice.sql_executions.dedup_by_key(|(_, e)| e.execution_id);
         slice.tag_groups = self
             .groups
             .into_iter()
@@ -67,6 +75,7 @@ impl SessionSlice<'_> {
             && self.stages.is_empty()
             && self.tag_groups.is_empty()
             && self.log_lines.is_empty()
+            && self.sql_executions.is_empty()
     }
 }
 
@@ -296,6 +305,9 @@ impl AppState {
                 .ok()
         };
         let mut out: Vec<SliceBuilder<'a>> = keys.iter().map(|_| SliceBuilder::default()).collect();
+        for b in &mut out {
+            b.slice.since = since;
+        }
         // Sessions of the application, changed or not (cheaper than looking up every key when
         // most followed sessions are idle).
         for s in self.connect.sessions.values() {
@@ -324,6 +336,13 @@ impl AppState {
             for job in op.job_ids.iter().filter_map(|id| self.jobs.jobs.get(id)) {
                 self.slice_job(&mut b.slice, job, since);
             }
+            let executions = op.sql_execution_ids.iter();
+            let executions = executions.filter_map(|x| self.sql.get(*x));
+            b.slice.sql_executions.extend(
+                executions
+                    .filter(|e| e.updated > since)
+                    .map(|e| (op.operation_id.as_str(), e)),
+            );
         }
         for (i, op) in matched {
             let b = &mut out[i];
@@ -367,6 +386,11 @@ impl AppState {
                 b.changed_tags.extend(c.tags.iter().map(String::as_str));
             }
             self.slice_job(&mut b.slice, job, since);
+            if let Some(e) = job.sql_execution_id.and_then(|x| self.sql.get(x)) {
+                if e.updated > since {
+                    b.slice.sql_executions.push(("", e));
+                }
+            }
             orphans.push((i, job));
         }
         for (i, job) in orphans {
@@ -397,6 +421,11 @@ impl AppState {
             .iter()
             .rev()
             .take_while(move |e| e.updated > since)
+    }
+
+    /// The application's SQL executions with their plans.
+    pub fn sql_executions(&self) -> &SqlExecutions {
+        &self.sql
     }
 
     /// Every kept log line, oldest first: the operators' view.
@@ -432,6 +461,17 @@ impl AppState {
         }
         for st in self.stages().filter(|s| s.updated > since) {
             out.extend(st.job_ids.iter().filter_map(session_of_job));
+        }
+        let changed_sql = |x: &i64| self.sql.get(*x).is_some_and(|e| e.updated > since);
+        for op in self.connect.operations.values() {
+            if op.sql_execution_ids.iter().any(changed_sql) {
+                out.insert(op.session_id.as_str());
+            }
+        }
+        for j in self.jobs.jobs.values() {
+            if j.sql_execution_id.as_ref().is_some_and(changed_sql) {
+                out.extend(session_of_job(&j.job_id));
+            }
         }
         let owners = self.new_log_lines(since).filter_map(|e| e.owner.as_ref());
         out.extend(owners.map(|o| o.session_id.as_str()));

@@ -4,6 +4,7 @@ use crate::model::app::{AppInfo, Notice, NoticeKind};
 use crate::model::connect::{ConnectRef, OpState, Operation, Session};
 use crate::model::jobs::{Job, JobStatus, Stage, StageStatus};
 use crate::model::logs::LogEntry;
+use crate::model::sql::SqlExecution;
 use crate::model::views::TagGroup;
 use crate::model::AppState;
 use sparkscope_proto::sparkscope::v1 as pb;
@@ -286,4 +287,58 @@ pub fn log_line(app_id: &str, e: &LogEntry) -> pb::LogLine {
         out.stage_attempt_id = o.stage.map_or(0, |s| s.1);
     }
     out
+}
+
+/// An SQL execution of a followed session, as far as it changed after `since`: its plan only
+/// when the plan changed (or in a snapshot, `since` 0), its metric values only those that changed.
+pub fn sql_execution(
+    app_id: &str,
+    operation_id: &str,
+    e: &SqlExecution,
+    since: u64,
+) -> pb::SqlExecution {
+    let nodes = if e.plan_updated > since || since == 0 {
+        e.plan
+            .nodes
+            .iter()
+            .map(|n| pb::PlanNode {
+                parent: n.parent,
+                name: n.name.clone(),
+                detail: n.detail.clone(),
+                metrics: n
+                    .metrics
+                    .iter()
+                    .map(|m| pb::PlanMetric {
+                        name: m.name.clone(),
+                        r#type: m.kind.clone(),
+                        accumulator_id: m.accumulator_id,
+                    })
+                    .collect(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    pb::SqlExecution {
+        app_id: app_id.to_owned(),
+        execution_id: e.execution_id,
+        operation_id: operation_id.to_owned(),
+        description: e.description.clone(),
+        start_ms: e.start_ms,
+        end_ms: e.end_ms,
+        error: e.error.clone().unwrap_or_default(),
+        nodes,
+        plan_version: e.plan_version,
+        metric_values: e
+            .values
+            .iter()
+            .filter(|(_, (_, g))| *g > since)
+            .map(|(id, (v, _))| pb::MetricValue {
+                accumulator_id: *id,
+                value: *v,
+            })
+            .collect(),
+        nodes_dropped: e.plan.nodes_dropped,
+        job_ids: e.job_ids.clone(),
+    }
 }

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .cellview import plan_label
+from .cellview import plan_label, plan_row
 from .sessions import SessionKey
 from .state import (
     JOB_TERMINAL,
@@ -21,6 +21,7 @@ from .state import (
     JobKey,
     LogKey,
     OperationKey,
+    SqlKey,
     StageKey,
     StreamState,
     operation_finished,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_CELL_RUNS = 200  # cell runs whose widgets still get updates
 MAX_NOTICES = 3  # the newest notices a run shows
+MAX_CELL_PLANS = 20  # the newest SQL executions (plans) a run keeps
 
 
 @dataclass
@@ -46,6 +48,10 @@ class CellRun:
     operations: dict[OperationKey, dict[str, Any]] = field(default_factory=dict)
     # the driver's WARN and ERROR lines of its jobs, stages and operations, the newest kept
     logs: dict[LogKey, dict[str, Any]] = field(default_factory=dict)
+    # its SQL executions (plans with live metrics) as the stream state keeps them, the newest
+    # MAX_CELL_PLANS by start; how many older ones it let go
+    plans: dict[SqlKey, dict[str, Any]] = field(default_factory=dict)
+    plans_dropped: int = 0
     own_operations: set[str] = field(default_factory=set)  # from pyspark, on the cell's thread
     labels: dict[str, str] = field(default_factory=dict)  # operation id → plan_label
     # cancels from the widget: the latest request's outcome as shown, whether a cancel of the
@@ -73,6 +79,40 @@ class CellRun:
     # the text/plain summary last published: a job the agent reports after the cell ended
     # changes it, and frontends without widgets must see that too
     final_text: str = ""
+
+    # plan_row()s by execution, with the record and label they were made from: a running
+    # cell's view is rebuilt at the throttle's pace, its finished plans need not be
+    _plan_rows: dict[SqlKey, tuple[dict[str, Any], str, dict[str, Any]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def plan_rows(self) -> list[dict[str, Any]]:
+        """Its SQL executions as the Plan view shows them (cellview.plan_row), by start."""
+        out = []
+        cache: dict[SqlKey, tuple[dict[str, Any], str, dict[str, Any]]] = {}
+        for key, ex in sorted(self.plans.items(), key=lambda kv: (kv[1]["startMs"], kv[0])):
+            label = self.labels.get(ex["operationId"], "") if ex["operationId"] else ""
+            kept = self._plan_rows.get(key)
+            row = kept[2] if kept and kept[0] is ex and kept[1] == label else plan_row(ex, label)
+            cache[key] = (ex, label, row)
+            out.append(row)
+        self._plan_rows = cache
+        return out
+
+    def add_plan(self, key: SqlKey, ex: dict[str, Any]) -> bool | None:
+        """Keep the stream state's latest record of one of its SQL executions. None: nothing
+        changed; True: something a reader waits for (a new execution or plan, its end)."""
+        old = self.plans.get(key)
+        if old is ex:
+            return None
+        if old is None and len(self.plans) >= MAX_CELL_PLANS:
+            oldest = min(self.plans, key=lambda k: (self.plans[k]["startMs"], k))
+            if (ex["startMs"], key) < (self.plans[oldest]["startMs"], oldest):
+                return None  # older than all it keeps: one it let go
+            del self.plans[oldest]
+            self.plans_dropped += 1
+        self.plans[key] = ex
+        return old is None or any(old[k] != ex[k] for k in ("endMs", "planVersion", "error"))
 
     def app_ids(self) -> set[str]:
         return {app for app, _ in self.jobs} | {app for app, _ in self.operations}
@@ -249,9 +289,15 @@ class CellRuns:
             for key in new_lines:
                 run.logs[key] = view.logs[key]
                 urgent |= run.logs[key]["level"] != "WARN"
-            for key in sorted(run.logs)[: max(0, len(run.logs) - MAX_CELL_LOG_LINES)]:
-                del run.logs[key]
+            if len(run.logs) > MAX_CELL_LOG_LINES:
+                for key in sorted(run.logs)[: len(run.logs) - MAX_CELL_LOG_LINES]:
+                    del run.logs[key]
             changed = True
+        for key, ex in view.sql_executions.items():
+            news = run.add_plan(key, ex)
+            if news is not None:
+                changed = True
+                urgent |= news
         for (_, op_id), op in run.operations.items():
             if op_id not in run.labels:
                 run.labels[op_id] = plan_label(op["statement"])

@@ -34,6 +34,8 @@ MAX_POINTS = 400
 SETTLE_MS = 2000
 # executors' log links a widget shows at most (two per executor: stdout, stderr)
 MAX_EXECUTOR_LOGS = 64
+# plan nodes a view shows per SQL execution (pre-order: the deepest, last ones are left out)
+MAX_PLAN_NODES = 500
 
 # Job statuses in the order a summary names them.
 JOB_ORDER = ("RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN")
@@ -726,6 +728,149 @@ def log_row(line: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# ---- SQL executions: their physical plans with live operator metrics (the Plan view)
+
+ROWS_METRIC = "number of output rows"
+# A node's own time: its timing metrics (Spark's `timing`, ms; `nsTiming`, ns), and metrics named
+# a time or a duration (taken as ms) that are no size or average.
+_TIME_NAME = re.compile(r"\b(?:time|duration)\b", re.IGNORECASE)
+# Whole-stage codegen's "duration" is its children's time: no time of its own.
+_CODEGEN = re.compile(r"^WholeStageCodegen\b")
+
+
+_BYTE_UNITS = ((60, "EiB"), (50, "PiB"), (40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB"))
+
+
+def spark_bytes(n: int) -> str:
+    """A size as Spark's UI writes it (Utils.bytesToString): a unit once the value is two of
+    it, one decimal: `512.0 B`, `2.0 KiB`, `1.5 GiB`."""
+    for shift, unit in _BYTE_UNITS:
+        if n >= 2 << shift:
+            return f"{_fixed1(Decimal(n) / (1 << shift))} {unit}"
+    return f"{_fixed1(n)} B"
+
+
+def spark_ms(ms: int) -> str:
+    """A duration as Spark's UI writes a timing metric (Utils.msDurationToString): `350 ms`,
+    `1.2 s`, `2.5 m`, `1.25 h`."""
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{_fixed1(Decimal(ms) / 1000)} s"
+    if ms < 3_600_000:
+        return f"{_fixed1(Decimal(ms) / 60_000)} m"
+    return f"{(Decimal(ms) / 3_600_000).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)} h"
+
+
+def format_metric(kind: str, value: int | None) -> str:
+    """An operator metric's value as Spark's SQL tab shows it, by its type; `–` without one."""
+    if value is None:
+        return "–"
+    if kind == "size":
+        return spark_bytes(value)
+    if kind == "timing":
+        return spark_ms(value)
+    if kind == "nsTiming":
+        return spark_ms(value // 1_000_000)
+    if kind == "average":
+        return str(value)
+    return f"{value:,}"
+
+
+def metric_ms(metric: Mapping[str, Any], value: int | None) -> float:
+    """What a metric adds to its node's own time, in ms (0 when it is no time)."""
+    kind = metric["type"]
+    if value is None or value <= 0:
+        return 0.0
+    if kind == "nsTiming":
+        return value / 1e6
+    if kind == "timing":
+        return float(value)
+    if kind not in ("size", "average") and _TIME_NAME.search(metric["name"]):
+        return float(value)
+    return 0.0
+
+
+def node_ms(node: Mapping[str, Any], values: Mapping[int, int]) -> float:
+    """A plan node's own time; none for a WholeStageCodegen node (its children's time)."""
+    if _CODEGEN.match(node["name"]):
+        return 0.0
+    return sum(metric_ms(m, values.get(m["accumulatorId"])) for m in node["metrics"])
+
+
+def execution_status(ex: Mapping[str, Any]) -> str:
+    """`running`, `failed` or `succeeded`."""
+    if ex["endMs"] is None:
+        return "running"
+    return "failed" if ex["error"] else "succeeded"
+
+
+def plan_label_of(version: int) -> str:
+    return f"re-planned by AQE {version}×" if version > 0 else ""
+
+
+def plan_row(ex: Mapping[str, Any], label: str = "") -> dict[str, Any]:
+    """One SQL execution (as StreamState keeps it) as the Plan view shows it: its nodes in
+    pre-order with their depth, metrics (`number of output rows` first) formatted, and each
+    node's share of the plan's time; at most MAX_PLAN_NODES nodes. `label`: what names it (the
+    operation's SQL text or plan outline), else Spark's description. Which operation, session
+    or user ran it stays in the kernel."""
+    nodes, values = ex["nodes"], ex["values"]
+    depths: list[int] = []
+    for i, n in enumerate(nodes):
+        p = n["parent"]
+        depths.append(depths[p] + 1 if 0 <= p < i else 0)
+    times = [node_ms(n, values) for n in nodes]
+    total = sum(times)
+    top = max(range(len(nodes)), key=lambda i: (times[i], -i)) if total > 0 else -1
+    rows = []
+    for i, n in enumerate(nodes[:MAX_PLAN_NODES]):
+        metrics = [
+            {
+                "name": m["name"],
+                "type": m["type"],
+                "value": values.get(m["accumulatorId"]),
+                "text": format_metric(m["type"], values.get(m["accumulatorId"])),
+            }
+            for m in sorted(n["metrics"], key=lambda m: m["name"] != ROWS_METRIC)
+        ]
+        rows.append(
+            {
+                "index": i,
+                "parent": n["parent"],
+                "depth": depths[i],
+                "name": n["name"],
+                "detail": n["detail"],
+                "metrics": metrics,
+                "rows": next((m["value"] for m in metrics if m["name"] == ROWS_METRIC), None),
+                "timeMs": round(times[i], 3),
+                "share": round(times[i] / total, 4) if total > 0 else 0.0,
+                "top": i == top,
+            }
+        )
+    description = "" if ex["description"].startswith(CONNECT_NAME) else ex["description"]
+    hidden = max(0, len(nodes) - MAX_PLAN_NODES)
+    return {
+        "appId": ex["appId"],
+        "executionId": ex["executionId"],
+        "label": label or description,
+        "description": description,
+        "status": execution_status(ex),
+        "error": ex["error"],
+        "startMs": ex["startMs"],
+        "endMs": ex["endMs"],
+        "jobIds": list(ex["jobIds"]),
+        "planVersion": ex["planVersion"],
+        "planLabel": plan_label_of(ex["planVersion"]),
+        "nodes": rows,
+        "nodeCount": len(nodes),
+        "nodesHidden": hidden,
+        "nodesDropped": ex["nodesDropped"],
+        "moreNodes": hidden + ex["nodesDropped"],
+        "totalTimeMs": round(total, 3),
+    }
+
+
 # ---- the whole view
 
 
@@ -753,6 +898,9 @@ class CellView:
     task_lists: dict[str, dict[str, Any]] = field(default_factory=dict)
     logs: list[dict[str, Any]] = field(default_factory=list)  # log_row()s, oldest first
     executor_logs: list[dict[str, str]] = field(default_factory=list)
+    # plan_row()s of its SQL executions, by start; and how many older ones are not shown
+    plans: list[dict[str, Any]] = field(default_factory=list)
+    plans_dropped: int = 0
 
     summary: Summary = field(init=False)
     findings: list[Finding] = field(init=False)
@@ -815,4 +963,6 @@ def build(run: CellRun, stream: StreamState, now_ms: int) -> CellView:
         task_lists={k: dict(v) for k, v in run.task_lists.items()},
         logs=[log_row(line) for _, line in sorted(run.logs.items())],
         executor_logs=executor_logs(app),
+        plans=run.plan_rows(),
+        plans_dropped=run.plans_dropped,
     )

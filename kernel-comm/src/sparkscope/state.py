@@ -5,6 +5,7 @@ field back with its default and its Python type, so the rest of the package neve
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 JobKey = tuple[str, int]  # appId, jobId
 StageKey = tuple[str, int, int]  # appId, stageId, attemptId
 OperationKey = tuple[str, str]  # appId, operationId
+SqlKey = tuple[str, int]  # appId, executionId
 
 # busy-slots samples kept per application (the agent keeps at most its --task-samples)
 MAX_SAMPLES = 20_000
@@ -19,6 +21,8 @@ MAX_SAMPLES = 20_000
 # application), and per cell run
 MAX_LOG_LINES = 2_000
 MAX_CELL_LOG_LINES = 200
+# SQL executions (plans and operator metrics) kept per stream: the oldest ended go first
+MAX_SQL_EXECUTIONS = 200
 
 # appId, timeMs, seq: the agent numbers lines anew when it restarts, and a cell run keeps the
 # lines it was shown before; in time order
@@ -316,6 +320,29 @@ LOG_LINE = Message(
         "stageAttemptId": INT,
     },
 )
+PLAN_METRIC = Message("PlanMetric", {"name": STRING, "type": STRING, "accumulatorId": INT})
+PLAN_NODE = Message(
+    "PlanNode",
+    {"parent": INT, "name": STRING, "detail": STRING, "metrics": PLAN_METRIC.repeated()},
+)
+METRIC_VALUE = Message("MetricValue", {"accumulatorId": INT, "value": INT})
+SQL_EXECUTION = Message(
+    "SqlExecution",
+    {
+        "appId": STRING,
+        "executionId": INT,
+        "operationId": STRING,
+        "description": STRING,
+        "startMs": INT,
+        "endMs": OPT_INT,
+        "error": STRING,
+        "nodes": PLAN_NODE.repeated(),
+        "planVersion": INT,
+        "metricValues": METRIC_VALUE.repeated(),
+        "nodesDropped": INT,
+        "jobIds": INTS,
+    },
+)
 UPDATE = Message(
     "Update",
     {
@@ -329,6 +356,7 @@ UPDATE = Message(
         "stages": STAGE.repeated(),
         "tagGroups": TAG_GROUP.repeated(),
         "logLines": LOG_LINE.repeated(),
+        "sqlExecutions": SQL_EXECUTION.repeated(),
     },
 )
 
@@ -508,7 +536,9 @@ class TagView:
     jobs: dict[JobKey, dict[str, Any]] = field(default_factory=dict)
     stages: dict[StageKey, dict[str, Any]] = field(default_factory=dict)
     operations: dict[OperationKey, dict[str, Any]] = field(default_factory=dict)
-    logs: dict[LogKey, dict[str, Any]] = field(default_factory=dict)
+    logs: dict[LogKey, dict[str, Any]] = field(default_factory=dict)  # in time order
+    # the SQL executions of its jobs and operations, by execution id (see StreamState)
+    sql_executions: dict[SqlKey, dict[str, Any]] = field(default_factory=dict)
 
 
 class StreamState:
@@ -524,13 +554,24 @@ class StreamState:
         self.jobs: dict[JobKey, dict[str, Any]] = {}
         self.stages: dict[StageKey, dict[str, Any]] = {}
         self.tag_groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-        # the driver's log lines of the followed sessions, oldest first
+        # the driver's log lines of the followed sessions (in arrival order; _log_heap has
+        # their keys, the oldest on top)
         self.log_lines: dict[LogKey, dict[str, Any]] = {}
+        # SQL executions: each as the agent last sent it, but its plan (`nodes`, `planVersion`,
+        # `nodesDropped`) is the last one sent, and `metricValues` is merged into `values`
+        # (accumulatorId → value; a metric not in it has no value yet)
+        self.sql_executions: dict[SqlKey, dict[str, Any]] = {}
         # busy task slots per application, oldest first: a snapshot sends them all, a delta
         # the new ones
         self.samples: dict[str, list[Sample]] = {}
         # indexes kept in step with the maps above
         self._stage_attempts: dict[tuple[str, int], set[int]] = {}
+        self._log_heap: list[LogKey] = []
+        self._logs_by_tag: dict[str, set[LogKey]] = {}
+        self._logs_by_job: dict[JobKey, set[LogKey]] = {}
+        self._logs_by_op: dict[OperationKey, set[LogKey]] = {}
+        self._sql_by_job: dict[JobKey, set[SqlKey]] = {}
+        self._sql_by_op: dict[OperationKey, set[SqlKey]] = {}
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -575,11 +616,105 @@ class StreamState:
             self.tag_groups[(group["appId"], group["sessionId"], group["tag"])] = group
             touched.add(group["tag"])
         for line in u["logLines"]:
-            self.log_lines[(line["appId"], line["timeMs"], line["seq"])] = line
+            key = (line["appId"], line["timeMs"], line["seq"])
+            old = self.log_lines.get(key)
+            if old is None:
+                heapq.heappush(self._log_heap, key)
+            else:
+                _unindex(self._log_index(key, old), key)
+            self.log_lines[key] = line
+            _index(self._log_index(key, line), key)
             touched.update(self._line_tags(line))
-        for key in sorted(self.log_lines)[: max(0, len(self.log_lines) - MAX_LOG_LINES)]:
-            del self.log_lines[key]
+        while len(self.log_lines) > MAX_LOG_LINES:
+            key = heapq.heappop(self._log_heap)
+            _unindex(self._log_index(key, self.log_lines.pop(key)), key)
+        if u["sqlExecutions"]:
+            group_tags = self._group_tags()
+            for ex in u["sqlExecutions"]:
+                self._merge_sql(ex)
+                touched.update(self._sql_tags(ex, group_tags))
+            self._bound_sql()
         return None if snapshot else touched
+
+    def _log_index(self, key: LogKey, line: Mapping[str, Any]) -> list[tuple[dict, Any]]:
+        """Where one log line is indexed: by its tags, its job, its operation."""
+        app = key[0]
+        out: list[tuple[dict, Any]] = [(self._logs_by_tag, tag) for tag in line["tags"]]
+        if line["jobId"] is not None:
+            out.append((self._logs_by_job, (app, line["jobId"])))
+        if line["operationId"]:
+            out.append((self._logs_by_op, (app, line["operationId"])))
+        return out
+
+    def _sql_index(self, key: SqlKey, ex: Mapping[str, Any]) -> list[tuple[dict, Any]]:
+        """Where one SQL execution is indexed: by its jobs, its operation."""
+        app = key[0]
+        out: list[tuple[dict, Any]] = [(self._sql_by_job, (app, j)) for j in ex["jobIds"]]
+        if ex["operationId"]:
+            out.append((self._sql_by_op, (app, ex["operationId"])))
+        return out
+
+    def _merge_sql(self, ex: dict[str, Any]) -> None:
+        """One `SqlExecution` of an update: a new plan replaces the one held (and the values of
+        metrics it no longer has go); without one, the plan held stands; the changed metric
+        values are merged. A new record each time: cell runs hold the previous ones."""
+        key = (ex["appId"], ex["executionId"])
+        old = self.sql_executions.get(key)
+        changed = ex.pop("metricValues")
+        if ex["nodes"] or old is None:
+            ids = {m["accumulatorId"] for n in ex["nodes"] for m in n["metrics"]}
+            values = {a: v for a, v in old["values"].items() if a in ids} if old else {}
+        else:
+            for k in ("nodes", "planVersion", "nodesDropped"):
+                ex[k] = old[k]
+            values = dict(old["values"])
+        values.update((m["accumulatorId"], m["value"]) for m in changed)
+        ex["values"] = values
+        if old is not None:
+            _unindex(self._sql_index(key, old), key)
+        self.sql_executions[key] = ex
+        _index(self._sql_index(key, ex), key)
+
+    def _bound_sql(self) -> None:
+        """At most MAX_SQL_EXECUTIONS: the oldest ended go first, then the oldest started."""
+        over = len(self.sql_executions) - MAX_SQL_EXECUTIONS
+        if over <= 0:
+            return
+        items = self.sql_executions.items()
+        ended = sorted((e["endMs"], k) for k, e in items if e["endMs"] is not None)
+        victims = [k for _, k in ended[:over]]
+        if len(victims) < over:
+            running = sorted((e["startMs"], k) for k, e in items if e["endMs"] is None)
+            victims += [k for _, k in running[: over - len(victims)]]
+        for key in victims:
+            _unindex(self._sql_index(key, self.sql_executions.pop(key)), key)
+
+    def _group_tags(self) -> dict[tuple[str, Any], set[str]]:
+        """The client tags of each job and operation named by a tag group."""
+        out: dict[tuple[str, Any], set[str]] = {}
+        for group in self.tag_groups.values():
+            app = group["appId"]
+            for ident in (*group["jobIds"], *group["operationIds"]):
+                out.setdefault((app, ident), set()).add(group["tag"])
+        return out
+
+    def _sql_tags(
+        self, ex: Mapping[str, Any], group_tags: Mapping[tuple[str, Any], set[str]]
+    ) -> set[str]:
+        """The client tags an execution concerns: its jobs' and its operation's."""
+        app = ex["appId"]
+        tags: set[str] = set()
+        for job_id in ex["jobIds"]:
+            job = self.jobs.get((app, job_id))
+            if job is not None:
+                tags.update(self._job_tags(job))
+            tags.update(group_tags.get((app, job_id), ()))
+        if ex["operationId"]:
+            op = self.operations.get((app, ex["operationId"]))
+            if op is not None:
+                tags.update(op["tags"])
+            tags.update(group_tags.get((app, ex["operationId"]), ()))
+        return tags
 
     def _line_tags(self, line: Mapping[str, Any]) -> set[str]:
         """The client tags a log line concerns: its own, and its job's or operation's."""
@@ -624,7 +759,8 @@ class StreamState:
 
     def view(self, tag: str) -> TagView:
         """The jobs (by their Connect tags and by the agent's tag groups), their stage attempts,
-        and the operations of one client tag."""
+        and the operations of one client tag; the log lines of the tag, its jobs or operations;
+        the SQL executions of its jobs (their `jobIds`) or operations (`operationId`)."""
         view = TagView()
         for group in self.tag_groups.values():
             if group["tag"] != tag:
@@ -652,12 +788,32 @@ class StreamState:
             for stage_id in job["stageIds"]:
                 for attempt in self._stage_attempts.get((app, stage_id), ()):
                     view.stages[(app, stage_id, attempt)] = self.stages[(app, stage_id, attempt)]
-        for key, line in self.log_lines.items():
-            app = key[0]
-            if (
-                tag in line["tags"]
-                or (line["jobId"] is not None and (app, line["jobId"]) in view.jobs)
-                or (line["operationId"] and (app, line["operationId"]) in view.operations)
-            ):
-                view.logs[key] = line
+        # by the indexes: a view costs what it holds, not every line and execution kept
+        lines = set(self._logs_by_tag.get(tag, ()))
+        executions: set[SqlKey] = set()
+        for key in view.jobs:
+            lines.update(self._logs_by_job.get(key, ()))
+            executions.update(self._sql_by_job.get(key, ()))
+        for key in view.operations:
+            lines.update(self._logs_by_op.get(key, ()))
+            executions.update(self._sql_by_op.get(key, ()))
+        for key in sorted(lines):
+            view.logs[key] = self.log_lines[key]
+        for key in sorted(executions):
+            view.sql_executions[key] = self.sql_executions[key]
         return view
+
+
+def _index(slots: list[tuple[dict, Any]], key: Any) -> None:
+    for index, by in slots:
+        index.setdefault(by, set()).add(key)
+
+
+def _unindex(slots: list[tuple[dict, Any]], key: Any) -> None:
+    """The reverse of `_index`: no empty entry stays behind."""
+    for index, by in slots:
+        keys = index.get(by)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del index[by]

@@ -51,8 +51,23 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   `logger, message, thrown` (exception and first frames, "" without one), `jobId, stageId,
   stageAttemptId` (null when the line names none). Only lines the agent tied to the cell's own
   session by identity; whose they are stays kernel-side.
-- `view` (str): the view the user chose, `jobs|tasks|timeline|logs`; set by the browser, saved
-  with the notebook.
+- `plans` (list of dict): the cell's SQL executions (queries, DataFrame actions), by start, the
+  newest 20: `appId, executionId, label` (the operation's SQL text or plan outline, else Spark's
+  description), `description` ("" for Connect's, which names its request), `status`
+  (`running|succeeded|failed`), `error, startMs, endMs` (null while running), `jobIds`,
+  `planVersion` (0: the plan it started with; each AQE re-plan adds one), `planLabel`
+  ("re-planned by AQE 2×", "" without one), `nodes` (the physical plan in pre-order, at most
+  500: `index, parent` (-1 for the root), `depth, name, detail` (Spark's one-line description),
+  `metrics` [{`name, type` (`sum|size|timing|nsTiming|average`), `value` (null: not updated
+  yet), `text` (as Spark's SQL tab writes it, "–" without a value)}], "number of output rows"
+  first, `rows` (its value, or null), `timeMs` (the node's own timing metrics),
+  `share` (of the plan's time, 0..1; a WholeStageCodegen node's duration is its children's
+  and no share of its own), `top` (the node with the largest share)), `nodeCount`,
+  `nodesHidden` (over the 500), `nodesDropped` (left out by the listener), `moreNodes` (both),
+  `totalTimeMs`. Updated live, at the throttle's pace, while queries run.
+- `plans_dropped` (int): older SQL executions of the cell not in `plans`.
+- `view` (str): the view the user chose, `jobs|tasks|timeline|logs|plan`; set by the browser,
+  saved with the notebook.
 - `hidden` (bool): every sparkscope widget of the notebook is hidden (the widget's "Hide all",
   `%sparkscope off`).
 
@@ -148,6 +163,8 @@ class CellWidget(anywidget.AnyWidget):
     errors = traitlets.List(traitlets.Dict()).tag(sync=True)
     task_lists = traitlets.Dict().tag(sync=True)
     logs = traitlets.List(traitlets.Dict()).tag(sync=True)
+    plans = traitlets.List(traitlets.Dict()).tag(sync=True)
+    plans_dropped = traitlets.Int(0).tag(sync=True)
     view = traitlets.Unicode("jobs").tag(sync=True)
     hidden = traitlets.Bool(False).tag(sync=True)
     overview = traitlets.Dict().tag(sync=True)
@@ -249,6 +266,8 @@ def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> di
         "errors": [public(e) for e in view.errors],
         "task_lists": view.task_lists,
         "logs": view.logs,
+        "plans": view.plans,
+        "plans_dropped": view.plans_dropped,
         "hidden": hidden,
         "overview": {
             **view.summary.to_json(),

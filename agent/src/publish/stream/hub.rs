@@ -228,6 +228,7 @@ struct Parts {
     stages: Vec<pb::Stage>,
     tag_groups: Vec<pb::TagGroup>,
     log_lines: Vec<pb::LogLine>,
+    sql_executions: Vec<pb::SqlExecution>,
 }
 
 impl Parts {
@@ -249,6 +250,12 @@ impl Parts {
         );
         self.log_lines
             .extend(slice.log_lines.iter().map(|e| proto::log_line(id, e)));
+        self.sql_executions.extend(
+            slice
+                .sql_executions
+                .iter()
+                .map(|(op, e)| proto::sql_execution(id, op, e, slice.since)),
+        );
     }
 
     fn into_update(self) -> pb::Update {
@@ -260,6 +267,7 @@ impl Parts {
             stages: self.stages,
             tag_groups: self.tag_groups,
             log_lines: self.log_lines,
+            sql_executions: self.sql_executions,
             ..pb::Update::default()
         }
     }
@@ -451,8 +459,43 @@ pub fn merge(pieces: &[Arc<Piece>]) -> pb::Update {
         upsert(&mut u.log_lines, &n.log_lines, |l| {
             (l.app_id.clone(), l.seq)
         });
+        for x in &n.sql_executions {
+            match u
+                .sql_executions
+                .iter_mut()
+                .find(|y| y.app_id == x.app_id && y.execution_id == x.execution_id)
+            {
+                None => u.sql_executions.push(x.clone()),
+                Some(y) => merge_sql(y, x),
+            }
+        }
     }
     u
+}
+
+/// A later delta of an SQL execution over an earlier one: its record replaces the earlier's, a
+/// plan it carries replaces the earlier plan, and its metric values join the earlier ones.
+fn merge_sql(into: &mut pb::SqlExecution, later: &pb::SqlExecution) {
+    let nodes = if later.nodes.is_empty() {
+        std::mem::take(&mut into.nodes)
+    } else {
+        later.nodes.clone()
+    };
+    let mut values = std::mem::take(&mut into.metric_values);
+    for v in &later.metric_values {
+        match values
+            .iter_mut()
+            .find(|w| w.accumulator_id == v.accumulator_id)
+        {
+            Some(w) => w.value = v.value,
+            None => values.push(*v),
+        }
+    }
+    *into = pb::SqlExecution {
+        nodes,
+        metric_values: values,
+        ..later.clone()
+    };
 }
 
 fn upsert<T: Clone, K: Eq + std::hash::Hash>(
@@ -496,6 +539,63 @@ fn join_samples(a: Option<pb::TaskSamples>, b: Option<pb::TaskSamples>) -> Optio
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn merged_sql_deltas_keep_the_plan_and_join_the_values() {
+        let exec = |nodes: &[&str], values: &[(i64, i64)], end: Option<i64>| pb::SqlExecution {
+            app_id: "app".into(),
+            execution_id: 3,
+            nodes: nodes
+                .iter()
+                .map(|n| pb::PlanNode {
+                    parent: -1,
+                    name: (*n).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            metric_values: values
+                .iter()
+                .map(|&(accumulator_id, value)| pb::MetricValue {
+                    accumulator_id,
+                    value,
+                })
+                .collect(),
+            end_ms: end,
+            ..Default::default()
+        };
+        let piece = |seq, e| {
+            Arc::new(Piece::new(
+                seq,
+                key(),
+                pb::Update {
+                    sql_executions: vec![e],
+                    ..Default::default()
+                },
+            ))
+        };
+        let u = merge(&[
+            piece(1, exec(&["Scan"], &[(1, 5), (2, 7)], None)),
+            piece(2, exec(&[], &[(1, 9)], Some(4))),
+        ]);
+        let e = &u.sql_executions[0];
+        assert_eq!(e.nodes.len(), 1, "the earlier plan stands");
+        let values: Vec<(i64, i64)> = e
+            .metric_values
+            .iter()
+            .map(|v| (v.accumulator_id, v.value))
+            .collect();
+        assert_eq!(values, [(1, 9), (2, 7)]);
+        assert_eq!(e.end_ms, Some(4));
+        let u = merge(&[
+            piece(1, exec(&["Scan"], &[], None)),
+            piece(2, exec(&["Join", "Scan"], &[], None)),
+        ]);
+        assert_eq!(
+            u.sql_executions[0].nodes.len(),
+            2,
+            "a later plan replaces it"
+        );
+    }
+
     use super::*;
 
     fn key() -> SessionKey {

@@ -30,6 +30,14 @@
 // [data-job-id][data-stage-id] rows (.sparkscope-log-message, details.sparkscope-log-thrown);
 // the Logs tab carries [data-count] and [data-errors]; a.sparkscope-executor-log[data-executor-id]
 // [data-kind] link each executor's stdout and stderr.
+// Plan view: .sparkscope-plan-view[data-executions] (.sparkscope-plan-empty without a SQL query);
+// per SQL execution .sparkscope-plan-execution[data-execution-id][data-status][data-plan-version]
+// [data-expanded] with .sparkscope-plan-head (button.sparkscope-plan-toggle, .sparkscope-plan-aqe
+// once AQE re-planned) and .sparkscope-plan-tree of .sparkscope-plan-node[data-node-name]
+// [data-node-index][data-depth][data-share][data-rows][data-top] rows (.sparkscope-plan-name,
+// .sparkscope-plan-detail, button.sparkscope-plan-node-toggle, .sparkscope-plan-heat, chips
+// .sparkscope-plan-metric[data-metric-name][data-metric-type]), then .sparkscope-plan-more
+// [data-more]; the Plan tab carries [data-count].
 // Cancel: button .sparkscope-cancel (the whole cell run, while it runs) and .sparkscope-job-cancel
 // inside each running .sparkscope-job (both [data-unavailable] when the kernel has no agent
 // connection); the outcome in .sparkscope-cancel-result[data-status](sent|pending|done)[data-ok]
@@ -57,6 +65,8 @@ function stateFor(tag) {
       serverMs: 0,
       serverSeenAt: 0,
       sent: null, // the last cancel request this page sent: {requestId, target, jobId, at}
+      plansClosed: new Set(), // plan: SQL executions folded
+      planNodesClosed: new Set(), // plan: nodes whose subtree is folded
     };
     VIEW_STATE.set(tag, s);
   }
@@ -185,6 +195,7 @@ const VIEWS = [
   ["tasks", "Tasks", "Running tasks against the cores available, over the cell's run"],
   ["timeline", "Timeline", "Jobs and stages on a time axis; open a stage for its tasks"],
   ["logs", "Logs", "The driver's WARN and ERROR lines about this cell's jobs (only your own)"],
+  ["plan", "Plan", "The physical plan of each SQL query the cell ran, with live operator metrics"],
 ];
 // After this long without the kernel taking a cancel request, say why it may not.
 const KERNEL_SILENT_MS = 3000;
@@ -214,6 +225,8 @@ const TRAITS = [
   "errors",
   "task_lists",
   "logs",
+  "plans",
+  "plans_dropped",
   "view",
   "hidden",
   "overview",
@@ -244,6 +257,8 @@ function readTraits(model) {
     errors: model.get("errors") || [],
     taskLists: model.get("task_lists") || {},
     logs: model.get("logs") || [],
+    plans: model.get("plans") || [],
+    plansDropped: model.get("plans_dropped") || 0,
     cancel: model.get("cancel") || {},
     cancelledJobs: new Set(model.get("cancelled_jobs") || []),
     agentError: model.get("agent_error") || "",
@@ -310,7 +325,7 @@ function drawCell(root, t, vs, act) {
 
   root.appendChild(header(t, vs, collapsed, now, act));
   if (!collapsed) {
-    root.appendChild(toolbar(t.view, t.links.ui, act, t.logs));
+    root.appendChild(toolbar(t.view, t.links.ui, act, t.logs, t.plans));
     const details = detailsLine(t.overview);
     if (details) root.appendChild(details);
   }
@@ -337,6 +352,7 @@ function drawCell(root, t, vs, act) {
   if (!collapsed && t.view === "tasks") body.appendChild(tasksView(t.jobs, t.samples, t.cluster, now));
   if (!collapsed && t.view === "timeline") body.appendChild(timelineView(t, vs, now, act));
   if (!collapsed && t.view === "logs") body.appendChild(logsView(t.logs, t.links.executorLogs || []));
+  if (!collapsed && t.view === "plan") body.appendChild(planView(t.plans, t.plansDropped, vs, now, act));
   root.appendChild(body);
 }
 
@@ -400,7 +416,7 @@ function pills(c, counts) {
   return box;
 }
 
-function toolbar(view, uiLink, act, logs) {
+function toolbar(view, uiLink, act, logs, plans) {
   const node = el("div", "sparkscope-toolbar");
   const tabs = el("div", "sparkscope-tabs");
   tabs.setAttribute("role", "tablist");
@@ -415,6 +431,10 @@ function toolbar(view, uiLink, act, logs) {
       tab.dataset.errors = String(errors);
       if (logs.length) tab.textContent = `Logs (${logs.length})`;
       if (errors) tab.classList.add("sparkscope-tab-alert");
+    }
+    if (name === "plan") {
+      tab.dataset.count = String(plans.length);
+      if (plans.length) tab.textContent = `Plan (${plans.length})`;
     }
     tabs.appendChild(tab);
   }
@@ -862,6 +882,178 @@ function logsView(logs, executorLogs) {
   return node;
 }
 
+// ---- Plan view: each SQL execution's physical plan, operators with their live metrics, each
+// row coloured by the operator's share of the plan's time
+
+// Characters of a node's detail shown; the whole of it on hover.
+const PLAN_DETAIL_CHARS = 120;
+// Indentation stops growing here (a deep plan stays readable).
+const PLAN_MAX_INDENT = 24;
+
+function planView(plans, dropped, vs, now, act) {
+  const node = el("div", "sparkscope-plan-view");
+  node.dataset.executions = String(plans.length);
+  if (!plans.length) {
+    node.appendChild(el("div", "sparkscope-muted sparkscope-plan-empty", "This cell ran no SQL query (no DataFrame action or SQL statement) so far."));
+    return node;
+  }
+  if (dropped) {
+    const text = `${dropped} earlier ${dropped === 1 ? "query" : "queries"} of this cell not shown`;
+    node.appendChild(el("div", "sparkscope-muted sparkscope-plan-dropped", text));
+  }
+  for (const p of plans) node.appendChild(planExecution(p, vs, now, act));
+  return node;
+}
+
+function planExecution(p, vs, now, act) {
+  const key = `${p.appId}/${p.executionId}`;
+  const open = !vs.plansClosed.has(key);
+  const box = el("div", "sparkscope-plan-execution");
+  box.dataset.executionId = String(p.executionId);
+  box.dataset.status = p.status;
+  box.dataset.planVersion = String(p.planVersion || 0);
+  box.dataset.expanded = open ? "true" : "false";
+  const head = el("div", "sparkscope-plan-head");
+  const toggle = button("sparkscope-expand sparkscope-plan-toggle", open ? "▾" : "▸", `${open ? "Hide" : "Show"} the plan of query ${p.executionId}`, () => {
+    if (vs.plansClosed.has(key)) vs.plansClosed.delete(key);
+    else vs.plansClosed.add(key);
+    act.redraw();
+  });
+  toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  head.appendChild(toggle);
+  head.appendChild(el("span", "sparkscope-plan-id", `Query ${p.executionId}`));
+  const label = el("span", "sparkscope-plan-label", p.label || "");
+  label.title = p.description || p.label || "";
+  head.appendChild(label);
+  head.appendChild(el("span", `sparkscope-plan-status sparkscope-plan-status-${p.status}`, p.status));
+  const dur = el("span", "sparkscope-plan-duration");
+  if (p.startMs) {
+    dur.dataset.start = String(p.startMs);
+    if (p.endMs) dur.dataset.end = String(p.endMs);
+    dur.textContent = fmtDuration((p.endMs || now) - p.startMs);
+  }
+  head.appendChild(dur);
+  if (p.planLabel) {
+    const aqe = el("span", "sparkscope-plan-aqe", p.planLabel);
+    aqe.dataset.planVersion = String(p.planVersion);
+    aqe.title = "Adaptive query execution changed the plan while it ran; this is the latest plan";
+    head.appendChild(aqe);
+  }
+  box.appendChild(head);
+  if (p.error) {
+    const err = el("div", "sparkscope-error sparkscope-plan-error", p.error.split("\n")[0]);
+    err.title = p.error;
+    box.appendChild(err);
+  }
+  if (!open) return box;
+  box.appendChild(planTree(p, key, vs, act));
+  if (p.moreNodes > 0) {
+    const more = el("div", "sparkscope-muted sparkscope-plan-more", `… ${plural(p.moreNodes, "more node")}`);
+    more.dataset.more = String(p.moreNodes);
+    const why = [];
+    if (p.nodesHidden) why.push(`${p.nodesHidden} past the ${p.nodes.length} shown`);
+    if (p.nodesDropped) why.push(`${p.nodesDropped} left out by the listener (spark.sparkscope.plan.maxNodes)`);
+    more.title = why.join("; ");
+    box.appendChild(more);
+  }
+  return box;
+}
+
+function planTree(p, key, vs, act) {
+  const tree = el("div", "sparkscope-plan-tree");
+  tree.setAttribute("role", "tree");
+  const nodes = p.nodes || [];
+  const parents = new Set(nodes.map((n) => n.parent));
+  let foldedDepth = null; // inside a folded subtree: its root's depth
+  for (const n of nodes) {
+    if (foldedDepth !== null) {
+      if (n.depth > foldedDepth) continue;
+      foldedDepth = null;
+    }
+    const nodeKey = `${key}/${p.planVersion}/${n.index}`;
+    const folded = vs.planNodesClosed.has(nodeKey);
+    if (folded) foldedDepth = n.depth;
+    tree.appendChild(planNode(n, parents.has(n.index), folded, nodeKey, p.totalTimeMs, vs, act));
+  }
+  return tree;
+}
+
+function planNode(n, hasChildren, folded, nodeKey, totalMs, vs, act) {
+  const row = el("div", "sparkscope-plan-node");
+  row.setAttribute("role", "treeitem");
+  row.setAttribute("aria-level", String(n.depth + 1));
+  row.dataset.nodeName = n.name;
+  row.dataset.nodeIndex = String(n.index);
+  row.dataset.depth = String(n.depth);
+  const share = Number(n.share) || 0;
+  row.dataset.share = String(share);
+  if (n.rows !== null && n.rows !== undefined) row.dataset.rows = String(n.rows);
+  if (n.top) {
+    row.dataset.top = "true";
+    row.classList.add("sparkscope-plan-top");
+  }
+  row.style.setProperty("--sparkscope-share", String(share));
+  row.style.paddingLeft = `${4 + Math.min(n.depth, PLAN_MAX_INDENT) * 14}px`;
+  const heat = el("div", "sparkscope-plan-heat");
+  heat.style.width = `${pct(share, 1)}%`;
+  row.appendChild(heat);
+
+  const line = el("div", "sparkscope-plan-line");
+  if (hasChildren) {
+    const toggle = button("sparkscope-expand sparkscope-plan-node-toggle", folded ? "▸" : "▾", `${folded ? "Show" : "Hide"} what ${n.name} reads`, () => {
+      if (vs.planNodesClosed.has(nodeKey)) vs.planNodesClosed.delete(nodeKey);
+      else vs.planNodesClosed.add(nodeKey);
+      act.redraw();
+    });
+    toggle.setAttribute("aria-expanded", folded ? "false" : "true");
+    line.appendChild(toggle);
+  } else {
+    line.appendChild(el("span", "sparkscope-plan-leaf"));
+  }
+  line.appendChild(el("span", "sparkscope-plan-name", n.name));
+  // Spark's one-line description mostly starts with the node's name: the rest says more.
+  const detail = (n.detail || "").startsWith(n.name) ? n.detail.slice(n.name.length).trim() : (n.detail || "").trim();
+  if (detail) {
+    const shown = detail.length > PLAN_DETAIL_CHARS ? `${detail.slice(0, PLAN_DETAIL_CHARS - 1)}…` : detail;
+    const d = el("span", "sparkscope-plan-detail", shown);
+    d.title = n.detail;
+    line.appendChild(d);
+  }
+  if (share > 0) {
+    const s = el("span", "sparkscope-plan-share", `${Math.round(share * 100)}%`);
+    s.title = `${fmtShort(n.timeMs)} of the plan's ${fmtShort(totalMs)} operator time (its own time metrics)`;
+    line.appendChild(s);
+  }
+  if (n.top) line.appendChild(el("span", "sparkscope-plan-top-badge", "most time"));
+  row.appendChild(line);
+
+  if ((n.metrics || []).length) {
+    const chips = el("div", "sparkscope-plan-metrics");
+    let zeros = 0;
+    for (const m of n.metrics) {
+      // Metrics that stayed 0 (push-based shuffle's on a cluster without it, spills that did
+      // not happen) are counted, not shown; the rows are always shown.
+      if (m.value === 0 && m.name !== "number of output rows") {
+        zeros += 1;
+        continue;
+      }
+      const chip = el("span", "sparkscope-plan-metric", `${m.name}: ${m.text}`);
+      chip.dataset.metricName = m.name;
+      chip.dataset.metricType = m.type;
+      if (m.value === null || m.value === undefined) chip.classList.add("sparkscope-plan-metric-empty");
+      else chip.dataset.value = String(m.value);
+      chips.appendChild(chip);
+    }
+    if (zeros) {
+      const z = el("span", "sparkscope-muted sparkscope-plan-zeros", `+${zeros} at 0`);
+      z.title = n.metrics.filter((m) => m.value === 0 && m.name !== "number of output rows").map((m) => m.name).join(", ");
+      chips.appendChild(z);
+    }
+    row.appendChild(chips);
+  }
+  return row;
+}
+
 // ---- Tasks view: running tasks against the cores available, over the cell's run
 
 function tasksView(jobs, samples, cluster, now) {
@@ -1107,7 +1299,7 @@ function taskPopup(t, vs, act) {
 
 // Live durations between model updates: only text, not a render (data-updated-at stays).
 function tick(root, overview, now) {
-  for (const d of root.querySelectorAll(".sparkscope-job-duration, .sparkscope-stage-duration")) {
+  for (const d of root.querySelectorAll(".sparkscope-job-duration, .sparkscope-stage-duration, .sparkscope-plan-duration")) {
     if (d.dataset.start && d.dataset.start !== "0" && !d.dataset.end) {
       d.textContent = fmtDuration(now - Number(d.dataset.start));
     }

@@ -31,6 +31,8 @@ final class ListenerConfig {
     static final String LOGS_MAX_PER_SECOND = "spark.sparkscope.logs.maxPerSecond";
     static final long DEFAULT_LOGS_MAX_PER_SECOND = 50;
     static final String LOGS_QUEUE_CAPACITY = "spark.sparkscope.logs.queueCapacity";
+    /** Plan nodes sent per SQL execution (and per adaptive re-plan) at most. */
+    static final String PLAN_MAX_NODES = "spark.sparkscope.plan.maxNodes";
 
     static final String DEFAULT_AGENT = "127.0.0.1:4741";
 
@@ -56,11 +58,13 @@ final class ListenerConfig {
     final int logsMaxPerSecond;
     /** Lines waiting for the sender (and for the agent, while it is away) at most. */
     final int logsQueueCapacity;
+    /** Plan nodes sent per SQL execution at most; the rest are counted, not sent. */
+    final int planMaxNodes;
 
     private ListenerConfig(String agentHost, int agentPort, String token, String unusable,
             long flushIntervalMs, int queueCapacity, int maxLiveEntities, long writeTimeoutMs,
             long jobCheckIntervalMs, String tlsTrust, int logsMaxPerSecond,
-            int logsQueueCapacity) {
+            int logsQueueCapacity, int planMaxNodes) {
         this.agentHost = agentHost;
         this.agentPort = agentPort;
         this.token = token;
@@ -73,6 +77,7 @@ final class ListenerConfig {
         this.tlsTrust = tlsTrust;
         this.logsMaxPerSecond = logsMaxPerSecond;
         this.logsQueueCapacity = logsQueueCapacity;
+        this.planMaxNodes = planMaxNodes;
     }
 
     static ListenerConfig from(SparkConf conf) {
@@ -111,7 +116,8 @@ final class ListenerConfig {
                         MIN_JOB_CHECK_INTERVAL_MS, MAX_JOB_CHECK_INTERVAL_MS),
                 conf.get(TLS_TRUST, "").trim(),
                 (int) interval(conf, LOGS_MAX_PER_SECOND, DEFAULT_LOGS_MAX_PER_SECOND, 1, 10_000),
-                (int) positive(conf, LOGS_QUEUE_CAPACITY, 1_000));
+                (int) positive(conf, LOGS_QUEUE_CAPACITY, 1_000),
+                (int) positive(conf, PLAN_MAX_NODES, 1_000));
     }
 
     /**

@@ -31,9 +31,16 @@ final class LiveEvents {
     private final LineCounts counts;
     private final Hello hello;
     private final Map<String, Method> accessors = new HashMap<>();
+    private final SqlMetrics sqlMetrics;
 
     LiveEvents(LiveState live, EventFilter filter, Progress progress, Connector agent,
             LineCounts counts, Hello hello) {
+        this(live, filter, progress, agent, counts, hello, new SqlMetrics());
+    }
+
+    LiveEvents(LiveState live, EventFilter filter, Progress progress, Connector agent,
+            LineCounts counts, Hello hello, SqlMetrics sqlMetrics) {
+        this.sqlMetrics = sqlMetrics;
         this.live = live;
         this.filter = filter;
         this.progress = progress;
@@ -121,12 +128,32 @@ final class LiveEvents {
         String name = e.getClass().getName();
         if (name.startsWith(EventFilter.SQL_UI)) {
             String kind = name.substring(EventFilter.SQL_UI.length());
+            String id = key(e, "executionId");
             if (kind.equals("SparkListenerSQLExecutionStart")) {
-                sticky(LiveState.Kind.SQL, key(e, "executionId"), e);
+                if (sticky(LiveState.Kind.SQL, id, e) && id != null) {
+                    sqlMetrics.track(Long.parseLong(id), filter.planAccumulators());
+                }
+                return;
+            }
+            if (kind.equals("SparkListenerSQLAdaptiveExecutionUpdate")) {
+                // Only the latest plan stays in the snapshot, beside the execution's start.
+                String line = filter.serialize(e);
+                if (line == null) {
+                    counts.dropped++;
+                    return;
+                }
+                if (id != null && live.latest(LiveState.Kind.SQL, id, line)) {
+                    sqlMetrics.track(Long.parseLong(id), filter.planAccumulators());
+                }
+                agent.writeLine(line);
                 return;
             }
             if (kind.equals("SparkListenerSQLExecutionEnd")) {
-                remove(LiveState.Kind.SQL, key(e, "executionId"));
+                remove(LiveState.Kind.SQL, id);
+                if (id != null) {
+                    // The final values go out before the end, so the agent ends it complete.
+                    sqlMetrics.end(Long.parseLong(id), agent, System.currentTimeMillis());
+                }
             }
         } else if (name.startsWith(EventFilter.CONNECT)) {
             switch (name.substring(EventFilter.CONNECT.length())) {
@@ -178,6 +205,9 @@ final class LiveEvents {
         }
         agent.write(new Json("SparkscopeSnapshotEnd").field("time", System.currentTimeMillis())
                 .end());
+        // The agent replaced its live SQL executions with the snapshot's: all values again.
+        sqlMetrics.resendAll();
+        sqlMetrics.write(agent, System.currentTimeMillis());
         agent.flush();
     }
 
@@ -204,16 +234,24 @@ final class LiveEvents {
     }
 
     /** A live-state start event: kept serialized even while the agent is away. */
-    private void sticky(LiveState.Kind kind, String key, SparkListenerEvent e) {
+    private boolean sticky(LiveState.Kind kind, String key, SparkListenerEvent e) {
         String line = filter.serialize(e);
         if (line == null) {
             counts.dropped++;
-            return;
+            return false;
         }
         if (key != null) {
             live.put(kind, key, line);
         }
         agent.writeLine(line);
+        return true;
+    }
+
+    /** Once per flush interval, with progress: the live SQL executions' changed metrics. */
+    void writeSqlMetrics() {
+        if (agent.connected()) {
+            sqlMetrics.write(agent, System.currentTimeMillis());
+        }
     }
 
     private void appendSticky(LiveState.Kind kind, String key, SparkListenerEvent e) {

@@ -97,6 +97,22 @@ final class LiveState {
         }
     }
 
+    /**
+     * Replaces what follows the entry's first line with this one (an SQL execution's latest
+     * plan); false if the entry is not live.
+     */
+    boolean latest(Kind kind, String key, String json) {
+        Entry e = maps.get(kind).get(key);
+        if (e == null) {
+            return false;
+        }
+        while (e.lines.size() > 1) {
+            e.lines.remove(e.lines.size() - 1);
+        }
+        e.lines.add(new Line(seq++, json));
+        return true;
+    }
+
     /** A stage attempt's completion: kept with its entry until no running job needs it. */
     void complete(String stageKey, String json) {
         Entry e = maps.get(Kind.STAGE).get(stageKey);

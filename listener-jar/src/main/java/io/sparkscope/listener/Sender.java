@@ -56,7 +56,8 @@ final class Sender implements Runnable {
         // TLS asked for and not to be had: the thread drains and counts, and never connects.
         this.stopping = !agent.usable();
         this.progress = new Progress(newStages, live, agent);
-        this.events = new LiveEvents(live, new EventFilter(), progress, agent, counts, hello);
+        this.events = new LiveEvents(live, new EventFilter(config.planMaxNodes), progress, agent, counts,
+                hello);
         this.reaper = config.jobCheckIntervalMs > 0 ? new JobReaper(activeJobs, live) : null;
         this.stats = new StatsLine(counts, queueDropped, ring, live, untrackedTaskEvents,
                 countersEvicted, reaper == null ? () -> 0L : reaper::reaped);
@@ -196,6 +197,7 @@ final class Sender implements Runnable {
             }
         }
         progress.write();
+        events.writeSqlMetrics();
         writeStats(now);
         agent.flush();
     }

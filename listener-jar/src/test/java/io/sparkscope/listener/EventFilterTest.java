@@ -1,5 +1,6 @@
 package io.sparkscope.listener;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -81,8 +82,8 @@ class EventFilterTest {
                 + "\"time\":1,\"modifiedConfigs\":{\"spark.password\":\"pw\"},\"jobTags\":[],"
                 + "\"jobGroupId\":null,\"queryId\":\"q\"}";
         String out = filter.trim(start, json);
-        assertEquals(List.of("Event", "executionId", "rootExecutionId", "description", "time",
-                "jobTags", "jobGroupId", "queryId"), fieldNames(out));
+        assertEquals(List.of("Event", "executionId", "rootExecutionId", "description",
+                "sparkPlanInfo", "time", "jobTags", "jobGroupId", "queryId"), fieldNames(out));
         String description = mapper.readTree(out).path("description").asText();
         assertEquals("s".repeat(EventFilter.MAX_TEXT) + "…", description);
 
@@ -91,6 +92,58 @@ class EventFilterTest {
                 + "\"errorMessage\":\"boom\",\"qe\":{},\"queryId\":\"q\"}";
         assertEquals(List.of("Event", "executionId", "time", "errorMessage", "queryId"),
                 fieldNames(filter.trim(end, endJson)));
+    }
+
+    @Test
+    void plansKeepTheTreeAndMetricsButNoMetadataAndStayBounded() throws Exception {
+        String start = EventFilter.SQL_UI + "SparkListenerSQLExecutionStart";
+        String scan = "{\"nodeName\":\"Scan parquet\",\"simpleString\":\"" + "x".repeat(400)
+                + "\",\"children\":[],\"metadata\":{\"Location\":\"s3://bucket/secret\","
+                + "\"Options\":\"password=pw\"},\"metrics\":[{\"name\":\"number of output rows\","
+                + "\"accumulatorId\":11,\"metricType\":\"sum\"}]}";
+        String json = "{\"Event\":\"" + start + "\",\"executionId\":3,\"time\":1,"
+                + "\"sparkPlanInfo\":{\"nodeName\":\"HashAggregate\",\"simpleString\":\"agg\","
+                + "\"metadata\":{},\"metrics\":[{\"name\":\"spill size\",\"accumulatorId\":12,"
+                + "\"metricType\":\"size\"}],\"children\":[" + scan + "," + scan + "]}}";
+        String out = new EventFilter(2).trim(start, json);
+        assertFalse(out.contains("secret") || out.contains("password"), out);
+        JsonNode plan = mapper.readTree(out).path("sparkPlanInfo");
+        assertEquals(List.of("nodeName", "simpleString", "metrics", "children"),
+                fieldNames(mapper.writeValueAsString(plan)));
+        assertEquals(1, plan.path("children").size(), "bounded to two nodes");
+        assertEquals(1, mapper.readTree(out).path(EventFilter.NODES_DROPPED).asInt());
+        JsonNode child = plan.path("children").get(0);
+        assertEquals("x".repeat(EventFilter.MAX_NODE_TEXT) + "…", child.path("simpleString").asText());
+        assertEquals(11, child.path("metrics").get(0).path("accumulatorId").asLong());
+
+        EventFilter f = new EventFilter(2);
+        f.trim(start, json);
+        assertArrayEquals(new long[] {12, 11}, f.planAccumulators());
+
+        String update = EventFilter.SQL_UI + "SparkListenerSQLAdaptiveExecutionUpdate";
+        String updateJson = "{\"Event\":\"" + update + "\",\"executionId\":3,"
+                + "\"physicalPlanDescription\":\"== Plan ==\",\"sparkPlanInfo\":" + scan + "}";
+        assertEquals(List.of("Event", "executionId", "sparkPlanInfo"),
+                fieldNames(filter.trim(update, updateJson)));
+        assertTrue(EventFilter.forwarded(update));
+    }
+
+    @Test
+    void aDeepPlanIsCutAtTheDepthBoundWithoutRecursingFurther() throws Exception {
+        String start = EventFilter.SQL_UI + "SparkListenerSQLExecutionStart";
+        StringBuilder plan = new StringBuilder();
+        int depth = 300; // Jackson reads at most 1,000 levels of nesting
+        for (int i = 0; i < depth; i++) {
+            plan.append("{\"nodeName\":\"Project\",\"children\":[");
+        }
+        plan.append("{\"nodeName\":\"Leaf\"}");
+        for (int i = 0; i < depth; i++) {
+            plan.append("]}");
+        }
+        String json = "{\"Event\":\"" + start + "\",\"executionId\":3,\"sparkPlanInfo\":"
+                + plan + "}";
+        JsonNode out = mapper.readTree(new EventFilter(10_000).trim(start, json));
+        assertEquals(depth + 1 - EventFilter.MAX_PLAN_DEPTH, out.path(EventFilter.NODES_DROPPED).asInt());
     }
 
     @Test
