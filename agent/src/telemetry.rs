@@ -59,6 +59,8 @@ catalog! {
         "Cores of the alive executors: the task slots.";
     BUSY_TASK_SLOTS = "sparkscope_busy_task_slots", Gauge, ["application"],
         "Tasks running now.";
+    TASK_CORE_TIME = "sparkscope_task_core_seconds_total", Counter, ["application", "user"],
+        "Executor run time of ended tasks (the time each held a core), per user of the job that ran them (capped, then 'other'; 'unattributed': no known session): chargeback, and each user's share of the cores.";
     JOBS_RUNNING = "sparkscope_jobs_running", Gauge, ["application"],
         "Spark jobs running now.";
     STAGES_ACTIVE = "sparkscope_stages_active", Gauge, ["application"],

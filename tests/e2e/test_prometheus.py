@@ -716,6 +716,47 @@ def test_scraped_counters_equal_spark_rest(
     assert not problems, "\n".join(problems)
 
 
+def test_core_time_per_user_equals_sparks_executor_run_time(
+    workload: Workload, prometheus: harness.Prometheus
+) -> None:
+    """Chargeback: the task time Prometheus holds per user, against the run time of the stages
+    of that user's jobs in Spark's REST API (a stage counts for the first of its jobs that has
+    a user; one of no user's job is `unattributed`), within 5%."""
+    app = f'application="{workload.app_id}"'
+    users_of_stage: dict[int, str] = {}
+    for job in sorted(workload.spark_jobs, key=lambda j: j["jobId"]):
+        user = next(
+            (
+                t.split("_User_", 1)[1].split("_Session_", 1)[0]
+                for t in job.get("jobTags", [])
+                if t.startswith("SparkConnect_OperationTag_User_")
+            ),
+            None,
+        )
+        for sid in job["stageIds"]:
+            if users_of_stage.get(sid, "unattributed") == "unattributed":
+                users_of_stage[sid] = user or "unattributed"
+    spark: dict[str, float] = {}
+    for st in workload.spark_stages:
+        user = users_of_stage.get(st["stageId"], "unattributed")
+        spark[user] = spark.get(user, 0.0) + float(st["executorRunTime"])
+    seconds = _counter(prometheus, f"sum by (user) (sparkscope_task_core_seconds_total{{{app}}})")
+    ours = {u: v * 1000 for u, v in seconds.items()}
+    problems = []
+    for user in sorted(set(spark) | set(ours)):
+        want, have = spark.get(user, 0.0), ours.get(user, 0.0)
+        if abs(have - want) > 0.05 * max(want, 1.0) + 1:
+            problems.append(f"{user}: Spark's stages ran {want:.0f} ms, Prometheus {have:.0f} ms")
+    total_spark, total_ours = sum(spark.values()), sum(ours.values())
+    print(
+        "task core time per user (ms), Prometheus vs Spark's stages: "
+        + ", ".join(f"{u} {ours.get(u, 0):.0f}/{spark.get(u, 0):.0f}" for u in sorted(spark))
+        + f"; total {total_ours:.0f}/{total_spark:.0f}"
+    )
+    assert total_spark > 0 and set(wl.USERS) <= set(ours), (spark, ours)
+    assert not problems, "\n".join(problems)
+
+
 def _event_kinds() -> list[str]:
     """The kinds the agent counts lines by, read from the one place they are written."""
     source = (harness.util.REPO_ROOT / "agent/src/model/event.rs").read_text()

@@ -120,6 +120,47 @@ pub struct JobCounters {
     pub tasks_succeeded: u64,
     pub tasks_failed: u64,
     pub tasks_killed: u64,
+    /// Executor run time of ended tasks (the time each held a core), in ms, per user of the
+    /// job that ran them (its Connect or classic session's); `UNATTRIBUTED` for jobs of no
+    /// known session. At most `MAX_RUN_TIME_USERS` users; later ones add up under `other`.
+    pub run_time_ms_by_user: BTreeMap<String, u64>,
+}
+
+/// The user of task time whose job belongs to no known session.
+pub const UNATTRIBUTED: &str = "unattributed";
+/// Users with their own task time total; later ones share `other`.
+pub const MAX_RUN_TIME_USERS: usize = 1_000;
+
+impl JobCounters {
+    fn add_run_time(&mut self, user: &str, ms: i64) {
+        let Ok(ms) = u64::try_from(ms) else { return };
+        if ms == 0 {
+            return;
+        }
+        let key = if self.run_time_ms_by_user.contains_key(user)
+            || self.run_time_ms_by_user.len() < MAX_RUN_TIME_USERS
+        {
+            user
+        } else {
+            "other"
+        };
+        let total = self.run_time_ms_by_user.entry(key.to_owned()).or_default();
+        *total = total.saturating_add(ms);
+    }
+}
+
+/// The user of a stage's task time: that of the first of its jobs with a session.
+fn stage_user<'a>(job_ids: &[i32], jobs: &[&'a BTreeMap<i32, Job>]) -> &'a str {
+    job_ids
+        .iter()
+        .find_map(|id| {
+            jobs.iter()
+                .find_map(|m| m.get(id))
+                .and_then(|j| j.connect.as_ref())
+                .map(|c| c.user_id.as_str())
+        })
+        .filter(|u| !u.is_empty())
+        .unwrap_or(UNATTRIBUTED)
 }
 
 /// The jobs and stage attempts of one application. Every change is stamped with the model
@@ -440,6 +481,10 @@ impl Jobs {
         stage.killed_tasks = add(stage.killed_tasks, killed.into());
         stage.metrics.add(metrics);
         stage.updated = g;
+        c.add_run_time(
+            stage_user(&stage.job_ids, &[&self.jobs]),
+            metrics.executor_run_time_ms,
+        );
         // Spark keeps a finished stage live until its last task ends (SPARK-24415).
         let remove = stage.active_tasks == 0
             && matches!(stage.status, StageStatus::Complete | StageStatus::Failed);
@@ -569,6 +614,9 @@ impl Jobs {
             c.tasks_succeeded += grew(now[1], then[1]);
             c.tasks_failed += grew(now[2], then[2]);
             c.tasks_killed += grew(now[3], then[3]);
+            let ran = |s: &Stage| s.metrics.executor_run_time_ms;
+            let user = stage_user(&stage.job_ids, &[&jobs, &self.jobs]);
+            c.add_run_time(user, ran(stage) - old.map_or(0, ran));
             let old_status = old.map(|s| s.status);
             if stage.status != StageStatus::Pending
                 && matches!(old_status, None | Some(StageStatus::Pending))

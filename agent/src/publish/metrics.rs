@@ -7,7 +7,7 @@ use crate::control::{CancelOutcome, CANCEL_TARGETS};
 use crate::model::app::IngestStats;
 use crate::model::connect::{ClosedOperation, OperationCounters};
 use crate::model::event::KINDS;
-use crate::model::jobs::JobCounters;
+use crate::model::jobs::{JobCounters, UNATTRIBUTED};
 use crate::model::{lock, AppState, Store};
 use crate::telemetry::{
     Limit, Refusal, APPLICATIONS, BUSY_TASK_SLOTS, CANCELS, EXECUTORS, EXECUTOR_CORES,
@@ -16,7 +16,7 @@ use crate::telemetry::{
     LISTENER_REFUSALS, OPERATIONS_CLOSED, OPERATIONS_RUNNING, OPERATION_DURATION,
     RECONCILE_CORRECTIONS, RECONCILIATIONS, RESYNCS, RESYNCS_APP, REVOKED, SESSIONS_ACTIVE,
     SESSION_CONFLICTS, SLOW_SUBSCRIBERS, SPARK_BUS_DROPPED, STAGES_ACTIVE, STAGES_FINISHED,
-    STAGES_SUBMITTED, SUBSCRIBERS, TASKS_FINISHED, TASKS_STARTED,
+    STAGES_SUBMITTED, SUBSCRIBERS, TASKS_FINISHED, TASKS_STARTED, TASK_CORE_TIME,
 };
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -48,8 +48,10 @@ pub struct MetricsExport {
 impl MetricsExport {
     /// Copies the model's state into the recorder, then renders the exposition.
     pub fn render(&self, store: &Store) -> String {
-        export(store, &self.users);
-        self.handle.render()
+        let core_time = export(store, &self.users);
+        let mut text = self.handle.render();
+        render_core_time(&mut text, &core_time);
+        text
     }
 }
 
@@ -165,8 +167,42 @@ impl AppFigures {
     }
 }
 
-fn export(store: &Store, users: &UserLabels) {
+/// Task core time per (application, user label), in ms.
+type CoreTime = Vec<(String, String, u64)>;
+
+/// The task core time counters, written here rather than through the recorder: they are
+/// seconds with millisecond precision, and the recorder's counters are whole numbers.
+fn render_core_time(text: &mut String, rows: &CoreTime) {
+    use std::fmt::Write as _;
+    let def = crate::telemetry::CATALOG
+        .iter()
+        .find(|d| d.name == TASK_CORE_TIME)
+        .map_or("", |d| d.help);
+    let _ = writeln!(text, "# HELP {TASK_CORE_TIME} {def}");
+    let _ = writeln!(text, "# TYPE {TASK_CORE_TIME} counter");
+    for (app, user, ms) in rows {
+        let _ = writeln!(
+            text,
+            "{TASK_CORE_TIME}{{application=\"{}\",user=\"{}\"}} {}.{:03}",
+            escape_label(app),
+            escape_label(user),
+            ms / 1000,
+            ms % 1000
+        );
+    }
+    text.push('\n');
+}
+
+/// A label value as the exposition format writes it.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn export(store: &Store, users: &UserLabels) -> CoreTime {
     touch_fixed_series();
+    let mut core_rows = CoreTime::new();
     let (mut live, mut ended, mut listeners) = (0.0, 0.0, 0.0);
     for shared in store.apps() {
         let f = AppFigures::of(&mut lock(&shared));
@@ -211,6 +247,18 @@ fn export(store: &Store, users: &UserLabels) {
             counter!(STAGES_FINISHED, "application" => a.clone(), "result" => result).absolute(v);
         }
         counter!(TASKS_STARTED, "application" => a.clone()).absolute(c.tasks_started);
+        let mut core_time: std::collections::BTreeMap<String, u64> = Default::default();
+        for (user, ms) in &c.run_time_ms_by_user {
+            let label = match user.as_str() {
+                UNATTRIBUTED | "other" => user.clone(),
+                u => users.label(u),
+            };
+            let e = core_time.entry(label).or_default();
+            *e = e.saturating_add(*ms);
+        }
+        for (user, ms) in core_time {
+            core_rows.push((a.clone(), user, ms));
+        }
         for (result, v) in [
             ("succeeded", c.tasks_succeeded),
             ("failed", c.tasks_failed),
@@ -259,11 +307,29 @@ fn export(store: &Store, users: &UserLabels) {
     gauge!(APPLICATIONS, "state" => "live").set(live);
     gauge!(APPLICATIONS, "state" => "ended").set(ended);
     gauge!(LISTENERS).set(listeners);
+    core_rows
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn core_time_is_seconds_with_escaped_labels() {
+        let mut text = String::new();
+        let rows = vec![("app-1".to_owned(), "a\"b\\c".to_owned(), 1_414)];
+        render_core_time(&mut text, &rows);
+        assert!(
+            text.contains("# TYPE sparkscope_task_core_seconds_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sparkscope_task_core_seconds_total{application=\"app-1\",user=\"a\\\"b\\\\c\"} 1.414\n"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn users_beyond_the_cap_share_one_label() {
