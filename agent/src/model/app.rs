@@ -46,6 +46,8 @@ pub struct TaskSample {
     pub active_tasks: u32,
     pub total_cores: u32,
     pub executors: u32,
+    /// Sessions with tasks running (work of no known session counts as one).
+    pub busy_sessions: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -228,10 +230,16 @@ impl AppState {
                 .values()
                 .fold(0u32, |n, e| n.saturating_add(e.cores)),
             executors: u32::try_from(self.executors.len()).unwrap_or(u32::MAX),
+            busy_sessions: self.busy_sessions(),
         };
         let same = |s: &TaskSample| {
-            (s.active_tasks, s.total_cores, s.executors)
-                == (sample.active_tasks, sample.total_cores, sample.executors)
+            (s.active_tasks, s.total_cores, s.executors, s.busy_sessions)
+                == (
+                    sample.active_tasks,
+                    sample.total_cores,
+                    sample.executors,
+                    sample.busy_sessions,
+                )
         };
         if self.samples.back().is_some_and(same) {
             return (false, 0);

@@ -288,6 +288,25 @@ impl AppState {
             .sum()
     }
 
+    /// Sessions with tasks running now: those of the jobs of the stage attempts with active
+    /// tasks (a stage of no known session's job counts as one more).
+    pub fn busy_sessions(&self) -> u32 {
+        let mut sessions: HashSet<&str> = HashSet::new();
+        for stage in self
+            .jobs
+            .live_stages
+            .values()
+            .filter(|s| s.active_tasks > 0)
+        {
+            let session = stage.job_ids.iter().find_map(|id| {
+                let job = self.jobs.jobs.get(id)?;
+                job.connect.as_ref().map(|c| c.session_id.as_str())
+            });
+            sessions.insert(session.unwrap_or(""));
+        }
+        u32::try_from(sessions.len()).unwrap_or(u32::MAX)
+    }
+
     /// What one Connect session (matched on both session and user id) has that changed after
     /// generation `since` (0: everything): its record, operations, their jobs, those jobs'
     /// stage attempts, and the tag groups whose operations changed.

@@ -27,6 +27,7 @@ pub fn application(
         samples.active_tasks.push(s.active_tasks);
         samples.total_cores.push(s.total_cores);
         samples.executors.push(s.executors);
+        samples.busy_sessions.push(s.busy_sessions);
     }
     pb::Application {
         id: info.id.clone(),

@@ -533,6 +533,8 @@ fn join_samples(a: Option<pb::TaskSamples>, b: Option<pb::TaskSamples>) -> Optio
         a.total_cores
             .push(b.total_cores.get(k).copied().unwrap_or(0));
         a.executors.push(b.executors.get(k).copied().unwrap_or(0));
+        a.busy_sessions
+            .push(b.busy_sessions.get(k).copied().unwrap_or(0));
     }
     Some(a)
 }
@@ -611,6 +613,7 @@ mod tests {
                 active_tasks: offsets.iter().map(|_| active).collect(),
                 total_cores: offsets.iter().map(|_| 2).collect(),
                 executors: offsets.iter().map(|_| 1).collect(),
+                busy_sessions: offsets.iter().map(|_| 1).collect(),
                 offset_ms: offsets,
             }),
             ..Default::default()
