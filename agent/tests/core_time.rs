@@ -35,21 +35,14 @@ fn task_time_adds_up_per_user_and_a_snapshot_does_not_count_it_twice() {
     let by_user = |a: &sparkscope::model::AppState| a.job_counters().run_time_ms_by_user.clone();
     assert_eq!(by_user(&a).get("ivy"), Some(&120));
     assert_eq!(by_user(&a).get(UNATTRIBUTED), Some(&7));
-    // ivy's stage has 8 tasks running, the other none: one busy session
-    assert_eq!(a.busy_sessions(), 1);
+    // both stages are under way (ivy's with 8 tasks running): two sessions compete, the
+    // unattributed work counting as one
+    assert_eq!(a.busy_sessions(), 2);
     feed(
         &mut a,
-        &[
-            json!({"Event": "SparkscopeStageProgress", "time": 2, "stageId": 1,
-                 "stageAttemptId": 0, "started": 5, "succeeded": 3, "failed": 0,
-                 "killed": 0, "executorRunTime": 7}),
-        ],
+        &[stage_completed(stage_info(1, 0, 40, true, true), None)],
     );
-    assert_eq!(
-        a.busy_sessions(),
-        2,
-        "work of no known session counts as one"
-    );
+    assert_eq!(a.busy_sessions(), 1, "a completed stage competes no more");
 
     // the listener reconnects: its snapshot resends the stage with its cumulative counters,
     // then a later line adds 30 ms

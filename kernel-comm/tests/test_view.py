@@ -44,7 +44,7 @@ def test_samples_arrive_as_columns_and_deltas_append() -> None:
         "activeTasks": [0, 4],
         "totalCores": [8] * 3,
     }
-    assert normalize_samples(raw) == [(1000, 0, 8, 0), (1100, 4, 8, 0), (1250, 0, 8, 0)]
+    assert normalize_samples(raw) == [(1000, 0, 8, 0, 0), (1100, 4, 8, 0, 0), (1250, 0, 8, 0, 0)]
     state = StreamState()
     app = {"id": APP, "taskSamples": {"startMs": "1000", "offsetMs": [0], "activeTasks": [1]}}
     state.apply({"snapshot": True, "applications": [app]})

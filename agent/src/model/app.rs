@@ -46,7 +46,7 @@ pub struct TaskSample {
     pub active_tasks: u32,
     pub total_cores: u32,
     pub executors: u32,
-    /// Sessions with tasks running (work of no known session counts as one).
+    /// Sessions with a stage under way (work of no known session counts as one).
     pub busy_sessions: u32,
 }
 

@@ -288,16 +288,13 @@ impl AppState {
             .sum()
     }
 
-    /// Sessions with tasks running now: those of the jobs of the stage attempts with active
-    /// tasks (a stage of no known session's job counts as one more).
+    /// Sessions competing for task slots now: those of the jobs of the stage attempts under
+    /// way (tasks running, or waiting for a slot); a stage of no known session's job counts as
+    /// one more.
     pub fn busy_sessions(&self) -> u32 {
         let mut sessions: HashSet<&str> = HashSet::new();
-        for stage in self
-            .jobs
-            .live_stages
-            .values()
-            .filter(|s| s.active_tasks > 0)
-        {
+        let under_way = |s: &&Stage| s.active_tasks > 0 || s.status == StageStatus::Active;
+        for stage in self.jobs.live_stages.values().filter(under_way) {
             let session = stage.job_ids.iter().find_map(|id| {
                 let job = self.jobs.jobs.get(id)?;
                 job.connect.as_ref().map(|c| c.session_id.as_str())

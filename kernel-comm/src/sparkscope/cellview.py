@@ -1,18 +1,24 @@
 """One cell run as every view shows it: its job and stage rows, the findings on its stages (skew,
-spill, GC), the root cause of each failed job, the summary, links into Spark's UI, the cluster
-context and busy task slots. Pure: plain data in (the stream state's normalized entities), plain
-data out; the widget's traits, the text/plain and the text/html all render this one model."""
+spill, GC), on its SQL plans' operators and on the whole run (the advisor's), the root cause of
+each failed job, the summary, links into Spark's UI, the cluster context and busy task slots.
+Pure: plain data in (the stream state's normalized entities), plain data out; the widget's
+traits, the text/plain and the text/html all render this one model."""
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
+from .contention import contention
 from .state import Sample
+
+log = logging.getLogger("sparkscope")
 
 if TYPE_CHECKING:
     from .cellrun import CellRun
@@ -28,6 +34,57 @@ GC_SHARE = 0.1
 # run time under SMALL_TASK_MS: scheduling them costs more than their work.
 SMALL_TASKS = 5000
 SMALL_TASK_MS = 500
+
+# ---- the advisor's other rules (DataFlint's alerts). Each threshold may be set per user by the
+# kernel's environment, SPARKSCOPE_ADVISOR_<NAME> (read once at import), or `%sparkscope advisor
+# <name>=<value>`; see ADVISOR_THRESHOLDS.
+MiB = 1 << 20
+GiB = 1 << 30
+# Small files: a scan read (a write wrote) more than SMALL_FILES files of under SMALL_FILE_BYTES
+# on average: opening each costs more than reading it.
+SMALL_FILES = 100
+SMALL_FILE_BYTES = 3 * MiB
+# What a fix aims at per partition or file: Spark's own default split size.
+TARGET_PARTITION_BYTES = 128 * MiB
+# A sort-merge join whose smaller side shuffled less than this could broadcast that side.
+BROADCAST_CANDIDATE_BYTES = 100 * MiB
+# A broadcast of more than this goes to every executor's memory, and through the driver.
+BROADCAST_TOO_LARGE_BYTES = 1 * GiB
+# A join without an equality condition (CartesianProduct, BroadcastNestedLoopJoin) producing
+# more rows than this.
+CROSS_JOIN_ROWS = 10_000_000_000
+# The advisor's skew (DataFlint's): the longest task over SKEW_TASK_MS and at least
+# SKEW_TASK_RATIO times the median (the skew hint above has a lower bar and no fix).
+SKEW_TASK_MS = 5000
+SKEW_TASK_RATIO = 10.0
+# A task's partition over this (only totals are known: the stage's input and shuffle read over
+# its tasks, on average).
+LARGE_PARTITION_BYTES = 5 * GiB
+# A cell run of IDLE_CORES_MIN_MS or more whose tasks kept under IDLE_CORES_SHARE of the cores
+# busy, on average.
+IDLE_CORES_MIN_MS = 30_000
+IDLE_CORES_SHARE = 0.5
+# A stage spilled more than this to disk (the spill finding gets a fix).
+SPILL_DISK_BYTES = 0
+
+# name -> its type; SPARKSCOPE_ADVISOR_<name> in the environment sets it.
+ADVISOR_THRESHOLDS: dict[str, type] = {
+    "SMALL_TASKS": int,
+    "SMALL_TASK_MS": int,
+    "SMALL_FILES": int,
+    "SMALL_FILE_BYTES": int,
+    "TARGET_PARTITION_BYTES": int,
+    "BROADCAST_CANDIDATE_BYTES": int,
+    "BROADCAST_TOO_LARGE_BYTES": int,
+    "CROSS_JOIN_ROWS": int,
+    "SKEW_TASK_MS": int,
+    "SKEW_TASK_RATIO": float,
+    "LARGE_PARTITION_BYTES": int,
+    "IDLE_CORES_MIN_MS": int,
+    "IDLE_CORES_SHARE": float,
+    "SPILL_DISK_BYTES": int,
+}
+ADVISOR_ENV = "SPARKSCOPE_ADVISOR_"
 # Samples sent to the browser per cell: enough for a chart as wide as a notebook.
 MAX_POINTS = 400
 # After a cell's last job ended, the first sample this soon after still belongs to it.
@@ -40,7 +97,10 @@ MAX_PLAN_NODES = 500
 # Job statuses in the order a summary names them.
 JOB_ORDER = ("RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN")
 # Findings of one stage in the order they are shown.
-FINDING_ORDER = ("skew", "spill", "small-tasks", "gc")
+FINDING_ORDER = ("skew", "spill", "small-tasks", "partition-too-large", "gc")
+# The advisor's findings on a SQL execution's operators, and on the whole cell run.
+PLAN_FINDINGS = ("small-files", "broadcast", "broadcast-too-large", "cross-join")
+CELL_FINDINGS = ("idle-cores",)
 
 JOB_FIELDS = (
     "appId",
@@ -72,6 +132,10 @@ STAGE_FIELDS = (
     "completionTimeMs",
     "failureReason",
     "executorRunTimeMs",
+    "inputBytes",
+    "outputBytes",
+    "shuffleReadBytes",
+    "shuffleWriteBytes",
     "memorySpilledBytes",
     "diskSpilledBytes",
     "gcTimeMs",
@@ -317,10 +381,15 @@ def summarize(jobs: Sequence[Mapping[str, Any]], now_ms: int) -> str:
 
 @dataclass(frozen=True)
 class Finding:
-    """Something about one stage attempt worth a reader's attention, with the numbers behind it.
-    `severity` is `warning` (highlighted) or `info` (shown plainly: a GC share below GC_SHARE)."""
+    """Something worth a reader's attention, with the numbers behind it: about one stage attempt
+    (`scope` "stage"), one operator of a SQL execution's plan ("plan": `execution_id`,
+    `node_index`, `node_name`; stage and attempt -1) or the whole cell run ("cell": stage and
+    attempt -1, no jobs). `severity` is `warning` (highlighted) or `info` (shown plainly: a GC
+    share below GC_SHARE)."""
 
-    kind: str  # skew | spill | small-tasks | gc
+    # stage: skew | spill | small-tasks | partition-too-large | gc; plan: small-files |
+    # broadcast | broadcast-too-large | cross-join; cell: idle-cores
+    kind: str
     severity: str
     app_id: str
     stage_id: int
@@ -335,9 +404,17 @@ class Finding:
     text: str = ""
     # code a reader may insert as a new cell to act on it (never run for them); "" when none
     fix: str = ""
+    scope: str = "stage"  # stage | plan | cell
+    execution_id: int | None = None
+    node_index: int | None = None
+    node_name: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "scope": self.scope,
+            "executionId": self.execution_id,
+            "nodeIndex": self.node_index,
+            "nodeName": self.node_name,
             "kind": self.kind,
             "severity": self.severity,
             "appId": self.app_id,
@@ -374,11 +451,51 @@ def small_tasks(stage: Mapping[str, Any]) -> bool:
     return bool(d) and stage["numTasks"] > SMALL_TASKS and d["medianMs"] < SMALL_TASK_MS
 
 
+def skew_advised(stage: Mapping[str, Any]) -> bool:
+    """DataFlint's skew: the longest task over SKEW_TASK_MS, SKEW_TASK_RATIO times the median."""
+    d = stage.get("taskDurations")
+    return bool(d) and d["maxMs"] > SKEW_TASK_MS and d["maxMs"] >= SKEW_TASK_RATIO * d["medianMs"]
+
+
+def skew_fix(stage_id: int, d: Mapping[str, Any]) -> str:
+    ratio = f"{d['maxMs'] / d['medianMs']:.0f}× its median of" if d["medianMs"] else "its median"
+    return (
+        f"# sparkscope advisor: stage {stage_id}'s longest task took "
+        f"{format_duration(d['maxMs'])}, {ratio} {format_short(d['medianMs'])}.\n"
+        "# Let adaptive execution split the skewed partitions of sort-merge joins:\n"
+        'spark.conf.set("spark.sql.adaptive.enabled", "true")\n'
+        'spark.conf.set("spark.sql.adaptive.skewJoin.enabled", "true")\n'
+        "# Skew on a hot key outside a join (an aggregation): salt the key, e.g.\n"
+        "# from pyspark.sql import functions as F\n"
+        '# salted = df.withColumn("salt", (F.rand() * 16).cast("int"))\n'
+        '# salted.groupBy("key", "salt").agg(F.sum("v").alias("v")).groupBy("key").agg(F.sum("v"))'
+    )
+
+
+def spill_fix(stage_id: int, disk: int, tasks: int) -> str:
+    return (
+        f"# sparkscope advisor: stage {stage_id} spilled {format_bytes(disk)} to disk over "
+        f"{plural(tasks, 'task')}: their data did not fit in execution memory.\n"
+        "# Twice the shuffle partitions, half the data per task (or more memory per task):\n"
+        f'spark.conf.set("spark.sql.shuffle.partitions", "{max(2, 2 * tasks)}")'
+    )
+
+
+def stage_read_bytes(stage: Mapping[str, Any]) -> int:
+    return int(stage.get("inputBytes", 0) or 0) + int(stage.get("shuffleReadBytes", 0) or 0)
+
+
+def partition_bytes(stage: Mapping[str, Any]) -> float:
+    """What a task of the stage read, on average (only the stage's totals are known)."""
+    n = stage.get("numTasks", 0)
+    return stage_read_bytes(stage) / n if n > 0 else 0.0
+
+
 def stage_findings(
     stage: Mapping[str, Any], job_ids: Sequence[int] = (), cores: int = 0
 ) -> list[Finding]:
-    """Skew, spill, too many small tasks and the GC share of one stage attempt, in
-    FINDING_ORDER; `cores`: the application's, for the size of a fix."""
+    """Skew, spill, too many small tasks, partitions too large and the GC share of one stage
+    attempt, in FINDING_ORDER; `cores`: the application's, for the size of a fix."""
     where = {
         "app_id": stage["appId"],
         "stage_id": stage["stageId"],
@@ -387,7 +504,8 @@ def stage_findings(
     }
     sid = stage["stageId"]
     out = []
-    if skewed(stage):
+    advised = skew_advised(stage)
+    if skewed(stage) or advised:
         d = stage["taskDurations"]
         out.append(
             Finding(
@@ -405,6 +523,7 @@ def stage_findings(
                     f"stage {sid}: skew, slowest task {format_duration(d['maxMs'])} against a "
                     f"median of {format_duration(d['medianMs'])}"
                 ),
+                fix=skew_fix(sid, d) if advised else "",
                 **where,
             )
         )
@@ -423,6 +542,7 @@ def stage_findings(
                 ),
                 job_label=f"stage {sid}: spill {format_bytes(total)}",
                 text=f"stage {sid}: spilled {total:,} bytes",
+                fix=spill_fix(sid, disk, stage["numTasks"]) if disk > SPILL_DISK_BYTES else "",
                 **where,
             )
         )
@@ -449,6 +569,37 @@ def stage_findings(
                     "# Fewer, larger partitions before the work, e.g. about three per core "
                     f"({cores} cores here):\n"
                     f"df = df.coalesce({partitions})"
+                ),
+                **where,
+            )
+        )
+    big = int(partition_bytes(stage))
+    if big > LARGE_PARTITION_BYTES:
+        n, read = stage["numTasks"], stage_read_bytes(stage)
+        partitions = math.ceil(read / TARGET_PARTITION_BYTES)
+        out.append(
+            Finding(
+                "partition-too-large",
+                "warning",
+                evidence={"readBytes": read, "numTasks": n, "bytesPerTask": big},
+                label=f"{format_bytes(big)} per task",
+                title=(
+                    f"Partitions too large: stage {sid} read {format_bytes(read)} (input and "
+                    f"shuffle) in {plural(n, 'task')}, {format_bytes(big)} per task on average "
+                    f"(over {format_bytes(LARGE_PARTITION_BYTES)}): each task holds more than "
+                    "its memory, and runs long. More, smaller partitions."
+                ),
+                job_label=f"stage {sid}: {format_bytes(big)} per task",
+                text=(
+                    f"stage {sid}: {format_bytes(big)} per task on average "
+                    f"({read:,} bytes read by {plural(n, 'task')})"
+                ),
+                fix=(
+                    f"# sparkscope advisor: stage {sid} read {format_bytes(read)} in "
+                    f"{plural(n, 'task')}, {format_bytes(big)} per task on average.\n"
+                    f"# About {format_bytes(TARGET_PARTITION_BYTES)} per partition before the "
+                    "work:\n"
+                    f"df = df.repartition({partitions})"
                 ),
                 **where,
             )
@@ -682,7 +833,7 @@ def window(
     (a short burst of tasks stays visible)."""
     rows: list[list[int]] = []
     before = None
-    for at, active, cores, _executors in samples:
+    for at, active, cores, *_ in samples:
         if at < start_ms:
             before = [start_ms, active, cores]
             continue
@@ -871,6 +1022,455 @@ def plan_row(ex: Mapping[str, Any], label: str = "") -> dict[str, Any]:
     }
 
 
+# ---- the advisor on SQL plans (an operator's metrics) and on the whole cell run
+
+FILES_READ = "number of files read"
+FILES_READ_SIZE = "size of files read"
+FILES_WRITTEN = "number of written files"
+WRITTEN_SIZE = "written output"
+DYNAMIC_PARTS = "number of dynamic part"
+DATA_SIZE = "data size"
+SHUFFLE_WRITTEN = "shuffle bytes written"
+
+# "Scan parquet ", "Scan parquet spark_catalog.default.t", "FileScan csv"
+_SCAN_FORMAT = re.compile(r"(?:^|\s|File)Scan\s+(\w+)")
+# the formats DataFrameReader and DataFrameWriter have a method for
+_FORMATS = frozenset(("parquet", "orc", "json", "csv", "text"))
+# Spark's join type names (JoinType.toString) as DataFrame.join's `how`; and which side of such a
+# join a broadcast hash join may build on.
+_HOW = {
+    "Inner": None,
+    "LeftOuter": "left",
+    "RightOuter": "right",
+    "LeftSemi": "left_semi",
+    "LeftAnti": "left_anti",
+}
+_BUILDS = {
+    "Inner": ("left", "right"),
+    "Cross": ("left", "right"),
+    "LeftOuter": ("right",),
+    "LeftSemi": ("right",),
+    "LeftAnti": ("right",),
+    "ExistenceJoin": ("right",),
+    "RightOuter": ("left",),
+    "FullOuter": (),
+}
+_EXPR_ID = re.compile(r"#\d+L?\b")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def metric_value(node: Mapping[str, Any], name: str) -> int | None:
+    """A plan_row() node's metric by name (None: no such metric, or not updated yet)."""
+    return next((m["value"] for m in node["metrics"] if m["name"] == name), None)
+
+
+def _bracketed(text: str) -> tuple[list[list[str]], str]:
+    """The top-level `[...]` groups at the start of `text` (`[a, b], [c], rest`), each split
+    at its top-level commas, and what follows them."""
+    groups: list[list[str]] = []
+    i = 0
+    while True:
+        while i < len(text) and text[i] in " ,":
+            i += 1
+        if i >= len(text) or text[i] != "[":
+            break
+        depth, parts, start = 0, [], i + 1
+        for j in range(i, len(text)):
+            c = text[j]
+            if c in "[(":
+                depth += 1
+            elif c in "])":
+                depth -= 1
+                if depth == 0:
+                    parts.append(text[start:j])
+                    break
+            elif c == "," and depth == 1:
+                parts.append(text[start:j])
+                start = j + 1
+        else:
+            break  # cut short (the detail is cut to 300 characters)
+        groups.append([p.strip() for p in parts if p.strip()])
+        i = j + 1
+    return groups, text[i:].lstrip(" ,")
+
+
+def join_keys(detail: str) -> tuple[list[str], list[str], str] | None:
+    """A SortMergeJoin's keys without their expression ids, and its join type, from its
+    one-line description (`SortMergeJoin [k#1L], [k#5L], Inner` → ["k"], ["k"], "Inner")."""
+    rest = detail.split(None, 1)[1] if len(detail.split(None, 1)) == 2 else ""
+    groups, tail = _bracketed(rest)
+    if len(groups) < 2 or len(groups[0]) != len(groups[1]) or not groups[0]:
+        return None
+    left, right = ([_EXPR_ID.sub("", k) for k in g] for g in groups[:2])
+    how = re.match(r"\w+", tail)
+    return left, right, how.group(0) if how else ""
+
+
+def join_code(keys: tuple[list[str], list[str], str] | None, small: str) -> str:
+    """`large_df.join(broadcast(small_df), ["k"])`: the small side broadcast, the sides in the
+    plan's order; `<keys>` where the keys are no plain columns."""
+    left, right = ("large_df", "small_df") if small == "right" else ("small_df", "large_df")
+    on, how = "<keys>", ""
+    if keys is not None:
+        left_keys, right_keys, kind = keys
+        if all(_IDENTIFIER.fullmatch(k) for k in left_keys + right_keys):
+            if left_keys == right_keys:
+                on = "[" + ", ".join(f'"{k}"' for k in left_keys) + "]"
+            else:
+                terms = [
+                    f'{left}["{a}"] == {right}["{b}"]'
+                    for a, b in zip(left_keys, right_keys, strict=True)
+                ]
+                on = terms[0] if len(terms) == 1 else " & ".join(f"({t})" for t in terms)
+        if _HOW.get(kind):
+            how = f', "{_HOW[kind]}"'
+    first, second = (
+        (left, f"broadcast({right})") if small == "right" else (f"broadcast({left})", right)
+    )
+    return f"result = {first}.join({second}, {on}{how})"
+
+
+def _exchange_bytes(
+    start: int, nodes: Sequence[Mapping[str, Any]], children: Mapping[int, list[int]]
+) -> int | None:
+    """What the nearest Exchange at or under node `start` shuffled: its "data size", else its
+    "shuffle bytes written"; None without one, or before it has a value."""
+    level = [start]
+    while level:
+        for i in level:
+            n = nodes[i]
+            if n["name"].strip() == "Exchange":
+                size = metric_value(n, DATA_SIZE)
+                return size if size is not None else metric_value(n, SHUFFLE_WRITTEN)
+        level = [c for i in level for c in children.get(i, [])]
+    return None
+
+
+def _scan_io(fmt: str) -> tuple[str, str]:
+    """How a fix reads and writes files of the scan's format."""
+    if fmt in _FORMATS:
+        return f"spark.read.{fmt}(path)", f'.write.mode("overwrite").{fmt}(new_path)'
+    if fmt:
+        return (
+            f'spark.read.format("{fmt}").load(path)',
+            f'.write.format("{fmt}").mode("overwrite").save(new_path)',
+        )
+    return "spark.read.load(path)", '.write.mode("overwrite").save(new_path)'
+
+
+def plan_findings(plan: Mapping[str, Any]) -> list[Finding]:
+    """The advisor's findings on the operators of one SQL execution (a plan_row()): small files
+    read or written, a sort-merge join that could broadcast a side, a broadcast too large, a
+    join without a condition that multiplied its rows."""
+    nodes = plan["nodes"]
+    children: dict[int, list[int]] = {}
+    for n in nodes:
+        children.setdefault(n["parent"], []).append(n["index"])
+    qid = plan["executionId"]
+    out = []
+    for n in nodes:
+        name = n["name"].strip()
+        where = {
+            "app_id": plan["appId"],
+            "stage_id": -1,
+            "attempt_id": -1,
+            "job_ids": tuple(plan["jobIds"]),
+            "scope": "plan",
+            "execution_id": qid,
+            "node_index": n["index"],
+            "node_name": name,
+        }
+        of = f"{name} (query {qid})"
+
+        files, size = metric_value(n, FILES_READ), metric_value(n, FILES_READ_SIZE)
+        if files and size is not None and files > SMALL_FILES and size / files < SMALL_FILE_BYTES:
+            avg = size // files
+            fmt_match = _SCAN_FORMAT.search(name)
+            read, write = _scan_io(fmt_match.group(1).lower() if fmt_match else "")
+            parts = max(1, math.ceil(size / TARGET_PARTITION_BYTES))
+            out.append(
+                Finding(
+                    "small-files",
+                    "warning",
+                    evidence={"filesRead": files, "bytesRead": size, "avgBytes": avg},
+                    label=f"{files:,} small files read",
+                    title=(
+                        f"Small files: {name} read {files:,} files of {format_bytes(avg)} on "
+                        f"average, {format_bytes(size)} in all (over {SMALL_FILES:,} files under "
+                        f"{format_bytes(SMALL_FILE_BYTES)}): opening each costs more than "
+                        "reading it. Compact them into fewer, larger files."
+                    ),
+                    job_label=f"query {qid}: {files:,} small files read",
+                    text=(
+                        f"query {qid}, {name}: read {files:,} files of {format_bytes(avg)} on "
+                        "average"
+                    ),
+                    fix=(
+                        f"# sparkscope advisor: {of} read {format_bytes(size)} in all.\n"
+                        f"# {files:,} files of {format_bytes(avg)} on average: compact them, "
+                        "e.g.\n"
+                        f"# {read}.repartition({parts}){write}"
+                    ),
+                    **where,
+                )
+            )
+
+        files, size = metric_value(n, FILES_WRITTEN), metric_value(n, WRITTEN_SIZE)
+        if files and size is not None and files > SMALL_FILES and size / files < SMALL_FILE_BYTES:
+            avg = size // files
+            parts = max(1, math.ceil(size / TARGET_PARTITION_BYTES))
+            dynamic = metric_value(n, DYNAMIC_PARTS) or 0
+            partitioned = (
+                f"# A partitioned write ({dynamic:,} partitions): repartition by its partition "
+                "columns instead, e.g. df = df.repartition(*partition_columns)\n"
+                if dynamic > 1
+                else ""
+            )
+            out.append(
+                Finding(
+                    "small-files",
+                    "warning",
+                    evidence={"filesWritten": files, "bytesWritten": size, "avgBytes": avg},
+                    label=f"{files:,} small files written",
+                    title=(
+                        f"Small files: {name} wrote {files:,} files of {format_bytes(avg)} on "
+                        f"average, {format_bytes(size)} in all (over {SMALL_FILES:,} files under "
+                        f"{format_bytes(SMALL_FILE_BYTES)}): whatever reads them will open "
+                        "each. Fewer partitions before the write."
+                    ),
+                    job_label=f"query {qid}: {files:,} small files written",
+                    text=(
+                        f"query {qid}, {name}: wrote {files:,} files of {format_bytes(avg)} on "
+                        "average"
+                    ),
+                    fix=(
+                        f"# sparkscope advisor: {of} wrote {format_bytes(size)} in all.\n"
+                        + partitioned
+                        + f"df = df.coalesce({parts})  # before the write: {files:,} files of "
+                        f"{format_bytes(avg)} each"
+                    ),
+                    **where,
+                )
+            )
+
+        if name.startswith("SortMergeJoin") and plan["status"] != "running":
+            sides = children.get(n["index"], [])
+            sizes = [_exchange_bytes(c, nodes, children) for c in sides[:2]]
+            keys = join_keys(n["detail"])
+            builds = _BUILDS.get(keys[2], ("left", "right")) if keys else ("left", "right")
+            if len(sizes) == 2 and None not in sizes:
+                left, right = int(sizes[0] or 0), int(sizes[1] or 0)
+                small = "right" if right <= left else "left"
+                small_bytes = min(left, right)
+                if small_bytes < BROADCAST_CANDIDATE_BYTES and small in builds:
+                    out.append(
+                        Finding(
+                            "broadcast",
+                            "warning",
+                            evidence={
+                                "leftBytes": left,
+                                "rightBytes": right,
+                                "smallBytes": small_bytes,
+                            },
+                            label=f"broadcast the {format_bytes(small_bytes)} side",
+                            title=(
+                                f"Broadcast join: {name} shuffled {format_bytes(left)} (left) "
+                                f"and {format_bytes(right)} (right); the {small} side is under "
+                                f"{format_bytes(BROADCAST_CANDIDATE_BYTES)}: broadcast it, and "
+                                "the larger side is neither shuffled nor sorted."
+                            ),
+                            job_label=(
+                                f"query {qid}: {name} could broadcast its "
+                                f"{format_bytes(small_bytes)} side"
+                            ),
+                            text=(
+                                f"query {qid}, {name}: the {small} side "
+                                f"({format_bytes(small_bytes)}) could be broadcast"
+                            ),
+                            fix=(
+                                "from pyspark.sql.functions import broadcast\n"
+                                f"# sparkscope advisor: {of} shuffled {format_bytes(left)} "
+                                f"(left) and {format_bytes(right)} (right).\n"
+                                f"# the {format_bytes(small_bytes)} side of the SortMergeJoin "
+                                "is small enough to broadcast:\n"
+                                f"# {join_code(keys, small)}"
+                            ),
+                            **where,
+                        )
+                    )
+
+        size = metric_value(n, DATA_SIZE)
+        if name.startswith("BroadcastExchange") and size and size > BROADCAST_TOO_LARGE_BYTES:
+            out.append(
+                Finding(
+                    "broadcast-too-large",
+                    "warning",
+                    evidence={"bytes": size},
+                    label=f"broadcast {format_bytes(size)}",
+                    title=(
+                        f"Broadcast too large: {name} sent {format_bytes(size)} to every "
+                        f"executor (over {format_bytes(BROADCAST_TOO_LARGE_BYTES)}), through "
+                        "the driver and into each executor's memory. A sort-merge join "
+                        "would do better."
+                    ),
+                    job_label=f"query {qid}: broadcast {format_bytes(size)}",
+                    text=f"query {qid}, {name}: broadcast {size:,} bytes",
+                    fix=(
+                        f"# sparkscope advisor: {of} broadcast {format_bytes(size)} to every "
+                        "executor.\n"
+                        "# Remove the broadcast() hint on that side of the join, or stop "
+                        "Spark broadcasting on its own:\n"
+                        '# spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")'
+                    ),
+                    **where,
+                )
+            )
+
+        rows = metric_value(n, ROWS_METRIC)
+        cross = name.startswith(("CartesianProduct", "BroadcastNestedLoopJoin"))
+        if cross and rows and rows > CROSS_JOIN_ROWS:
+            out.append(
+                Finding(
+                    "cross-join",
+                    "warning",
+                    evidence={"rows": rows},
+                    label=f"cross join: {rows:,} rows",
+                    title=(
+                        f"Cross join: {name} produced {rows:,} rows (over {CROSS_JOIN_ROWS:,}): "
+                        "a join without an equality condition pairs every row of one side "
+                        "with every row of the other. Join on a key both sides share."
+                    ),
+                    job_label=f"query {qid}: cross join of {rows:,} rows",
+                    text=f"query {qid}, {name}: {rows:,} rows",
+                    fix=(
+                        f"# sparkscope advisor: {of} produced {rows:,} rows: a join without an "
+                        "equality condition pairs every row with every row of the other side.\n"
+                        "# Add a join condition on a key both sides share, e.g.\n"
+                        '# result = left_df.join(right_df, left_df["id"] == right_df["id"])'
+                    ),
+                    **where,
+                )
+            )
+    return out
+
+
+def busy_share(samples: Sequence[Sequence[int]], start_ms: int, end_ms: int) -> tuple[float, int]:
+    """The busy task slots over the cores, over [start_ms, end_ms] (each sample holds until the
+    next), and the most cores seen; (0.0, 0) without cores."""
+    busy = cores_ms = most = 0
+    for i, (at, active, cores, *_) in enumerate(samples):
+        until = samples[i + 1][0] if i + 1 < len(samples) else end_ms
+        lo, hi = max(at, start_ms), min(until, end_ms)
+        if hi <= lo or cores <= 0:
+            continue
+        cores_ms += cores * (hi - lo)
+        busy += min(active, cores) * (hi - lo)
+        most = max(most, cores)
+    return (busy / cores_ms if cores_ms else 0.0), most
+
+
+def cell_findings(
+    jobs: Sequence[Mapping[str, Any]], run: Summary, samples: Sequence[Sequence[int]]
+) -> list[Finding]:
+    """The advisor's findings on the whole cell run, once its jobs have ended: cores left idle
+    (the application's busy task slots over its cores, over the jobs' run)."""
+    if not run.has_jobs or run.live or run.end_ms - run.start_ms < IDLE_CORES_MIN_MS:
+        return []
+    share, cores = busy_share(samples, run.start_ms, run.end_ms)
+    if not cores or share >= IDLE_CORES_SHARE:
+        return []
+    took = run.end_ms - run.start_ms
+    pct = _round(share * 100)
+    return [
+        Finding(
+            "idle-cores",
+            "warning",
+            app_id=jobs[0]["appId"],
+            stage_id=-1,
+            attempt_id=-1,
+            job_ids=(),
+            scope="cell",
+            evidence={"busyShare": round(share, 4), "cores": cores, "runMs": took},
+            label=f"{pct}% of cores busy",
+            title=(
+                f"Idle cores: over this cell's {format_duration(took)} of jobs, {pct}% of the "
+                f"{cores} cores were busy on average (under {_round(IDLE_CORES_SHARE * 100)}%): "
+                "too few partitions to give every core a task, or more executors than the work "
+                "needs."
+            ),
+            text=f"the cell: {pct}% of {cores} cores busy over {format_duration(took)}",
+            fix=(
+                f"# sparkscope advisor: over this cell's {format_duration(took)} of jobs, {pct}% "
+                f"of the {cores} cores were busy on average.\n"
+                "# More partitions, so that every core has a task, e.g.\n"
+                f"# df = df.repartition({2 * cores})\n"
+                "# or fewer executors for this work (spark.executor.instances, dynamic "
+                "allocation)."
+            ),
+        )
+    ]
+
+
+# ---- the advisor's thresholds, per user
+
+
+def advisor_thresholds() -> dict[str, int | float]:
+    """Every threshold of the advisor by its name, as it stands."""
+    return {name: globals()[name] for name in ADVISOR_THRESHOLDS}
+
+
+def _threshold(name: str, value: Any) -> tuple[str, int | float]:
+    """A threshold's constant name and its value from text, or ValueError."""
+    key = str(name).strip().upper().replace("-", "_")
+    key = key.removeprefix(ADVISOR_ENV)
+    kind = ADVISOR_THRESHOLDS.get(key)
+    if kind is None:
+        known = ", ".join(n.lower() for n in ADVISOR_THRESHOLDS)
+        raise ValueError(f"no advisor threshold {name!r} (one of {known})")
+    text = str(value).strip().replace("_", "")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{key.lower()}: {value!r} is no number") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{key.lower()}: {value!r} is not a number of 0 or more")
+    if kind is int:
+        if not number.is_integer():
+            raise ValueError(f"{key.lower()}: {value!r} is no whole number")
+        number = int(number)
+    if key.endswith("_SHARE") and number > 1:
+        raise ValueError(f"{key.lower()}: {value!r} is no share (0 to 1)")
+    if key == "TARGET_PARTITION_BYTES" and number < 1:
+        raise ValueError(f"{key.lower()}: {value!r} is under 1 byte")
+    return key, number
+
+
+def set_advisor_thresholds(settings: Mapping[str, Any]) -> dict[str, int | float]:
+    """Set thresholds by name (`SMALL_FILE_BYTES`, `small_file_bytes`, `small-file-bytes`, or
+    the environment variable's name): all of them, or none and ValueError."""
+    parsed = dict(_threshold(name, value) for name, value in settings.items())
+    globals().update(parsed)
+    return parsed
+
+
+def read_advisor_env(environ: Mapping[str, str] | None = None) -> dict[str, int | float]:
+    """The thresholds the environment sets (SPARKSCOPE_ADVISOR_<NAME>); a bad value is ignored
+    with a warning in the log."""
+    env = os.environ if environ is None else environ
+    out: dict[str, int | float] = {}
+    for var in sorted(env):
+        if not var.startswith(ADVISOR_ENV):
+            continue
+        try:
+            out.update(set_advisor_thresholds({var: env[var]}))
+        except ValueError as e:
+            log.warning("sparkscope: %s ignored: %s", var, e)
+    return out
+
+
+read_advisor_env()
+
+
 # ---- the whole view
 
 
@@ -901,6 +1501,8 @@ class CellView:
     # plan_row()s of its SQL executions, by start; and how many older ones are not shown
     plans: list[dict[str, Any]] = field(default_factory=list)
     plans_dropped: int = 0
+    # its share of the server's cores over its run, beside the other sessions' (contention.py)
+    contention: dict[str, Any] | None = None
 
     summary: Summary = field(init=False)
     findings: list[Finding] = field(init=False)
@@ -909,7 +1511,11 @@ class CellView:
 
     def __post_init__(self) -> None:
         self.summary = summary(self.jobs)
-        self.findings = findings(self.jobs, self.stages, self.cluster.get("cores", 0))
+        self.findings = [
+            *findings(self.jobs, self.stages, self.cluster.get("cores", 0)),
+            *(f for plan in self.plans for f in plan_findings(plan)),
+            *cell_findings(self.jobs, self.summary, self.samples),
+        ]
         self.root_causes = root_causes(self.jobs, self.stages)
         self.links = links(
             self.context.get("uiLink", ""), self.jobs, self.stages, self.executor_logs
@@ -965,4 +1571,24 @@ def build(run: CellRun, stream: StreamState, now_ms: int) -> CellView:
         executor_logs=executor_logs(app),
         plans=run.plan_rows(),
         plans_dropped=run.plans_dropped,
+        contention=contention_of(jobs, stages, stream.samples.get(app_id, []), end_ms),
     )
+
+
+def contention_of(
+    jobs: Sequence[Mapping[str, Any]],
+    stages: Sequence[Mapping[str, Any]],
+    samples: Sequence[Sample],
+    end_ms: int,
+) -> dict[str, Any] | None:
+    """The cell's contention over its jobs' run (first submission to the end), with the window
+    it covers; None before a job ran or without samples."""
+    starts = [j["submissionTimeMs"] for j in jobs if j["submissionTimeMs"]]
+    if not starts:
+        return None
+    start_ms = min(starts)
+    own_ms = sum(int(s.get("executorRunTimeMs", 0) or 0) for s in stages)
+    c = contention(samples, start_ms, end_ms, own_ms)
+    if c is None:
+        return None
+    return {**c.as_dict(), "startMs": start_ms, "endMs": end_ms}

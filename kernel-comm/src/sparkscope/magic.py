@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .extension import Monitor
 
 USAGE = """%sparkscope [on|off] [--url URL] [--token-file PATH] [--throttle-ms N] [--settle-ms N]
+%sparkscope advisor [NAME=VALUE ...]
 
 Without options: the agent connection, the followed Spark Connect sessions and the settings.
   --url URL          the agent's stream (default $SPARKSCOPE_URL, else the Connect server's
@@ -26,6 +27,9 @@ Without options: the agent connection, the followed Spark Connect sessions and t
   --settle-ms N    wait up to N ms after a Spark cell for its final state (0: never)
   off / on         hide every sparkscope widget and stop tagging cells and following the
                    agent / show them again and resume (also --off / --on)
+  advisor NAME=VALUE  set thresholds of the advisor's findings for this kernel (e.g.
+                   small_file_bytes=1048576; also $SPARKSCOPE_ADVISOR_<NAME> when it starts);
+                   without any, show them all
 """
 
 
@@ -49,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def register_magic(shell: InteractiveShell, monitor: Monitor) -> None:
     def sparkscope(line: str = "") -> None:
-        args = _parser().parse_args(shlex.split(line))
+        words = shlex.split(line)
+        if words[:1] == ["advisor"]:
+            advisor(words[1:])
+            return
+        args = _parser().parse_args(words)
         if args.help:
             print(USAGE)
             return
@@ -83,3 +91,20 @@ def register_magic(shell: InteractiveShell, monitor: Monitor) -> None:
 
     sparkscope.__doc__ = USAGE
     shell.register_magic_function(sparkscope, "line", "sparkscope")
+
+
+def advisor(settings: list[str]) -> None:
+    """`%sparkscope advisor [NAME=VALUE ...]`: set the advisor's thresholds (all or none), then
+    show them; the next update of each cell's view applies them."""
+    from . import cellview
+
+    pairs = [item.partition("=") for item in settings]
+    if any(not sep for _, sep, _ in pairs):
+        raise UsageError(f"%sparkscope advisor: NAME=VALUE, e.g. small_files=200\n\n{USAGE}")
+    try:
+        cellview.set_advisor_thresholds({name: value for name, _, value in pairs})
+    except ValueError as e:
+        raise UsageError(f"%sparkscope advisor: {e}") from None
+    print("advisor thresholds (SPARKSCOPE_ADVISOR_<NAME> sets them when the kernel starts):")
+    for name, value in cellview.advisor_thresholds().items():
+        print(f"  {name.lower()}={value}")

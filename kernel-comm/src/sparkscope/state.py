@@ -152,6 +152,7 @@ TASK_SAMPLES = Message(
         "activeTasks": INTS,
         "totalCores": INTS,
         "executors": INTS,
+        "busySessions": INTS,
     },
 )
 NOTICE_KIND = enum("NOTICE_KIND_")
@@ -510,18 +511,18 @@ def normalize_tag_group(raw: Mapping[str, Any]) -> dict[str, Any]:
     return TAG_GROUP.read(raw)
 
 
-Sample = tuple[int, int, int, int]  # atMs, activeTasks, totalCores, executors
+Sample = tuple[int, int, int, int, int]  # atMs, activeTasks, totalCores, executors, busySessions
 
 
 def normalize_samples(raw: Mapping[str, Any]) -> list[Sample]:
     """`sparkscope.v1.TaskSamples` (columns, times as offsets) as (atMs, active, cores,
-    executors) rows, oldest first."""
+    executors, busy sessions) rows, oldest first."""
     t = TASK_SAMPLES.read(raw)
-    columns = [t[k] for k in ("activeTasks", "totalCores", "executors")]
+    columns = [t[k] for k in ("activeTasks", "totalCores", "executors", "busySessions")]
     rows = []
     for i, off in enumerate(t["offsetMs"]):
-        a, c, e = (col[i] if i < len(col) else 0 for col in columns)
-        rows.append((t["startMs"] + off, a, c, e))
+        a, c, e, b = (col[i] if i < len(col) else 0 for col in columns)
+        rows.append((t["startMs"] + off, a, c, e, b))
     return rows
 
 

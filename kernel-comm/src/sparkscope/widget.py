@@ -66,6 +66,10 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   `nodesHidden` (over the 500), `nodesDropped` (left out by the listener), `moreNodes` (both),
   `totalTimeMs`. Updated live, at the throttle's pace, while queries run.
 - `plans_dropped` (int): older SQL executions of the cell not in `plans`.
+- `contention` (dict, empty before a job ran): the cell's share of the server over its jobs' run
+  (`startMs`, `endMs`): `coresMs` (the cores' time), `ownMs` (its tasks' run time), `othersMs`
+  (the rest of the busy slots' time), `ownShare`, `othersShare`, `otherSessions` (other
+  sessions with tasks running at once, at most), `fullMs` (time every core was busy), `text`.
 - `view` (str): the view the user chose, `jobs|tasks|timeline|logs|plan`; set by the browser,
   saved with the notebook.
 - `hidden` (bool): every sparkscope widget of the notebook is hidden (the widget's "Hide all",
@@ -76,14 +80,22 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   while `live`; null without jobs), `jobCounts` {`running, succeeded, failed, unknown`},
   `details` (the details line: Spark version, master, application, Connect server, user,
   session) and `listenerGone` (the application has no listener connected).
-- `findings` (list of dict): what is worth a look on the stage attempts, by stage attempt:
-  `kind` (`skew|spill|small-tasks|gc`), `severity` (`warning`: highlighted; `info`: a GC share
-  below 10%), `appId, stageId, attemptId, jobIds`, `evidence` (skew: `minMs, medianMs, maxMs`;
-  spill: `memoryBytes, diskBytes, bytes`; small-tasks: `numTasks, medianMs`; gc: `gcTimeMs,
-  executorRunTimeMs, share`), `label` (the stage's badge), `jobLabel` (the job row's badge, ""
-  when not shown there), `title` (what it means and what to do), `text` (the sentence of the
-  static report) and `fix` (code the widget's "Insert fix" puts in a new cell below, never
-  run; "" when none).
+- `findings` (list of dict): what is worth a look, the stage attempts' by stage attempt, then
+  the SQL executions' operators' (by execution, node), then the whole cell run's: `scope`
+  (`stage|plan|cell`), `kind` (stage: `skew|spill|small-tasks|partition-too-large|gc`; plan:
+  `small-files|broadcast|broadcast-too-large|cross-join`; cell: `idle-cores`), `severity`
+  (`warning`: highlighted; `info`: a GC share below 10%), `appId, stageId, attemptId` (-1 for
+  plan and cell findings), `jobIds` (a plan finding's: its execution's; none for the cell's),
+  `executionId, nodeIndex, nodeName` (a plan finding's operator, else null/""), `evidence`
+  (skew: `minMs, medianMs, maxMs`; spill: `memoryBytes, diskBytes, bytes`; small-tasks:
+  `numTasks, medianMs`; partition-too-large: `readBytes, numTasks, bytesPerTask`; gc:
+  `gcTimeMs, executorRunTimeMs, share`; small-files: `filesRead, bytesRead, avgBytes` or
+  `filesWritten, bytesWritten, avgBytes`; broadcast: `leftBytes, rightBytes, smallBytes`;
+  broadcast-too-large: `bytes`; cross-join: `rows`; idle-cores: `busyShare, cores, runMs`),
+  `label` (its badge), `jobLabel` (the job row's badge, "" when not shown there), `title` (what
+  it means and what to do), `text` (the sentence of the static report) and `fix` (code the
+  widget's "Insert fix" puts in a new cell below, never run; "" when none). The advisor's
+  thresholds: cellview.ADVISOR_THRESHOLDS.
 - `root_causes` (list of dict): per failed job with a failed task, its first task failure:
   `appId, jobId, stageId, attemptId, taskId, what` (exception class, else Spark's reason),
   `message, where` (stage, task, executor and host, for people), `stackTrace`.
@@ -92,7 +104,8 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   live executors' logs as their workers serve them (`executorId, kind` (stdout, stderr), `url`;
   none in local mode).
 
-Stages also carry `executorRunTimeMs, memorySpilledBytes, diskSpilledBytes, gcTimeMs`,
+Stages also carry `executorRunTimeMs, inputBytes, outputBytes, shuffleReadBytes,
+shuffleWriteBytes, memorySpilledBytes, diskSpilledBytes, gcTimeMs`,
 `taskDurations` {`minMs, medianMs, maxMs`} of their successful tasks, and `firstFailure` {`taskId,
 index, attempt, executorId, host, reason, exceptionClass, message, stackTrace, timeMs`}.
 
@@ -165,6 +178,7 @@ class CellWidget(anywidget.AnyWidget):
     logs = traitlets.List(traitlets.Dict()).tag(sync=True)
     plans = traitlets.List(traitlets.Dict()).tag(sync=True)
     plans_dropped = traitlets.Int(0).tag(sync=True)
+    contention = traitlets.Dict().tag(sync=True)
     view = traitlets.Unicode("jobs").tag(sync=True)
     hidden = traitlets.Bool(False).tag(sync=True)
     overview = traitlets.Dict().tag(sync=True)
@@ -268,6 +282,7 @@ def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> di
         "logs": view.logs,
         "plans": view.plans,
         "plans_dropped": view.plans_dropped,
+        "contention": view.contention or {},
         "hidden": hidden,
         "overview": {
             **view.summary.to_json(),

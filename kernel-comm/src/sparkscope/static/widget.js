@@ -13,10 +13,17 @@
 // and for a failed job .sparkscope-root-cause (.sparkscope-exception-class, .sparkscope-exception-
 // message, .sparkscope-failure-where, details.sparkscope-trace); .sparkscope-stage[data-stage-id]
 // [data-attempt-id][data-status] with a.sparkscope-stage-link, .sparkscope-stage-hints and the
-// badges .sparkscope-hint-skew / -spill / -small-tasks / -gc (button.sparkscope-insert-fix
-// [data-kind][data-inserted] beside a finding with a fix), button.sparkscope-stuck ("Is it stuck?", shown
+// badges .sparkscope-hint-skew / -spill / -small-tasks / -partition-too-large / -gc (button.sparkscope-insert-fix
+// [data-kind][data-finding][data-inserted] beside a finding with a fix), button.sparkscope-stuck ("Is it stuck?", shown
 // once [data-stuck-at] has passed) and its answer .sparkscope-thread-dump[data-status][data-task-id]
 // [data-state][data-error] with pre.sparkscope-thread-dump-frames. .sparkscope-summary.
+// The advisor: every finding drawn is a .sparkscope-finding[data-finding=<kind>][data-scope=
+// stage|plan|cell][data-fix] (data-fix: the code Insert fix puts in a cell, when there is one)
+// with its evidence in its title: the stage's badge (its insert-fix button next to it), the plan
+// node's badge (Plan view) and, for the findings on no stage (plan and cell ones), an item of the
+// list .sparkscope-advisor[data-count] below the Jobs view's jobs, the button inside it.
+// .sparkscope-contention[data-start-ms][data-end-ms][data-cores-ms][data-own-ms][data-others-ms]
+// [data-own-share][data-others-share][data-other-sessions][data-full-ms] once other work ran beside.
 // Tasks view: .sparkscope-tasks-view[data-samples][data-max-active][data-last-active][data-cores]
 // with an svg (path.sparkscope-active-area, path.sparkscope-cores-line,
 // line.sparkscope-job-marker[data-job-id][data-kind=start|end]).
@@ -36,7 +43,8 @@
 // once AQE re-planned) and .sparkscope-plan-tree of .sparkscope-plan-node[data-node-name]
 // [data-node-index][data-depth][data-share][data-rows][data-top] rows (.sparkscope-plan-name,
 // .sparkscope-plan-detail, button.sparkscope-plan-node-toggle, .sparkscope-plan-heat, chips
-// .sparkscope-plan-metric[data-metric-name][data-metric-type]), then .sparkscope-plan-more
+// .sparkscope-plan-metric[data-metric-name][data-metric-type], and for a node with findings
+// [data-findings] and .sparkscope-plan-findings: their badges and insert-fix buttons), then .sparkscope-plan-more
 // [data-more]; the Plan tab carries [data-count].
 // Cancel: button .sparkscope-cancel (the whole cell run, while it runs) and .sparkscope-job-cancel
 // inside each running .sparkscope-job (both [data-unavailable] when the kernel has no agent
@@ -227,6 +235,7 @@ const TRAITS = [
   "logs",
   "plans",
   "plans_dropped",
+  "contention",
   "view",
   "hidden",
   "overview",
@@ -259,6 +268,7 @@ function readTraits(model) {
     logs: model.get("logs") || [],
     plans: model.get("plans") || [],
     plansDropped: model.get("plans_dropped") || 0,
+    contention: model.get("contention") || {},
     cancel: model.get("cancel") || {},
     cancelledJobs: new Set(model.get("cancelled_jobs") || []),
     agentError: model.get("agent_error") || "",
@@ -328,6 +338,8 @@ function drawCell(root, t, vs, act) {
     root.appendChild(toolbar(t.view, t.links.ui, act, t.logs, t.plans));
     const details = detailsLine(t.overview);
     if (details) root.appendChild(details);
+    const shared = contentionLine(t.contention);
+    if (shared) root.appendChild(shared);
   }
 
   const result = cancelResult(t.cancel, vs);
@@ -352,8 +364,20 @@ function drawCell(root, t, vs, act) {
   if (!collapsed && t.view === "tasks") body.appendChild(tasksView(t.jobs, t.samples, t.cluster, now));
   if (!collapsed && t.view === "timeline") body.appendChild(timelineView(t, vs, now, act));
   if (!collapsed && t.view === "logs") body.appendChild(logsView(t.logs, t.links.executorLogs || []));
-  if (!collapsed && t.view === "plan") body.appendChild(planView(t.plans, t.plansDropped, vs, now, act));
+  if (!collapsed && t.view === "plan") body.appendChild(planView(t.plans, t.plansDropped, t.findings, vs, now, act));
   root.appendChild(body);
+}
+
+// The cell's share of a shared server over its run, beside the other sessions': shown once
+// other work ran beside it.
+function contentionLine(c) {
+  if (!c || !c.text || !(c.othersMs > 0)) return null;
+  const line = el("div", "sparkscope-muted sparkscope-contention", c.text);
+  line.title = "Over this cell's jobs' run: its tasks' run time and the rest of the server's busy task slots, as shares of the cores' time";
+  for (const k of ["startMs", "endMs", "coresMs", "ownMs", "othersMs", "ownShare", "othersShare", "otherSessions", "fullMs"]) {
+    line.dataset[k] = String(c[k] ?? "");
+  }
+  return line;
 }
 
 function hiddenBar(act) {
@@ -576,6 +600,21 @@ function hintBadge(kind, text, title) {
   return b;
 }
 
+// A finding's badge: its kind, where it is, its fix (when it has one) in data attributes.
+function findingBadge(f) {
+  const b = hintBadge(f.kind, f.label, f.title);
+  markFinding(b, f);
+  return b;
+}
+
+function markFinding(node, f) {
+  node.classList.add("sparkscope-finding");
+  node.dataset.finding = f.kind;
+  node.dataset.scope = f.scope || "stage";
+  if (f.fix) node.dataset.fix = f.fix;
+  return node;
+}
+
 // An advisor's fix as a new cell below this one (JupyterLab's extension offers the hook), never
 // run; elsewhere it is copied for the reader to paste.
 function fixButton(f) {
@@ -598,7 +637,27 @@ function fixButton(f) {
     }
   });
   b.dataset.kind = f.kind;
+  b.dataset.finding = f.kind;
   return b;
+}
+
+// The findings on no stage row (a plan's operators, the whole cell run), listed with their
+// fixes below the jobs: the Plan view shows the operators' ones on their nodes too.
+function advisorList(findings) {
+  const mine = findings.filter((f) => f.scope === "plan" || f.scope === "cell");
+  if (!mine.length) return null;
+  const box = el("div", "sparkscope-advisor");
+  box.dataset.count = String(mine.length);
+  for (const f of mine) {
+    const item = markFinding(el("div", "sparkscope-advisor-item"), f);
+    item.title = f.title;
+    item.appendChild(el("span", `sparkscope-hint sparkscope-hint-${f.kind}`, f.label));
+    const where = f.scope === "plan" ? `Query ${f.executionId} · ${f.nodeName}` : "this cell";
+    item.appendChild(el("span", "sparkscope-advisor-where", where));
+    if (f.fix) item.appendChild(fixButton(f));
+    box.appendChild(item);
+  }
+  return box;
 }
 
 // ---- Jobs view: a row per job, its stage attempts when expanded
@@ -611,6 +670,8 @@ function jobsView(t, vs, now, act) {
     const cause = t.rootCauses.find((c) => c.appId === job.appId && c.jobId === job.jobId) || null;
     list.appendChild(jobRow(job, stages, findings, cause, t, vs, now, act));
   }
+  const advisor = advisorList(t.findings);
+  if (advisor) list.appendChild(advisor);
   return list;
 }
 
@@ -764,10 +825,10 @@ function stageRow(s, findings, href, now, list, act) {
   }
   for (const f of findings) {
     if (f.severity === "warning") {
-      hints.appendChild(hintBadge(f.kind, f.label, f.title));
+      hints.appendChild(findingBadge(f));
       if (f.fix) hints.appendChild(fixButton(f));
     } else {
-      const plain = el("span", `sparkscope-${f.kind}`, f.label);
+      const plain = markFinding(el("span", `sparkscope-${f.kind}`, f.label), f);
       plain.title = f.title;
       hints.appendChild(plain);
     }
@@ -890,7 +951,7 @@ const PLAN_DETAIL_CHARS = 120;
 // Indentation stops growing here (a deep plan stays readable).
 const PLAN_MAX_INDENT = 24;
 
-function planView(plans, dropped, vs, now, act) {
+function planView(plans, dropped, findings, vs, now, act) {
   const node = el("div", "sparkscope-plan-view");
   node.dataset.executions = String(plans.length);
   if (!plans.length) {
@@ -901,11 +962,14 @@ function planView(plans, dropped, vs, now, act) {
     const text = `${dropped} earlier ${dropped === 1 ? "query" : "queries"} of this cell not shown`;
     node.appendChild(el("div", "sparkscope-muted sparkscope-plan-dropped", text));
   }
-  for (const p of plans) node.appendChild(planExecution(p, vs, now, act));
+  for (const p of plans) {
+    const mine = findings.filter((f) => f.scope === "plan" && f.appId === p.appId && f.executionId === p.executionId);
+    node.appendChild(planExecution(p, mine, vs, now, act));
+  }
   return node;
 }
 
-function planExecution(p, vs, now, act) {
+function planExecution(p, findings, vs, now, act) {
   const key = `${p.appId}/${p.executionId}`;
   const open = !vs.plansClosed.has(key);
   const box = el("div", "sparkscope-plan-execution");
@@ -946,7 +1010,7 @@ function planExecution(p, vs, now, act) {
     box.appendChild(err);
   }
   if (!open) return box;
-  box.appendChild(planTree(p, key, vs, act));
+  box.appendChild(planTree(p, findings, key, vs, act));
   if (p.moreNodes > 0) {
     const more = el("div", "sparkscope-muted sparkscope-plan-more", `… ${plural(p.moreNodes, "more node")}`);
     more.dataset.more = String(p.moreNodes);
@@ -959,7 +1023,7 @@ function planExecution(p, vs, now, act) {
   return box;
 }
 
-function planTree(p, key, vs, act) {
+function planTree(p, findings, key, vs, act) {
   const tree = el("div", "sparkscope-plan-tree");
   tree.setAttribute("role", "tree");
   const nodes = p.nodes || [];
@@ -973,12 +1037,13 @@ function planTree(p, key, vs, act) {
     const nodeKey = `${key}/${p.planVersion}/${n.index}`;
     const folded = vs.planNodesClosed.has(nodeKey);
     if (folded) foldedDepth = n.depth;
-    tree.appendChild(planNode(n, parents.has(n.index), folded, nodeKey, p.totalTimeMs, vs, act));
+    const mine = findings.filter((f) => f.nodeIndex === n.index);
+    tree.appendChild(planNode(n, parents.has(n.index), folded, nodeKey, p.totalTimeMs, mine, vs, act));
   }
   return tree;
 }
 
-function planNode(n, hasChildren, folded, nodeKey, totalMs, vs, act) {
+function planNode(n, hasChildren, folded, nodeKey, totalMs, findings, vs, act) {
   const row = el("div", "sparkscope-plan-node");
   row.setAttribute("role", "treeitem");
   row.setAttribute("aria-level", String(n.depth + 1));
@@ -1026,6 +1091,15 @@ function planNode(n, hasChildren, folded, nodeKey, totalMs, vs, act) {
   }
   if (n.top) line.appendChild(el("span", "sparkscope-plan-top-badge", "most time"));
   row.appendChild(line);
+  if (findings.length) {
+    row.dataset.findings = findings.map((f) => f.kind).join(" ");
+    const box = el("div", "sparkscope-plan-findings");
+    for (const f of findings) {
+      box.appendChild(findingBadge(f));
+      if (f.fix) box.appendChild(fixButton(f));
+    }
+    row.appendChild(box);
+  }
 
   if ((n.metrics || []).length) {
     const chips = el("div", "sparkscope-plan-metrics");

@@ -1,0 +1,179 @@
+"""The contention line of a cell on a shared server, in a real browser: ivy's notebook and zed's
+Connect session compete for the two cores of one real Spark Connect server (local[2]) with the
+listener and the agent. Ivy's cell says what share of the cores it held over its run, how many
+other sessions held how much, and how long every core was busy; each equals what Spark's task
+start and end times (its REST API's task lists) say for the same window, within one sample
+period (the stream interval) per core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import harness
+import pytest
+from harness import browser, nbrun
+
+SETUP = """%load_ext sparkscope
+import warnings
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.remote({url!r}).create()
+spark.range(1).collect()  # warm-up
+"""
+# eight tasks of 1.5 s each: 6 s on two free cores
+SLEEPY = (
+    "spark.range(0, 8, 1, 8).selectExpr(\"reflect('java.lang.Thread', 'sleep', "
+    'cast(1500 as bigint)) AS x").collect()'
+)
+NOTEBOOK = "contention.ipynb"
+INTERVAL_MS = 100  # the agent's stream interval: one busy-slots sample per interval at most
+
+CONTENTION_JS = """(index) => {
+  const cell = window.jupyterapp.shell.currentWidget.content.widgets[index];
+  const root = cell.node.querySelector('.sparkscope-cell');
+  const line = root && root.querySelector('.sparkscope-contention');
+  return line ? {...line.dataset, text: line.textContent, state: root.dataset.state} : null;
+}"""
+
+
+@pytest.fixture(scope="module")
+def agent(
+    require_browser, require_piece, artifacts_dir: Path, log_registry
+) -> Iterator[harness.Agent]:
+    binary = require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
+    log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
+    token = "ct-" + secrets.token_hex(16)
+    with harness.Agent(binary, artifacts_dir, token=token) as agent:
+        yield agent
+
+
+@pytest.fixture(scope="module")
+def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to):
+    log_registry(artifacts_dir / "spark-connect-server.log", "Spark Connect server log")
+    with reporting_to(artifacts_dir, agent) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def lab(
+    server: harness.SparkConnectServer, agent: harness.Agent, artifacts_dir: Path, log_registry
+):
+    root = artifacts_dir / "lab-root"
+    root.mkdir(exist_ok=True)
+    nbrun.write_notebook(
+        root / NOTEBOOK, [SETUP.format(url=server.remote_url(user_id="ivy")), SLEEPY]
+    )
+    log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
+    env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
+    with harness.JupyterLab(root, artifacts_dir, env=env) as lab:
+        yield lab
+
+
+def tasks_of(server: harness.SparkConnectServer, user: str, theirs: bool = True) -> list[dict]:
+    """Every task of the stages of `user`'s jobs (theirs=False: of everybody else's), from
+    Spark's REST API."""
+    mark = f"_User_{user}_Session_"
+    stages: set[int] = set()
+    for j in server.jobs():
+        if any(mark in t for t in j.get("jobTags", [])) == theirs:
+            stages.update(j["stageIds"])
+    out = []
+    for st in server.rest("stages"):
+        if st["stageId"] in stages:
+            path = f"stages/{st['stageId']}/{st['attemptId']}/taskList"
+            out.extend(server.rest(path, {"length": 10_000}))
+    return out
+
+
+def overlap_ms(task: dict, start: int, end: int) -> int:
+    """How long a task ran within [start, end], from Spark's launch time and duration."""
+    launch = datetime.strptime(task["launchTime"], "%Y-%m-%dT%H:%M:%S.%f%Z")
+    t0 = int(launch.replace(tzinfo=UTC).timestamp() * 1000)
+    t1 = t0 + int(task.get("duration", 0))
+    return max(0, min(t1, end) - max(t0, start))
+
+
+def test_the_contention_line_equals_sparks_task_times(
+    require_browser,
+    artifacts_dir: Path,
+    screenshots_dir: Path,
+    lab: harness.JupyterLab,
+    server: harness.SparkConnectServer,
+) -> None:
+    shots = browser.Screenshots(screenshots_dir, "contention", [])
+    zed = harness.connect_session(server.remote_url(user_id="zed"))
+    try:
+        zed.range(1).collect()
+        with browser.chromium(artifacts_dir / "chromium-profile") as context:
+            nb = browser.LabNotebook.open(context, lab, NOTEBOOK)
+            try:
+                nb.run_cell(0)
+                nb.wait_cell_done(0, 180)
+                # zed's job takes the cores first; ivy's cell waits for them, then shares
+                competing = threading.Thread(
+                    target=lambda: (
+                        zed.range(0, 8, 1, 8)
+                        .selectExpr("reflect('java.lang.Thread', 'sleep', cast(1500 as bigint))")
+                        .collect()
+                    ),
+                    daemon=True,
+                )
+                competing.start()
+                harness.wait_until(lambda: server.jobs("running"), 30, 0.1, "zed's job to start")
+                nb.run_cell(1)
+                nb.wait_cell_done(1, 120)
+                competing.join(60)
+                node = nb.cell_locator(1).locator(".sparkscope-cell").first
+                if "sparkscope-collapsed" in (node.get_attribute("class") or ""):
+                    node.locator(".sparkscope-header").click()
+                line = harness.wait_until(
+                    lambda: (
+                        (v := nb.page.evaluate(CONTENTION_JS, 1))
+                        and v.get("state") != "running"
+                        and v
+                    ),
+                    30,
+                    0.3,
+                    "the contention line",
+                )
+                shots.save(nb.page, "ivy")
+                path = shots.directory / "contention-widget.png"
+                node.screenshot(path=str(path))
+                shots.saved.append(path)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    shots.save(nb.page, "failure")
+                raise
+    finally:
+        zed.stop()
+
+    start, end = int(line["startMs"]), int(line["endMs"])
+    cores = 2
+    cores_ms = cores * (end - start)
+    # the cell's tasks, not the warm-up's of the cell before
+    own_spark = sum(
+        t["taskMetrics"]["executorRunTime"]
+        for t in tasks_of(server, "ivy")
+        if overlap_ms(t, start, end) > 0
+    )
+    others_spark = sum(overlap_ms(t, start, end) for t in tasks_of(server, "ivy", theirs=False))
+    own, others = int(line["ownMs"]), int(line["othersMs"])
+    # one sample period per core for every change of the busy slots a task start or end makes
+    changes = 2 * 16
+    tolerance = INTERVAL_MS * changes
+    print(
+        f"contention line: {line['text']!r}; window {end - start} ms on {cores} cores; "
+        f"own {own} ms (Spark {own_spark} ms), others {others} ms (Spark {others_spark} ms), "
+        f"tolerance {tolerance} ms"
+    )
+    assert int(line["coresMs"]) == cores_ms, line
+    assert abs(own - own_spark) <= tolerance, (own, own_spark)
+    assert abs(others - others_spark) <= tolerance, (others, others_spark)
+    assert int(line["otherSessions"]) == 1, line
+    assert own_spark > 5_000 and others_spark > 2_000, (own_spark, others_spark)
