@@ -8,7 +8,11 @@ does, and counts what it receives; the kernel's iopub `comm_msg`s (the widget's 
 samples for the Tasks view included: the kernel sends them whichever view is shown) are counted
 from the kernel's side.
 
-    .venv/bin/python scripts/bench_stream_bytes.py [--tasks 10000]
+    .venv/bin/python scripts/bench_stream_bytes.py [--tasks 10000] [--plan-branches 0]
+
+With --plan-branches B the cell's query is a union of B aggregations over ranges (about ten
+operators each: 200 or so with B = 20), with the same number of tasks in all, so what the Plan
+view's live operator metrics add to the stream shows beside a plain stage's figures.
 """
 
 from __future__ import annotations
@@ -35,12 +39,23 @@ spark.range(1).collect()
 print(spark.client._session_id)
 """
 CELL = 'spark.range(0, {n}, 1, {n}).selectExpr("id % 7 AS k").collect(); None'
+# B aggregations over ranges, unioned: a plan of about ten operators per branch
+PLAN_CELL = """from functools import reduce
+parts = [
+    spark.range(0, {rows}, 1, {per}).where(f"id % {b} != {{i}}").selectExpr("id % 7 AS k", "id AS v")
+    .groupBy("k").agg({{"v": "sum"}}).withColumnRenamed("sum(v)", "s")
+    for i in range({b})
+]
+reduce(lambda a, b: a.unionByName(b), parts).collect(); None
+"""
 
 
 def follow(url: str, token: str, session: str, user: str, out: list, stop: threading.Event):
     import websocket
 
-    ws = websocket.create_connection(url, header=[f"Authorization: Bearer {token}"], timeout=5)
+    ws = websocket.create_connection(
+        url, header=[f"Authorization: Bearer {token}"], timeout=5, suppress_origin=True
+    )
     ws.send(json.dumps({"subscribe": {"sessions": [{"sessionId": session, "userId": user}]}}))
     ws.settimeout(0.5)
     while not stop.is_set():
@@ -48,11 +63,24 @@ def follow(url: str, token: str, session: str, user: str, out: list, stop: threa
             frame = ws.recv()
         except websocket.WebSocketTimeoutException:
             continue
-        out.append((time.monotonic(), len(frame.encode() if isinstance(frame, str) else frame)))
+        out.append((time.monotonic(), frame if isinstance(frame, str) else frame.decode()))
     ws.close()
 
 
-def run(tasks: int) -> None:
+def plan_nodes(frames: list[tuple[float, str]]) -> tuple[int, int]:
+    """The largest plan seen on the stream (nodes) and how many metric values came."""
+    most = values = 0
+    for _, text in frames:
+        if "sqlExecutions" not in text:
+            continue
+        msg = json.loads(text)
+        for x in (msg.get("update") or msg).get("sqlExecutions", []):
+            most = max(most, len(x.get("nodes", [])))
+            values += len(x.get("metricValues", []))
+    return most, values
+
+
+def run(tasks: int, branches: int) -> None:
     from jupyter_client.manager import KernelManager
 
     user = "bench"
@@ -104,7 +132,12 @@ def run(tasks: int) -> None:
                 time.sleep(1.0)  # the subscription's snapshot is not the stage's traffic
                 frames.clear()
                 start = time.monotonic()
-                msg_id = kc.execute(CELL.format(n=tasks))
+                if branches:
+                    per = max(1, tasks // branches)
+                    cell = PLAN_CELL.format(rows=per * 10, per=per, b=branches)
+                else:
+                    cell = CELL.format(n=tasks)
+                msg_id = kc.execute(cell)
                 end = None
                 while True:
                     try:
@@ -130,9 +163,12 @@ def run(tasks: int) -> None:
             seconds = end - start
             during = [f for f in frames if start <= f[0] <= end]
             comm_during = [c for c in comm if start <= c[0] <= end]
-            stream_bytes = sum(n for _, n in during)
+            stream_bytes = sum(len(text.encode()) for _, text in during)
             comm_bytes = sum(n for _, n in comm_during)
-            print(f"stage of {tasks} tasks ran {seconds:.1f} s ({tasks / seconds:,.0f} tasks/s)")
+            what = f"a {branches}-branch union" if branches else "a stage"
+            print(f"{what} of {tasks} tasks ran {seconds:.1f} s ({tasks / seconds:,.0f} tasks/s)")
+            nodes, values = plan_nodes(during)
+            print(f"largest plan on the stream: {nodes} operators; {values} metric values sent")
             print(
                 f"agent -> kernel stream: {stream_bytes / seconds / 1024:.1f} KiB/s, "
                 f"{len(during) / seconds:.1f} frames/s, {stream_bytes / max(len(during), 1):,.0f} "
@@ -147,7 +183,9 @@ def run(tasks: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=10_000)
-    run(p.parse_args().tasks)
+    p.add_argument("--plan-branches", type=int, default=0)
+    a = p.parse_args()
+    run(a.tasks, a.plan_branches)
 
 
 if __name__ == "__main__":

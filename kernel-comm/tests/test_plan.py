@@ -593,3 +593,16 @@ def test_sql_execution_table_reads_every_field() -> None:
     ex = SQL_EXECUTION.read({"executionId": "9", "endMs": "7", "nodes": [{"parent": -1}]})
     assert ex["executionId"] == 9 and ex["endMs"] == 7 and ex["nodes"][0]["metrics"] == []
     assert SQL_EXECUTION.read({})["endMs"] is None
+
+
+def test_metrics_that_stayed_zero_travel_as_names_only() -> None:
+    from sparkscope.widget import compact_plans
+
+    rows = {"name": "number of output rows", "type": "sum", "value": 0, "text": "0"}
+    spill = {"name": "spill size", "type": "size", "value": 0, "text": "0.0 B"}
+    time_ = {"name": "sort time", "type": "timing", "value": 5, "text": "5 ms"}
+    plans = [{"executionId": 1, "nodes": [{"name": "Sort", "metrics": [rows, spill, time_]}]}]
+    (node,) = compact_plans(plans)[0]["nodes"]
+    assert node["metrics"] == [rows, time_], "the rows always show"
+    assert node["zeros"] == ["spill size"]
+    assert plans[0]["nodes"][0]["metrics"] == [rows, spill, time_], "the view is not changed"

@@ -75,6 +75,9 @@ class CellRun:
     # a job or stage changed status: shown at once, not held back by the throttle
     urgent: bool = False
     last_flush: float = 0.0
+    # when the Plan view's operator metrics last went to the widget, and the plans' shape then
+    plans_sent: float = 0.0
+    plans_shape: tuple = ()
     final_sent: bool = False
     # the text/plain summary last published: a job the agent reports after the cell ended
     # changes it, and frontends without widgets must see that too

@@ -39,6 +39,8 @@ __all__ = ["CANCEL_REASON", "Config", "Monitor", "default_token", "read_token_fi
 
 TAG_PREFIX = "sparkscope-cell-"
 SETTLE_GIVE_UP = 3  # settle timeouts in a row before settling is switched off
+# a running query's operator metrics go to the widget at most this often (seconds)
+PLAN_INTERVAL_S = 2.0
 
 
 def new_tag() -> str:
@@ -425,6 +427,7 @@ class Monitor:
             run.final_sent = done
             run.final_text = text if done else ""
             return
+        self._throttle_plans(run, values, done)
         with run.widget.hold_sync():
             for name, value in values.items():
                 if getattr(run.widget, name) != value:
@@ -435,6 +438,23 @@ class Monitor:
                 self.publisher.update(run.display_id, data, metadata)
                 run.final_text = text
         run.final_sent = done
+
+    @staticmethod
+    def _throttle_plans(run: CellRun, values: dict[str, Any], done: bool) -> None:
+        """A plan's operator metrics change with nearly every update while its query runs, and
+        a large plan is tens of KiB: they go to the browser every PLAN_INTERVAL_S at most. A new
+        query, a re-plan, a status change and the final state go at once."""
+        plans = values.get("plans") or []
+        shape = tuple(
+            (p.get("executionId"), p.get("status"), p.get("planVersion"), p.get("nodeCount"))
+            for p in plans
+        )
+        now = time.monotonic()
+        if not done and shape == run.plans_shape and now - run.plans_sent < PLAN_INTERVAL_S:
+            values.pop("plans", None)
+            return
+        run.plans_shape = shape
+        run.plans_sent = now
 
     @staticmethod
     def _bundle(widget: Any, text: str) -> tuple[dict, dict]:

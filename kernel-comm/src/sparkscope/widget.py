@@ -256,6 +256,30 @@ def public_cancel(outcome: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+ROWS = "number of output rows"
+
+
+def compact_plans(plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plans as the widget gets them: a metric that stayed 0 (push-based shuffle's on a
+    cluster without it, a spill that did not happen) travels as its name in the node's
+    `zeros`, not as a chip; a large plan's payload is mostly those."""
+    out = []
+    for p in plans:
+        nodes = []
+        for n in p.get("nodes", []):
+            metrics = n.get("metrics", [])
+            zero = [m for m in metrics if m.get("value") == 0 and m.get("name") != ROWS]
+            if zero:
+                n = {
+                    **n,
+                    "metrics": [m for m in metrics if m not in zero],
+                    "zeros": [m["name"] for m in zero],
+                }
+            nodes.append(n)
+        out.append({**p, "nodes": nodes})
+    return out
+
+
 def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> dict[str, Any]:
     """A cell run's view as the widget's traits (but `view`, which the browser sets). Session,
     user and operation ids stay kernel-side: the synced traits are saved with the notebook."""
@@ -280,7 +304,7 @@ def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> di
         "errors": [public(e) for e in view.errors],
         "task_lists": view.task_lists,
         "logs": view.logs,
-        "plans": view.plans,
+        "plans": compact_plans(view.plans),
         "plans_dropped": view.plans_dropped,
         "contention": view.contention or {},
         "hidden": hidden,

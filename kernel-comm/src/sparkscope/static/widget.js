@@ -369,9 +369,10 @@ function drawCell(root, t, vs, act) {
 }
 
 // The cell's share of a shared server over its run, beside the other sessions': shown once
-// other work ran beside it.
+// another session competed, or other work held a twentieth of the cores (less is the samples'
+// grain).
 function contentionLine(c) {
-  if (!c || !c.text || !(c.othersMs > 0)) return null;
+  if (!c || !c.text || !(c.otherSessions > 0 || c.othersShare >= 0.05)) return null;
   const line = el("div", "sparkscope-muted sparkscope-contention", c.text);
   line.title = "Over this cell's jobs' run: its tasks' run time and the rest of the server's busy task slots, as shares of the cores' time";
   for (const k of ["startMs", "endMs", "coresMs", "ownMs", "othersMs", "ownShare", "othersShare", "otherSessions", "fullMs"]) {
@@ -1101,16 +1102,9 @@ function planNode(n, hasChildren, folded, nodeKey, totalMs, findings, vs, act) {
     row.appendChild(box);
   }
 
-  if ((n.metrics || []).length) {
+  if ((n.metrics || []).length || (n.zeros || []).length) {
     const chips = el("div", "sparkscope-plan-metrics");
-    let zeros = 0;
     for (const m of n.metrics) {
-      // Metrics that stayed 0 (push-based shuffle's on a cluster without it, spills that did
-      // not happen) are counted, not shown; the rows are always shown.
-      if (m.value === 0 && m.name !== "number of output rows") {
-        zeros += 1;
-        continue;
-      }
       const chip = el("span", "sparkscope-plan-metric", `${m.name}: ${m.text}`);
       chip.dataset.metricName = m.name;
       chip.dataset.metricType = m.type;
@@ -1118,9 +1112,11 @@ function planNode(n, hasChildren, folded, nodeKey, totalMs, findings, vs, act) {
       else chip.dataset.value = String(m.value);
       chips.appendChild(chip);
     }
-    if (zeros) {
-      const z = el("span", "sparkscope-muted sparkscope-plan-zeros", `+${zeros} at 0`);
-      z.title = n.metrics.filter((m) => m.value === 0 && m.name !== "number of output rows").map((m) => m.name).join(", ");
+    // Metrics that stayed 0 are counted, not shown (the kernel sends their names only).
+    const zeros = n.zeros || [];
+    if (zeros.length) {
+      const z = el("span", "sparkscope-muted sparkscope-plan-zeros", `+${zeros.length} at 0`);
+      z.title = zeros.join(", ");
       chips.appendChild(z);
     }
     row.appendChild(chips);

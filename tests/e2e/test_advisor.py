@@ -1,0 +1,196 @@
+"""The advisor's plan findings, in a real browser, against a real Spark Connect server with the
+listener and the agent:
+
+- a join Spark plans as sort-merge (broadcasts switched off in the session) whose one side is
+  small gets the broadcast finding; its fix, inserted below and never run, has `broadcast()` on
+  the small side and the plan's join keys; that fix with the notebook's DataFrames filled in
+  runs faster than the sort-merge join did (both runs' times from Spark's SQL REST API);
+- a write of many small files gets the small-files finding, with Spark's own figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import harness
+import pytest
+from harness import browser, nbrun
+
+SETUP = """%load_ext sparkscope
+import warnings
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.remote({url!r}).create()
+spark.range(1).collect()  # warm-up
+"""
+JOIN = """spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
+big = spark.range(0, 3_000_000, 1, 8).selectExpr("id % 1000 AS k", "id AS v")
+small = spark.range(0, 1000, 1, 2).selectExpr("id AS k", "id % 7 AS c")
+big.join(small, ["k"]).groupBy("c").count().collect()
+"""
+WRITE = "spark.range(0, 200_000, 1, 150).write.mode('overwrite').parquet({path!r})"
+NOTEBOOK = "advisor.ipynb"
+
+FINDINGS_JS = """(index) => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  const root = nb.widgets[index].node.querySelector('.sparkscope-cell');
+  return {
+    state: root ? root.dataset.state : null,
+    findings: root ? [...root.querySelectorAll('.sparkscope-advisor .sparkscope-finding')].map(
+      (n) => ({id: n.dataset.finding, title: n.title, fix: n.dataset.fix || null,
+               text: n.textContent})) : [],
+    cells: nb.widgets.map((c) => ({type: c.model.type, source: c.model.sharedModel.getSource(),
+      count: c.model.type === 'code' ? c.model.executionCount : null})),
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def agent(
+    require_browser, require_piece, artifacts_dir: Path, log_registry
+) -> Iterator[harness.Agent]:
+    binary = require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
+    log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
+    with harness.Agent(binary, artifacts_dir, token="ad-" + secrets.token_hex(16)) as agent:
+        yield agent
+
+
+@pytest.fixture(scope="module")
+def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to):
+    log_registry(artifacts_dir / "spark-connect-server.log", "Spark Connect server log")
+    with reporting_to(artifacts_dir, agent) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def lab(
+    server: harness.SparkConnectServer, agent: harness.Agent, artifacts_dir: Path, log_registry
+):
+    root = artifacts_dir / "lab-root"
+    root.mkdir(exist_ok=True)
+    setup = SETUP.format(url=server.remote_url(user_id="ana"))
+    write = WRITE.format(path=str(artifacts_dir / "small-files"))
+    nbrun.write_notebook(root / NOTEBOOK, [setup, JOIN, write])
+    log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
+    env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
+    with harness.JupyterLab(root, artifacts_dir, env=env) as lab:
+        yield lab
+
+
+def finding(nb: browser.LabNotebook, index: int, kind: str) -> dict:
+    def found() -> dict | None:
+        w = nb.page.evaluate(FINDINGS_JS, index)
+        return next((f for f in w["findings"] if f["id"] == kind), None)
+
+    try:
+        return harness.wait_until(found, 60, 0.3, f"the {kind} finding")
+    except TimeoutError as e:
+        raise AssertionError(nb.page.evaluate(FINDINGS_JS, index)) from e
+
+
+def sql_duration(server: harness.SparkConnectServer, marker: str) -> int:
+    """The duration (ms) of the newest completed SQL execution whose plan has `marker`."""
+    runs = [
+        x
+        for x in server.rest("sql", {"details": "true", "planDescription": "false"})
+        if x["status"] == "COMPLETED" and any(marker in n["nodeName"] for n in x["nodes"])
+    ]
+    assert runs, marker
+    return max(runs, key=lambda x: x["id"])["duration"]
+
+
+def test_a_sort_merge_join_with_a_small_side_gets_the_broadcast_fix_which_runs_faster(
+    require_browser,
+    artifacts_dir: Path,
+    screenshots_dir: Path,
+    lab: harness.JupyterLab,
+    server: harness.SparkConnectServer,
+) -> None:
+    shots = browser.Screenshots(screenshots_dir, "advisor-broadcast", [])
+    with browser.chromium(artifacts_dir / "chromium-profile") as context:
+        nb = browser.LabNotebook.open(context, lab, NOTEBOOK)
+        try:
+            nb.run_cell(0)
+            nb.wait_cell_done(0, 180)
+            nb.run_cell(1)
+            nb.wait_cell_done(1, 300)
+            assert "Traceback" not in nb.cell_text_outputs(1), nb.cell_text_outputs(1)
+            f = finding(nb, 1, "broadcast")
+            smj_ms = sql_duration(server, "SortMergeJoin")
+            node = nb.cell_locator(1).locator(".sparkscope-cell").first
+            if "sparkscope-collapsed" in (node.get_attribute("class") or ""):
+                node.locator(".sparkscope-header").click()
+            before = len(nb.page.evaluate(FINDINGS_JS, 1)["cells"])
+            node.locator(
+                '.sparkscope-advisor .sparkscope-finding[data-finding="broadcast"] '
+                ".sparkscope-insert-fix"
+            ).click()
+            after = harness.wait_until(
+                lambda: (
+                    (w := nb.page.evaluate(FINDINGS_JS, 1)) and len(w["cells"]) == before + 1 and w
+                ),
+                10,
+                0.2,
+                "the fix's cell",
+            )
+            shots.save(nb.page, "ana")
+            path = shots.directory / "advisor-broadcast-widget.png"
+            node.screenshot(path=str(path))
+            shots.saved.append(path)
+            inserted = after["cells"][2]
+            assert inserted["type"] == "code" and inserted["count"] is None, inserted
+            fix = inserted["source"]
+            assert "broadcast(small_df)" in fix and '["k"]' in fix, fix
+            # the user fills in their DataFrames and runs it: the same query, broadcast
+            line = next(x for x in fix.splitlines() if "broadcast(small_df)" in x)
+            code = line.lstrip("# ").replace("large_df", "big").replace("small_df", "small")
+            code = code.replace("result = ", "") + '.groupBy("c").count().collect()'
+            run = "from pyspark.sql.functions import broadcast\n" + code
+            nb.page.evaluate(
+                "([i, src]) => window.jupyterapp.shell.currentWidget.content.widgets[i]"
+                ".model.sharedModel.setSource(src)",
+                [2, run],
+            )
+            nb.run_cell(2)
+            nb.wait_cell_done(2, 300)
+            assert "Traceback" not in nb.cell_text_outputs(2), (run, nb.cell_text_outputs(2))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                shots.save(nb.page, "failure")
+            raise
+    bhj_ms = sql_duration(server, "BroadcastHashJoin")
+    print(
+        f"broadcast finding: {f['title']!r}; inserted fix: {fix!r}; the sort-merge join ran "
+        f"{smj_ms} ms, the fix with broadcast() {bhj_ms} ms ({smj_ms / max(bhj_ms, 1):.1f}x)"
+    )
+    assert "SortMergeJoin" in f["title"] or "sort-merge" in f["title"].lower(), f
+    assert bhj_ms < smj_ms, (smj_ms, bhj_ms)
+
+
+def test_a_write_of_many_small_files_gets_the_small_files_finding(
+    require_browser,
+    artifacts_dir: Path,
+    lab: harness.JupyterLab,
+    server: harness.SparkConnectServer,
+) -> None:
+    with browser.chromium(artifacts_dir / "chromium-profile-write") as context:
+        nb = browser.open_beside(context, lab, NOTEBOOK, workspace="write")
+        nb.run_cell(0)
+        nb.wait_cell_done(0, 180)
+        index = 3 if len(nb.page.evaluate(FINDINGS_JS, 0)["cells"]) > 3 else 2
+        nb.run_cell(index)
+        nb.wait_cell_done(index, 300)
+        assert "Traceback" not in nb.cell_text_outputs(index), nb.cell_text_outputs(index)
+        f = finding(nb, index, "small-files")
+    files = sorted((artifacts_dir / "small-files").glob("part-*.parquet"))
+    sizes = [p.stat().st_size for p in files]
+    print(
+        f"small-files finding: {f['title']!r}; on disk {len(files)} files, "
+        f"{sum(sizes) / len(sizes) / 1024:.1f} KiB on average"
+    )
+    assert len(files) == 150 and max(sizes) < 3 * 1024 * 1024, (len(files), max(sizes))
+    assert "150 files" in f["title"], f
+    assert f["fix"] and "coalesce(" in f["fix"], f
