@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 
@@ -128,6 +129,39 @@ def reporting_to(require_piece):
         return harness.SparkConnectServer(
             work_dir, listener_jar=jar, agent_addr=agent.ingest_addr, token=agent.token, **kw
         )
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def notebook_agent(require_browser, require_piece, artifacts_dir: Path, log_registry):
+    """`notebook_agent(**kw)`: the real agent (a context manager) for a module's notebooks, with
+    a listener token of its own and its log shown when a test fails; `kw` goes to Agent."""
+
+    def start(**kw) -> harness.Agent:
+        binary = require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
+        log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
+        kw.setdefault("token", "nb-" + secrets.token_hex(16))
+        return harness.Agent(binary, artifacts_dir, **kw)
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def notebook_lab(artifacts_dir: Path, log_registry):
+    """`notebook_lab(agent, {name: cells})`: JupyterLab (a context manager) on a root holding
+    these notebooks, its kernels following `agent`'s stream with its subscriber token."""
+
+    def start(agent: harness.Agent, notebooks: dict[str, list[str]]) -> harness.JupyterLab:
+        from harness import nbrun
+
+        root = artifacts_dir / "lab-root"
+        root.mkdir(exist_ok=True)
+        for name, cells in notebooks.items():
+            nbrun.write_notebook(root / name, cells)
+        log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
+        env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
+        return harness.JupyterLab(root, artifacts_dir, env=env)
 
     return start
 

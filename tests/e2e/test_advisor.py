@@ -11,7 +11,6 @@ listener and the agent:
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +18,6 @@ import harness
 import pytest
 from harness import browser, nbrun
 
-SETUP = """%load_ext sparkscope
-import warnings
-warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-from pyspark.sql import SparkSession
-spark = SparkSession.builder.remote({url!r}).create()
-spark.range(1).collect()  # warm-up
-"""
 JOIN = """spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
 big = spark.range(0, 3_000_000, 1, 8).selectExpr("id % 1000 AS k", "id AS v")
 small = spark.range(0, 1000, 1, 2).selectExpr("id AS k", "id % 7 AS c")
@@ -49,12 +41,8 @@ FINDINGS_JS = """(index) => {
 
 
 @pytest.fixture(scope="module")
-def agent(
-    require_browser, require_piece, artifacts_dir: Path, log_registry
-) -> Iterator[harness.Agent]:
-    binary = require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
-    log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
-    with harness.Agent(binary, artifacts_dir, token="ad-" + secrets.token_hex(16)) as agent:
+def agent(notebook_agent) -> Iterator[harness.Agent]:
+    with notebook_agent() as agent:
         yield agent
 
 
@@ -67,16 +55,11 @@ def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to
 
 @pytest.fixture(scope="module")
 def lab(
-    server: harness.SparkConnectServer, agent: harness.Agent, artifacts_dir: Path, log_registry
+    server: harness.SparkConnectServer, agent: harness.Agent, notebook_lab, artifacts_dir: Path
 ):
-    root = artifacts_dir / "lab-root"
-    root.mkdir(exist_ok=True)
-    setup = SETUP.format(url=server.remote_url(user_id="ana"))
+    setup = nbrun.browser_setup(server.remote_url(user_id="ana"))
     write = WRITE.format(path=str(artifacts_dir / "small-files"))
-    nbrun.write_notebook(root / NOTEBOOK, [setup, JOIN, write])
-    log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
-    env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
-    with harness.JupyterLab(root, artifacts_dir, env=env) as lab:
+    with notebook_lab(agent, {NOTEBOOK: [setup, JOIN, write]}) as lab:
         yield lab
 
 

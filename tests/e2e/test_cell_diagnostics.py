@@ -32,14 +32,6 @@ from harness import browser, nbrun
 IVY, ZED = "ivy", "zed_z"
 NOTEBOOKS = {IVY: "logs_ivy.ipynb", ZED: "logs_zed.ipynb"}
 
-SETUP = """%load_ext sparkscope
-import warnings
-# pyspark 4.3 warns about pandas 3 on import; not what this test is about
-warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-from pyspark.sql import SparkSession
-spark = SparkSession.builder.remote({url!r}).create()
-spark.range(1).collect()  # warm-up
-"""
 FAILING = 'spark.range(0, 4, 1, 2).selectExpr("1 / (id - id) AS x").collect()'
 # four tasks, the last of which sleeps 40 s: a stage that looks stuck
 SLEEPY = (
@@ -71,46 +63,29 @@ LOGS_JS = """(index) => {
 
 
 @pytest.fixture(scope="module")
-def agent(
-    require_browser, require_piece, artifacts_dir: Path, log_registry
-) -> Iterator[harness.Agent]:
-    binary = require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
-    require_piece(harness.listener_jar(), "listener jar", "listener-jar/build.sh")
-    log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
+def agent(notebook_agent, artifacts_dir: Path) -> Iterator[harness.Agent]:
     tokens = artifacts_dir / "users"
     tokens.write_text(f"{IVY} {IVY_TOKEN}\n")
     tokens.chmod(0o600)
-    env = {"SPARKSCOPE_SUBSCRIBER_TOKENS_FILE": str(tokens)}
-    token = "lg-" + secrets.token_hex(16)
-    with harness.Agent(binary, artifacts_dir, token=token, env=env) as agent:
+    with notebook_agent(env={"SPARKSCOPE_SUBSCRIBER_TOKENS_FILE": str(tokens)}) as agent:
         yield agent
 
 
 @pytest.fixture(scope="module")
-def server(artifacts_dir: Path, log_registry, agent: harness.Agent):
+def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to):
     log_registry(artifacts_dir / "spark-connect-server.log", "Spark Connect server log")
-    with harness.SparkConnectServer(
-        artifacts_dir,
-        listener_jar=harness.listener_jar(),
-        agent_addr=agent.ingest_addr,
-        token=agent.token,
-        conf={"spark.sql.ansi.enabled": "true"},
-    ) as server:
+    ansi = {"spark.sql.ansi.enabled": "true"}
+    with reporting_to(artifacts_dir, agent, conf=ansi) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def lab(
-    server: harness.SparkConnectServer, agent: harness.Agent, artifacts_dir: Path, log_registry
-):
-    root = artifacts_dir / "lab-root"
-    root.mkdir(exist_ok=True)
-    for user, name in NOTEBOOKS.items():
-        setup = SETUP.format(url=server.remote_url(user_id=user))
-        nbrun.write_notebook(root / name, [setup, FAILING, SLEEPY, TINY])
-    log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
-    env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
-    with harness.JupyterLab(root, artifacts_dir, env=env) as lab:
+def lab(server: harness.SparkConnectServer, agent: harness.Agent, notebook_lab):
+    notebooks = {
+        name: [nbrun.browser_setup(server.remote_url(user_id=user)), FAILING, SLEEPY, TINY]
+        for user, name in NOTEBOOKS.items()
+    }
+    with notebook_lab(agent, notebooks) as lab:
         yield lab
 
 
@@ -123,14 +98,6 @@ def user_stages(server: harness.SparkConnectServer, user: str) -> tuple[set[int]
         if j["status"] == "FAILED" and any(mark in t for t in j.get("jobTags", []))
     ]
     return {j["jobId"] for j in jobs}, {s for j in jobs for s in j["stageIds"]}
-
-
-def open_logs(nb: browser.LabNotebook, index: int) -> None:
-    node = nb.cell_locator(index).locator(".sparkscope-cell").first
-    node.wait_for(timeout=60_000)
-    if "sparkscope-collapsed" in (node.get_attribute("class") or ""):
-        node.locator(".sparkscope-header").click()
-    node.locator('.sparkscope-tab[data-view="logs"]').click()
 
 
 def test_each_cell_shows_its_own_failing_jobs_error_lines_only(
@@ -159,7 +126,7 @@ def test_each_cell_shows_its_own_failing_jobs_error_lines_only(
             for user in (ZED, IVY):
                 nb = pages[user]
                 nb.page.bring_to_front()
-                open_logs(nb, 1)
+                browser.open_view(nb, 1, "logs")
 
                 def shown(nb: browser.LabNotebook = nb) -> dict | None:
                     v = nb.page.evaluate(LOGS_JS, 1)

@@ -9,7 +9,6 @@ period (the stream interval) per core.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,13 +18,6 @@ import harness
 import pytest
 from harness import browser, nbrun
 
-SETUP = """%load_ext sparkscope
-import warnings
-warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-from pyspark.sql import SparkSession
-spark = SparkSession.builder.remote({url!r}).create()
-spark.range(1).collect()  # warm-up
-"""
 # eight tasks of 1.5 s each: 6 s on two free cores
 SLEEPY = (
     "spark.range(0, 8, 1, 8).selectExpr(\"reflect('java.lang.Thread', 'sleep', "
@@ -43,13 +35,8 @@ CONTENTION_JS = """(index) => {
 
 
 @pytest.fixture(scope="module")
-def agent(
-    require_browser, require_piece, artifacts_dir: Path, log_registry
-) -> Iterator[harness.Agent]:
-    binary = require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
-    log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
-    token = "ct-" + secrets.token_hex(16)
-    with harness.Agent(binary, artifacts_dir, token=token) as agent:
+def agent(notebook_agent) -> Iterator[harness.Agent]:
+    with notebook_agent() as agent:
         yield agent
 
 
@@ -61,17 +48,9 @@ def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to
 
 
 @pytest.fixture(scope="module")
-def lab(
-    server: harness.SparkConnectServer, agent: harness.Agent, artifacts_dir: Path, log_registry
-):
-    root = artifacts_dir / "lab-root"
-    root.mkdir(exist_ok=True)
-    nbrun.write_notebook(
-        root / NOTEBOOK, [SETUP.format(url=server.remote_url(user_id="ivy")), SLEEPY]
-    )
-    log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
-    env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
-    with harness.JupyterLab(root, artifacts_dir, env=env) as lab:
+def lab(server: harness.SparkConnectServer, agent: harness.Agent, notebook_lab):
+    setup = nbrun.browser_setup(server.remote_url(user_id="ivy"))
+    with notebook_lab(agent, {NOTEBOOK: [setup, SLEEPY]}) as lab:
         yield lab
 
 

@@ -11,7 +11,6 @@ operators' live metrics.
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +19,6 @@ import harness
 import pytest
 from harness import browser, nbrun
 
-SETUP = """%load_ext sparkscope
-import warnings
-warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-from pyspark.sql import SparkSession
-spark = SparkSession.builder.remote({url!r}).create()
-spark.range(1).collect()  # warm-up
-"""
 JOIN = """big = spark.range(0, 400000, 1, 4).selectExpr("id % 5000 AS k", "id AS v")
 small = spark.range(0, 5000, 1, 2).selectExpr("id AS k", "id % 7 AS c")
 big.join(small, "k").where("v % 3 = 0").groupBy("c").count().orderBy("c").collect()
@@ -61,13 +53,8 @@ PLAN_JS = """(index) => {
 
 
 @pytest.fixture(scope="module")
-def agent(
-    require_browser, require_piece, artifacts_dir: Path, log_registry
-) -> Iterator[harness.Agent]:
-    binary = require_piece(harness.agent_binary(), "sparkscope binary", "make setup")
-    log_registry(artifacts_dir / "sparkscope-agent.log", "sparkscope agent log")
-    token = "pv-" + secrets.token_hex(16)
-    with harness.Agent(binary, artifacts_dir, token=token) as agent:
+def agent(notebook_agent) -> Iterator[harness.Agent]:
+    with notebook_agent() as agent:
         yield agent
 
 
@@ -79,25 +66,10 @@ def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to
 
 
 @pytest.fixture(scope="module")
-def lab(
-    server: harness.SparkConnectServer, agent: harness.Agent, artifacts_dir: Path, log_registry
-):
-    root = artifacts_dir / "lab-root"
-    root.mkdir(exist_ok=True)
-    setup = SETUP.format(url=server.remote_url(user_id="ana"))
-    nbrun.write_notebook(root / NOTEBOOK, [setup, JOIN, SLOW])
-    log_registry(artifacts_dir / "jupyterlab.log", "JupyterLab log")
-    env = {"SPARKSCOPE_URL": agent.stream_url, "SPARKSCOPE_TOKEN": agent.subscriber_token}
-    with harness.JupyterLab(root, artifacts_dir, env=env) as lab:
+def lab(server: harness.SparkConnectServer, agent: harness.Agent, notebook_lab):
+    setup = nbrun.browser_setup(server.remote_url(user_id="ana"))
+    with notebook_lab(agent, {NOTEBOOK: [setup, JOIN, SLOW]}) as lab:
         yield lab
-
-
-def open_plan(nb: browser.LabNotebook, index: int) -> None:
-    node = nb.cell_locator(index).locator(".sparkscope-cell").first
-    node.wait_for(timeout=60_000)
-    if "sparkscope-collapsed" in (node.get_attribute("class") or ""):
-        node.locator(".sparkscope-header").click()
-    node.locator('.sparkscope-tab[data-view="plan"]').click()
 
 
 def spark_rows(server: harness.SparkConnectServer, execution_id: int) -> Counter:
@@ -130,7 +102,7 @@ def test_operator_rows_equal_sparks_sql_rest_api_and_the_plan_is_live(
             nb.run_cell(1)
             nb.wait_cell_done(1, 180)
             assert "Traceback" not in nb.cell_text_outputs(1), nb.cell_text_outputs(1)
-            open_plan(nb, 1)
+            browser.open_view(nb, 1, "plan")
 
             def ended() -> dict | None:
                 v = nb.page.evaluate(PLAN_JS, 1)
@@ -160,7 +132,7 @@ def test_operator_rows_equal_sparks_sql_rest_api_and_the_plan_is_live(
 
             # a running query: its plan is there before it ends
             nb.run_cell(2)
-            open_plan(nb, 2)
+            browser.open_view(nb, 2, "plan")
 
             def running() -> dict | None:
                 v = nb.page.evaluate(PLAN_JS, 2)

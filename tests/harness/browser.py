@@ -195,3 +195,15 @@ def open_beside(
     nb = LabNotebook(page, lab, path)
     nb.wait_kernel_idle(timeout)
     return nb
+
+
+def open_view(nb: LabNotebook, index: int, view: str | None = None) -> Any:
+    """The widget of cell `index`, unfolded, on `view` (jobs, tasks, timeline, logs, plan) when
+    given; returns its locator."""
+    node = nb.cell_locator(index).locator(".sparkscope-cell").first
+    node.wait_for(timeout=60_000)
+    if "sparkscope-collapsed" in (node.get_attribute("class") or ""):
+        node.locator(".sparkscope-header").click()
+    if view is not None:
+        node.locator(f'.sparkscope-tab[data-view="{view}"]').click()
+    return node

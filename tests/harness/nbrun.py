@@ -29,6 +29,22 @@ CONNECT = (
 # The same after loading the extension, printing the session id (the cell's last line).
 SETUP = "%load_ext sparkscope\n" + CONNECT + "\nprint(spark.client._session_id)"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def browser_setup(url: str) -> str:
+    """A browser test notebook's first cell: the extension, a Connect session of its own for
+    `url` (a server's remote URL with the user's id), and a warm-up query."""
+    return (
+        "%load_ext sparkscope\n"
+        "import warnings\n"
+        "# pyspark 4.3 warns about pandas 3 on import; not what these tests are about\n"
+        'warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")\n'
+        "from pyspark.sql import SparkSession\n"
+        f"spark = SparkSession.builder.remote({url!r}).create()\n"
+        "spark.range(1).collect()  # warm-up\n"
+    )
+
+
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
