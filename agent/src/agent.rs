@@ -13,6 +13,7 @@ use crate::publish::stream::cells::CellLabels;
 use crate::publish::stream::grpc::MonitorService;
 use crate::publish::stream::hub::{self, Hub};
 use crate::publish::stream::identity::{IdentityError, SubscriberAuth};
+use crate::publish::stream::runs::RunHistory;
 use crate::publish::stream::tasks::TaskLister;
 use crate::publish::stream::Streams;
 use crate::publish::{http, ApiState};
@@ -61,6 +62,8 @@ pub enum BuildError {
 
 /// How often the subscriber token file is read again: a revoked user's streams end within it.
 const TOKEN_FILE_POLL: Duration = Duration::from_millis(250);
+/// How soon a changed run history is written to its file.
+const RUN_HISTORY_WRITE: Duration = Duration::from_secs(2);
 
 /// The addresses the agent serves on (with the ports the system chose for port 0).
 #[derive(Debug, Clone, Copy)]
@@ -168,6 +171,10 @@ impl Agent {
             shutdown.clone(),
         ));
         let (hub, hub_inbox) = Hub::new();
+        let run_history = Arc::new(RunHistory::load(
+            cfg.stream.max_run_fingerprints,
+            cfg.stream.run_history_path(&crate::config::user_dir()),
+        ));
         let streams = Streams {
             store: store.clone(),
             hub: hub.clone(),
@@ -182,6 +189,7 @@ impl Agent {
             subscribers: Arc::default(),
             auth: subscribers.clone(),
             labels: Arc::new(CellLabels::new(cfg.stream.max_cell_labels)),
+            runs: run_history.clone(),
         };
         let mut tasks = vec![
             ingest_thread(
@@ -211,6 +219,8 @@ impl Agent {
                 let stop = shutdown.clone();
                 async move { subscribers.watch(TOKEN_FILE_POLL, stop).await }
             }),
+            // Cells' last runs, written to their file a moment after they change.
+            tokio::spawn(run_history.run(RUN_HISTORY_WRITE, shutdown.clone())),
             // Samples, the age limit and the recorder's upkeep.
             tokio::spawn(upkeep::run(
                 store.clone(),

@@ -136,6 +136,18 @@ pub fn flags_markdown() -> String {
     out
 }
 
+/// The user's sparkscope directory: `SPARKSCOPE_HOME`, else `~/.sparkscope`. `sparkscope
+/// server` keeps its logs and credentials there, the agent its run history, and the kernel
+/// extension finds the stream's token there when nothing else names one.
+pub fn user_dir() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("SPARKSCOPE_HOME").filter(|p| !p.is_empty()) {
+        return std::path::PathBuf::from(p);
+    }
+    let home = std::env::var_os("HOME")
+        .map_or_else(|| std::path::PathBuf::from("."), std::path::PathBuf::from);
+    home.join(".sparkscope")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

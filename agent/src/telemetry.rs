@@ -125,6 +125,8 @@ catalog! {
         "Open streams ended because their credential was revoked (removed from the token file, or no longer vouched for by JupyterHub).";
     SESSION_CONFLICTS = "sparkscope_connect_session_conflicts_total", Counter, [],
         "Connect sessions an application reported while another application had reported them first: ignored for streams and cancels (a listener token in the wrong hands, or a misconfiguration).";
+    RUN_HISTORY_ERRORS = "sparkscope_run_history_errors_total", Counter, ["kind"],
+        "Trouble with the run history file (--run-history-file), by kind: malformed_line (a line that is not a fingerprint: skipped), read (the file could not be read: started empty), write (not written: tried again later).";
     LIMIT_HITS = "sparkscope_limit_hits_total", Counter, ["limit", "action"],
         "Things a bound refused or evicted, by the bound (each has a flag of the same name) and action (refused or evicted).";
 }
@@ -171,10 +173,12 @@ pub enum Limit {
     SqlExecutions,
     /// Per SQL execution: its plan's nodes; the rest are left out.
     PlanNodes,
+    /// Cells' last runs kept for run-to-run diffs; the oldest goes.
+    RunFingerprints,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 22] = [
+    pub const ALL: [Limit; 23] = [
         Limit::ListenerConnections,
         Limit::PendingListeners,
         Limit::Subscribers,
@@ -197,6 +201,7 @@ impl Limit {
         Limit::LogLines,
         Limit::SqlExecutions,
         Limit::PlanNodes,
+        Limit::RunFingerprints,
     ];
 
     pub fn label(self) -> &'static str {
@@ -223,6 +228,7 @@ impl Limit {
             Limit::LogLines => "log_lines",
             Limit::SqlExecutions => "sql_executions",
             Limit::PlanNodes => "plan_nodes",
+            Limit::RunFingerprints => "run_fingerprints",
         }
     }
 
@@ -318,6 +324,12 @@ pub fn subscriber_revoked(transport: &'static str) {
 
 pub fn session_conflicts(n: u64) {
     counter!(SESSION_CONFLICTS).increment(n);
+}
+
+pub fn run_history_error(kind: &'static str, n: u64) {
+    if n > 0 {
+        counter!(RUN_HISTORY_ERRORS, "kind" => kind).increment(n);
+    }
 }
 
 pub fn listener_refused(why: Refusal) {

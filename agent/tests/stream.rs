@@ -1341,3 +1341,86 @@ async fn a_user_sees_its_own_cell_runs_across_sessions_labelled_by_its_kernels()
     .await;
     assert_eq!(his.code, "forbidden", "{his:?}");
 }
+
+async fn remember(ws: &mut Ws, body: &str) -> pb::PreviousRun {
+    ws.send(Message::Text(format!(r#"{{"fingerprint":{body}}}"#).into()))
+        .await
+        .expect("send");
+    loop {
+        match next_message(ws).await.kind {
+            Some(pb::server_message::Kind::PreviousRun(p)) => return p,
+            Some(pb::server_message::Kind::Error(e)) => panic!("refused: {e:?}"),
+            _ => continue,
+        }
+    }
+}
+
+fn fingerprint(id: &str, user: &str, cell: &str, input: i64) -> String {
+    format!(
+        r#"{{"requestId":"{id}","sessionId":"{S_ALICE}","userId":"{user}","notebook":"work/etl.ipynb","cellId":"{cell}","tag":"t-{id}","startMs":"1000","endMs":"3000","inputBytes":"{input}","joins":["SortMergeJoin"],"stages":[{{"stageId":3,"name":"count at <stdin>:1","durationMs":"1800","tasks":4,"inputBytes":"{input}"}}],"state":"succeeded"}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_rerun_gets_its_cells_previous_run_across_a_restart_and_only_its_users() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("tokens");
+    private_file(
+        &file,
+        &format!("alice {ALICE_TOKEN}\nbob_smith {BOB_TOKEN}\n"),
+    );
+    let history = dir.path().join("state").join("runs.jsonl");
+    let config = || {
+        let mut cfg = common::config();
+        cfg.stream.auth.shared = None;
+        cfg.stream.auth.tokens_file = Some(file.clone());
+        cfg.stream.run_history_file = Some(history.display().to_string());
+        cfg
+    };
+    let running = common::start(config()).await;
+    let agent = Agent {
+        store: running.store().clone(),
+        http: running.addrs().http,
+        grpc: running.addrs().grpc,
+        ingest: running.addrs().ingest,
+        _running: running,
+    };
+    let mut alice = connect(&agent, ALICE_TOKEN).await.expect("alice");
+    let first = remember(&mut alice, &fingerprint("1", "alice", "c-1", 100)).await;
+    assert_eq!((first.request_id.as_str(), first.code.as_str()), ("1", ""));
+    assert!(first.previous.is_none(), "the cell's first run: {first:?}");
+    let second = remember(&mut alice, &fingerprint("2", "alice", "c-1", 400)).await;
+    let prev = second.previous.expect("the first run");
+    assert_eq!((prev.tag.as_str(), prev.input_bytes), ("t-1", 100));
+    assert_eq!(prev.stages[0].name, "count at <stdin>:1");
+    assert_eq!(prev.joins, vec!["SortMergeJoin".to_owned()]);
+
+    // Bob may not read or overwrite her cells; a fingerprint without its cell is refused.
+    let mut bob = connect(&agent, BOB_TOKEN).await.expect("bob");
+    let stolen = remember(&mut bob, &fingerprint("3", "alice", "c-1", 1)).await;
+    assert_eq!(stolen.code, "forbidden", "{stolen:?}");
+    assert!(stolen.previous.is_none());
+    let own = remember(&mut bob, &fingerprint("4", "bob_smith", "c-1", 9)).await;
+    assert!(own.previous.is_none(), "his cell c-1 is not hers: {own:?}");
+    let bad = remember(&mut alice, &fingerprint("5", "alice", "", 1)).await;
+    assert_eq!(bad.code, "bad_request", "{bad:?}");
+
+    // The agent restarts: her cell's last run is still there (written at shutdown).
+    drop((alice, bob));
+    let Agent { _running, .. } = agent;
+    _running.shutdown().await;
+    let text = std::fs::read_to_string(&history).expect("the history was written");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let running = common::start(config()).await;
+    let agent = Agent {
+        store: running.store().clone(),
+        http: running.addrs().http,
+        grpc: running.addrs().grpc,
+        ingest: running.addrs().ingest,
+        _running: running,
+    };
+    let mut alice = connect(&agent, ALICE_TOKEN).await.expect("alice again");
+    let third = remember(&mut alice, &fingerprint("6", "alice", "c-1", 1600)).await;
+    let prev = third.previous.expect("kept across the restart");
+    assert_eq!((prev.tag.as_str(), prev.input_bytes), ("t-2", 400));
+}

@@ -53,6 +53,7 @@ class Agent(Service):
         self.ingest_port = 0
         self.http_port = 0
         self.log_path = self.work_dir / "sparkscope-agent.log"
+        self.run_history = self.work_dir / "run-history.jsonl"
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
 
@@ -94,6 +95,9 @@ class Agent(Service):
         ]
         if self.tls:
             cmd += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        if "--run-history-file" not in self.extra_args:
+            # the test's own, kept across its restarts; never the user's
+            cmd += ["--run-history-file", str(self.run_history)]
         return cmd + self.extra_args
 
     what = "sparkscope agent"

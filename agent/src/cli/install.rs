@@ -155,16 +155,7 @@ fn checked_spark_home(home: PathBuf) -> Result<PathBuf, NotFound> {
     }
 }
 
-/// The user's sparkscope directory: `SPARKSCOPE_HOME`, else `~/.sparkscope`. `sparkscope
-/// server` keeps its logs and credentials there, and the kernel extension finds the stream's
-/// token there when nothing else names one.
-pub fn user_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("SPARKSCOPE_HOME").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".sparkscope")
-}
+pub use sparkscope::config::user_dir;
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,9 @@ pub fn config() -> Config {
         "20",
         "--spark-connect",
         "http://127.0.0.1:9",
+        // a test's run history is its own, never the user's
+        "--run-history-file",
+        "none",
     ])
     .expect("test flags parse");
     cfg.ingest.token = Secret::new(Some(LISTENER_TOKEN));

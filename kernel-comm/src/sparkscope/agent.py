@@ -105,7 +105,8 @@ class _PendingCancel:
     on_result: Callable[[dict[str, Any]], None]
     deadline: float
     sent: bool = False
-    # "cancel" (answered with a CancelResult), "tasks" (a TaskList) or "myWork" (a MyWork)
+    # "cancel" (answered with a CancelResult), "tasks" (a TaskList), "myWork" (a MyWork) or
+    # "fingerprint" (a PreviousRun)
     kind: str = "cancel"
 
 
@@ -228,6 +229,20 @@ class AgentClient:
             body["maxFinished"] = max_finished
         self._start()
         return self._request("myWork", body, on_result)
+
+    def remember_run(
+        self,
+        key: SessionKey,
+        fingerprint: Mapping[str, Any],
+        on_result: Callable[[dict[str, Any]], None],
+    ) -> str:
+        """Give the agent a finished cell run's fingerprint (`rundiff.fingerprint`) of session
+        `key`'s user: `on_result(answer)` gets the agent's `PreviousRun` (`previous`: the
+        cell's run before, or None), or one this client makes with code `no_agent` or
+        `no_answer`. Returns the request id."""
+        body: dict[str, Any] = {"requestId": uuid.uuid4().hex, **key.to_json(), **fingerprint}
+        self._start()
+        return self._request("fingerprint", body, on_result)
 
     def unfollow(self, keys: Iterable[SessionKey]) -> None:
         with self._lock:
@@ -587,6 +602,12 @@ class AgentClient:
                 pending = self._cancels.pop(work["requestId"], None)
             if pending is not None:
                 _call(pending.on_result, work)
+        elif isinstance(msg.get("previousRun"), dict):
+            answer = normalize_previous_run(msg["previousRun"])
+            with self._lock:
+                pending = self._cancels.pop(answer["requestId"], None)
+            if pending is not None:
+                _call(pending.on_result, answer)
         elif isinstance(msg.get("tasks"), dict):
             answer = normalize_task_list(msg["tasks"])
             with self._lock:
@@ -663,7 +684,21 @@ def normalize_task_list(raw: Mapping[str, Any]) -> dict[str, Any]:
     return TASK_LIST.read(raw)
 
 
+def normalize_previous_run(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's `PreviousRun`: `requestId`, `code`, `message` and `previous` (a dict, or
+    None for a cell's first run)."""
+    previous = raw.get("previous")
+    return {
+        "requestId": str(raw.get("requestId") or ""),
+        "code": str(raw.get("code") or ""),
+        "message": str(raw.get("message") or ""),
+        "previous": dict(previous) if isinstance(previous, Mapping) else None,
+    }
+
+
 def _failure(kind: str, rid: str, code: str, message: str) -> dict[str, Any]:
+    if kind == "fingerprint":
+        return {"requestId": rid, "code": code, "message": message, "previous": None}
     if kind == "myWork":
         return {"requestId": rid, "ok": False, "code": code, "message": message, "runs": []}
     if kind == "tasks":

@@ -67,6 +67,10 @@ class CellRun:
     task_lists: dict[str, dict[str, Any]] = field(default_factory=dict)
     # which cell this is, for the agent (JupyterLab's sidebar): notebook, cellId, executionCount
     cell: dict[str, Any] = field(default_factory=dict)
+    # run-to-run diff: its fingerprint went to the agent once it was done, and how it differs
+    # from the cell's previous run the agent kept (rundiff.diff), when there was one
+    fingerprint_sent: bool = False
+    diff: dict[str, Any] | None = None
 
     # where it is shown: its widget, and what was last published
     widget: CellWidget | None = None

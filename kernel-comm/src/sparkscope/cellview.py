@@ -1503,6 +1503,8 @@ class CellView:
     plans_dropped: int = 0
     # its share of the server's cores over its run, beside the other sessions' (contention.py)
     contention: dict[str, Any] | None = None
+    # how it differs from the cell's previous run (rundiff.diff), once both are known
+    diff: dict[str, Any] | None = None
 
     summary: Summary = field(init=False)
     findings: list[Finding] = field(init=False)
@@ -1572,6 +1574,7 @@ def build(run: CellRun, stream: StreamState, now_ms: int) -> CellView:
         plans=run.plan_rows(),
         plans_dropped=run.plans_dropped,
         contention=contention_of(jobs, stages, stream.samples.get(app_id, []), end_ms),
+        diff=dict(run.diff) if run.diff else None,
     )
 
 

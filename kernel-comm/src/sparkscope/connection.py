@@ -156,6 +156,20 @@ class AgentConnection:
         for key in keys:
             client.label(key, tag, cell)
 
+    def remember_run(
+        self,
+        key: SessionKey,
+        fingerprint: Mapping[str, Any],
+        on_result: Callable[[dict[str, Any]], None],
+    ) -> bool:
+        """Give the agent a finished cell run's fingerprint; the answer (the cell's previous
+        run) goes to `on_result`. False when there is no agent to give it to."""
+        client = self.client
+        if client is None:
+            return False
+        client.remember_run(key, fingerprint, on_result)
+        return True
+
     def unfollow(self, keys: Iterable[SessionKey]) -> None:
         if self.client is not None:
             self.client.unfollow(keys)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import cellview
+from . import cellview, rundiff
 from .cellrun import CellRun, CellRuns
 from .classic import ClassicClient, ClassicSessions, PrivateAgent
 from .connection import AgentConnection
@@ -397,8 +397,31 @@ class Monitor:
         try:
             view = cellview.build(run, self.state, self.connection.now_ms())
             self._show(run, view)
+            if not run.fingerprint_sent and run.done():
+                self._remember(run, view)
         except Exception:
             log.exception("sparkscope: updating the widget of %s failed", run.tag)
+
+    def _remember(self, run: CellRun, view: cellview.CellView) -> None:
+        """A done cell run's fingerprint goes to the agent, once; the agent answers with the
+        cell's previous run, and the widget shows how this one differs. Lock held."""
+        run.fingerprint_sent = True
+        fp = rundiff.fingerprint(view, run.cell)
+        sessions = run.sessions()
+        if fp is None or not sessions:
+            return
+
+        def answered(answer: dict[str, Any]) -> None:
+            if answer.get("code"):
+                log.info("sparkscope: previous run of %s: %s", run.tag, answer.get("message"))
+            previous = answer.get("previous")
+            if not previous:
+                return
+            with self.runs.cond:
+                run.diff = rundiff.diff(rundiff.normalize(previous), fp)
+                self.runs.mark(run, urgent=True)
+
+        self.connection.remember_run(sessions[0], fp, answered)
 
     def _show(self, run: CellRun, view: cellview.CellView) -> None:
         """The view as the widget's traits, and as the display's text/plain and (once the cell

@@ -70,6 +70,12 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   (`startMs`, `endMs`): `coresMs` (the cores' time), `ownMs` (its tasks' run time), `othersMs`
   (the rest of the busy slots' time), `ownShare`, `othersShare`, `otherSessions` (other
   sessions with tasks running at once, at most), `fullMs` (time every core was busy), `text`.
+- `diff` (dict, empty before the cell's rerun ended): how this run differs from the cell's
+  previous run (same notebook and cell id, kept by the agent across restarts): `text` ("3.1×
+  slower than the previous run (1.0 s → 3.1 s): input +40% (…), BroadcastHashJoin became
+  SortMergeJoin, new skew in stage 7"), `ratio` (duration over the previous one's),
+  `inputRatio` (null without input before), `durationMs`, `previousDurationMs`, `inputBytes`,
+  `previousInputBytes`, `previousTag`, `previousEndMs`, `previousExecutionCount`, `parts`.
 - `view` (str): the view the user chose, `jobs|tasks|timeline|logs|plan`; set by the browser,
   saved with the notebook.
 - `hidden` (bool): every sparkscope widget of the notebook is hidden (the widget's "Hide all",
@@ -179,6 +185,7 @@ class CellWidget(anywidget.AnyWidget):
     plans = traitlets.List(traitlets.Dict()).tag(sync=True)
     plans_dropped = traitlets.Int(0).tag(sync=True)
     contention = traitlets.Dict().tag(sync=True)
+    diff = traitlets.Dict().tag(sync=True)
     view = traitlets.Unicode("jobs").tag(sync=True)
     hidden = traitlets.Bool(False).tag(sync=True)
     overview = traitlets.Dict().tag(sync=True)
@@ -307,6 +314,7 @@ def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> di
         "plans": compact_plans(view.plans),
         "plans_dropped": view.plans_dropped,
         "contention": view.contention or {},
+        "diff": view.diff or {},
         "hidden": hidden,
         "overview": {
             **view.summary.to_json(),

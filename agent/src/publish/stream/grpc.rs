@@ -121,7 +121,8 @@ impl Transport for GrpcTransport {
                 | Kind::Tasks(_)
                 | Kind::Challenge(_)
                 | Kind::Welcome(_)
-                | Kind::MyWork(_),
+                | Kind::MyWork(_)
+                | Kind::PreviousRun(_),
             )
             | None => return Ok(()),
         };

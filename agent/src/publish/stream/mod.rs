@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod handshake;
 pub mod hub;
 pub mod identity;
+pub mod runs;
 pub mod subscriber;
 pub mod tasks;
 pub mod ws;
@@ -102,6 +103,36 @@ pub struct StreamConfig {
         env = "SPARKSCOPE_MAX_CELL_LABELS"
     )]
     pub max_cell_labels: usize,
+    /// Cells whose last run is kept for run-to-run diffs (per user, notebook and cell; the
+    /// oldest goes). 0: none kept.
+    #[arg(
+        long = "max-run-fingerprints",
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "SPARKSCOPE_MAX_RUN_FINGERPRINTS"
+    )]
+    pub max_run_fingerprints: usize,
+    /// Where those last runs are kept across agent restarts (one JSON fingerprint per line,
+    /// readable by the agent's user only; about 1 KiB each). Default:
+    /// $SPARKSCOPE_HOME/run-history.jsonl (~/.sparkscope); `none`: in memory only.
+    #[arg(
+        long = "run-history-file",
+        value_name = "PATH",
+        env = "SPARKSCOPE_RUN_HISTORY_FILE"
+    )]
+    pub run_history_file: Option<String>,
+}
+
+impl StreamConfig {
+    /// The run history's file (by default in the user's sparkscope directory `home`), or None
+    /// when it is kept in memory only.
+    pub fn run_history_path(&self, home: &std::path::Path) -> Option<std::path::PathBuf> {
+        match self.run_history_file.as_deref() {
+            Some("none") => None,
+            Some(p) if !p.is_empty() => Some(p.into()),
+            _ => Some(home.join("run-history.jsonl")),
+        }
+    }
 }
 
 crate::flags::default_from_flags!(StreamConfig);
@@ -125,6 +156,8 @@ pub struct Streams {
     pub auth: Arc<SubscriberAuth>,
     /// Which notebook cell each client tag belongs to, as kernels said.
     pub labels: Arc<cells::CellLabels>,
+    /// Each cell's last run, as its kernel fingerprinted it.
+    pub runs: Arc<runs::RunHistory>,
 }
 
 impl Streams {

@@ -8,6 +8,7 @@ use super::cells;
 use super::follow::{FollowError, Follower, SessionKey};
 use super::hub::{self, Piece, Snapshot};
 use super::identity::Credential;
+use super::runs::Refused;
 use super::{Admitted, Streams};
 use crate::clock::now_ms;
 use crate::control::CancelOutcome;
@@ -90,6 +91,9 @@ impl Frame {
 pub struct Gone;
 
 /// A frame from the client.
+// One lives per client frame, moved once into `interpret`: boxing the message would only add
+// an allocation per frame.
+#[allow(clippy::large_enum_variant)]
 pub enum Incoming {
     Message(pb::ClientMessage),
     /// Not a `ClientMessage`: answered with an error, the stream stays open.
@@ -340,6 +344,7 @@ pub async fn serve<T: Transport>(
                         streams.labels.put(label);
                         None
                     }
+                    Handled::Fingerprint(fp) => Some(previous_run_message(remember(&streams, fp))),
                     Handled::MyWork(req) => Some(my_work_message(cells::my_work(
                         &streams.store,
                         &streams.labels,
@@ -425,6 +430,8 @@ pub enum Handled {
     Label(pb::CellLabel),
     /// The subscriber's own work across its sessions.
     MyWork(pb::MyWorkRequest),
+    /// Allowed: keep a finished run of a cell of the subscriber's own user.
+    Fingerprint(pb::RunFingerprint),
 }
 
 /// A text frame, read as a `ClientMessage`.
@@ -476,6 +483,23 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
             ),
         )),
         Some(Kind::MyWork(req)) => Handled::MyWork(req),
+        Some(Kind::Fingerprint(fp)) if fp.session_id.is_empty() => {
+            Handled::Reply(previous_run_message(refused_run(
+                &fp,
+                "bad_request",
+                "a fingerprint needs a sessionId",
+            )))
+        }
+        Some(Kind::Fingerprint(fp)) if follower.principal().may_follow(&fp.user_id) => {
+            Handled::Fingerprint(fp)
+        }
+        Some(Kind::Fingerprint(fp)) => {
+            let why = format!(
+                "the cells of user '{}' are not this subscriber's",
+                fp.user_id
+            );
+            Handled::Reply(previous_run_message(refused_run(&fp, "forbidden", &why)))
+        }
         // A notebook may stop only the sessions it follows: the pair it knows.
         Some(Kind::Cancel(mut req)) if follower.follows(&req.session_id, &req.user_id) => {
             if req.app_id.is_empty() {
@@ -511,7 +535,8 @@ pub fn interpret(follower: &mut Follower, msg: pb::ClientMessage) -> Handled {
         }
         None => Handled::Reply(error(
             "bad_request",
-            "empty ClientMessage: expected subscribe, unsubscribe, cancel, tasks, label or myWork",
+            "empty ClientMessage: expected subscribe, unsubscribe, cancel, tasks, label, myWork \
+             or fingerprint",
         )),
     }
 }
@@ -537,6 +562,49 @@ async fn send_update<T: Transport>(
         Ok(Ok(())) => Ok(()),
         Ok(Err(Gone)) => Err(SendError::Gone),
         Err(_) => Err(SendError::Slow),
+    }
+}
+
+/// Keeps a cell run's fingerprint; the answer holds the cell's previous run.
+fn remember(streams: &Streams, fp: pb::RunFingerprint) -> pb::PreviousRun {
+    let (request_id, notebook, cell_id) = (
+        fp.request_id.clone(),
+        fp.notebook.clone(),
+        fp.cell_id.clone(),
+    );
+    match streams.runs.remember(fp) {
+        Ok(previous) => pb::PreviousRun {
+            request_id,
+            notebook,
+            cell_id,
+            previous,
+            ..Default::default()
+        },
+        Err(Refused::BadRequest(why)) => pb::PreviousRun {
+            request_id,
+            notebook,
+            cell_id,
+            code: "bad_request".to_owned(),
+            message: why.to_owned(),
+            ..Default::default()
+        },
+    }
+}
+
+fn refused_run(fp: &pb::RunFingerprint, code: &str, message: &str) -> pb::PreviousRun {
+    pb::PreviousRun {
+        request_id: fp.request_id.clone(),
+        notebook: fp.notebook.clone(),
+        cell_id: fp.cell_id.clone(),
+        code: code.to_owned(),
+        message: message.to_owned(),
+        previous: None,
+    }
+}
+
+fn previous_run_message(answer: pb::PreviousRun) -> pb::ServerMessage {
+    pb::ServerMessage {
+        kind: Some(pb::server_message::Kind::PreviousRun(answer)),
     }
 }
 

@@ -24,6 +24,9 @@
 // list .sparkscope-advisor[data-count] below the Jobs view's jobs, the button inside it.
 // .sparkscope-contention[data-start-ms][data-end-ms][data-cores-ms][data-own-ms][data-others-ms]
 // [data-own-share][data-others-share][data-other-sessions][data-full-ms] once other work ran beside.
+// .sparkscope-diff[data-ratio][data-input-ratio][data-duration-ms][data-previous-duration-ms]
+// [data-input-bytes][data-previous-input-bytes][data-previous-tag]: how a rerun differs from the
+// cell's previous run (shown folded too).
 // Tasks view: .sparkscope-tasks-view[data-samples][data-max-active][data-last-active][data-cores]
 // with an svg (path.sparkscope-active-area, path.sparkscope-cores-line,
 // line.sparkscope-job-marker[data-job-id][data-kind=start|end]).
@@ -236,6 +239,7 @@ const TRAITS = [
   "plans",
   "plans_dropped",
   "contention",
+  "diff",
   "view",
   "hidden",
   "overview",
@@ -269,6 +273,7 @@ function readTraits(model) {
     plans: model.get("plans") || [],
     plansDropped: model.get("plans_dropped") || 0,
     contention: model.get("contention") || {},
+    diff: model.get("diff") || {},
     cancel: model.get("cancel") || {},
     cancelledJobs: new Set(model.get("cancelled_jobs") || []),
     agentError: model.get("agent_error") || "",
@@ -334,6 +339,8 @@ function drawCell(root, t, vs, act) {
   root.classList.toggle("sparkscope-has-failed", (t.overview.jobCounts || {}).failed > 0);
 
   root.appendChild(header(t, vs, collapsed, now, act));
+  const rerun = diffLine(t.diff);
+  if (rerun) root.appendChild(rerun);
   if (!collapsed) {
     root.appendChild(toolbar(t.view, t.links.ui, act, t.logs, t.plans));
     const details = detailsLine(t.overview);
@@ -377,6 +384,21 @@ function contentionLine(c) {
   line.title = "Over this cell's jobs' run: its tasks' run time and the rest of the server's busy task slots, as shares of the cores' time";
   for (const k of ["startMs", "endMs", "coresMs", "ownMs", "othersMs", "ownShare", "othersShare", "otherSessions", "fullMs"]) {
     line.dataset[k] = String(c[k] ?? "");
+  }
+  return line;
+}
+
+// How this run differs from the cell's previous one (the agent keeps the previous run's
+// fingerprint per notebook and cell, across restarts).
+function diffLine(d) {
+  if (!d || !d.text) return null;
+  const slower = d.ratio >= 1.1;
+  const line = el("div", `sparkscope-diff${slower ? " sparkscope-diff-slower" : ""}`, d.text);
+  line.setAttribute("role", "status");
+  line.title = "Compared with this cell's previous run" +
+    (d.previousExecutionCount ? ` ([${d.previousExecutionCount}])` : "");
+  for (const k of ["ratio", "inputRatio", "durationMs", "previousDurationMs", "inputBytes", "previousInputBytes", "previousTag"]) {
+    line.dataset[k] = String(d[k] ?? "");
   }
   return line;
 }
