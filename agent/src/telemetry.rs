@@ -61,6 +61,12 @@ catalog! {
         "Tasks running now.";
     TASK_CORE_TIME = "sparkscope_task_core_seconds_total", Counter, ["application", "user"],
         "Executor run time of ended tasks (the time each held a core), per user of the job that ran them (capped, then 'other'; 'unattributed': no known session): chargeback, and each user's share of the cores.";
+    EXECUTOR_MEMORY_PEAK = "sparkscope_executor_memory_peak_bytes", Gauge, ["application", "executor", "kind"],
+        "Peak memory of each live executor (the driver as 'driver') since it started, from its heartbeats, as Spark's /executors peakMemoryMetrics: kind=jvm_heap (heap in use, garbage included), jvm_off_heap, on_heap_storage or off_heap_storage (cached blocks and broadcasts).";
+    EXECUTOR_MAX_HEAP = "sparkscope_executor_max_heap_bytes", Gauge, ["application", "executor"],
+        "The heap each executor's JVM may grow to: the driver's maximum heap, spark.executor.memory for other executors.";
+    EXECUTOR_GC_TIME = "sparkscope_executor_gc_seconds_total", Counter, ["application", "executor"],
+        "Garbage collection time of each live executor's JVM since it started (its TotalGCTime).";
     JOBS_RUNNING = "sparkscope_jobs_running", Gauge, ["application"],
         "Spark jobs running now.";
     STAGES_ACTIVE = "sparkscope_stages_active", Gauge, ["application"],
@@ -453,7 +459,9 @@ mod tests {
                         "version",
                         "limit",
                         "action",
-                        "reason"
+                        "reason",
+                        // executor ids of the application's live executors, --max-executors
+                        "executor"
                     ]
                     .contains(l),
                     "{}: label {l} is not from a bounded set",

@@ -385,6 +385,110 @@ def test_idle_cores_over_a_long_cell_run() -> None:
     assert found("idle-cores", jobs=jobs, samples=samples) == []
 
 
+# ---- executor memory
+
+
+def peaks(heap: int, off_heap: int = 0, storage: int = 0) -> dict:
+    return {
+        "jvmHeapBytes": str(heap),
+        "jvmOffHeapBytes": str(off_heap),
+        "onHeapStorageBytes": str(storage),
+        "offHeapStorageBytes": "0",
+        "gcTimeMs": "0",
+    }
+
+
+def app_memory(**max_heap: int) -> dict:
+    """An application as the stream state keeps it, with its executors' heaps."""
+    s = StreamState()
+    s.apply(
+        {
+            "generation": "1",
+            "snapshot": True,
+            "applications": [
+                {
+                    "id": APP,
+                    "executorMemory": [
+                        {"executorId": k, "peaks": peaks(1), "maxHeapBytes": str(v)}
+                        for k, v in max_heap.items()
+                    ],
+                }
+            ],
+        }
+    )
+    return s.applications[APP]
+
+
+def test_memory_line_is_the_stages_peaks_against_the_executors_heap() -> None:
+    stages = [
+        stage(
+            3, peakMemory=peaks(600 * MiB, 80 * MiB, 5 * MiB), executorRunTimeMs=1000, gcTimeMs=30
+        ),
+        stage(4, peakMemory=peaks(700 * MiB, 60 * MiB), executorRunTimeMs=3000, gcTimeMs=10),
+        stage(5),  # no heartbeat named it
+    ]
+    # local mode: the driver is the executor
+    m = cellview.memory_of(stages, app_memory(driver=1 * GiB))
+    assert m == {
+        "peakHeapBytes": 700 * MiB,
+        "maxHeapBytes": GiB,
+        "heapShare": 0.6836,
+        "peakOffHeapBytes": 80 * MiB,
+        "peakStorageBytes": 5 * MiB,
+        "gcTimeMs": 40,
+        "runTimeMs": 4000,
+        "gcShare": 0.01,
+        "text": "Memory: heap peaked at 700.0 MiB of 1.0 GiB (68%) · off-heap 80.0 MiB · "
+        "cached 5.0 MiB · GC 1% of task time",
+    }
+    # with executors, theirs is the heap that counts, not the driver's
+    m = cellview.memory_of(stages, app_memory(driver=4 * GiB, **{"1": 2 * GiB, "2": 2 * GiB}))
+    assert (m["maxHeapBytes"], m["heapShare"]) == (2 * GiB, 0.3418)
+    # heap size not known (replayed logs): no share
+    m = cellview.memory_of(stages, None)
+    assert m["heapShare"] is None and m["text"].startswith("Memory: heap peaked at 700.0 MiB ·")
+    assert cellview.memory_of([stage(5)], app_memory(driver=GiB)) is None
+
+
+def test_executor_memory_nearly_full_or_to_spare() -> None:
+    app = app_memory(driver=GiB)
+    full = [stage(3, peakMemory=peaks(1000 * MiB), executorRunTimeMs=100)]
+    v = CellView("t", [job()], full, 0, memory=cellview.memory_of(full, app))
+    (f,) = [f for f in v.findings if f.kind == "memory-high"]
+    assert (f.scope, f.severity, f.label) == ("cell", "warning", "heap 98% full")
+    assert f.evidence["peakHeapBytes"] == 1000 * MiB and f.evidence["maxHeapBytes"] == GiB
+    comments_then(f.fix)
+    assert "# spark.executor.memory=1280m" in f.fix
+    # a running cell gets none yet
+    v = CellView("t", [job(end=None)], full, 0, memory=cellview.memory_of(full, app))
+    assert [f for f in v.findings if f.kind.startswith("memory")] == []
+
+    low = [stage(3, peakMemory=peaks(200 * MiB), executorRunTimeMs=100)]
+    long_run = [job(start=1000, end=91_000)]
+    v = CellView("t", long_run, low, 0, memory=cellview.memory_of(low, app))
+    (f,) = [f for f in v.findings if f.kind.startswith("memory")]
+    assert (f.kind, f.severity, f.label) == ("memory-low", "info", "heap 20% used")
+    assert "# spark.executor.memory=256m" in f.fix
+    # a short run, or a heap between the bounds: nothing
+    v = CellView("t", [job()], low, 0, memory=cellview.memory_of(low, app))
+    assert [f for f in v.findings if f.kind.startswith("memory")] == []
+    mid = [stage(3, peakMemory=peaks(800 * MiB))]
+    v = CellView("t", long_run, mid, 0, memory=cellview.memory_of(mid, app))
+    assert [f for f in v.findings if f.kind.startswith("memory")] == []
+    # the thresholds are the user's
+    env(MEMORY_HIGH_SHARE="0.7")
+    v = CellView("t", long_run, mid, 0, memory=cellview.memory_of(mid, app))
+    assert [f.kind for f in v.findings if f.kind.startswith("memory")] == ["memory-high"]
+    assert traits(v)["memory"]["heapShare"] == 0.7812
+
+
+def test_spark_memory_rounds_up_to_quarter_gigabytes() -> None:
+    assert cellview.spark_memory(1) == "256m"
+    assert cellview.spark_memory(1024 * MiB) == "1g"
+    assert cellview.spark_memory(1025 * MiB) == "1280m"
+    assert cellview.spark_memory(2 * GiB) == "2g"
+
+
 # ---- the thresholds
 
 

@@ -7,8 +7,9 @@
 
 use super::ParseError;
 use crate::model::event::{
-    ApplicationStart, Event, JobEnd, JobStart, OpTransition, OperationStarted, Plan, PlanMetric,
-    PlanNode, SqlExecutionStart, StageInfo, TaskEnd, TaskFailure, TaskMetricSums, TaskOutcome,
+    ApplicationStart, Event, ExecutorMetrics, JobEnd, JobStart, MemoryPeaks, OpTransition,
+    OperationStarted, Plan, PlanMetric, PlanNode, SqlExecutionStart, StageInfo, TaskEnd,
+    TaskFailure, TaskMetricSums, TaskOutcome,
 };
 use crate::model::truncate_utf8;
 use serde::Deserialize;
@@ -110,6 +111,38 @@ pub fn parse_event(name: &str, line: &[u8]) -> Result<Event, ParseError> {
                 time: r.timestamp,
             }
         }
+        "SparkListenerExecutorMetricsUpdate" => {
+            let r: RawExecutorMetricsUpdate = serde_json::from_slice(line)?;
+            let mut m = ExecutorMetrics {
+                executor_id: r.executor_id,
+                max_heap: r.max_heap,
+                executor: None,
+                stages: Vec::new(),
+            };
+            for u in r.updates {
+                let peaks = u.metrics.peaks();
+                if (u.stage_id, u.attempt_id) == (-1, -1) {
+                    m.executor
+                        .get_or_insert_with(Default::default)
+                        .raise(&peaks);
+                } else {
+                    m.stages.push(((u.stage_id, u.attempt_id), peaks));
+                }
+            }
+            Event::ExecutorMetrics(m)
+        }
+        "SparkListenerStageExecutorMetrics" => {
+            // Event logs only (spark.eventLog.logStageExecutorMetrics): the executor's peaks
+            // while the stage attempt ran, written when it ended.
+            let r: RawStageExecutorMetrics = serde_json::from_slice(line)?;
+            let peaks = r.metrics.peaks();
+            Event::ExecutorMetrics(ExecutorMetrics {
+                executor_id: r.executor_id,
+                max_heap: None,
+                executor: Some(peaks),
+                stages: vec![((r.stage_id, r.attempt_id), peaks)],
+            })
+        }
         n if n.starts_with(SQL) => match &n[SQL.len()..] {
             "SparkListenerSQLExecutionStart" => {
                 // A plan nested deeper than the parser goes (Spark's own event logs are not
@@ -155,8 +188,6 @@ const IGNORED: &[&str] = &[
     "SparkListenerBlockManagerAdded",
     "SparkListenerBlockManagerRemoved",
     "SparkListenerBlockUpdated",
-    "SparkListenerExecutorMetricsUpdate",
-    "SparkListenerStageExecutorMetrics",
     "SparkListenerTaskGettingResult",
     "SparkListenerResourceProfileAdded",
     "SparkListenerUnpersistRDD",
@@ -485,6 +516,68 @@ struct RawExecutorInfo {
     total_cores: u32,
     #[serde(rename = "Log Urls", default)]
     log_urls: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RawExecutorMetricsUpdate {
+    #[serde(rename = "Executor ID")]
+    executor_id: String,
+    #[serde(rename = "Executor Metrics Updated", default)]
+    updates: Vec<RawStageMetrics>,
+    /// The listener's addition: the heap the executor's JVM may grow to.
+    #[serde(rename = "Max Heap Memory", default)]
+    max_heap: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawStageMetrics {
+    #[serde(rename = "Stage ID")]
+    stage_id: i32,
+    #[serde(rename = "Stage Attempt ID")]
+    attempt_id: i32,
+    #[serde(rename = "Executor Metrics")]
+    metrics: RawMemoryMetrics,
+}
+
+#[derive(Deserialize)]
+struct RawStageExecutorMetrics {
+    #[serde(rename = "Executor ID")]
+    executor_id: String,
+    #[serde(rename = "Stage ID")]
+    stage_id: i32,
+    #[serde(rename = "Stage Attempt ID")]
+    attempt_id: i32,
+    #[serde(rename = "Executor Metrics")]
+    metrics: RawMemoryMetrics,
+}
+
+/// The memory metrics of Spark's `ExecutorMetrics` the agent keeps (the rest are skipped).
+/// Spark writes -1 for a metric it could not read: taken as 0.
+#[derive(Deserialize)]
+struct RawMemoryMetrics {
+    #[serde(rename = "JVMHeapMemory", default)]
+    jvm_heap: i64,
+    #[serde(rename = "JVMOffHeapMemory", default)]
+    jvm_off_heap: i64,
+    #[serde(rename = "OnHeapStorageMemory", default)]
+    on_heap_storage: i64,
+    #[serde(rename = "OffHeapStorageMemory", default)]
+    off_heap_storage: i64,
+    #[serde(rename = "TotalGCTime", default)]
+    gc_time: i64,
+}
+
+impl RawMemoryMetrics {
+    fn peaks(&self) -> MemoryPeaks {
+        let v = |x: i64| u64::try_from(x).unwrap_or(0);
+        MemoryPeaks {
+            jvm_heap: v(self.jvm_heap),
+            jvm_off_heap: v(self.jvm_off_heap),
+            on_heap_storage: v(self.on_heap_storage),
+            off_heap_storage: v(self.off_heap_storage),
+            gc_time_ms: v(self.gc_time),
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -321,6 +321,32 @@ pub fn check(ev: &Event) -> Result<(), OutOfRange> {
             }
             Ok(())
         }
+        Event::ExecutorMetrics(m) => {
+            // A heartbeat lists the stage attempts running on the executor: its cores' worth.
+            if m.stages.len() > MAX_METRIC_VALUES {
+                return Err(OutOfRange {
+                    field: "number of stage metrics",
+                    value: i64::try_from(m.stages.len()).unwrap_or(i64::MAX),
+                });
+            }
+            let peaks = m.executor.iter().chain(m.stages.iter().map(|(_, p)| p));
+            for p in peaks {
+                for (field, v) in p.values() {
+                    range(field, i64::try_from(v).unwrap_or(i64::MAX), 0, MAX_METRIC)?;
+                }
+            }
+            for ((stage, attempt), _) in &m.stages {
+                id("stage id", (*stage).into())?;
+                id("stage attempt id", (*attempt).into())?;
+            }
+            let heap = m.max_heap.unwrap_or(0);
+            range(
+                "max heap",
+                i64::try_from(heap).unwrap_or(i64::MAX),
+                0,
+                MAX_METRIC,
+            )
+        }
         Event::OperationStarted(o) => time("event time", o.time),
         Event::OperationState { time: t, state, .. } => {
             time("event time", *t)?;

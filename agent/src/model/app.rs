@@ -7,7 +7,9 @@
 //! readers may see. This file routes each event to them.
 
 use super::connect::{ClosedOperation, Connect, ConnectRef};
-use super::event::{Event, ListenerInfo, ListenerStats, TaskEnd, KINDS};
+use super::event::{
+    Event, ExecutorMetrics, ListenerInfo, ListenerStats, MemoryPeaks, TaskEnd, KINDS,
+};
 use super::jobs::Jobs;
 use super::logs::Logs;
 use super::retention::{Evictions, LiveBound, Retention};
@@ -58,6 +60,14 @@ pub struct Executor {
     pub add_time: i64,
     /// Where its logs are, by kind ("stdout", "stderr").
     pub log_urls: Vec<(String, String)>,
+}
+
+/// An executor's memory (the driver's too): its peaks since it started, from heartbeats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutorMemory {
+    pub peaks: MemoryPeaks,
+    /// The heap its JVM may grow to, when the listener said.
+    pub max_heap: Option<u64>,
 }
 
 /// What the listener reported about itself, and what ingest saw on this application's lines.
@@ -114,6 +124,13 @@ pub struct AppState {
     /// Increases with every event; entities remember the generation of their last change.
     pub(super) generation: u64,
     pub(super) executors: BTreeMap<String, Executor>,
+    /// Memory peaks per executor id, the driver's included (it heartbeats without being an
+    /// executor outside local mode); at most one more than the live executors' bound. Kept
+    /// apart from `executors`: a snapshot replaces those, and the listener resends the peaks
+    /// after it.
+    pub(super) memory: BTreeMap<String, ExecutorMemory>,
+    /// The generation of the last change to `memory`.
+    pub(super) memory_updated: u64,
     /// What the application-level bounds (executors, log lines) evicted since last taken.
     pub(super) evictions: Evictions,
     /// The driver's forwarded WARN and ERROR lines, newest last.
@@ -200,6 +217,8 @@ impl AppState {
             retention,
             generation: 0,
             executors: BTreeMap::new(),
+            memory: BTreeMap::new(),
+            memory_updated: 0,
             evictions: Evictions::default(),
             logs: Logs::default(),
             sql: SqlExecutions::default(),
@@ -212,6 +231,30 @@ impl AppState {
             outage: None,
             samples: VecDeque::new(),
             samples_updated: 0,
+        }
+    }
+
+    /// A heartbeat's peaks: the executor's, and the stage attempts' that ran on it.
+    fn executor_metrics(&mut self, g: u64, m: ExecutorMetrics) {
+        for (key, peaks) in &m.stages {
+            self.jobs.stage_memory(g, *key, peaks);
+        }
+        let Some(peaks) = m.executor else {
+            return;
+        };
+        let bound = self.retention.live.executors.saturating_add(1);
+        if !self.memory.contains_key(&m.executor_id) && self.memory.len() >= bound {
+            // Heartbeats of an executor whose removal was lost; the newest are kept out.
+            self.evictions.add(LiveBound::Executors);
+            return;
+        }
+        let e = self.memory.entry(m.executor_id).or_default();
+        let grew = e.peaks.raise(&peaks);
+        if m.max_heap.is_some() && e.max_heap != m.max_heap {
+            e.max_heap = m.max_heap;
+            self.memory_updated = g;
+        } else if grew {
+            self.memory_updated = g;
         }
     }
 
@@ -477,8 +520,12 @@ impl AppState {
             }
             Event::ExecutorRemoved { id, .. } => {
                 self.executors.remove(&id);
+                if self.memory.remove(&id).is_some() {
+                    self.memory_updated = g;
+                }
                 self.info_updated = g;
             }
+            Event::ExecutorMetrics(m) => self.executor_metrics(g, m),
             Event::JobStart(js) => {
                 let connect = self.attribute_job(g, js.job_id, &js.tags);
                 self.jobs.job_start(g, js, connect);

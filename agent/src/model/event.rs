@@ -25,6 +25,10 @@ pub enum Event {
         id: String,
         time: i64,
     },
+    /// An executor's memory peaks: from a heartbeat (`SparkListenerExecutorMetricsUpdate`, the
+    /// listener's with the executor's peaks since it started as the whole executor's) or an
+    /// event log's `SparkListenerStageExecutorMetrics`.
+    ExecutorMetrics(ExecutorMetrics),
     JobStart(JobStart),
     JobEnd(JobEnd),
     StageSubmitted(StageInfo),
@@ -107,7 +111,7 @@ pub enum Event {
 }
 
 /// Every kind of line, for per-kind counts: a bounded set (metrics labels, logs).
-pub const KINDS: [&str; 30] = [
+pub const KINDS: [&str; 31] = [
     "log_start",
     "application_start",
     "application_end",
@@ -138,6 +142,7 @@ pub const KINDS: [&str; 30] = [
     "unknown",
     "sql_plan_update",
     "sql_metrics",
+    "executor_metrics",
 ];
 
 impl Event {
@@ -174,6 +179,7 @@ impl Event {
             Event::Unknown => 27,
             Event::SqlPlanUpdate { .. } => 28,
             Event::SqlMetrics { .. } => 29,
+            Event::ExecutorMetrics(_) => 30,
         }
     }
 
@@ -210,6 +216,55 @@ impl Event {
         }
         .filter(|t| *t > 0)
     }
+}
+
+/// Peaks of an executor's memory metrics (Spark's `ExecutorMetrics`), in bytes, and its JVM's
+/// garbage collection time so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryPeaks {
+    /// `JVMHeapMemory`: heap in use, garbage included.
+    pub jvm_heap: u64,
+    /// `JVMOffHeapMemory`: the JVM's non-heap memory (metaspace, code cache, …).
+    pub jvm_off_heap: u64,
+    /// `OnHeapStorageMemory` and `OffHeapStorageMemory`: cached blocks and broadcasts.
+    pub on_heap_storage: u64,
+    pub off_heap_storage: u64,
+    /// `TotalGCTime`, ms.
+    pub gc_time_ms: u64,
+}
+
+impl MemoryPeaks {
+    /// Takes the larger of each value; whether any grew.
+    pub fn raise(&mut self, o: &MemoryPeaks) -> bool {
+        let before = *self;
+        self.jvm_heap = self.jvm_heap.max(o.jvm_heap);
+        self.jvm_off_heap = self.jvm_off_heap.max(o.jvm_off_heap);
+        self.on_heap_storage = self.on_heap_storage.max(o.on_heap_storage);
+        self.off_heap_storage = self.off_heap_storage.max(o.off_heap_storage);
+        self.gc_time_ms = self.gc_time_ms.max(o.gc_time_ms);
+        before != *self
+    }
+
+    pub fn values(&self) -> [(&'static str, u64); 5] {
+        [
+            ("JVMHeapMemory", self.jvm_heap),
+            ("JVMOffHeapMemory", self.jvm_off_heap),
+            ("OnHeapStorageMemory", self.on_heap_storage),
+            ("OffHeapStorageMemory", self.off_heap_storage),
+            ("TotalGCTime", self.gc_time_ms),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorMetrics {
+    pub executor_id: String,
+    /// The heap its JVM may grow to, when the listener said (Spark's event logs do not).
+    pub max_heap: Option<u64>,
+    /// The whole executor's peaks (Spark's stage -1), if the line had them.
+    pub executor: Option<MemoryPeaks>,
+    /// Peaks while a stage attempt ran on it.
+    pub stages: Vec<(StageKey, MemoryPeaks)>,
 }
 
 /// (stage id, stage attempt id)

@@ -6,8 +6,8 @@
 use super::connect::ConnectRef;
 use super::durations::Histogram;
 use super::event::{
-    DurationSummary, JobEnd, JobStart, StageInfo, StageKey, StageProgress, TaskEnd, TaskFailure,
-    TaskMetricSums, TaskOutcome,
+    DurationSummary, JobEnd, JobStart, MemoryPeaks, StageInfo, StageKey, StageProgress, TaskEnd,
+    TaskFailure, TaskMetricSums, TaskOutcome,
 };
 use super::retention::{Evictions, LiveBound, Retention};
 use super::retired::RetiredJobs;
@@ -102,6 +102,8 @@ pub struct Stage {
     pub histogram: Option<Box<Histogram>>,
     /// The first task that failed: the root cause shown for the stage and its jobs.
     pub failure: Option<Box<TaskFailure>>,
+    /// The highest memory of the executors while it ran (their heartbeats), if any came.
+    pub memory: Option<MemoryPeaks>,
     pub updated: u64,
 }
 
@@ -233,6 +235,25 @@ impl Jobs {
         }
     }
 
+    /// Memory peaks of an executor while the stage attempt runs. As in Spark's status store,
+    /// only a stage attempt not yet completed takes them (an executor's heartbeat may still
+    /// name one that ended), so the peaks equal its `peakExecutorMetrics`.
+    pub(super) fn stage_memory(&mut self, g: u64, key: StageKey, peaks: &MemoryPeaks) {
+        let Some(stage) = self.live_stages.get_mut(&key) else {
+            return;
+        };
+        if !matches!(stage.status, StageStatus::Pending | StageStatus::Active) {
+            return;
+        }
+        if stage
+            .memory
+            .get_or_insert_with(Default::default)
+            .raise(peaks)
+        {
+            stage.updated = g;
+        }
+    }
+
     fn get_or_create_stage(&mut self, g: u64, info: &StageInfo) -> &mut Stage {
         if !self.live_stages.contains_key(&info.key()) {
             self.bound_live_stages(info.key());
@@ -255,6 +276,7 @@ impl Jobs {
             durations: None,
             histogram: None,
             failure: None,
+            memory: None,
             updated: g,
         });
         stage.name.clone_from(&info.name);

@@ -1,7 +1,7 @@
 //! What readers of the model may see: read-only accessors, counts, and the slice of one Connect
 //! session that the streams send.
 
-use super::app::{AppInfo, AppState, Executor, IngestStats, Notice};
+use super::app::{AppInfo, AppState, Executor, ExecutorMemory, IngestStats, Notice};
 use super::connect::{ConnectRef, Operation, OperationCounters, Session};
 use super::event::StageKey;
 use super::jobs::{Job, JobCounters, JobStatus, Stage, StageStatus};
@@ -122,11 +122,12 @@ impl AppState {
 
     /// The generation of the last change to what every session of the application is sent
     /// whole: its record (who it is, whether a listener is connected, its end), its notices,
-    /// its busy-slots samples.
+    /// its busy-slots samples, its executors' memory.
     pub fn record_updated(&self) -> u64 {
         self.info_updated
             .max(self.notices_updated)
             .max(self.samples_updated)
+            .max(self.memory_updated)
     }
 
     /// The generation of the newest busy-slots sample.
@@ -220,6 +221,12 @@ impl AppState {
 
     pub fn executors(&self) -> impl Iterator<Item = &Executor> {
         self.executors.values()
+    }
+
+    /// Memory peaks per executor id (the driver's included), and the generation of their last
+    /// change.
+    pub fn executor_memory(&self) -> (&BTreeMap<String, ExecutorMemory>, u64) {
+        (&self.memory, self.memory_updated)
     }
 
     /// Connect sessions not closed.

@@ -4,19 +4,20 @@
 
 use super::stream::TRANSPORTS;
 use crate::control::{CancelOutcome, CANCEL_TARGETS};
-use crate::model::app::IngestStats;
+use crate::model::app::{ExecutorMemory, IngestStats};
 use crate::model::connect::{ClosedOperation, OperationCounters};
 use crate::model::event::KINDS;
 use crate::model::jobs::{JobCounters, UNATTRIBUTED};
 use crate::model::{lock, AppState, Store};
 use crate::telemetry::{
     Limit, Refusal, APPLICATIONS, BUSY_TASK_SLOTS, CANCELS, EXECUTORS, EXECUTOR_CORES,
-    FAILED_CONNECTIONS, HUB_REQUESTS, INGEST_ERRORS, INGEST_LINES, INGEST_UNKNOWN, JOBS_FINISHED,
-    JOBS_RUNNING, JOBS_STARTED, LIMIT_HITS, LISTENERS, LISTENER_DROPPED, LISTENER_EVICTED,
-    LISTENER_REFUSALS, OPERATIONS_CLOSED, OPERATIONS_RUNNING, OPERATION_DURATION,
-    RECONCILE_CORRECTIONS, RECONCILIATIONS, RESYNCS, RESYNCS_APP, REVOKED, SESSIONS_ACTIVE,
-    SESSION_CONFLICTS, SLOW_SUBSCRIBERS, SPARK_BUS_DROPPED, STAGES_ACTIVE, STAGES_FINISHED,
-    STAGES_SUBMITTED, SUBSCRIBERS, TASKS_FINISHED, TASKS_STARTED, TASK_CORE_TIME,
+    EXECUTOR_GC_TIME, EXECUTOR_MAX_HEAP, EXECUTOR_MEMORY_PEAK, FAILED_CONNECTIONS, HUB_REQUESTS,
+    INGEST_ERRORS, INGEST_LINES, INGEST_UNKNOWN, JOBS_FINISHED, JOBS_RUNNING, JOBS_STARTED,
+    LIMIT_HITS, LISTENERS, LISTENER_DROPPED, LISTENER_EVICTED, LISTENER_REFUSALS,
+    OPERATIONS_CLOSED, OPERATIONS_RUNNING, OPERATION_DURATION, RECONCILE_CORRECTIONS,
+    RECONCILIATIONS, RESYNCS, RESYNCS_APP, REVOKED, SESSIONS_ACTIVE, SESSION_CONFLICTS,
+    SLOW_SUBSCRIBERS, SPARK_BUS_DROPPED, STAGES_ACTIVE, STAGES_FINISHED, STAGES_SUBMITTED,
+    SUBSCRIBERS, TASKS_FINISHED, TASKS_STARTED, TASK_CORE_TIME,
 };
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -48,9 +49,10 @@ pub struct MetricsExport {
 impl MetricsExport {
     /// Copies the model's state into the recorder, then renders the exposition.
     pub fn render(&self, store: &Store) -> String {
-        let core_time = export(store, &self.users);
+        let (core_time, memory) = export(store, &self.users);
         let mut text = self.handle.render();
         render_core_time(&mut text, &core_time);
+        render_memory(&mut text, &memory);
         text
     }
 }
@@ -125,6 +127,7 @@ struct AppFigures {
     ops: OperationCounters,
     stats: IngestStats,
     closed: Vec<ClosedOperation>,
+    memory: Vec<(String, ExecutorMemory)>,
 }
 
 impl AppFigures {
@@ -163,6 +166,12 @@ impl AppFigures {
             ops: app.operation_counters().clone(),
             stats: app.stats().clone(),
             closed: app.take_closed_operations(),
+            memory: app
+                .executor_memory()
+                .0
+                .iter()
+                .map(|(id, m)| (id.clone(), m.clone()))
+                .collect(),
         }
     }
 }
@@ -193,6 +202,76 @@ fn render_core_time(text: &mut String, rows: &CoreTime) {
     text.push('\n');
 }
 
+/// Memory per (application, executor id).
+type MemoryRows = Vec<(String, String, ExecutorMemory)>;
+
+fn help(name: &str) -> &'static str {
+    crate::telemetry::CATALOG
+        .iter()
+        .find(|d| d.name == name)
+        .map_or("", |d| d.help)
+}
+
+/// The executors' memory series, written here rather than through the recorder: an executor
+/// that went leaves no series behind (the recorder keeps every series it was given).
+fn render_memory(text: &mut String, rows: &MemoryRows) {
+    use std::fmt::Write as _;
+    if rows.is_empty() {
+        return;
+    }
+    let labels = |app: &str, exec: &str| {
+        format!(
+            "application=\"{}\",executor=\"{}\"",
+            escape_label(app),
+            escape_label(exec)
+        )
+    };
+    let _ = writeln!(
+        text,
+        "# HELP {EXECUTOR_MEMORY_PEAK} {}",
+        help(EXECUTOR_MEMORY_PEAK)
+    );
+    let _ = writeln!(text, "# TYPE {EXECUTOR_MEMORY_PEAK} gauge");
+    for (app, exec, m) in rows {
+        let p = &m.peaks;
+        for (kind, v) in [
+            ("jvm_heap", p.jvm_heap),
+            ("jvm_off_heap", p.jvm_off_heap),
+            ("on_heap_storage", p.on_heap_storage),
+            ("off_heap_storage", p.off_heap_storage),
+        ] {
+            let l = labels(app, exec);
+            let _ = writeln!(text, "{EXECUTOR_MEMORY_PEAK}{{{l},kind=\"{kind}\"}} {v}");
+        }
+    }
+    text.push('\n');
+    let _ = writeln!(
+        text,
+        "# HELP {EXECUTOR_MAX_HEAP} {}",
+        help(EXECUTOR_MAX_HEAP)
+    );
+    let _ = writeln!(text, "# TYPE {EXECUTOR_MAX_HEAP} gauge");
+    for (app, exec, m) in rows {
+        if let Some(max) = m.max_heap {
+            let _ = writeln!(text, "{EXECUTOR_MAX_HEAP}{{{}}} {max}", labels(app, exec));
+        }
+    }
+    text.push('\n');
+    let _ = writeln!(text, "# HELP {EXECUTOR_GC_TIME} {}", help(EXECUTOR_GC_TIME));
+    let _ = writeln!(text, "# TYPE {EXECUTOR_GC_TIME} counter");
+    for (app, exec, m) in rows {
+        let ms = m.peaks.gc_time_ms;
+        let l = labels(app, exec);
+        let _ = writeln!(
+            text,
+            "{EXECUTOR_GC_TIME}{{{l}}} {}.{:03}",
+            ms / 1000,
+            ms % 1000
+        );
+    }
+    text.push('\n');
+}
+
 /// A label value as the exposition format writes it.
 fn escape_label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -200,13 +279,17 @@ fn escape_label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn export(store: &Store, users: &UserLabels) -> CoreTime {
+fn export(store: &Store, users: &UserLabels) -> (CoreTime, MemoryRows) {
     touch_fixed_series();
     let mut core_rows = CoreTime::new();
+    let mut memory_rows = MemoryRows::new();
     let (mut live, mut ended, mut listeners) = (0.0, 0.0, 0.0);
     for shared in store.apps() {
         let f = AppFigures::of(&mut lock(&shared));
         let a = f.id;
+        for (exec, m) in f.memory {
+            memory_rows.push((a.clone(), exec, m));
+        }
         if f.live {
             live += 1.0;
         } else {
@@ -307,7 +390,7 @@ fn export(store: &Store, users: &UserLabels) -> CoreTime {
     gauge!(APPLICATIONS, "state" => "live").set(live);
     gauge!(APPLICATIONS, "state" => "ended").set(ended);
     gauge!(LISTENERS).set(listeners);
-    core_rows
+    (core_rows, memory_rows)
 }
 
 #[cfg(test)]
@@ -329,6 +412,35 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn executor_memory_is_one_series_per_executor_and_kind() {
+        let mut text = String::new();
+        render_memory(&mut text, &Vec::new());
+        assert!(text.is_empty(), "no executors, no families");
+        let m = ExecutorMemory {
+            peaks: crate::model::event::MemoryPeaks {
+                jvm_heap: 300,
+                jvm_off_heap: 40,
+                on_heap_storage: 7,
+                off_heap_storage: 0,
+                gc_time_ms: 1_250,
+            },
+            max_heap: Some(4096),
+        };
+        let rows = vec![("app-1".to_owned(), "driver".to_owned(), m)];
+        render_memory(&mut text, &rows);
+        for line in [
+            "# TYPE sparkscope_executor_memory_peak_bytes gauge\n",
+            "sparkscope_executor_memory_peak_bytes{application=\"app-1\",executor=\"driver\",kind=\"jvm_heap\"} 300\n",
+            "sparkscope_executor_memory_peak_bytes{application=\"app-1\",executor=\"driver\",kind=\"on_heap_storage\"} 7\n",
+            "sparkscope_executor_max_heap_bytes{application=\"app-1\",executor=\"driver\"} 4096\n",
+            "# TYPE sparkscope_executor_gc_seconds_total counter\n",
+            "sparkscope_executor_gc_seconds_total{application=\"app-1\",executor=\"driver\"} 1.250\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

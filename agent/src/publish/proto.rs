@@ -2,6 +2,7 @@
 
 use crate::model::app::{AppInfo, Notice, NoticeKind};
 use crate::model::connect::{ConnectRef, OpState, Operation, Session};
+use crate::model::event::MemoryPeaks;
 use crate::model::jobs::{Job, JobStatus, Stage, StageStatus};
 use crate::model::logs::LogEntry;
 use crate::model::sql::SqlExecution;
@@ -61,6 +62,27 @@ pub fn application(
                 })
             })
             .collect(),
+        executor_memory: {
+            let (memory, _) = app.executor_memory();
+            memory
+                .iter()
+                .map(|(id, m)| pb::ExecutorMemory {
+                    executor_id: id.clone(),
+                    peaks: Some(peaks(&m.peaks)),
+                    max_heap_bytes: m.max_heap.unwrap_or(0),
+                })
+                .collect()
+        },
+    }
+}
+
+fn peaks(p: &MemoryPeaks) -> pb::MemoryPeaks {
+    pb::MemoryPeaks {
+        jvm_heap_bytes: p.jvm_heap,
+        jvm_off_heap_bytes: p.jvm_off_heap,
+        on_heap_storage_bytes: p.on_heap_storage,
+        off_heap_storage_bytes: p.off_heap_storage,
+        gc_time_ms: p.gc_time_ms,
     }
 }
 
@@ -208,6 +230,7 @@ pub fn stage(app_id: &str, s: &Stage) -> pb::Stage {
             stack_trace: f.stack_trace.clone(),
             time_ms: f.time,
         }),
+        peak_memory: s.memory.as_ref().map(peaks),
     }
 }
 

@@ -66,6 +66,15 @@ IDLE_CORES_MIN_MS = 30_000
 IDLE_CORES_SHARE = 0.5
 # A stage spilled more than this to disk (the spill finding gets a fix).
 SPILL_DISK_BYTES = 0
+# Executor memory (DataFlint's rule): the heap in use peaked over MEMORY_HIGH_SHARE of the
+# executors' heap while the cell's stages ran (raise it, or process less per task), or stayed
+# under MEMORY_LOW_SHARE over a run of MEMORY_LOW_MIN_MS or more (the executors could do with
+# less). The heap in use counts garbage not yet collected, so a low peak is a safe margin.
+MEMORY_HIGH_SHARE = 0.95
+MEMORY_LOW_SHARE = 0.70
+MEMORY_LOW_MIN_MS = 60_000
+# What a fix aims the heap at: this much above the peak (DataFlint's 20%).
+MEMORY_HEADROOM = 0.2
 
 # name -> its type; SPARKSCOPE_ADVISOR_<name> in the environment sets it.
 ADVISOR_THRESHOLDS: dict[str, type] = {
@@ -83,6 +92,10 @@ ADVISOR_THRESHOLDS: dict[str, type] = {
     "IDLE_CORES_MIN_MS": int,
     "IDLE_CORES_SHARE": float,
     "SPILL_DISK_BYTES": int,
+    "MEMORY_HIGH_SHARE": float,
+    "MEMORY_LOW_SHARE": float,
+    "MEMORY_LOW_MIN_MS": int,
+    "MEMORY_HEADROOM": float,
 }
 ADVISOR_ENV = "SPARKSCOPE_ADVISOR_"
 # Samples sent to the browser per cell: enough for a chart as wide as a notebook.
@@ -100,7 +113,7 @@ JOB_ORDER = ("RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN")
 FINDING_ORDER = ("skew", "spill", "small-tasks", "partition-too-large", "gc")
 # The advisor's findings on a SQL execution's operators, and on the whole cell run.
 PLAN_FINDINGS = ("small-files", "broadcast", "broadcast-too-large", "cross-join")
-CELL_FINDINGS = ("idle-cores",)
+CELL_FINDINGS = ("idle-cores", "memory-high", "memory-low")
 
 JOB_FIELDS = (
     "appId",
@@ -141,6 +154,7 @@ STAGE_FIELDS = (
     "gcTimeMs",
     "taskDurations",
     "firstFailure",
+    "peakMemory",
 )
 
 # Spark names every Connect job and stage after its truncated request: not worth showing.
@@ -1411,6 +1425,134 @@ def cell_findings(
     ]
 
 
+def spark_memory(n: int) -> str:
+    """Bytes as a spark.executor.memory value, rounded up to 256 MiB: `1280m`, `2g`."""
+    mib = max(256, -(-n // (256 * MiB)) * 256)
+    return f"{mib // 1024}g" if mib % 1024 == 0 else f"{mib}m"
+
+
+def memory_of(
+    stages: Sequence[Mapping[str, Any]], app: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """The memory of the executors while the cell's stages ran (their heartbeats' peaks, as
+    Spark's stage peakExecutorMetrics), against the heap they may grow to, and the garbage
+    collection share of the cell's task time; None before a heartbeat named one of its stages."""
+    peaks = [st["peakMemory"] for st in stages if st.get("peakMemory")]
+    if not peaks:
+        return None
+    heap = max(int(p.get("jvmHeapBytes", 0)) for p in peaks)
+    off_heap = max(int(p.get("jvmOffHeapBytes", 0)) for p in peaks)
+    storage = max(
+        int(p.get("onHeapStorageBytes", 0)) + int(p.get("offHeapStorageBytes", 0)) for p in peaks
+    )
+    limits = {
+        e["executorId"]: int(e.get("maxHeapBytes", 0))
+        for e in (app or {}).get("executorMemory", [])
+        if int(e.get("maxHeapBytes", 0)) > 0
+    }
+    # Tasks run on the executors; on the driver only in local mode, where it is the executor.
+    others = [v for k, v in limits.items() if k != "driver"]
+    max_heap = max(others) if others else limits.get("driver", 0)
+    run = sum(int(st.get("executorRunTimeMs", 0) or 0) for st in stages)
+    gc = sum(int(st.get("gcTimeMs", 0) or 0) for st in stages)
+    gc_share = gc / run if run else 0.0
+    share = heap / max_heap if max_heap else None
+    text = f"Memory: heap peaked at {format_bytes(heap)}"
+    if share is not None:
+        text += f" of {format_bytes(max_heap)} ({_round(share * 100)}%)"
+    text += f" · off-heap {format_bytes(off_heap)}"
+    if storage:
+        text += f" · cached {format_bytes(storage)}"
+    if run:
+        text += f" · GC {_round(gc_share * 100)}% of task time"
+    return {
+        "peakHeapBytes": heap,
+        "maxHeapBytes": max_heap,
+        "heapShare": round(share, 4) if share is not None else None,
+        "peakOffHeapBytes": off_heap,
+        "peakStorageBytes": storage,
+        "gcTimeMs": gc,
+        "runTimeMs": run,
+        "gcShare": round(gc_share, 4),
+        "text": text,
+    }
+
+
+def memory_findings(
+    jobs: Sequence[Mapping[str, Any]], run: Summary, memory: Mapping[str, Any] | None
+) -> list[Finding]:
+    """The advisor's executor-memory findings on a finished cell run (DataFlint's rule): the
+    heap nearly full, or far from full over a long run."""
+    if not run.has_jobs or run.live or not memory or memory.get("heapShare") is None:
+        return []
+    share, heap, limit = memory["heapShare"], memory["peakHeapBytes"], memory["maxHeapBytes"]
+    took = run.end_ms - run.start_ms
+    pct = _round(share * 100)
+    suggested = spark_memory(int(heap * (1 + MEMORY_HEADROOM)))
+    common = {
+        "app_id": jobs[0]["appId"],
+        "stage_id": -1,
+        "attempt_id": -1,
+        "job_ids": (),
+        "scope": "cell",
+        "evidence": {
+            "peakHeapBytes": heap,
+            "maxHeapBytes": limit,
+            "heapShare": share,
+            "runMs": took,
+            "gcShare": memory["gcShare"],
+        },
+    }
+    said = f"the executors' heap peaked at {format_bytes(heap)} of {format_bytes(limit)} ({pct}%)"
+    if share > MEMORY_HIGH_SHARE:
+        return [
+            Finding(
+                "memory-high",
+                "warning",
+                label=f"heap {pct}% full",
+                title=(
+                    f"Executor memory nearly full: while this cell's stages ran, {said}, over "
+                    f"{_round(MEMORY_HIGH_SHARE * 100)}%. Tasks risk long garbage collections, "
+                    "spills and out-of-memory failures. More memory per executor (a restart of "
+                    "the server, by its operator), or less data per task."
+                ),
+                text=f"the cell: {said}",
+                fix=(
+                    f"# sparkscope advisor: while this cell's stages ran, {said}.\n"
+                    f"# Ask the server's operator for more memory per executor (a restart), e.g.\n"
+                    f"# spark.executor.memory={spark_memory(int(limit * (1 + MEMORY_HEADROOM)))}\n"
+                    "# or give each task less data: more partitions, e.g.\n"
+                    "# df = df.repartition(df.rdd.getNumPartitions() * 2)"
+                ),
+                **common,
+            )
+        ]
+    if share < MEMORY_LOW_SHARE and took >= MEMORY_LOW_MIN_MS:
+        return [
+            Finding(
+                "memory-low",
+                "info",
+                label=f"heap {pct}% used",
+                title=(
+                    f"Executor memory to spare: over this cell's {format_duration(took)} of "
+                    f"jobs, {said}, under {_round(MEMORY_LOW_SHARE * 100)}%. The executors "
+                    f"could run with about {suggested} (the peak and "
+                    f"{_round(MEMORY_HEADROOM * 100)}%), or run more tasks each."
+                ),
+                text=f"the cell: {said}",
+                fix=(
+                    f"# sparkscope advisor: over this cell's {format_duration(took)} of jobs, "
+                    f"{said}.\n"
+                    "# The executors could do with less memory (a restart of the server, by "
+                    "its operator), e.g.\n"
+                    f"# spark.executor.memory={suggested}"
+                ),
+                **common,
+            )
+        ]
+    return []
+
+
 # ---- the advisor's thresholds, per user
 
 
@@ -1505,6 +1647,8 @@ class CellView:
     contention: dict[str, Any] | None = None
     # how it differs from the cell's previous run (rundiff.diff), once both are known
     diff: dict[str, Any] | None = None
+    # the executors' memory while its stages ran, and its GC share (memory_of)
+    memory: dict[str, Any] | None = None
 
     summary: Summary = field(init=False)
     findings: list[Finding] = field(init=False)
@@ -1517,6 +1661,7 @@ class CellView:
             *findings(self.jobs, self.stages, self.cluster.get("cores", 0)),
             *(f for plan in self.plans for f in plan_findings(plan)),
             *cell_findings(self.jobs, self.summary, self.samples),
+            *memory_findings(self.jobs, self.summary, self.memory),
         ]
         self.root_causes = root_causes(self.jobs, self.stages)
         self.links = links(
@@ -1575,6 +1720,7 @@ def build(run: CellRun, stream: StreamState, now_ms: int) -> CellView:
         plans_dropped=run.plans_dropped,
         contention=contention_of(jobs, stages, stream.samples.get(app_id, []), end_ms),
         diff=dict(run.diff) if run.diff else None,
+        memory=memory_of(stages, app),
     )
 
 

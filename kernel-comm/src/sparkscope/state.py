@@ -167,6 +167,20 @@ NOTICE = Message(
 )
 CLUSTER = Message("Cluster", {"executors": INT, "totalCores": INT, "activeTasks": INT})
 EXECUTOR_LOG = Message("ExecutorLog", {"executorId": STRING, "kind": STRING, "url": STRING})
+MEMORY_PEAKS = Message(
+    "MemoryPeaks",
+    {
+        "jvmHeapBytes": INT,
+        "jvmOffHeapBytes": INT,
+        "onHeapStorageBytes": INT,
+        "offHeapStorageBytes": INT,
+        "gcTimeMs": INT,
+    },
+)
+EXECUTOR_MEMORY = Message(
+    "ExecutorMemory",
+    {"executorId": STRING, "peaks": MEMORY_PEAKS.singular(), "maxHeapBytes": INT},
+)
 APPLICATION = Message(
     "Application",
     {
@@ -185,6 +199,7 @@ APPLICATION = Message(
         # rows, not columns (see normalize_samples); StreamState keeps them apart
         "taskSamples": _with(TASK_SAMPLES.singular(), lambda v: normalize_samples(_dict(v))),
         "executorLogs": EXECUTOR_LOG.repeated(),
+        "executorMemory": EXECUTOR_MEMORY.repeated(),
     },
 )
 SESSION = Message(
@@ -289,6 +304,7 @@ STAGE = Message(
         "gcTimeMs": INT,
         "taskDurations": DURATION_SUMMARY.optional(),
         "firstFailure": TASK_FAILURE.optional(),
+        "peakMemory": MEMORY_PEAKS.optional(),
     },
 )
 TAG_GROUP = Message(

@@ -70,6 +70,11 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   (`startMs`, `endMs`): `coresMs` (the cores' time), `ownMs` (its tasks' run time), `othersMs`
   (the rest of the busy slots' time), `ownShare`, `othersShare`, `otherSessions` (other
   sessions with tasks running at once, at most), `fullMs` (time every core was busy), `text`.
+- `memory` (dict, empty before an executor's heartbeat named one of the cell's stages): the
+  executors' memory while its stages ran (their heartbeats' peaks, as Spark's stage
+  `peakExecutorMetrics`): `peakHeapBytes`, `maxHeapBytes` (the heap they may grow to; 0 when not
+  known), `heapShare` (null without it), `peakOffHeapBytes`, `peakStorageBytes` (cached blocks
+  and broadcasts), `gcTimeMs`, `runTimeMs`, `gcShare` (of its task time), `text`.
 - `diff` (dict, empty before the cell's rerun ended): how this run differs from the cell's
   previous run (same notebook and cell id, kept by the agent across restarts): `text` ("3.1×
   slower than the previous run (1.0 s → 3.1 s): input +40% (…), BroadcastHashJoin became
@@ -185,6 +190,7 @@ class CellWidget(anywidget.AnyWidget):
     plans = traitlets.List(traitlets.Dict()).tag(sync=True)
     plans_dropped = traitlets.Int(0).tag(sync=True)
     contention = traitlets.Dict().tag(sync=True)
+    memory = traitlets.Dict().tag(sync=True)
     diff = traitlets.Dict().tag(sync=True)
     view = traitlets.Unicode("jobs").tag(sync=True)
     hidden = traitlets.Bool(False).tag(sync=True)
@@ -314,6 +320,7 @@ def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> di
         "plans": compact_plans(view.plans),
         "plans_dropped": view.plans_dropped,
         "contention": view.contention or {},
+        "memory": view.memory or {},
         "diff": view.diff or {},
         "hidden": hidden,
         "overview": {

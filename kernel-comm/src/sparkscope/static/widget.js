@@ -22,6 +22,7 @@
 // with its evidence in its title: the stage's badge (its insert-fix button next to it), the plan
 // node's badge (Plan view) and, for the findings on no stage (plan and cell ones), an item of the
 // list .sparkscope-advisor[data-count] below the Jobs view's jobs, the button inside it.
+// .sparkscope-memory[data-peak-heap-bytes][data-max-heap-bytes][data-heap-share][data-gc-share]
 // .sparkscope-contention[data-start-ms][data-end-ms][data-cores-ms][data-own-ms][data-others-ms]
 // [data-own-share][data-others-share][data-other-sessions][data-full-ms] once other work ran beside.
 // .sparkscope-diff[data-ratio][data-input-ratio][data-duration-ms][data-previous-duration-ms]
@@ -239,6 +240,7 @@ const TRAITS = [
   "plans",
   "plans_dropped",
   "contention",
+  "memory",
   "diff",
   "view",
   "hidden",
@@ -273,6 +275,7 @@ function readTraits(model) {
     plans: model.get("plans") || [],
     plansDropped: model.get("plans_dropped") || 0,
     contention: model.get("contention") || {},
+    memory: model.get("memory") || {},
     diff: model.get("diff") || {},
     cancel: model.get("cancel") || {},
     cancelledJobs: new Set(model.get("cancelled_jobs") || []),
@@ -347,6 +350,8 @@ function drawCell(root, t, vs, act) {
     if (details) root.appendChild(details);
     const shared = contentionLine(t.contention);
     if (shared) root.appendChild(shared);
+    const memory = memoryLine(t.memory);
+    if (memory) root.appendChild(memory);
   }
 
   const result = cancelResult(t.cancel, vs);
@@ -384,6 +389,17 @@ function contentionLine(c) {
   line.title = "Over this cell's jobs' run: its tasks' run time and the rest of the server's busy task slots, as shares of the cores' time";
   for (const k of ["startMs", "endMs", "coresMs", "ownMs", "othersMs", "ownShare", "othersShare", "otherSessions", "fullMs"]) {
     line.dataset[k] = String(c[k] ?? "");
+  }
+  return line;
+}
+
+// The executors' memory while the cell's stages ran, and its garbage collection share.
+function memoryLine(m) {
+  if (!m || !m.text) return null;
+  const line = el("div", "sparkscope-muted sparkscope-memory", m.text);
+  line.title = "The executors' heartbeats while this cell's stages ran (Spark's peak executor metrics of its stages): heap in use (garbage included) against the heap they may grow to, non-heap memory, cached blocks; and garbage collection as a share of its tasks' run time";
+  for (const k of ["peakHeapBytes", "maxHeapBytes", "heapShare", "peakOffHeapBytes", "peakStorageBytes", "gcShare"]) {
+    line.dataset[k] = String(m[k] ?? "");
   }
   return line;
 }

@@ -10,6 +10,7 @@ import org.apache.spark.scheduler.SparkListenerApplicationEnd;
 import org.apache.spark.scheduler.SparkListenerApplicationStart;
 import org.apache.spark.scheduler.SparkListenerEvent;
 import org.apache.spark.scheduler.SparkListenerExecutorAdded;
+import org.apache.spark.scheduler.SparkListenerExecutorMetricsUpdate;
 import org.apache.spark.scheduler.SparkListenerExecutorRemoved;
 import org.apache.spark.scheduler.SparkListenerJobEnd;
 import org.apache.spark.scheduler.SparkListenerJobStart;
@@ -32,15 +33,17 @@ final class LiveEvents {
     private final Hello hello;
     private final Map<String, Method> accessors = new HashMap<>();
     private final SqlMetrics sqlMetrics;
+    private final ExecutorPeaks executorPeaks;
 
     LiveEvents(LiveState live, EventFilter filter, Progress progress, Connector agent,
-            LineCounts counts, Hello hello) {
-        this(live, filter, progress, agent, counts, hello, new SqlMetrics());
+            LineCounts counts, Hello hello, ExecutorPeaks executorPeaks) {
+        this(live, filter, progress, agent, counts, hello, new SqlMetrics(), executorPeaks);
     }
 
     LiveEvents(LiveState live, EventFilter filter, Progress progress, Connector agent,
-            LineCounts counts, Hello hello, SqlMetrics sqlMetrics) {
+            LineCounts counts, Hello hello, SqlMetrics sqlMetrics, ExecutorPeaks executorPeaks) {
         this.sqlMetrics = sqlMetrics;
+        this.executorPeaks = executorPeaks;
         this.live = live;
         this.filter = filter;
         this.progress = progress;
@@ -107,8 +110,16 @@ final class LiveEvents {
         } else if (e instanceof SparkListenerExecutorAdded) {
             sticky(LiveState.Kind.EXECUTOR, ((SparkListenerExecutorAdded) e).executorId(), e);
         } else if (e instanceof SparkListenerExecutorRemoved) {
-            live.remove(LiveState.Kind.EXECUTOR, ((SparkListenerExecutorRemoved) e).executorId());
+            String id = ((SparkListenerExecutorRemoved) e).executorId();
+            live.remove(LiveState.Kind.EXECUTOR, id);
+            executorPeaks.remove(id);
             forward(e);
+        } else if (e instanceof SparkListenerExecutorMetricsUpdate) {
+            // Kept (as peaks) while the agent is away; sent only while it is there.
+            String line = executorPeaks.update((SparkListenerExecutorMetricsUpdate) e);
+            if (line != null && agent.connected()) {
+                agent.writeLine(line);
+            }
         } else if (e instanceof SparkListenerApplicationStart) {
             SparkListenerApplicationStart a = (SparkListenerApplicationStart) e;
             if (a.appId().isDefined()) {
@@ -205,6 +216,10 @@ final class LiveEvents {
         }
         agent.write(new Json("SparkscopeSnapshotEnd").field("time", System.currentTimeMillis())
                 .end());
+        // Peaks outlive a restarted agent: each executor's since it started, after the snapshot.
+        for (String line : executorPeaks.lines()) {
+            agent.writeLine(line);
+        }
         // The agent replaced its live SQL executions with the snapshot's: all values again.
         sqlMetrics.resendAll();
         sqlMetrics.write(agent, System.currentTimeMillis());

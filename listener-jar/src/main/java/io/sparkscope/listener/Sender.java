@@ -57,7 +57,7 @@ final class Sender implements Runnable {
         this.stopping = !agent.usable();
         this.progress = new Progress(newStages, live, agent);
         this.events = new LiveEvents(live, new EventFilter(config.planMaxNodes), progress, agent, counts,
-                hello);
+                hello, ExecutorPeaks.of(conf, config.maxLiveEntities));
         this.reaper = config.jobCheckIntervalMs > 0 ? new JobReaper(activeJobs, live) : null;
         this.stats = new StatsLine(counts, queueDropped, ring, live, untrackedTaskEvents,
                 countersEvicted, reaper == null ? () -> 0L : reaper::reaped);

@@ -379,6 +379,15 @@ public class SparkscopeListener extends SparkListener {
 
     @Override
     public void onExecutorMetricsUpdate(SparkListenerExecutorMetricsUpdate e) {
+        // A heartbeat: every executor's once per spark.executor.heartbeatInterval (10 s). Only
+        // those with memory metrics are queued; their accumulator updates are never read.
+        try {
+            if (!e.executorUpdates().isEmpty()) {
+                offer(e);
+            }
+        } catch (Throwable t) {
+            callbackFailed(t);
+        }
     }
 
     @Override

@@ -102,6 +102,31 @@ class SenderTest {
     }
 
     @Test
+    void executorsMemoryPeaksOutliveTheAgentsAbsenceAndFollowTheSnapshot() throws Exception {
+        try (FakeAgent agent = new FakeAgent()) {
+            Sender s = sender(agent);
+            agent.accept();
+            agent.readSnapshot();
+            ring.offer(ExecutorPeaksTest.heartbeat("driver", -1, -1,
+                    ExecutorPeaksTest.metrics(700, 10, 0, 5)));
+            String line = agent.readUntil(l -> l.contains("SparkListenerExecutorMetricsUpdate"));
+            assertTrue(line.contains("\"JVMHeapMemory\":700"), line);
+            assertFalse(line.contains("secret-acc"), line);
+
+            // Away: a lower heartbeat is kept as peaks, not sent.
+            agent.drop();
+            ring.offer(ExecutorPeaksTest.heartbeat("driver", -1, -1,
+                    ExecutorPeaksTest.metrics(300, 20, 0, 9)));
+            agent.accept();
+            agent.readSnapshot();
+            String resent = agent.readUntil(l -> l.contains("SparkListenerExecutorMetricsUpdate"));
+            assertTrue(resent.contains("\"JVMHeapMemory\":700,\"JVMOffHeapMemory\":20"), resent);
+            assertTrue(resent.contains("\"TotalGCTime\":9"), resent);
+            s.stop(3_000);
+        }
+    }
+
+    @Test
     void everyReconnectGetsTheWholeLiveStateIncludingStagesThatCompletedMeanwhile()
             throws Exception {
         try (FakeAgent agent = new FakeAgent()) {
