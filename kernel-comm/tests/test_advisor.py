@@ -385,6 +385,59 @@ def test_idle_cores_over_a_long_cell_run() -> None:
     assert found("idle-cores", jobs=jobs, samples=samples) == []
 
 
+# ---- full scans of partitioned tables
+
+SCAN_DETAIL = (
+    "FileScan parquet [v#1L,k#2,d#3] Batched: true, DataFilters: [], Format: Parquet, "
+    "Location: InMemoryFileIndex(1 paths)[file:/tmp/pt], PartitionFilters: {filters}, "
+    "PushedFilters: [], ReadSchema: struct<v:bigint>"
+)
+
+
+def partitioned_scan(partitions: int | None, filters: str = "[]", detail: str = "") -> dict:
+    metrics = {
+        "number of output rows": ("sum", 1000),
+        "number of files read": ("sum", 8),
+        "number of partitions read": ("sum", partitions),
+    }
+    detail = detail or SCAN_DETAIL.format(filters=filters)
+    return plan((-1, "WholeStageCodegen (1)", "", {}), (0, "Scan parquet ", detail, metrics))
+
+
+def test_a_scan_of_every_partition_without_a_partition_filter() -> None:
+    (f,) = found("full-scan", plans=[partitioned_scan(4)])
+    assert (f.scope, f.node_name, f.label) == ("plan", "Scan parquet", "all 4 partitions read")
+    assert f.evidence == {"partitionsRead": 4, "partitionColumns": "k, d", "filesRead": 8}
+    assert "no filter on k, d" in f.title
+    comments_then(f.fix)
+    assert f.fix.endswith('# df = df.where(col("k") == <value>)'), f.fix
+    # pruned; one partition; not partitioned (no such metric); not read yet
+    assert found("full-scan", plans=[partitioned_scan(1, "[isnotnull(k#2), (k#2 = 1)]")]) == []
+    assert found("full-scan", plans=[partitioned_scan(1)]) == []
+    assert found("full-scan", plans=[scan(8, 8 * MiB)]) == []
+    assert found("full-scan", plans=[partitioned_scan(None)]) == []
+    # a description cut before its partition filters says nothing
+    cut = SCAN_DETAIL.format(filters="[]")[:120]
+    assert found("full-scan", plans=[partitioned_scan(4, detail=cut)]) == []
+    # partition columns not told (cut before the read schema): the fix names none
+    told = SCAN_DETAIL.format(filters="[]").replace(", ReadSchema: struct<v:bigint>", "")
+    (g,) = found("full-scan", plans=[partitioned_scan(4, detail=told)])
+    assert "its partition columns" in g.title and '"<partition column>"' in g.fix
+    env(FULL_SCAN_PARTITIONS="4")
+    assert found("full-scan", plans=[partitioned_scan(4)]) == []
+
+
+def test_partition_columns_are_the_output_the_files_do_not_hold() -> None:
+    pc = cellview.partition_columns
+    assert pc(SCAN_DETAIL.format(filters="[]")) == ["k", "d"]
+    assert pc(
+        "FileScan parquet db.t[a#1,m#2,p#3] Batched: true, ReadSchema: "
+        "struct<a:int,m:map<string,struct<x:int,y:int>>>"
+    ) == ["p"]
+    assert pc("FileScan csv [a#1] ReadSchema: struct<a:int>") == []
+    assert pc("Scan ExistingRDD[a#1]") == []
+
+
 # ---- executor memory
 
 

@@ -5,7 +5,10 @@ listener and the agent:
   small gets the broadcast finding; its fix, inserted below and never run, has `broadcast()` on
   the small side and the plan's join keys; that fix with the notebook's DataFrames filled in
   runs faster than the sort-merge join did (both runs' times from Spark's SQL REST API);
-- a write of many small files gets the small-files finding, with Spark's own figures.
+- a write of many small files gets the small-files finding, with Spark's own figures;
+- a read of every partition of a partitioned table with no filter on its partition column gets
+  the full-scan finding, naming that column and as many partitions as Spark's SQL REST API says
+  the scan read; the same read filtered on the column gets none.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ big.join(small, ["k"]).groupBy("c").count().collect()
 """
 WRITE = "spark.range(0, 200_000, 1, 150).write.mode('overwrite').parquet({path!r})"
 NOTEBOOK = "advisor.ipynb"
+PARTITIONS = "partitions.ipynb"
+PARTITIONED = """path = {path!r}
+spark.range(0, 60_000, 1, 6).selectExpr("id", "id % 6 AS day", "id * 3 AS v").write.mode(
+    "overwrite").partitionBy("day").parquet(path)
+"""
+FULL = 'spark.read.parquet(path).groupBy("v").count().collect()'
+PRUNED = 'spark.read.parquet(path).where("day = 2").groupBy("v").count().collect()'
 
 FINDINGS_JS = """(index) => {
   const nb = window.jupyterapp.shell.currentWidget.content;
@@ -59,7 +69,9 @@ def lab(
 ):
     setup = nbrun.browser_setup(server.remote_url(user_id="ana"))
     write = WRITE.format(path=str(artifacts_dir / "small-files"))
-    with notebook_lab(agent, {NOTEBOOK: [setup, JOIN, write]}) as lab:
+    parts = PARTITIONED.format(path=str(artifacts_dir / "partitioned"))
+    notebooks = {NOTEBOOK: [setup, JOIN, write], PARTITIONS: [setup, parts, FULL, PRUNED]}
+    with notebook_lab(agent, notebooks) as lab:
         yield lab
 
 
@@ -177,3 +189,48 @@ def test_a_write_of_many_small_files_gets_the_small_files_finding(
     assert len(files) == 150 and max(sizes) < 3 * 1024 * 1024, (len(files), max(sizes))
     assert "150 files" in f["title"], f
     assert f["fix"] and "coalesce(" in f["fix"], f
+
+
+def scan_partitions_read(server: harness.SparkConnectServer, marker: str) -> int:
+    """'number of partitions read' of the newest completed SQL execution whose plan has a scan
+    node, from Spark's SQL REST API."""
+    runs = [
+        x
+        for x in server.rest("sql", {"details": "true", "planDescription": "false"})
+        if x["status"] == "COMPLETED" and any(marker in n["nodeName"] for n in x["nodes"])
+    ]
+    assert runs, marker
+    newest = max(runs, key=lambda x: x["id"])
+    (scan,) = [n for n in newest["nodes"] if marker in n["nodeName"]]
+    (value,) = [m["value"] for m in scan["metrics"] if m["name"] == "number of partitions read"]
+    return int(str(value).replace(",", ""))
+
+
+def test_a_read_of_every_partition_without_a_partition_filter_gets_the_full_scan_finding(
+    require_browser,
+    artifacts_dir: Path,
+    lab: harness.JupyterLab,
+    server: harness.SparkConnectServer,
+) -> None:
+    with browser.chromium(artifacts_dir / "chromium-profile-partitions") as context:
+        nb = browser.open_beside(context, lab, PARTITIONS, workspace="partitions")
+        for i in (0, 1, 2):
+            nb.run_cell(i)
+            nb.wait_cell_done(i, 300)
+            assert "Traceback" not in nb.cell_text_outputs(i), nb.cell_text_outputs(i)
+        f = finding(nb, 2, "full-scan")
+        full = scan_partitions_read(server, "Scan parquet")
+        nb.run_cell(3)
+        nb.wait_cell_done(3, 300)
+        assert "Traceback" not in nb.cell_text_outputs(3), nb.cell_text_outputs(3)
+        pruned = scan_partitions_read(server, "Scan parquet")
+        harness.wait_until(
+            lambda: nb.page.evaluate(FINDINGS_JS, 3)["state"] == "done", 60, 0.3, "cell 3 done"
+        )
+        later = nb.page.evaluate(FINDINGS_JS, 3)["findings"]
+    days = sorted(p.name for p in (artifacts_dir / "partitioned").glob("day=*"))
+    print(f"full-scan finding: {f['title']!r}; Spark read {full} then {pruned} partition(s)")
+    assert len(days) == 6 and full == 6 and pruned == 1, (days, full, pruned)
+    assert f"all {full} partitions" in f["title"] and "no filter on day" in f["title"], f
+    assert f["fix"] and 'col("day")' in f["fix"], f
+    assert not [x for x in later if x["id"] == "full-scan"], later

@@ -44,6 +44,9 @@ GiB = 1 << 30
 # on average: opening each costs more than reading it.
 SMALL_FILES = 100
 SMALL_FILE_BYTES = 3 * MiB
+# A scan of a partitioned table with no filter on its partition columns that read more than
+# this many of its partitions: every query reads the whole table (DataFlint's full-scan rule).
+FULL_SCAN_PARTITIONS = 1
 # What a fix aims at per partition or file: Spark's own default split size.
 TARGET_PARTITION_BYTES = 128 * MiB
 # A sort-merge join whose smaller side shuffled less than this could broadcast that side.
@@ -82,6 +85,7 @@ ADVISOR_THRESHOLDS: dict[str, type] = {
     "SMALL_TASK_MS": int,
     "SMALL_FILES": int,
     "SMALL_FILE_BYTES": int,
+    "FULL_SCAN_PARTITIONS": int,
     "TARGET_PARTITION_BYTES": int,
     "BROADCAST_CANDIDATE_BYTES": int,
     "BROADCAST_TOO_LARGE_BYTES": int,
@@ -112,7 +116,7 @@ JOB_ORDER = ("RUNNING", "SUCCEEDED", "FAILED", "UNKNOWN")
 # Findings of one stage in the order they are shown.
 FINDING_ORDER = ("skew", "spill", "small-tasks", "partition-too-large", "gc")
 # The advisor's findings on a SQL execution's operators, and on the whole cell run.
-PLAN_FINDINGS = ("small-files", "broadcast", "broadcast-too-large", "cross-join")
+PLAN_FINDINGS = ("small-files", "full-scan", "broadcast", "broadcast-too-large", "cross-join")
 CELL_FINDINGS = ("idle-cores", "memory-high", "memory-low")
 
 JOB_FIELDS = (
@@ -1040,6 +1044,7 @@ def plan_row(ex: Mapping[str, Any], label: str = "") -> dict[str, Any]:
 
 FILES_READ = "number of files read"
 FILES_READ_SIZE = "size of files read"
+PARTITIONS_READ = "number of partitions read"  # a scan of a partitioned table only
 FILES_WRITTEN = "number of written files"
 WRITTEN_SIZE = "written output"
 DYNAMIC_PARTS = "number of dynamic part"
@@ -1172,6 +1177,43 @@ def _scan_io(fmt: str) -> tuple[str, str]:
     return "spark.read.load(path)", '.write.mode("overwrite").save(new_path)'
 
 
+_SCAN_OUTPUT = re.compile(r"^\S*Scan \w+ [^\[]*\[([^\]]*)\]")
+_READ_SCHEMA = re.compile(r"ReadSchema: struct<(.*)>")
+
+
+def partition_columns(detail: str) -> list[str]:
+    """A file scan's partition columns, as far as its one-line description tells: the columns it
+    outputs that its files do not hold (not in its ReadSchema); [] when the description was cut
+    before them."""
+    out, schema = _SCAN_OUTPUT.search(detail), _READ_SCHEMA.search(detail)
+    if not out or not schema:
+        return []
+    names = [c.split("#")[0].strip() for c in out.group(1).split(",") if c.strip()]
+    depth, field, fields = 0, "", set()
+    for ch in schema.group(1) + ",":
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth -= 1
+        if ch == "," and depth == 0:
+            fields.add(field.split(":")[0].strip())
+            field = ""
+        else:
+            field += ch
+    return [n for n in names if n and n not in fields and n != "..."]
+
+
+def full_scan(node: Mapping[str, Any]) -> tuple[int, list[str]] | None:
+    """(partitions read, partition columns) of a scan of a partitioned table that filtered on
+    none of its partition columns, or None."""
+    read = metric_value(node, PARTITIONS_READ)
+    if read is None or read <= FULL_SCAN_PARTITIONS:
+        return None
+    if "PartitionFilters: []" not in node.get("detail", ""):
+        return None  # it pruned, or its description was cut before saying
+    return read, partition_columns(node["detail"])
+
+
 def plan_findings(plan: Mapping[str, Any]) -> list[Finding]:
     """The advisor's findings on the operators of one SQL execution (a plan_row()): small files
     read or written, a sort-merge join that could broadcast a side, a broadcast too large, a
@@ -1224,6 +1266,42 @@ def plan_findings(plan: Mapping[str, Any]) -> list[Finding]:
                         f"# {files:,} files of {format_bytes(avg)} on average: compact them, "
                         "e.g.\n"
                         f"# {read}.repartition({parts}){write}"
+                    ),
+                    **where,
+                )
+            )
+
+        full = full_scan(n)
+        if full:
+            read, columns = full
+            named = ", ".join(columns) if columns else "its partition columns"
+            example = (
+                f'df = df.where(col("{columns[0]}") == <value>)'
+                if columns
+                else 'df = df.where(col("<partition column>") == <value>)'
+            )
+            files = metric_value(n, FILES_READ)
+            evidence = {"partitionsRead": read, "partitionColumns": ", ".join(columns)}
+            if files is not None:
+                evidence["filesRead"] = files
+            out.append(
+                Finding(
+                    "full-scan",
+                    "warning",
+                    evidence=evidence,
+                    label=f"all {read:,} partitions read",
+                    title=(
+                        f"Full scan: {name} read all {read:,} partitions of a partitioned table "
+                        f"with no filter on {named}. A filter on them reads only the partitions "
+                        "it needs (partition pruning)."
+                    ),
+                    job_label=f"query {qid}: full scan of {read:,} partitions",
+                    text=f"query {qid}, {name}: {read:,} partitions read, no filter on {named}",
+                    fix=(
+                        f"# sparkscope advisor: {of} read all {read:,} partitions of the table, "
+                        f"with no filter on {named}.\n"
+                        "# Filter on them where the data is read, e.g.\n"
+                        f"# {example}"
                     ),
                     **where,
                 )
