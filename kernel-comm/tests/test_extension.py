@@ -459,3 +459,38 @@ def test_the_credential_is_found_without_configuration(monkeypatch, tmp_path) ->
     assert default_token() == "file-token"
     monkeypatch.setenv("SPARKSCOPE_TOKEN", "env-token")
     assert default_token() == "env-token"
+
+
+def test_a_fingerprint_lost_with_the_connection_goes_again_after_the_reconnect(
+    shell, make_monitor, agent, monkeypatch
+) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/ann/work.ipynb")
+    parent = {"header": {"msg_id": "request-1"}, "metadata": {"cellId": "cell-a"}}
+    monkeypatch.setattr(shell, "get_parent", lambda: parent, raising=False)
+    monitor = make_monitor(url=agent.url)
+    connected(monitor, agent, StubClient(session_id=SID))
+    shell.user_ns["monitor"] = monitor
+    run(shell, "tag = monitor.current_tag()")
+    tag = shell.user_ns["tag"]
+    agent.send(frames_for(tag))
+
+    def fingerprints() -> list[dict]:
+        return [m["fingerprint"] for m in agent.messages if "fingerprint" in m]
+
+    # the run is done: its fingerprint goes out, and the connection goes before the answer
+    (first,) = agent.wait_for(fingerprints)
+    assert (first["tag"], first["cellId"]) == (tag, "cell-a"), first
+    agent.drop(code=None)
+    agent.wait_for(lambda: len(agent.subscribes()) == 2, timeout=15)
+    # after the reconnect's snapshot it goes again; the agent answers with this very run (the
+    # first try did reach it): no diff against itself
+    agent.send(frames_for(tag)[:1])
+    again = agent.wait_for(lambda: len(fingerprints()) == 2 and fingerprints(), timeout=15)
+    assert again[1]["tag"] == tag and again[1]["requestId"] != first["requestId"]
+    (conn,) = [c for c in agent.open_connections()]
+    conn.send_text(
+        json.dumps({"previousRun": {"requestId": again[1]["requestId"], "previous": again[1]}})
+    )
+    time.sleep(0.5)
+    assert monitor.runs.get(tag).diff is None
+    assert monitor.runs.get(tag).fingerprint_tries == 2

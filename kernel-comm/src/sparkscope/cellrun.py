@@ -70,6 +70,8 @@ class CellRun:
     # run-to-run diff: its fingerprint went to the agent once it was done, and how it differs
     # from the cell's previous run the agent kept (rundiff.diff), when there was one
     fingerprint_sent: bool = False
+    # times its fingerprint was given to the agent (again after one was lost on the way)
+    fingerprint_tries: int = 0
     diff: dict[str, Any] | None = None
 
     # where it is shown: its widget, and what was last published
@@ -271,6 +273,11 @@ class CellRuns:
             for run in self._runs.values():
                 if run.widget is not None and not run.final_sent and app_ids & run.app_ids():
                     self.mark(run)
+            if touched is None:
+                # a (re)connect's snapshot: fingerprints lost on the way go again
+                for run in self._runs.values():
+                    if run.fingerprint_tries and not run.fingerprint_sent:
+                        self.mark(run)
             for tag in list(tags):
                 self._merge_run(self._runs[tag], state)
             self.cond.notify_all()

@@ -23,6 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import cellview, rundiff
+from .agent import NO_AGENT, NO_ANSWER
 from .cellrun import CellRun, CellRuns
 from .classic import ClassicClient, ClassicSessions, PrivateAgent
 from .connection import AgentConnection
@@ -39,6 +40,7 @@ __all__ = ["CANCEL_REASON", "Config", "Monitor", "default_token", "read_token_fi
 
 TAG_PREFIX = "sparkscope-cell-"
 SETTLE_GIVE_UP = 3  # settle timeouts in a row before settling is switched off
+FINGERPRINT_TRIES = 3  # a cell run's fingerprint goes to the agent at most this often
 # a running query's operator metrics go to the widget at most this often (seconds)
 PLAN_INTERVAL_S = 2.0
 
@@ -403,25 +405,43 @@ class Monitor:
             log.exception("sparkscope: updating the widget of %s failed", run.tag)
 
     def _remember(self, run: CellRun, view: cellview.CellView) -> None:
-        """A done cell run's fingerprint goes to the agent, once; the agent answers with the
-        cell's previous run, and the widget shows how this one differs. Lock held."""
+        """A done cell run's fingerprint goes to the agent; the agent answers with the cell's
+        previous run, and the widget shows how this one differs. Lost on the way (no agent, the
+        connection cut before the answer), it goes again after the next (re)connect's snapshot,
+        FINGERPRINT_TRIES times at most. Lock held."""
         run.fingerprint_sent = True
         fp = rundiff.fingerprint(view, run.cell)
         sessions = run.sessions()
         if fp is None or not sessions:
             return
+        run.fingerprint_tries += 1
 
         def answered(answer: dict[str, Any]) -> None:
-            if answer.get("code"):
+            code = answer.get("code")
+            if code in (NO_AGENT, NO_ANSWER):
+                with self.runs.cond:
+                    again = run.fingerprint_tries < FINGERPRINT_TRIES
+                    if again:
+                        run.fingerprint_sent = False
+                log.info(
+                    "sparkscope: fingerprint of %s not taken (%s)%s",
+                    run.tag,
+                    answer.get("message", code),
+                    ", sent again after a reconnect" if again else "",
+                )
+                return
+            if code:
                 log.info("sparkscope: previous run of %s: %s", run.tag, answer.get("message"))
             previous = answer.get("previous")
-            if not previous:
+            # a try again whose first did reach the agent: the "previous" run is this one
+            if not previous or previous.get("tag") == fp["tag"]:
                 return
             with self.runs.cond:
                 run.diff = rundiff.diff(rundiff.normalize(previous), fp)
                 self.runs.mark(run, urgent=True)
 
-        self.connection.remember_run(sessions[0], fp, answered)
+        if not self.connection.remember_run(sessions[0], fp, answered):
+            answered({"code": NO_AGENT, "message": "no agent"})
 
     def _show(self, run: CellRun, view: cellview.CellView) -> None:
         """The view as the widget's traits, and as the display's text/plain and (once the cell
