@@ -134,6 +134,18 @@ def reporting_to(require_piece):
 
 
 @pytest.fixture(scope="module")
+def notebook_server(reporting_to, artifacts_dir: Path, log_registry):
+    """`notebook_server(agent, **kw)`: a module's Spark Connect server (a context manager)
+    reporting to `agent`, its log shown when a test fails; `kw` goes to SparkConnectServer."""
+
+    def start(agent: harness.Agent, **kw) -> harness.SparkConnectServer:
+        log_registry(artifacts_dir / "spark-connect-server.log", "Spark Connect server log")
+        return reporting_to(artifacts_dir, agent, **kw)
+
+    return start
+
+
+@pytest.fixture(scope="module")
 def notebook_agent(require_browser, require_piece, artifacts_dir: Path, log_registry):
     """`notebook_agent(**kw)`: the real agent (a context manager) for a module's notebooks, with
     a listener token of its own and its log shown when a test fails; `kw` goes to Agent."""

@@ -1377,14 +1377,7 @@ async fn a_rerun_gets_its_cells_previous_run_across_a_restart_and_only_its_users
         cfg.stream.run_history_file = Some(history.display().to_string());
         cfg
     };
-    let running = common::start(config()).await;
-    let agent = Agent {
-        store: running.store().clone(),
-        http: running.addrs().http,
-        grpc: running.addrs().grpc,
-        ingest: running.addrs().ingest,
-        _running: running,
-    };
+    let agent = start_with(config()).await;
     let mut alice = connect(&agent, ALICE_TOKEN).await.expect("alice");
     let first = remember(&mut alice, &fingerprint("1", "alice", "c-1", 100)).await;
     assert_eq!((first.request_id.as_str(), first.code.as_str()), ("1", ""));
@@ -1411,14 +1404,7 @@ async fn a_rerun_gets_its_cells_previous_run_across_a_restart_and_only_its_users
     _running.shutdown().await;
     let text = std::fs::read_to_string(&history).expect("the history was written");
     assert_eq!(text.lines().count(), 2, "{text}");
-    let running = common::start(config()).await;
-    let agent = Agent {
-        store: running.store().clone(),
-        http: running.addrs().http,
-        grpc: running.addrs().grpc,
-        ingest: running.addrs().ingest,
-        _running: running,
-    };
+    let agent = start_with(config()).await;
     let mut alice = connect(&agent, ALICE_TOKEN).await.expect("alice again");
     let third = remember(&mut alice, &fingerprint("6", "alice", "c-1", 1600)).await;
     let prev = third.previous.expect("kept across the restart");

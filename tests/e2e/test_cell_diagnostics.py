@@ -72,10 +72,9 @@ def agent(notebook_agent, artifacts_dir: Path) -> Iterator[harness.Agent]:
 
 
 @pytest.fixture(scope="module")
-def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to):
-    log_registry(artifacts_dir / "spark-connect-server.log", "Spark Connect server log")
+def server(notebook_server, agent: harness.Agent):
     ansi = {"spark.sql.ansi.enabled": "true"}
-    with reporting_to(artifacts_dir, agent, conf=ansi) as server:
+    with notebook_server(agent, conf=ansi) as server:
         yield server
 
 

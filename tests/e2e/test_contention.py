@@ -41,9 +41,8 @@ def agent(notebook_agent) -> Iterator[harness.Agent]:
 
 
 @pytest.fixture(scope="module")
-def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to):
-    log_registry(artifacts_dir / "spark-connect-server.log", "Spark Connect server log")
-    with reporting_to(artifacts_dir, agent) as server:
+def server(notebook_server, agent: harness.Agent):
+    with notebook_server(agent) as server:
         yield server
 
 

@@ -51,10 +51,9 @@ def agent(notebook_agent) -> Iterator[harness.Agent]:
 
 
 @pytest.fixture(scope="module")
-def server(artifacts_dir: Path, log_registry, agent: harness.Agent, reporting_to):
-    log_registry(artifacts_dir / "spark-connect-server.log", "Spark Connect server log")
+def server(notebook_server, agent: harness.Agent):
     conf = {"spark.executor.heartbeatInterval": HEARTBEAT}
-    with reporting_to(artifacts_dir, agent, conf=conf) as server:
+    with notebook_server(agent, conf=conf) as server:
         yield server
 
 

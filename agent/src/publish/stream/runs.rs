@@ -120,9 +120,9 @@ impl RunHistory {
         history
     }
 
-    /// Reads fingerprints, one per line; returns (kept, skipped).
+    /// Reads fingerprints, one per line; returns (kept: the cells held after reading, skipped).
     fn read_lines(&self, reader: impl BufRead) -> (usize, u64) {
-        let (mut kept, mut skipped) = (0, 0);
+        let mut skipped = 0;
         let mut h = self.lock();
         for line in reader.split(b'\n') {
             let Ok(line) = line else {
@@ -139,12 +139,11 @@ impl RunHistory {
             match fp {
                 Some(fp) => {
                     h.put(key_of(&fp), fp, self.max);
-                    kept += 1;
                 }
                 None => skipped += 1,
             }
         }
-        (kept.min(h.by_key.len()), skipped)
+        (h.by_key.len(), skipped)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, History> {
