@@ -698,8 +698,12 @@ def test_scraped_counters_equal_spark_rest(
         if have != want:
             problems.append(f"{what}: Spark REST {want}, Prometheus {have} ({expr})")
     states = _counter(prometheus, f"sum by (state) (sparkscope_connect_operations_total{{{app}}})")
-    # a-task-failure and a-missing-table failed; b-killme was cancelled
-    if states.get("failed", 0) < 2 or states.get("canceled", 0) < 1:
+    # a-task-failure and a-missing-table failed; b-killme was cancelled. Spark's
+    # ExecuteEventsManager lets OperationCanceled follow OperationFailed (an interrupt that
+    # reaches a failed operation; it happened in a test run): the agent counts it cancelled, as its
+    # user saw it last.
+    failed, canceled = states.get("failed", 0), states.get("canceled", 0)
+    if failed + canceled < 3 or canceled < 1:
         problems.append(f"operations closed by state: {states}")
     cancels = _counter(
         prometheus, 'sum by (outcome) (sparkscope_cancel_requests_total{target="tag"})'
