@@ -110,6 +110,7 @@ def run(tasks: int, branches: int) -> None:
             kc.start_channels()
             kc.wait_for_ready(timeout=120)
             comm: list[tuple[float, int]] = []
+            by_trait: list[tuple[float, str, int]] = []
             session = ""
             try:
                 msg_id = kc.execute(SETUP)
@@ -147,7 +148,11 @@ def run(tasks: int, branches: int) -> None:
                             break
                         continue
                     if msg["msg_type"] == "comm_msg":
-                        comm.append((time.monotonic(), len(json.dumps(msg["content"]))))
+                        now = time.monotonic()
+                        comm.append((now, len(json.dumps(msg["content"]))))
+                        state = (msg["content"].get("data") or {}).get("state") or {}
+                        for name, value in state.items():
+                            by_trait.append((now, name, len(json.dumps(value))))
                     if (
                         msg["parent_header"].get("msg_id") == msg_id
                         and msg["msg_type"] == "status"
@@ -177,6 +182,15 @@ def run(tasks: int, branches: int) -> None:
             print(
                 f"kernel -> browser widget comm: {comm_bytes / seconds / 1024:.1f} KiB/s, "
                 f"{len(comm_during) / seconds:.1f} messages/s"
+            )
+            traits: dict[str, int] = {}
+            for at, name, n in by_trait:
+                if start <= at <= end:
+                    traits[name] = traits.get(name, 0) + n
+            top = sorted(traits.items(), key=lambda kv: -kv[1])[:6]
+            print(
+                "  by trait: "
+                + ", ".join(f"{name} {n / seconds / 1024:.1f} KiB/s" for name, n in top)
             )
 
 

@@ -370,7 +370,7 @@ def test_the_widgets_traits_carry_the_plans_and_no_ids_of_who_ran_them() -> None
     assert values_["plans_dropped"] == 0
     # Connect names the execution after its request: the operation's label names it instead
     assert plan["description"] == "" and plan["label"] == run.labels[OP]
-    synced = json.dumps(values_["plans"])
+    synced = json.dumps([values_["plans"], values_["plan_shapes"]])
     for secret in (OP, "11111111-1111-4111-8111-111111111111", "alice"):
         assert secret not in synced
     assert "operationId" not in plan
@@ -595,14 +595,88 @@ def test_sql_execution_table_reads_every_field() -> None:
     assert SQL_EXECUTION.read({})["endMs"] is None
 
 
-def test_metrics_that_stayed_zero_travel_as_names_only() -> None:
-    from sparkscope.widget import compact_plans
+def test_a_plans_operators_travel_once_and_their_values_with_every_update() -> None:
+    from sparkscope.widget import split_plans
 
     rows = {"name": "number of output rows", "type": "sum", "value": 0, "text": "0"}
     spill = {"name": "spill size", "type": "size", "value": 0, "text": "0.0 B"}
     time_ = {"name": "sort time", "type": "timing", "value": 5, "text": "5 ms"}
-    plans = [{"executionId": 1, "nodes": [{"name": "Sort", "metrics": [rows, spill, time_]}]}]
-    (node,) = compact_plans(plans)[0]["nodes"]
-    assert node["metrics"] == [rows, time_], "the rows always show"
-    assert node["zeros"] == ["spill size"]
-    assert plans[0]["nodes"][0]["metrics"] == [rows, spill, time_], "the view is not changed"
+    node = {
+        "index": 0,
+        "parent": -1,
+        "depth": 0,
+        "name": "Sort",
+        "detail": "Sort [k#1 ASC]",
+        "metrics": [rows, spill, time_],
+        "rows": 0,
+        "timeMs": 5.0,
+        "share": 1.0,
+        "top": True,
+    }
+    plans = [{"appId": "a", "executionId": 1, "planVersion": 2, "nodes": [node]}]
+    (plan,), shapes = split_plans(plans)
+    assert plan["shape"] == "a/1/2" and plan["executionId"] == 1
+    assert shapes == {
+        "a/1/2": [
+            {
+                "parent": -1,
+                "depth": 0,
+                "name": "Sort",
+                "detail": "Sort [k#1 ASC]",
+                "metrics": [
+                    ["number of output rows", "sum"],
+                    ["spill size", "size"],
+                    ["sort time", "timing"],
+                ],
+            }
+        ]
+    }
+    assert plan["nodes"] == [
+        {
+            "m": [[0, "0"], [0, "0.0 B"], [5, "5 ms"]],
+            "rows": 0,
+            "timeMs": 5.0,
+            "share": 1.0,
+            "top": True,
+        }
+    ]
+    assert "Sort [k#1 ASC]" not in json.dumps(plan), "the description travels with the shape"
+    # a running query's next update: the same shapes (not sent again), new values
+    later = [{**plans[0], "nodes": [{**node, "metrics": [rows, spill, {**time_, "value": 9}]}]}]
+    (plan2,), shapes2 = split_plans(later)
+    assert shapes2 == shapes and plan2["nodes"][0]["m"][2][0] == 9
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no node to run the widget")
+def test_the_browser_joins_shapes_and_values_and_names_zeros_apart() -> None:
+    from sparkscope.widget import split_plans
+
+    rows = {"name": "number of output rows", "type": "sum", "value": 0, "text": "0"}
+    spill = {"name": "spill size", "type": "size", "value": 0, "text": "0.0 B"}
+    time_ = {"name": "sort time", "type": "timing", "value": None, "text": "–"}
+    node = {
+        "index": 0,
+        "parent": -1,
+        "depth": 0,
+        "name": "Sort",
+        "detail": "d",
+        "metrics": [rows, spill, time_],
+        "rows": 0,
+        "timeMs": 0,
+        "share": 0,
+        "top": False,
+    }
+    plans, shapes = split_plans(
+        [{"appId": "a", "executionId": 1, "planVersion": 0, "nodes": [node]}]
+    )
+    got = draw(
+        {"plans": plans, "plan_shapes": shapes},
+        "console.log(JSON.stringify(joinPlans(model.get('plans'), model.get('plan_shapes'))"
+        ".concat(joinPlans(model.get('plans'), {}))));",
+    )
+    joined, unshaped = got
+    (n,) = joined["nodes"]
+    assert n["metrics"] == [rows, time_], "the rows always show"
+    assert n["zeros"] == ["spill size"]
+    assert (n["name"], n["detail"], n["index"], n["parent"]) == ("Sort", "d", 0, -1)
+    assert unshaped["nodes"] == [], "values without their shape wait for it"

@@ -495,6 +495,7 @@ class Monitor:
         now = time.monotonic()
         if not done and shape == run.plans_shape and now - run.plans_sent < PLAN_INTERVAL_S:
             values.pop("plans", None)
+            values.pop("plan_shapes", None)
             return
         run.plans_shape = shape
         run.plans_sent = now

@@ -56,15 +56,19 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
   description), `description` ("" for Connect's, which names its request), `status`
   (`running|succeeded|failed`), `error, startMs, endMs` (null while running), `jobIds`,
   `planVersion` (0: the plan it started with; each AQE re-plan adds one), `planLabel`
-  ("re-planned by AQE 2×", "" without one), `nodes` (the physical plan in pre-order, at most
-  500: `index, parent` (-1 for the root), `depth, name, detail` (Spark's one-line description),
-  `metrics` [{`name, type` (`sum|size|timing|nsTiming|average`), `value` (null: not updated
-  yet), `text` (as Spark's SQL tab writes it, "–" without a value)}], "number of output rows"
-  first, `rows` (its value, or null), `timeMs` (the node's own timing metrics),
-  `share` (of the plan's time, 0..1; a WholeStageCodegen node's duration is its children's
-  and no share of its own), `top` (the node with the largest share)), `nodeCount`,
+  ("re-planned by AQE 2×", "" without one), `shape` (its key in `plan_shapes`), `nodes` (the
+  values of the physical plan's operators, in the shape's order: `m` [[`value` (null: not
+  updated yet), `text` (as Spark's SQL tab writes it, "–" without a value)] per metric of the
+  shape], `rows` (the "number of output rows", or null), `timeMs` (the node's own timing
+  metrics), `share` (of the plan's time, 0..1; a WholeStageCodegen node's duration is its
+  children's and no share of its own), `top` (the node with the largest share)), `nodeCount`,
   `nodesHidden` (over the 500), `nodesDropped` (left out by the listener), `moreNodes` (both),
   `totalTimeMs`. Updated live, at the throttle's pace, while queries run.
+- `plan_shapes` (dict): the operators of each plan in `plans` by its `shape`
+  (`<appId>/<executionId>/<planVersion>`), which change only with a new query or re-plan and so
+  are sent once: in pre-order, at most 500, `parent` (-1 for the root), `depth, name, detail`
+  (Spark's one-line description), `metrics` [[`name, type` (`sum|size|timing|nsTiming|
+  average`)]], "number of output rows" first.
 - `plans_dropped` (int): older SQL executions of the cell not in `plans`.
 - `contention` (dict, empty before a job ran): the cell's share of the server over its jobs' run
   (`startMs`, `endMs`): `coresMs` (the cores' time), `ownMs` (its tasks' run time), `othersMs`
@@ -188,6 +192,7 @@ class CellWidget(anywidget.AnyWidget):
     task_lists = traitlets.Dict().tag(sync=True)
     logs = traitlets.List(traitlets.Dict()).tag(sync=True)
     plans = traitlets.List(traitlets.Dict()).tag(sync=True)
+    plan_shapes = traitlets.Dict().tag(sync=True)
     plans_dropped = traitlets.Int(0).tag(sync=True)
     contention = traitlets.Dict().tag(sync=True)
     memory = traitlets.Dict().tag(sync=True)
@@ -269,28 +274,41 @@ def public_cancel(outcome: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-ROWS = "number of output rows"
+def plan_key(p: Mapping[str, Any]) -> str:
+    return f"{p['appId']}/{p['executionId']}/{p['planVersion']}"
 
 
-def compact_plans(plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The plans as the widget gets them: a metric that stayed 0 (push-based shuffle's on a
-    cluster without it, a spill that did not happen) travels as its name in the node's
-    `zeros`, not as a chip; a large plan's payload is mostly those."""
-    out = []
+def split_plans(plans: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The plans as the widget gets them: each plan's operators (its shape: what they are,
+    the same for as long as the plan is) apart from their values (which change as the query
+    runs), so that a running query's updates carry only the values; a large plan's names and
+    descriptions are most of its bytes. The browser joins them again."""
+    rows, shapes = [], {}
     for p in plans:
-        nodes = []
-        for n in p.get("nodes", []):
-            metrics = n.get("metrics", [])
-            zero = [m for m in metrics if m.get("value") == 0 and m.get("name") != ROWS]
-            if zero:
-                n = {
-                    **n,
-                    "metrics": [m for m in metrics if m not in zero],
-                    "zeros": [m["name"] for m in zero],
-                }
-            nodes.append(n)
-        out.append({**p, "nodes": nodes})
-    return out
+        key = plan_key(p)
+        nodes = p.get("nodes", [])
+        shapes[key] = [
+            {
+                "parent": n["parent"],
+                "depth": n["depth"],
+                "name": n["name"],
+                "detail": n["detail"],
+                "metrics": [[m["name"], m["type"]] for m in n.get("metrics", [])],
+            }
+            for n in nodes
+        ]
+        values = [
+            {
+                "m": [[m.get("value"), m.get("text", "")] for m in n.get("metrics", [])],
+                "rows": n.get("rows"),
+                "timeMs": n.get("timeMs", 0),
+                "share": n.get("share", 0),
+                "top": n.get("top", False),
+            }
+            for n in nodes
+        ]
+        rows.append({**p, "shape": key, "nodes": values})
+    return rows, shapes
 
 
 def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> dict[str, Any]:
@@ -317,7 +335,7 @@ def traits(view: CellView, *, agent_error: str = "", hidden: bool = False) -> di
         "errors": [public(e) for e in view.errors],
         "task_lists": view.task_lists,
         "logs": view.logs,
-        "plans": compact_plans(view.plans),
+        **dict(zip(("plans", "plan_shapes"), split_plans(view.plans), strict=True)),
         "plans_dropped": view.plans_dropped,
         "contention": view.contention or {},
         "memory": view.memory or {},

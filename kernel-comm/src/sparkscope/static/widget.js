@@ -238,6 +238,7 @@ const TRAITS = [
   "task_lists",
   "logs",
   "plans",
+  "plan_shapes",
   "plans_dropped",
   "contention",
   "memory",
@@ -272,7 +273,7 @@ function readTraits(model) {
     errors: model.get("errors") || [],
     taskLists: model.get("task_lists") || {},
     logs: model.get("logs") || [],
-    plans: model.get("plans") || [],
+    plans: joinPlans(model.get("plans") || [], model.get("plan_shapes") || {}),
     plansDropped: model.get("plans_dropped") || 0,
     contention: model.get("contention") || {},
     memory: model.get("memory") || {},
@@ -378,6 +379,32 @@ function drawCell(root, t, vs, act) {
   if (!collapsed && t.view === "logs") body.appendChild(logsView(t.logs, t.links.executorLogs || []));
   if (!collapsed && t.view === "plan") body.appendChild(planView(t.plans, t.plansDropped, t.findings, vs, now, act));
   root.appendChild(body);
+}
+
+// A plan's operators come once (plan_shapes: what they are), their values with every update
+// (plans: in the same order); joined here into the nodes the Plan view draws. A metric that
+// stayed 0 (push-based shuffle's without it, a spill that did not happen) is named in the
+// node's `zeros`, not drawn as a chip.
+const ROWS = "number of output rows";
+function joinPlans(plans, shapes) {
+  return plans.map((p) => {
+    const shape = shapes[p.shape] || [];
+    const nodes = [];
+    (p.nodes || []).forEach((v, i) => {
+      const s = shape[i];
+      if (!s) return; // a shape not here yet: the node waits for it
+      const metrics = [];
+      const zeros = [];
+      (s.metrics || []).forEach(([name, type], k) => {
+        const [value, text] = (v.m || [])[k] || [null, "–"];
+        if (value === 0 && name !== ROWS) zeros.push(name);
+        else metrics.push({ name, type, value: value ?? null, text: text ?? "–" });
+      });
+      nodes.push({ index: i, parent: s.parent, depth: s.depth, name: s.name, detail: s.detail,
+        metrics, zeros, rows: v.rows ?? null, timeMs: v.timeMs || 0, share: v.share || 0, top: !!v.top });
+    });
+    return { ...p, nodes };
+  });
 }
 
 // The cell's share of a shared server over its run, beside the other sessions': shown once
