@@ -483,6 +483,8 @@ def test_memory_line_is_the_stages_peaks_against_the_executors_heap() -> None:
     # local mode: the driver is the executor
     m = cellview.memory_of(stages, app_memory(driver=1 * GiB))
     assert m == {
+        "driverPeakHeapBytes": 0,
+        "driverMaxHeapBytes": 0,
         "peakHeapBytes": 700 * MiB,
         "maxHeapBytes": GiB,
         "heapShare": 0.6836,
@@ -494,9 +496,11 @@ def test_memory_line_is_the_stages_peaks_against_the_executors_heap() -> None:
         "text": "Memory: heap peaked at 700.0 MiB of 1.0 GiB (68%) · off-heap 80.0 MiB · "
         "cached 5.0 MiB · GC 1% of task time",
     }
-    # with executors, theirs is the heap that counts, not the driver's
+    # with executors, theirs is the heap that counts, not the driver's, which shows apart
     m = cellview.memory_of(stages, app_memory(driver=4 * GiB, **{"1": 2 * GiB, "2": 2 * GiB}))
     assert (m["maxHeapBytes"], m["heapShare"]) == (2 * GiB, 0.3418)
+    assert (m["driverPeakHeapBytes"], m["driverMaxHeapBytes"]) == (1, 4 * GiB)
+    assert m["text"].endswith(" · driver heap peaked at 1 B of 4.0 GiB"), m["text"]
     # heap size not known (replayed logs): no share
     m = cellview.memory_of(stages, None)
     assert m["heapShare"] is None and m["text"].startswith("Memory: heap peaked at 700.0 MiB ·")

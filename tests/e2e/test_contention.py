@@ -1,9 +1,10 @@
 """The contention line of a cell on a shared server, in a real browser: ivy's notebook and zed's
 Connect session compete for the two cores of one real Spark Connect server (local[2]) with the
 listener and the agent. Ivy's cell says what share of the cores it held over its run, how many
-other sessions held how much, and how long every core was busy; each equals what Spark's task
-start and end times (its REST API's task lists) say for the same window, within one sample
-period (the stream interval) per core.
+other sessions held how much, how long every core was busy and how long its tasks waited for
+cores the other session held; each equals what Spark's task start and end times and its stages'
+submission times (its REST API) say for the same window, within one sample period (the stream
+interval) per change.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import harness
@@ -69,12 +71,55 @@ def tasks_of(server: harness.SparkConnectServer, user: str, theirs: bool = True)
     return out
 
 
+def epoch_ms(text: str) -> int:
+    """Spark's REST time ("2026-12-06T21:40:15.123GMT") as epoch ms."""
+    t = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%Z")
+    return int(t.replace(tzinfo=UTC).timestamp() * 1000)
+
+
 def overlap_ms(task: dict, start: int, end: int) -> int:
     """How long a task ran within [start, end], from Spark's launch time and duration."""
-    launch = datetime.strptime(task["launchTime"], "%Y-%m-%dT%H:%M:%S.%f%Z")
-    t0 = int(launch.replace(tzinfo=UTC).timestamp() * 1000)
+    t0 = epoch_ms(task["launchTime"])
     t1 = t0 + int(task.get("duration", 0))
     return max(0, min(t1, end) - max(t0, start))
+
+
+def waited_ms(server: harness.SparkConnectServer, user: str, start: int, end: int) -> int:
+    """Spark's figure for how long `user`'s tasks waited for cores others held within
+    [start, end]: while every core ran a task, `user`'s tasks submitted and not yet launched,
+    up to the tasks of others running, summed over time (from stage submission and task launch
+    times and durations)."""
+    cores = 2
+    mark = f"_User_{user}_Session_"
+    mine: set[int] = set()
+    for j in server.jobs():
+        if any(mark in t for t in j.get("jobTags", [])):
+            mine.update(j["stageIds"])
+    waiting, running, others = [], [], []
+    for st in server.rest("stages"):
+        tasks = server.rest(
+            f"stages/{st['stageId']}/{st['attemptId']}/taskList", {"length": 10_000}
+        )
+        for t in tasks:
+            launch = epoch_ms(t["launchTime"])
+            span = (launch, launch + int(t.get("duration", 0)))
+            if st["stageId"] in mine:
+                waiting.append((epoch_ms(st["submissionTime"]), launch))
+                running.append(span)
+            else:
+                others.append(span)
+    edges = sorted({start, end} | {x for a, b in waiting + running + others for x in (a, b)})
+    edges = [x for x in edges if start <= x <= end]
+
+    def count(spans: list[tuple[int, int]], at: int) -> int:
+        return sum(1 for a, b in spans if a <= at < b)
+
+    total = 0
+    for lo, hi in pairwise(edges):
+        w, r, o = count(waiting, lo), count(running, lo), count(others, lo)
+        if r + o >= cores:
+            total += min(w, o) * (hi - lo)
+    return total
 
 
 def test_the_contention_line_equals_sparks_task_times(
@@ -142,16 +187,20 @@ def test_the_contention_line_equals_sparks_task_times(
     )
     others_spark = sum(overlap_ms(t, start, end) for t in tasks_of(server, "ivy", theirs=False))
     own, others = int(line["ownMs"]), int(line["othersMs"])
+    waited, waited_spark = int(line["waitedMs"]), waited_ms(server, "ivy", start, end)
     # one sample period per core for every change of the busy slots a task start or end makes
     changes = 2 * 16
     tolerance = INTERVAL_MS * changes
     print(
         f"contention line: {line['text']!r}; window {end - start} ms on {cores} cores; "
         f"own {own} ms (Spark {own_spark} ms), others {others} ms (Spark {others_spark} ms), "
-        f"tolerance {tolerance} ms"
+        f"waited {waited} ms (Spark {waited_spark} ms), tolerance {tolerance} ms"
     )
     assert int(line["coresMs"]) == cores_ms, line
     assert abs(own - own_spark) <= tolerance, (own, own_spark)
     assert abs(others - others_spark) <= tolerance, (others, others_spark)
     assert int(line["otherSessions"]) == 1, line
+    assert abs(waited - waited_spark) <= tolerance, (waited, waited_spark)
     assert own_spark > 5_000 and others_spark > 2_000, (own_spark, others_spark)
+    assert waited_spark > 2_000, f"ivy's tasks hardly waited: {waited_spark} ms"
+    assert f"its tasks waited {waited / 1000:.1f} s for cores others held" in line["text"], line

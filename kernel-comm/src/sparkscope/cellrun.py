@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 MAX_CELL_RUNS = 200  # cell runs whose widgets still get updates
 MAX_NOTICES = 3  # the newest notices a run shows
 MAX_CELL_PLANS = 20  # the newest SQL executions (plans) a run keeps
+MAX_SLOT_POINTS = 4000  # points of a run's running and waiting tasks over time
 
 
 @dataclass
@@ -73,6 +74,10 @@ class CellRun:
     # times its fingerprint was given to the agent (again after one was lost on the way)
     fingerprint_tries: int = 0
     diff: dict[str, Any] | None = None
+    # its tasks over time, on the agent's clock, each value holding until the next: (ms,
+    # running, waiting for a slot: of its running stages' tasks not yet launched); with the
+    # application's busy slots they say how long its tasks waited for cores others held
+    slot_points: list[tuple[int, int, int]] = field(default_factory=list)
 
     # where it is shown: its widget, and what was last published
     widget: CellWidget | None = None
@@ -122,6 +127,27 @@ class CellRun:
             self.plans_dropped += 1
         self.plans[key] = ex
         return old is None or any(old[k] != ex[k] for k in ("endMs", "planVersion", "error"))
+
+    def note_slots(self, at_ms: int) -> None:
+        """Its running and waiting tasks now (`at_ms`, the agent's clock), when they changed.
+        At most MAX_SLOT_POINTS: past it every other point goes, so the whole run stays
+        covered at half the detail."""
+        running = waiting = 0
+        for st in self.stages.values():
+            if st.get("status") != "ACTIVE":
+                continue
+            active = int(st.get("activeTasks", 0) or 0)
+            running += active
+            done = int(st.get("completedTasks", 0) or 0)
+            waiting += max(0, int(st.get("numTasks", 0) or 0) - done - active)
+        points = self.slot_points
+        if points and points[-1][1:] == (running, waiting):
+            return
+        if points and at_ms < points[-1][0]:
+            at_ms = points[-1][0]  # an update sent before the last one's time: keep the order
+        points.append((at_ms, running, waiting))
+        if len(points) > MAX_SLOT_POINTS:
+            del points[1:-1:2]
 
     def app_ids(self) -> set[str]:
         return {app for app, _ in self.jobs} | {app for app, _ in self.operations}
@@ -278,11 +304,12 @@ class CellRuns:
                 for run in self._runs.values():
                     if run.fingerprint_tries and not run.fingerprint_sent:
                         self.mark(run)
+            at_ms = _int(update.get("sentAtMs"))
             for tag in list(tags):
-                self._merge_run(self._runs[tag], state)
+                self._merge_run(self._runs[tag], state, at_ms)
             self.cond.notify_all()
 
-    def _merge_run(self, run: CellRun, state: StreamState) -> None:
+    def _merge_run(self, run: CellRun, state: StreamState, at_ms: int) -> None:
         view = state.view(run.tag)
         changed = urgent = False
         for mine, theirs in (
@@ -315,6 +342,8 @@ class CellRuns:
         for (_, op_id), op in run.operations.items():
             if op_id not in run.labels:
                 run.labels[op_id] = plan_label(op["statement"])
+        if changed:
+            run.note_slots(at_ms)
         notices = notices_of(run, state)
         if notices != run.notices:
             run.notices = notices
@@ -375,6 +404,14 @@ def notices_of(run: CellRun, state: StreamState, keep: int = MAX_NOTICES) -> lis
     ]
     found.sort(key=lambda n: n["atMs"])
     return found[-keep:]
+
+
+def _int(value: Any) -> int:
+    """An int64 of the proto3 JSON mapping (a number or a string); 0 when it is neither."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _list_of(value: Any) -> list[Any]:

@@ -1543,7 +1543,18 @@ def memory_of(
         text += f" · cached {format_bytes(storage)}"
     if run:
         text += f" · GC {_round(gc_share * 100)}% of task time"
+    # with executors of its own the driver runs no tasks: its heap (since it started) apart
+    driver = next(
+        (e for e in (app or {}).get("executorMemory", []) if e["executorId"] == "driver"), None
+    )
+    driver_heap = int(((driver or {}).get("peaks") or {}).get("jvmHeapBytes", 0)) if others else 0
+    if driver_heap:
+        text += f" · driver heap peaked at {format_bytes(driver_heap)}"
+        if limits.get("driver"):
+            text += f" of {format_bytes(limits['driver'])}"
     return {
+        "driverPeakHeapBytes": driver_heap,
+        "driverMaxHeapBytes": limits.get("driver", 0) if driver_heap else 0,
         "peakHeapBytes": heap,
         "maxHeapBytes": max_heap,
         "heapShare": round(share, 4) if share is not None else None,
@@ -1796,7 +1807,9 @@ def build(run: CellRun, stream: StreamState, now_ms: int) -> CellView:
         executor_logs=executor_logs(app),
         plans=run.plan_rows(),
         plans_dropped=run.plans_dropped,
-        contention=contention_of(jobs, stages, stream.samples.get(app_id, []), end_ms),
+        contention=contention_of(
+            jobs, stages, stream.samples.get(app_id, []), end_ms, run.slot_points
+        ),
         diff=dict(run.diff) if run.diff else None,
         memory=memory_of(stages, app),
     )
@@ -1807,6 +1820,7 @@ def contention_of(
     stages: Sequence[Mapping[str, Any]],
     samples: Sequence[Sample],
     end_ms: int,
+    points: Sequence[tuple[int, int, int]] = (),
 ) -> dict[str, Any] | None:
     """The cell's contention over its jobs' run (first submission to the end), with the window
     it covers; None before a job ran or without samples."""
@@ -1815,7 +1829,7 @@ def contention_of(
         return None
     start_ms = min(starts)
     own_ms = sum(int(s.get("executorRunTimeMs", 0) or 0) for s in stages)
-    c = contention(samples, start_ms, end_ms, own_ms)
+    c = contention(samples, start_ms, end_ms, own_ms, points)
     if c is None:
         return None
     return {**c.as_dict(), "startMs": start_ms, "endMs": end_ms}

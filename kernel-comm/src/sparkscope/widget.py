@@ -73,12 +73,15 @@ Synced traits (names are API: tests read them from a notebook's saved widget sta
 - `contention` (dict, empty before a job ran): the cell's share of the server over its jobs' run
   (`startMs`, `endMs`): `coresMs` (the cores' time), `ownMs` (its tasks' run time), `othersMs`
   (the rest of the busy slots' time), `ownShare`, `othersShare`, `otherSessions` (other
-  sessions with tasks running at once, at most), `fullMs` (time every core was busy), `text`.
+  sessions with tasks running at once, at most), `fullMs` (time every core was busy), `waitedMs`
+  (its tasks' waiting for cores others held, summed over its tasks), `text`.
 - `memory` (dict, empty before an executor's heartbeat named one of the cell's stages): the
   executors' memory while its stages ran (their heartbeats' peaks, as Spark's stage
   `peakExecutorMetrics`): `peakHeapBytes`, `maxHeapBytes` (the heap they may grow to; 0 when not
   known), `heapShare` (null without it), `peakOffHeapBytes`, `peakStorageBytes` (cached blocks
-  and broadcasts), `gcTimeMs`, `runTimeMs`, `gcShare` (of its task time), `text`.
+  and broadcasts), `gcTimeMs`, `runTimeMs`, `gcShare` (of its task time),
+  `driverPeakHeapBytes`, `driverMaxHeapBytes` (the driver's heap since it started, when it is
+  not the executor; 0 in local mode), `text`.
 - `diff` (dict, empty before the cell's rerun ended): how this run differs from the cell's
   previous run (same notebook and cell id, kept by the agent across restarts): `text` ("3.1×
   slower than the previous run (1.0 s → 3.1 s): input +40% (…), BroadcastHashJoin became

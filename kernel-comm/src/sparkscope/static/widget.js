@@ -413,8 +413,8 @@ function joinPlans(plans, shapes) {
 function contentionLine(c) {
   if (!c || !c.text || !(c.otherSessions > 0 || c.othersShare >= 0.05)) return null;
   const line = el("div", "sparkscope-muted sparkscope-contention", c.text);
-  line.title = "Over this cell's jobs' run: its tasks' run time and the rest of the server's busy task slots, as shares of the cores' time";
-  for (const k of ["startMs", "endMs", "coresMs", "ownMs", "othersMs", "ownShare", "othersShare", "otherSessions", "fullMs"]) {
+  line.title = "Over this cell's jobs' run: its tasks' run time and the rest of the server's busy task slots, as shares of the cores' time; and, while every core was busy, how long its tasks waited for a slot the others held, summed over its tasks";
+  for (const k of ["startMs", "endMs", "coresMs", "ownMs", "othersMs", "ownShare", "othersShare", "otherSessions", "fullMs", "waitedMs"]) {
     line.dataset[k] = String(c[k] ?? "");
   }
   return line;
