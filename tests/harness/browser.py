@@ -153,6 +153,14 @@ class LabNotebook:
         )
         self.run_command("notebook:run-cell")
 
+    def run_cells(self, *indexes: int, timeout: float = 300.0) -> None:
+        """Run cells `indexes` one after the other, each to its end and without a traceback."""
+        for index in indexes:
+            self.run_cell(index)
+            self.wait_cell_done(index, timeout)
+            outputs = self.cell_text_outputs(index)
+            assert "Traceback" not in outputs, outputs
+
     def run_all(self) -> None:
         self.run_command("notebook:run-all-cells")
 
