@@ -9,7 +9,6 @@ interval) per change.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -135,7 +134,7 @@ def test_the_contention_line_equals_sparks_task_times(
         zed.range(1).collect()
         with browser.chromium(artifacts_dir / "chromium-profile") as context:
             nb = browser.LabNotebook.open(context, lab, NOTEBOOK)
-            try:
+            with shots.on_failure(nb.page):
                 nb.run_cell(0)
                 nb.wait_cell_done(0, 180)
                 # zed's job takes the cores first; ivy's cell waits for them, then shares
@@ -166,13 +165,7 @@ def test_the_contention_line_equals_sparks_task_times(
                     "the contention line",
                 )
                 shots.save(nb.page, "ivy")
-                path = shots.directory / "contention-widget.png"
-                node.screenshot(path=str(path))
-                shots.saved.append(path)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    shots.save(nb.page, "failure")
-                raise
+                shots.save(node, "widget")
     finally:
         zed.stop()
 

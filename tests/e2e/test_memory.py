@@ -13,7 +13,6 @@ enough for several heartbeats.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,7 +100,7 @@ def test_the_memory_line_and_metrics_equal_sparks_peaks(
     shots = browser.Screenshots(screenshots_dir, "memory", [])
     with browser.chromium(artifacts_dir / "chromium-profile") as context:
         nb = browser.LabNotebook.open(context, lab, NOTEBOOK)
-        try:
+        with shots.on_failure(nb.page):
             nb.run_cells(0, 1)
             before = {(s["stageId"], s["attemptId"]) for s in server.rest("stages")}
             nb.run_cell(2)
@@ -123,14 +122,8 @@ def test_the_memory_line_and_metrics_equal_sparks_peaks(
                 w = harness.wait_until(settled, 60, 0.3, "the memory line at Spark's peak")
             except TimeoutError as e:
                 raise AssertionError((nb.page.evaluate(MEMORY_JS, 2), spark)) from e
-            path = shots.directory / "memory-widget.png"
-            node.screenshot(path=str(path))
-            shots.saved.append(path)
+            shots.save(node, "widget")
             shots.save(nb.page, "mo")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                shots.save(nb.page, "failure")
-            raise
     m = w["memory"]
     print(f"memory line: {m['text']!r}; Spark's stage peaks {spark}")
     # local mode: the driver's JVM runs the tasks; its heap is spark.driver.memory (1g) less a

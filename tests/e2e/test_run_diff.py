@@ -7,7 +7,6 @@ and its input ratio equals the ratio of the bytes Spark's REST API says the two 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,7 +86,7 @@ def test_a_rerun_on_four_times_the_input_shows_the_diff_with_sparks_input_ratio(
     shots = browser.Screenshots(screenshots_dir, "run-diff", [])
     with browser.chromium(artifacts_dir / "chromium-profile") as context:
         nb = browser.LabNotebook.open(context, lab, NOTEBOOK)
-        try:
+        with shots.on_failure(nb.page):
             nb.run_cells(0, 1)
             before = stage_input(server)
             nb.run_cell(2)
@@ -126,14 +125,8 @@ def test_a_rerun_on_four_times_the_input_shows_the_diff_with_sparks_input_ratio(
             except TimeoutError as e:
                 raise AssertionError(nb.page.evaluate(DIFF_JS, 2)) from e
             node = browser.open_view(nb, 2)
-            path = shots.directory / "run-diff-widget.png"
-            node.screenshot(path=str(path))
-            shots.saved.append(path)
+            shots.save(node, "widget")
             shots.save(nb.page, "rae")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                shots.save(nb.page, "failure")
-            raise
     run2 = {k: v for k, v in stage_input(server).items() if k not in before}
     d = second["diff"]
     spark_ratio = sum(run2.values()) / sum(run1.values())

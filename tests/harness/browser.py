@@ -97,12 +97,23 @@ class Screenshots:
     saved: list[Path]
 
     def save(self, page: Any, name: str, full_page: bool = False) -> Path:
+        """A screenshot of `page`, or of one element (a Playwright locator)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{self.prefix}-{name}.png"
-        page.screenshot(path=str(path), full_page=full_page)
+        page.screenshot(path=str(path), **({"full_page": True} if full_page else {}))
         self.saved.append(path)
         print(f"screenshot: {path}")
         return path
+
+    @contextlib.contextmanager
+    def on_failure(self, page: Any) -> Iterator[None]:
+        """Whatever fails inside leaves a screenshot of `page` ("<prefix>-failure.png")."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.save(page, "failure")
+            raise
 
 
 class LabNotebook:
