@@ -1523,11 +1523,9 @@ def memory_of(
     storage = max(
         int(p.get("onHeapStorageBytes", 0)) + int(p.get("offHeapStorageBytes", 0)) for p in peaks
     )
-    limits = {
-        e["executorId"]: int(e.get("maxHeapBytes", 0))
-        for e in (app or {}).get("executorMemory", [])
-        if int(e.get("maxHeapBytes", 0)) > 0
-    }
+    executors = {e["executorId"]: e for e in (app or {}).get("executorMemory", [])}
+    limits = {k: int(e.get("maxHeapBytes", 0)) for k, e in executors.items()}
+    limits = {k: v for k, v in limits.items() if v > 0}
     # Tasks run on the executors; on the driver only in local mode, where it is the executor.
     others = [v for k, v in limits.items() if k != "driver"]
     max_heap = max(others) if others else limits.get("driver", 0)
@@ -1544,10 +1542,8 @@ def memory_of(
     if run:
         text += f" · GC {_round(gc_share * 100)}% of task time"
     # with executors of its own the driver runs no tasks: its heap (since it started) apart
-    driver = next(
-        (e for e in (app or {}).get("executorMemory", []) if e["executorId"] == "driver"), None
-    )
-    driver_heap = int(((driver or {}).get("peaks") or {}).get("jvmHeapBytes", 0)) if others else 0
+    driver = (executors.get("driver") or {}).get("peaks") or {}
+    driver_heap = int(driver.get("jvmHeapBytes", 0)) if others else 0
     if driver_heap:
         text += f" · driver heap peaked at {format_bytes(driver_heap)}"
         if limits.get("driver"):
