@@ -388,7 +388,11 @@ def test_many_tiny_tasks_get_the_advisors_finding_and_its_fix_is_inserted_not_ru
             node.locator(".sparkscope-insert-fix").first.click()
             after = harness.wait_until(
                 lambda: (
-                    (w := nb.page.evaluate(ADVISOR_JS, 3)) and len(w["cells"]) == before + 1 and w
+                    (w := nb.page.evaluate(ADVISOR_JS, 3))
+                    and len(w["cells"]) == before + 1
+                    # the button is marked just after the cell goes in
+                    and (w["fix"] or {}).get("inserted") == "true"
+                    and w
                 ),
                 10,
                 0.2,

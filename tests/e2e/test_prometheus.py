@@ -293,8 +293,14 @@ def server(artifacts_dir: Path, log_registry, agent: harness.Agent, prometheus, 
         "listener-jar/build.sh",
     )
     log_registry(artifacts_dir / "spark-connect-server.log", "Spark Connect server log")
+    # heartbeats every second: the executors' memory series exist from the workload's start
+    # (with Spark's 10 s, the GC panel's rate() may have too few samples of a short workload)
     with harness.SparkConnectServer(
-        artifacts_dir, listener_jar=jar, agent_addr=agent.ingest_addr, token=agent.token
+        artifacts_dir,
+        listener_jar=jar,
+        agent_addr=agent.ingest_addr,
+        token=agent.token,
+        conf={"spark.executor.heartbeatInterval": "1s"},
     ) as s:
         yield s
 
